@@ -1,0 +1,302 @@
+"""Worker-side harness: the protocol, and the phase driver shared by every framework worker.
+
+Owns: claiming stdout for protocol messages, reading the request, the JSON-line messages
+(hello/progress/result/skip/error), and the order and timing of a cell's phases
+(build -> data -> train -> evaluate -> inference), so that every framework is timed by the very
+same code. Framework workers only implement the primitives of `FrameworkInterface`.
+
+Must import only the standard library (numpy is imported lazily by callers): a worker may run in
+another virtualenv than mlbench, and must never import mlbench, pydantic, polars or plotly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+PROTOCOL = 1
+_OUT = None  # the protocol stream: a private duplicate of the original fd 1
+
+
+class SkipCell(Exception):
+    """Raised by a worker when the cell cannot run here (device absent, precision unsupported)."""
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite: reported as a failure, never as a fast result."""
+
+
+def claim_stdout() -> None:
+    """Keep a private copy of fd 1 for messages and point fd 1 at stderr.
+
+    After this, a print from Python or from C/C++ inside a framework lands in the stderr log and
+    cannot corrupt the protocol stream.
+    """
+    global _OUT
+    if _OUT is not None:
+        return
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    _OUT = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+    sys.stdout = sys.stderr
+
+
+def emit(msg_type: str, **fields: Any) -> None:
+    msg = {"protocol": PROTOCOL, "type": msg_type, **fields}
+    line = json.dumps(msg, allow_nan=False, default=_json_default)
+    out = _OUT if _OUT is not None else sys.__stdout__
+    out.write(line + "\n")
+    out.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def progress(phase: str, **fields: Any) -> None:
+    emit("progress", phase=phase, **fields)
+
+
+def read_request(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "--request":
+        raise SystemExit("usage: <worker>.py --request <request.json>")
+    with open(argv[1], encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def apply_memory_limit(request: dict) -> None:
+    """Run the worker under an address-space cap (per-cell `memory_limit_mb`), so an OOM is real."""
+    limit_mb = request.get("memory_limit_mb")
+    if limit_mb:
+        limit = int(limit_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(s in text for s in ("out of memory", "resource_exhausted", "resourceexhausted",
+                                    "cuda error: out of memory", "failed to allocate"))
+
+
+class FrameworkInterface:
+    """The seed's interface. A worker subclasses this and fills in the primitives.
+
+    Timing lives here, not in the workers: `train_epoch` and `benchmark_inference` call the
+    primitives and wait for the device through `sync`, so no framework is timed on asynchronous
+    dispatch, and all are timed the same way.
+    """
+
+    name = "base"
+
+    def __init__(self, request: dict):
+        self.request = request
+
+    # --- primitives every framework implements -------------------------------------------
+    def framework_info(self) -> dict:
+        """{'framework_version': str, 'device_name': str, ...} — cheap, for the hello message."""
+        raise NotImplementedError
+
+    def check_supported(self) -> None:
+        """Raise SkipCell if the device or precision cannot run here."""
+
+    def build_model(self, spec: dict) -> None:
+        raise NotImplementedError
+
+    def count_parameters(self) -> dict:
+        """{'trainable': int, 'non_trainable': int}"""
+        raise NotImplementedError
+
+    def load_data(self, data: dict) -> None:
+        """Move the numpy dataset (x_train, y_train, x_eval, y_eval) to the device once."""
+        raise NotImplementedError
+
+    def train_step(self, batch_index: int) -> Any:
+        """One optimizer step on training batch `batch_index`; returns the loss (maybe async)."""
+        raise NotImplementedError
+
+    def predict(self, batch_index: int) -> Any:
+        """One forward pass in inference mode on eval batch `batch_index`; returns the output."""
+        raise NotImplementedError
+
+    def sync(self, value: Any) -> Any:
+        """Wait until `value` is computed on the device and return it as a host object."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        """{'loss': float, 'accuracy': float} over the whole eval split."""
+        raise NotImplementedError
+
+    def get_memory_usage(self) -> dict:
+        """{'peak_device_bytes': int|None, ...} from the framework's own allocator statistics."""
+        return {"peak_device_bytes": None}
+
+    def settings(self) -> dict:
+        """Numeric settings that change speed (tf32, matmul precision, compile mode, threads)."""
+        return {}
+
+    # --- shared drivers (the same for every framework) ------------------------------------
+    def train_epoch(self, epoch: int, steps: int, step_times: list[float],
+                    first_step: dict) -> tuple[float, float]:
+        """Run one epoch; append steady-state step times; return (epoch_seconds, mean loss)."""
+        clock = time.perf_counter
+        losses = []
+        t_epoch = clock()
+        for i in range(steps):
+            t0 = clock()
+            loss = self.sync(self.train_step(i))
+            dt = clock() - t0
+            if "seconds" not in first_step:
+                first_step["seconds"] = dt  # trace/compile + first step, kept apart
+            else:
+                step_times.append(dt)
+            losses.append(float(loss))
+            if not (losses[-1] == losses[-1]) or losses[-1] in (float("inf"), float("-inf")):
+                raise Diverged(f"loss became {losses[-1]} at epoch {epoch} step {i}")
+            if (i + 1) % max(1, steps // 4) == 0:
+                progress("train", epoch=epoch, step=i + 1, steps=steps)
+        return clock() - t_epoch, sum(losses) / max(1, len(losses))
+
+    def benchmark_inference(self, n_batches: int, warmup: int, iterations: int) -> dict:
+        clock = time.perf_counter
+        t0 = clock()
+        for i in range(warmup):
+            self.sync(self.predict(i % n_batches))
+        warmup_s = clock() - t0
+        lat = []
+        for i in range(iterations):
+            t0 = clock()
+            self.sync(self.predict(i % n_batches))
+            lat.append(clock() - t0)
+        return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat}
+
+
+def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
+             import_s: float) -> dict:
+    """Drive the phases of one cell and return the result metrics."""
+    import numpy as np  # noqa: F401  (numpy is allowed on the worker side)
+    import specs
+
+    backend = make_backend(request)
+    backend.check_supported()
+    spec = specs.model_spec(request["model"], request.get("model_options") or {})
+    clock = time.perf_counter
+
+    progress("data")
+    t0 = clock()
+    data = specs.make_dataset(spec, request)
+    data_gen_s = clock() - t0
+
+    progress("build")
+    t0 = clock()
+    backend.build_model(spec)
+    build_s = clock() - t0
+    params = backend.count_parameters()
+
+    t0 = clock()
+    backend.load_data(data)
+    load_s = clock() - t0
+
+    bs = int(request["batch_size"])
+    n_train = len(data["y_train"])
+    steps = n_train // bs
+    if steps < 2:
+        raise ValueError(f"train_samples={n_train} gives {steps} step(s) at batch size {bs}; "
+                         "need at least 2 (one for compile, one timed)")
+    step_times: list[float] = []
+    first_step: dict = {}
+    epoch_times, epoch_losses = [], []
+    for epoch in range(int(request["epochs"])):
+        progress("train", epoch=epoch, step=0, steps=steps)
+        secs, loss = backend.train_epoch(epoch, steps, step_times, first_step)
+        epoch_times.append(secs)
+        epoch_losses.append(loss)
+
+    progress("evaluate")
+    t0 = clock()
+    ev = backend.evaluate()
+    eval_s = clock() - t0
+
+    progress("inference")
+    n_eval_batches = max(1, len(data["y_eval"]) // bs)
+    inf = backend.benchmark_inference(n_eval_batches, int(request["warmup_iterations"]),
+                                      int(request["timed_iterations"]))
+    mem = backend.get_memory_usage()
+    mem["host_peak_rss_bytes"] = peak_rss_bytes()
+    return {
+        "params": params,
+        "flops_per_sample": specs.flops_per_sample(spec),
+        "model_spec": spec,
+        "data_hash": data["hash"],
+        "data_gen_s": data_gen_s,
+        "build_s": build_s,
+        "load_data_s": load_s,
+        "train": {
+            "steps_per_epoch": steps,
+            "samples_per_step": bs,
+            "first_step_s": first_step.get("seconds"),
+            "step_times_s": step_times,
+            "epoch_times_s": epoch_times,
+            "epoch_losses": epoch_losses,
+        },
+        "eval": {**ev, "time_s": eval_s, "samples": len(data["y_eval"])},
+        "inference": {**inf, "batch_size": bs},
+        "memory": mem,
+        "settings": backend.settings(),
+    }
+
+
+def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
+         import_framework: Callable[[], dict]) -> None:
+    """Entry point of every worker script.
+
+    `import_framework` imports the framework (timed) and returns its info for `hello`; an
+    ImportError there becomes a `skip` (framework not installed), never a crash.
+    """
+    claim_stdout()
+    request = read_request()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        apply_memory_limit(request)
+        t0 = time.perf_counter()
+        try:
+            info = import_framework()
+        except ImportError as exc:
+            emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
+                 python_version=platform.python_version())
+            emit("skip", reason=f"{framework} is not installed in {sys.executable}: {exc}")
+            return
+        import_s = time.perf_counter() - t0
+        emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
+             python_version=platform.python_version(), import_s=import_s, **info)
+        metrics = run_cell(request, make_backend, import_s)
+        metrics["import_s"] = import_s
+        emit("result", metrics=metrics)
+    except SkipCell as exc:
+        emit("skip", reason=str(exc))
+    except BaseException as exc:  # every failure is data for the parent
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        kind = "oom" if is_oom(exc) else ("diverged" if isinstance(exc, Diverged) else "error")
+        try:
+            emit("error", kind=kind, error_type=type(exc).__name__, message=str(exc)[:2000],
+                 traceback=traceback.format_exc()[-8000:])
+        except Exception:
+            os._exit(70)
