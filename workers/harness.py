@@ -121,7 +121,14 @@ class FrameworkInterface:
         raise NotImplementedError
 
     def count_parameters(self) -> dict:
-        """{'trainable': int, 'non_trainable': int}"""
+        """{'trainable': int, 'non_trainable': int} of the built model."""
+        raise NotImplementedError
+
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        """Like count_parameters, without allocating the weights (meta device, eval_shape...).
+
+        Used by `mode: count`, so that a preset such as gpt2-small is counted in seconds.
+        """
         raise NotImplementedError
 
     def load_data(self, data: dict) -> None:
@@ -195,8 +202,11 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     import specs
 
     backend = make_backend(request)
-    backend.check_supported()
     spec = specs.model_spec(request["model"], request.get("model_options") or {})
+    if request.get("mode") == "count":
+        return {"params": backend.count_parameters_abstract(spec),
+                "flops_per_sample": specs.flops_per_sample(spec), "model_spec": spec}
+    backend.check_supported()
     clock = time.perf_counter
 
     progress("data")
