@@ -1,0 +1,221 @@
+"""The results store of a run directory: append-only attempts, and the files derived from them.
+
+Owns the on-disk format:
+  run.json        config snapshot, mlbench version, host, start/end (rewritten atomically)
+  results.jsonl   one JSON line per attempt, appended, flushed and fsynced; never rewritten
+  results.json    derived: {"schema", "run", "cells": latest attempt per (cell_id, repeat)}
+  results.csv     derived: one flat row per cell of results.json
+  cells/<cell_id>/  request.json, command.txt, stderr.log (written by the launcher)
+"Latest attempt wins" everywhere; readers tolerate a torn last line.
+Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+SCHEMA = 1
+RESULTS_JSONL = "results.jsonl"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class Loaded:
+    run: dict
+    attempts: list[dict]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def latest(self) -> list[dict]:
+        return latest_attempts(self.attempts)
+
+
+def attempt_key(a: dict) -> tuple[str, int]:
+    return a["cell_id"], int(a.get("repeat", 0))
+
+
+def latest_attempts(attempts: list[dict]) -> list[dict]:
+    """The last attempt of every (cell_id, repeat), in first-seen order."""
+    latest: dict[tuple[str, int], dict] = {}
+    for a in attempts:
+        key = attempt_key(a)
+        latest.pop(key, None)
+        latest[key] = a
+    return sorted(latest.values(), key=lambda a: a.get("order", 0))
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
+    """Parse results.jsonl; a torn or corrupt line is skipped with a warning, never fatal."""
+    attempts, warnings = [], []
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if not isinstance(rec, dict) or "cell_id" not in rec or "status" not in rec:
+                raise ValueError("not an attempt record")
+        except (ValueError, UnicodeDecodeError) as exc:
+            torn = i == len(lines) or (i == len(lines) - 1 and not lines[-1])
+            what = "torn last line" if torn else "corrupt line"
+            warnings.append(f"{path}:{i}: skipped {what} ({exc.__class__.__name__})")
+            continue
+        attempts.append(rec)
+    return attempts, warnings
+
+
+def load(path: str | Path) -> Loaded:
+    """Load a store from a run directory, its results.jsonl, or a results.json."""
+    p = Path(path)
+    if p.is_dir():
+        run = _read_json(p / RUN_JSON) if (p / RUN_JSON).exists() else {}
+        if (p / RESULTS_JSONL).exists():
+            attempts, warnings = read_jsonl(p / RESULTS_JSONL)
+            return Loaded(run, attempts, warnings)
+        if (p / RESULTS_JSON).exists():
+            return load(p / RESULTS_JSON)
+        raise UserError("no results.jsonl or results.json in this directory", str(p))
+    if not p.exists():
+        raise UserError("results file not found", str(p))
+    if p.suffix == ".jsonl":
+        run_path = p.parent / RUN_JSON
+        run = _read_json(run_path) if run_path.exists() else {}
+        attempts, warnings = read_jsonl(p)
+        return Loaded(run, attempts, warnings)
+    doc = _read_json(p)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(
+            doc.get("cells"), list):
+        raise UserError("not an mlbench results file (expected keys schema, run, cells)", str(p))
+    return Loaded(doc.get("run") or {}, doc["cells"], [])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"not valid JSON: {exc}", str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", str(path)) from None
+
+
+class Store:
+    """Writer side of a run directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.jsonl = self.root / RESULTS_JSONL
+        self._order = 0
+
+    def cell_dir(self, cell_id: str) -> Path:
+        d = self.root / "cells" / cell_id
+        if d.resolve().parent != (self.root / "cells").resolve():
+            raise UserError(f"cell id {cell_id!r} would escape the run directory", str(self.root))
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def existing_attempts(self) -> list[dict]:
+        if not self.jsonl.exists():
+            return []
+        attempts, warnings = read_jsonl(self.jsonl)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        self._order = max((a.get("order", 0) for a in attempts), default=0)
+        return attempts
+
+    def append(self, record: dict) -> None:
+        """Append one attempt durably: one write, flush, fsync. A crash leaves at most a torn
+        last line, which readers skip."""
+        self._order += 1
+        record = {**record, "schema": SCHEMA, "order": self._order}
+        line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
+        fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _ensure_line_start(fd, self.jsonl)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_run(self, run: dict) -> None:
+        atomic_write(self.root / RUN_JSON, json.dumps(run, indent=2, default=str))
+
+    def finalize(self, run: dict) -> list[dict]:
+        """Write results.json and results.csv from the store (latest attempt per cell)."""
+        attempts = self.existing_attempts()
+        latest = latest_attempts(attempts)
+        doc = {"schema": SCHEMA, "run": run, "cells": latest}
+        atomic_write(self.root / RESULTS_JSON, json.dumps(doc, indent=1, default=str))
+        atomic_write(self.root / RESULTS_CSV, to_csv(latest))
+        return latest
+
+
+def _ensure_line_start(fd: int, path: Path) -> None:
+    """If a previous writer died mid-line, start on a fresh line so our record stays whole."""
+    size = os.fstat(fd).st_size
+    if size:
+        with open(path, "rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                os.write(fd, b"\n")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size", "precision",
+              "status", "reason", "wall_s", "train_samples_per_s", "first_step_s",
+              "epoch_time_s", "final_loss", "eval_accuracy", "latency_p50_ms",
+              "peak_device_bytes", "host_peak_rss_bytes", "params_trainable", "exit_code",
+              "signal"]
+
+
+def flat_row(a: dict) -> dict:
+    """The headline figures of one attempt, for CSV and the end-of-run summary."""
+    m = a.get("metrics") or {}
+    train = m.get("train") or {}
+    steps = sorted(train.get("step_times_s") or [])
+    inf = sorted((m.get("inference") or {}).get("latencies_s") or [])
+    med = steps[len(steps) // 2] if steps else None
+    return {
+        "cell_id": a["cell_id"], "repeat": a.get("repeat", 0), "framework": a.get("framework"),
+        "model": a.get("model"), "device": a.get("device"), "batch_size": a.get("batch_size"),
+        "precision": a.get("precision"), "status": a["status"], "reason": a.get("reason"),
+        "wall_s": a.get("wall_s"),
+        "train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,
+        "first_step_s": train.get("first_step_s"),
+        "epoch_time_s": (train.get("epoch_times_s") or [None])[-1],
+        "final_loss": (train.get("epoch_losses") or [None])[-1],
+        "eval_accuracy": (m.get("eval") or {}).get("accuracy"),
+        "latency_p50_ms": inf[len(inf) // 2] * 1000 if inf else None,
+        "peak_device_bytes": (m.get("memory") or {}).get("peak_device_bytes"),
+        "host_peak_rss_bytes": a.get("host_peak_rss_bytes"),
+        "params_trainable": (m.get("params") or {}).get("trainable"),
+        "exit_code": a.get("exit_code"), "signal": a.get("signal"),
+    }
+
+
+def to_csv(attempts: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for a in attempts:
+        writer.writerow(flat_row(a))
+    return buf.getvalue()
