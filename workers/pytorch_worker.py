@@ -1,0 +1,439 @@
+"""PyTorch worker: the four spec models (mlp, cnn, transformer, lstm) in PyTorch's fast path.
+
+Owns: building the specs.py models as torch modules, the train/predict/evaluate primitives of
+`harness.FrameworkInterface`, and the torch knobs of a cell (threads, TF32, autocast, GradScaler,
+torch.compile, channels_last, cudnn.benchmark), recorded by `settings()`.
+Timing is not here: the harness times every framework with the same code.
+Imports the harness, specs, numpy (through specs) and torch only; never mlbench.
+
+Idiomatic fast path: model.train() once, zero_grad(set_to_none=True), forward under autocast,
+backward, Adam step (fused where torch supports it); inference under torch.inference_mode()
+in eval mode. Losses stay on the device until `sync`.
+
+LSTM bias layout: specs (keras/flax) have ONE bias of 4*hidden per layer; torch's LSTM has two
+(b_ih, b_hh). b_hh is kept at zero with requires_grad=False, is not given to the optimizer and is
+not counted, so the model is the spec's model and the counts match to the unit.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+
+import harness
+from harness import FrameworkInterface, SkipCell
+
+torch = None  # imported by import_framework, timed like any framework import
+nn = None
+F = None
+
+OPTIONS = {"compile": False, "channels_last": False}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def build_mlp(spec: dict):
+    dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
+    layers = []
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _conv_bn(cin, cout, k, stride, eps, momentum):
+    return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+            nn.BatchNorm2d(cout, eps=eps, momentum=momentum)]
+
+
+def _basic_block_cls():
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, cout, stride, eps, momentum):
+            super().__init__()
+            self.conv1, self.bn1 = _conv_bn(cin, cout, 3, stride, eps, momentum)
+            self.conv2, self.bn2 = _conv_bn(cout, cout, 3, 1, eps, momentum)
+            self.shortcut = (nn.Sequential(*_conv_bn(cin, cout, 1, stride, eps, momentum))
+                             if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return F.relu(out + self.shortcut(x))
+    return BasicBlock
+
+
+def build_cnn(spec: dict):
+    eps, mom = spec["bn_eps"], spec["bn_momentum"]
+    w0 = spec["widths"][0]
+    if spec["stem"] == "imagenet":
+        layers = [*_conv_bn(spec["channels"], w0, 7, 2, eps, mom), nn.ReLU(),
+                  nn.MaxPool2d(3, stride=2, padding=1)]
+    elif spec["stem"] == "cifar":
+        layers = [*_conv_bn(spec["channels"], w0, 3, 1, eps, mom), nn.ReLU()]
+    else:
+        raise ValueError(f"unknown cnn stem {spec['stem']!r}; known: cifar, imagenet")
+    block = _basic_block_cls()
+    c = w0
+    for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
+        for b in range(nblocks):
+            layers.append(block(c, width, 2 if (stage > 0 and b == 0) else 1, eps, mom))
+            c = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, spec["num_classes"])]
+    return nn.Sequential(*layers)
+
+
+def _transformer_cls():
+    class Block(nn.Module):
+        def __init__(self, d, heads, eps):
+            super().__init__()
+            self.heads = heads
+            self.ln1 = nn.LayerNorm(d, eps=eps)
+            self.qkv = nn.Linear(d, 3 * d)
+            self.proj = nn.Linear(d, d)
+            self.ln2 = nn.LayerNorm(d, eps=eps)
+            self.fc = nn.Linear(d, 4 * d)
+            self.out = nn.Linear(4 * d, d)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+            q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+                       for z in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # scale 1/sqrt(hd)
+            x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+            return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        """GPT-2 style decoder-only LM; the head is tied to the token embedding, no bias."""
+
+        def __init__(self, spec):
+            super().__init__()
+            d, n = spec["d_model"], spec["n_layers"]
+            self.tok = nn.Embedding(spec["vocab_size"], d)
+            self.pos = nn.Embedding(spec["seq_len"], d)
+            self.blocks = nn.ModuleList(Block(d, spec["n_heads"], spec["ln_eps"])
+                                        for _ in range(n))
+            self.ln_f = nn.LayerNorm(d, eps=spec["ln_eps"])
+            # GPT-2 init: N(0, 0.02) weights, zero biases, residual projections / sqrt(2n).
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, 0.0, 0.02)
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
+            for blk in self.blocks:
+                for m in (blk.proj, blk.out):
+                    nn.init.normal_(m.weight, 0.0, 0.02 / math.sqrt(2 * n))
+
+        def forward(self, idx):
+            pos = torch.arange(idx.shape[1], device=idx.device)
+            x = self.tok(idx) + self.pos(pos)
+            for blk in self.blocks:
+                x = blk(x)
+            return F.linear(self.ln_f(x), self.tok.weight)
+    return GPT
+
+
+def _lstm_cls():
+    class LSTMClassifier(nn.Module):
+        def __init__(self, spec):
+            super().__init__()
+            self.lstm = nn.LSTM(spec["input_dim"], spec["hidden"], spec["n_layers"],
+                                batch_first=True)
+            for name, p in self.lstm.named_parameters():
+                if name.startswith("bias_hh"):  # the spec has one bias per layer: see docstring
+                    with torch.no_grad():
+                        p.zero_()
+                    p.requires_grad_(False)
+            self.fc = nn.Linear(spec["hidden"], spec["num_classes"])
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1])
+    return LSTMClassifier
+
+
+def build_model(spec: dict):
+    m = spec["model"]
+    if m == "mlp":
+        return build_mlp(spec)
+    if m == "cnn":
+        return build_cnn(spec)
+    if m == "transformer":
+        return _transformer_cls()(spec)
+    if m == "lstm":
+        return _lstm_cls()(spec)
+    raise ValueError(f"unknown model {m!r}")
+
+
+def count_module(model) -> dict:
+    """Trainable params (shared ones once); non-trainable = BN running mean and var only.
+
+    Frozen parameters (the zero LSTM b_hh) and num_batches_tracked are not counted.
+    """
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    non_trainable = sum(b.numel() for name, b in model.named_buffers()
+                        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var"))
+    return {"trainable": int(trainable), "non_trainable": int(non_trainable)}
+
+
+# --- the backend -------------------------------------------------------------------------------
+
+class TorchBackend(FrameworkInterface):
+    name = "pytorch"
+
+    def __init__(self, request: dict):
+        super().__init__(request)
+        opts = dict(request.get("options") or {})
+        unknown = sorted(set(opts) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown pytorch option(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(OPTIONS)}")
+        self.options = {**OPTIONS, **opts}
+        c = self.options["compile"]
+        if c is True:
+            self.compile_mode = "default"
+        elif c is False or c is None:
+            self.compile_mode = "none"
+        elif isinstance(c, str) and c in COMPILE_MODES:
+            self.compile_mode = c
+        else:
+            raise ValueError(f"option 'compile' must be true, false or one of "
+                             f"{', '.join(COMPILE_MODES)}; got {c!r}")
+        if not isinstance(self.options["channels_last"], bool):
+            raise ValueError("option 'channels_last' must be true or false")
+        self.precision = request.get("precision", "fp32")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; "
+                             f"allowed: {', '.join(PRECISIONS)}")
+        dev = str(request.get("device", "cpu"))
+        if dev != "cpu" and not (dev == "cuda" or dev.startswith("cuda:")):
+            raise ValueError(f"unknown device {dev!r}; allowed: cpu, cuda:N")
+        self.req_device = dev
+        self.is_cuda = dev != "cpu"
+        # The parent makes the cell's GPU the only visible one: always the first visible device.
+        self.device = torch.device("cuda:0" if self.is_cuda else "cpu")
+        self.device_type = self.device.type
+        threads = int(request.get("threads") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(1)
+            self.interop = 1
+        except RuntimeError:  # already started: record what we got
+            self.interop = torch.get_num_interop_threads()
+        self.tf32 = bool(request.get("tf32", False))
+        self.matmul_precision = "high" if self.tf32 else "highest"
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        torch.backends.cudnn.allow_tf32 = self.tf32
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16,
+                          "fp16": torch.float16}[self.precision]
+        self.scaler = None
+        self.training_mode = None
+        self.model = None
+
+    def framework_info(self) -> dict:
+        return _info(self.is_cuda and torch.cuda.is_available())
+
+    def check_supported(self) -> None:
+        if self.is_cuda:
+            if not torch.cuda.is_available():
+                raise SkipCell(
+                    f"device {self.req_device} not present: torch.cuda.is_available() is False "
+                    f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}, "
+                    f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+            if self.precision == "bf16" and not torch.cuda.is_bf16_supported():
+                raise SkipCell(f"bf16 is not supported on {torch.cuda.get_device_name(0)}")
+        elif self.precision != "fp32":
+            self._probe_cpu_autocast()
+
+    def _probe_cpu_autocast(self) -> None:
+        """Run the model's key op under CPU autocast once; a missing kernel becomes a skip."""
+        m = self.request["model"]
+        probe = {"lstm": lambda: nn.LSTM(4, 4, batch_first=True),
+                 "cnn": lambda: nn.Conv2d(3, 4, 3, padding=1, bias=False)}.get(
+            m, lambda: nn.Linear(4, 4))()
+        x = torch.randn(2, 3, 5, 5) if m == "cnn" else (
+            torch.randn(2, 3, 4) if m == "lstm" else torch.randn(2, 4))
+        try:
+            with torch.autocast("cpu", dtype=self.amp_dtype):
+                out = probe(x)
+                out = out[0] if isinstance(out, tuple) else out
+            out.float().sum().backward()
+        except RuntimeError as exc:
+            raise SkipCell(f"{self.precision} autocast on cpu cannot run {m} in torch "
+                           f"{torch.__version__}: {str(exc).splitlines()[0]}") from None
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.amp_dtype)
+
+    def build_model(self, spec: dict) -> None:
+        self.spec = spec
+        torch.manual_seed(int(self.request["seed"]))
+        if self.is_cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
+        model = build_model(spec).to(self.device)
+        self.channels_last = bool(self.options["channels_last"]) and spec["model"] == "cnn"
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.fused = self._fused_adam_ok()
+        self.opt = torch.optim.Adam(params, lr=spec["learning_rate"],
+                                    betas=(spec["beta1"], spec["beta2"]), eps=spec["adam_eps"],
+                                    weight_decay=0.0, fused=self.fused or None)
+        if self.precision == "fp16":
+            self.scaler = torch.amp.GradScaler(self.device_type)
+        self.fwd = model if self.compile_mode == "none" else torch.compile(
+            model, mode=None if self.compile_mode == "default" else self.compile_mode)
+
+    def _fused_adam_ok(self) -> bool:
+        try:
+            from torch.optim.optimizer import _get_fused_kernels_supported_devices
+            return self.device_type in _get_fused_kernels_supported_devices()
+        except ImportError:
+            return self.is_cuda
+
+    def count_parameters(self) -> dict:
+        return count_module(self.model)
+
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        with torch.device("meta"):
+            model = build_model(spec)
+        return count_module(model)
+
+    def load_data(self, data: dict) -> None:
+        def x_to_device(a):
+            t = torch.from_numpy(a)
+            if self.spec["model"] == "transformer":
+                t = t.long()
+            if self.spec["model"] == "cnn":  # NHWC in numpy -> NCHW (or channels_last) in torch
+                t = t.permute(0, 3, 1, 2)
+                fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+                return t.to(self.device).contiguous(memory_format=fmt)
+            return t.to(self.device).contiguous()
+
+        self.x_train = x_to_device(data["x_train"])
+        self.x_eval = x_to_device(data["x_eval"])
+        self.y_train = torch.from_numpy(data["y_train"]).long().to(self.device)
+        self.y_eval = torch.from_numpy(data["y_eval"]).long().to(self.device)
+        self.bs = int(self.request["batch_size"])
+        self.sync(None)
+
+    def _loss(self, out, y, reduction="mean"):
+        if self.spec["model"] == "transformer":  # averaged over every token
+            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
+                                   reduction=reduction)
+        return F.cross_entropy(out, y, reduction=reduction)
+
+    def _set_mode(self, training: bool) -> None:
+        if self.training_mode is not training:
+            self.model.train(training)
+            self.training_mode = training
+
+    def train_step(self, batch_index: int):
+        s = slice(batch_index * self.bs, (batch_index + 1) * self.bs)
+        x, y = self.x_train[s], self.y_train[s]
+        self._set_mode(True)
+        self.opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self._loss(self.fwd(x), y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
+        return loss.detach()
+
+    def predict(self, batch_index: int):
+        s = slice(batch_index * self.bs, (batch_index + 1) * self.bs)
+        self._set_mode(False)
+        with torch.inference_mode(), self._autocast():
+            return self.fwd(self.x_eval[s])
+
+    def sync(self, value):
+        if self.is_cuda:
+            torch.cuda.synchronize()
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            return float(value.item())
+        return value  # a prediction: computed (synchronized), left on the device
+
+    def evaluate(self) -> dict:
+        self._set_mode(False)
+        n = len(self.y_eval)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            for start in range(0, n, self.bs):
+                x, y = self.x_eval[start:start + self.bs], self.y_eval[start:start + self.bs]
+                with self._autocast():
+                    out = self.fwd(x)
+                loss_sum += self._loss(out.float(), y, reduction="sum").double()
+                correct += (out.argmax(dim=-1) == y).sum()
+        count = self.y_eval.numel()  # samples, or tokens for the transformer
+        return {"loss": float(loss_sum.item()) / count, "accuracy": int(correct.item()) / count}
+
+    def get_memory_usage(self) -> dict:
+        if self.is_cuda:  # the peak over the whole cell, model and data included
+            return {"peak_device_bytes": int(torch.cuda.max_memory_allocated()),
+                    "peak_device_reserved_bytes": int(torch.cuda.max_memory_reserved())}
+        return {"peak_device_bytes": None}
+
+    def settings(self) -> dict:
+        return {
+            "threads": torch.get_num_threads(), "interop_threads": self.interop,
+            "tf32": self.tf32, "matmul_precision": torch.get_float32_matmul_precision(),
+            "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "compile": self.compile_mode, "channels_last": getattr(self, "channels_last", False),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "precision": self.precision,
+            "autocast_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype
+            else None,
+            "grad_scaler": self.scaler is not None,
+            "adam": "fused" if getattr(self, "fused", False) else "default",
+            "device": str(self.device), **self.framework_info(),
+        }
+
+
+def _info(cuda: bool) -> dict:
+    info = {"framework_version": torch.__version__,
+            "device_name": torch.cuda.get_device_name(0) if cuda
+            else (platform.processor() or platform.machine() or "cpu"),
+            "cuda_version": torch.version.cuda}
+    try:
+        info["cudnn_version"] = torch.backends.cudnn.version() if torch.version.cuda else None
+    except Exception:  # noqa: BLE001  (a broken cuDNN install is not this cell's concern)
+        info["cudnn_version"] = None
+    return info
+
+
+def _cell_wants_cuda() -> bool:
+    """The hello message comes before the backend exists: peek at the request's device."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False  # a CPU cell: never touch CUDA
+    try:
+        return str(harness.read_request().get("device", "cpu")).startswith("cuda")
+    except (OSError, ValueError, SystemExit):
+        return False
+
+
+def import_framework() -> dict:
+    global torch, nn, F
+    import torch as _torch
+    import torch.nn as _nn
+    import torch.nn.functional as _F
+    torch, nn, F = _torch, _nn, _F
+    return _info(_cell_wants_cuda() and torch.cuda.is_available())
+
+
+if __name__ == "__main__":
+    harness.main(TorchBackend, "pytorch", import_framework)
