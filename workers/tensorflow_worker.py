@@ -1,0 +1,396 @@
+"""TensorFlow worker: the four specs.py models in Keras 3 on the TF backend, trained by a custom
+step under `tf.function` (optionally XLA), timed by the shared harness.
+
+Owns: building `mlp`, `cnn`, `transformer`, `lstm` with Keras layers exactly as specs.py describes
+them (parameter counts to the unit), the TF runtime settings (threads, TF32, mixed precision,
+device placement) and the train/predict/evaluate primitives. Imports the harness, specs, numpy and
+TensorFlow/Keras only; never mlbench, pydantic, polars or plotly.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import harness
+from harness import FrameworkInterface, SkipCell
+
+tf = None     # imported by import_framework, timed like any framework import
+keras = None
+
+OPTIONS = {"jit_compile": False}
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Models. Built inside functions so that the layer classes exist only once keras is imported.
+
+def _custom_layers():
+    """The transformer layers Keras lacks: tied embedding, learned positions, a GPT-2 block."""
+
+    class TiedEmbedding(keras.layers.Embedding):
+        """Token embedding that, called with reverse=True, is the output head h @ E^T (no bias).
+
+        The matmul runs in the compute dtype (like torch autocast does for the tied head); the
+        logits are returned in float32 so the softmax and the loss are computed in float32.
+        """
+
+        def call(self, inputs, reverse=False):
+            if not reverse:
+                return super().call(inputs)
+            w = tf.cast(self.embeddings, inputs.dtype)
+            return tf.cast(tf.matmul(inputs, w, transpose_b=True), tf.float32)
+
+        def compute_output_spec(self, inputs, reverse=False):
+            if not reverse:
+                return super().compute_output_spec(inputs)
+            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype="float32")
+
+    class PositionEmbedding(keras.layers.Layer):
+        """Learned absolute positions (seq_len, d), added to the token embeddings."""
+
+        def __init__(self, seq_len, d, **kw):
+            super().__init__(**kw)
+            self.seq_len, self.d = seq_len, d
+
+        def build(self, input_shape):
+            self.pos = self.add_weight(shape=(self.seq_len, self.d), name="pos",
+                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+        def call(self, x):
+            return x + tf.cast(self.pos, x.dtype)[: x.shape[1]]
+
+    class Block(keras.layers.Layer):
+        """Pre-norm block: x + proj(causal_attn(ln1(x))); x + fc2(gelu_tanh(fc1(ln2(x))))."""
+
+        def __init__(self, d, n_heads, eps, **kw):
+            super().__init__(**kw)
+            self.d, self.h = d, n_heads
+            self.ln1 = keras.layers.LayerNormalization(epsilon=eps)
+            self.qkv = keras.layers.Dense(3 * d)
+            self.proj = keras.layers.Dense(d)
+            self.ln2 = keras.layers.LayerNormalization(epsilon=eps)
+            self.fc1 = keras.layers.Dense(4 * d)
+            self.fc2 = keras.layers.Dense(d)
+
+        def build(self, input_shape):
+            d = self.d
+            self.ln1.build(input_shape)
+            self.qkv.build(input_shape)
+            self.proj.build((*input_shape[:-1], d))
+            self.ln2.build(input_shape)
+            self.fc1.build(input_shape)
+            self.fc2.build((*input_shape[:-1], 4 * d))
+
+        def call(self, x):
+            t, d, h = x.shape[1], self.d, self.h
+            hd = d // h
+            b = tf.shape(x)[0]
+            qkv = tf.reshape(self.qkv(self.ln1(x)), [b, t, 3, h, hd])
+            q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each (B, H, T, hd)
+            scores = tf.matmul(q, k, transpose_b=True) * tf.cast(1.0 / math.sqrt(hd), q.dtype)
+            # softmax in float32 (as Keras' MultiHeadAttention does under mixed precision)
+            causal = tf.linalg.band_part(tf.ones((t, t), tf.bool), -1, 0)
+            scores = tf.where(causal, tf.cast(scores, tf.float32), -1e9)
+            attn = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
+            o = tf.reshape(tf.transpose(tf.matmul(attn, v), [0, 2, 1, 3]), [b, t, d])
+            x = x + self.proj(o)
+            return x + self.fc2(tf.nn.gelu(self.fc1(self.ln2(x)), approximate=True))
+
+    return TiedEmbedding, PositionEmbedding, Block
+
+
+def build_keras_model(spec: dict):
+    """The Keras functional model of `spec` (float32 outputs under every precision policy)."""
+    layers = keras.layers
+    m = spec["model"]
+    bn = dict(epsilon=spec["bn_eps"], momentum=1.0 - spec["bn_momentum"])  # keras 0.9 == torch 0.1
+    if m == "mlp":
+        inp = keras.Input((spec["input_dim"],), dtype="float32")
+        x = inp
+        for width in spec["hidden"]:
+            x = layers.Dense(width, activation="relu")(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+    elif m == "cnn":
+        def conv_bn(x, filters, k, stride):
+            # explicit symmetric padding k//2, then 'valid': TF's 'same' pads asymmetrically at
+            # stride 2 and would not be the PyTorch model
+            if k // 2:
+                x = layers.ZeroPadding2D(k // 2)(x)
+            x = layers.Conv2D(filters, k, strides=stride, padding="valid", use_bias=False)(x)
+            return layers.BatchNormalization(**bn)(x)
+
+        s = spec["image_size"]
+        inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC, TF's native layout
+        w0 = spec["widths"][0]
+        if spec["stem"] == "imagenet":
+            x = layers.ReLU()(conv_bn(inp, w0, 7, 2))
+            # zero padding == torch's -inf padding here: the input is post-ReLU (>= 0)
+            x = layers.MaxPooling2D(3, strides=2, padding="valid")(layers.ZeroPadding2D(1)(x))
+        else:
+            x = layers.ReLU()(conv_bn(inp, w0, 3, 1))
+        c = w0
+        for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
+            for bi in range(nblocks):
+                stride = 2 if (stage > 0 and bi == 0) else 1
+                y = layers.ReLU()(conv_bn(x, width, 3, stride))
+                y = conv_bn(y, width, 3, 1)
+                short = conv_bn(x, width, 1, stride) if (stride != 1 or c != width) else x
+                x = layers.ReLU()(layers.Add()([y, short]))
+                c = width
+        x = layers.GlobalAveragePooling2D()(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+    elif m == "transformer":
+        TiedEmbedding, PositionEmbedding, Block = _custom_layers()
+        v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
+        inp = keras.Input((t,), dtype="int32")
+        emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
+            stddev=0.02))
+        x = PositionEmbedding(t, d)(emb(inp))
+        for _ in range(spec["n_layers"]):
+            x = Block(d, spec["n_heads"], spec["ln_eps"])(x)
+        x = layers.LayerNormalization(epsilon=spec["ln_eps"])(x)
+        out = emb(x, reverse=True)
+    elif m == "lstm":
+        inp = keras.Input((spec["seq_len"], spec["input_dim"]), dtype="float32")
+        x = inp
+        for layer in range(spec["n_layers"]):
+            x = layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1)(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+    else:
+        raise ValueError(f"unknown model {m!r}")
+    return keras.Model(inp, out, name=m)
+
+
+def _count(model) -> dict:
+    def n(variables):
+        return int(sum(math.prod(int(s) for s in v.shape) for v in variables))
+    return {"trainable": n(model.trainable_weights), "non_trainable": n(model.non_trainable_weights)}
+
+
+# ----------------------------------------------------------------------------------------------
+
+class TensorFlowBackend(FrameworkInterface):
+    name = "tensorflow"
+
+    def __init__(self, request: dict):
+        super().__init__(request)
+        self.options = dict(OPTIONS)
+        for key, value in (request.get("options") or {}).items():
+            if key not in OPTIONS:
+                raise ValueError(f"unknown tensorflow option {key!r}; allowed: "
+                                 f"{', '.join(OPTIONS)}")
+            if not isinstance(value, bool):
+                raise ValueError(f"tensorflow option {key!r} must be a bool, not {value!r}")
+            self.options[key] = value
+        self.precision = request.get("precision", "fp32")
+        if self.precision not in POLICIES:
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: "
+                             f"{', '.join(POLICIES)}")
+        device = str(request.get("device", "cpu"))
+        if device == "cpu":
+            self.dev = "/CPU:0"
+        elif device == "cuda" or device.startswith("cuda:"):
+            self.dev = "/GPU:0"  # the parent exposes only the cell's GPU: the first visible one
+        else:
+            raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda:N")
+        self.device = device
+        self.traces = {"train_step": 0, "predict": 0, "evaluate": 0}
+        # Runtime knobs must be set before the first op initialises the TF context.
+        threads = int(request.get("threads") or 0)
+        if threads > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.experimental.enable_tensor_float_32_execution(bool(request.get("tf32")))
+        # The global policy is read when layers are created: set before any build.
+        keras.mixed_precision.set_global_policy(POLICIES[self.precision])
+
+    def framework_info(self) -> dict:
+        return _info()
+
+    def check_supported(self) -> None:
+        if self.dev == "/GPU:0" and not tf.config.list_physical_devices("GPU"):
+            raise SkipCell(f"device {self.device} not present: TensorFlow sees no GPU "
+                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        # fp16 and bf16 both run on the CPU in TF 2.21 (Eigen/oneDNN kernels), so no skip here.
+
+    # --- build -----------------------------------------------------------------------------
+    def build_model(self, spec: dict) -> None:
+        self.spec = spec
+        keras.utils.set_random_seed(int(self.request["seed"]))
+        with tf.device(self.dev):
+            self.model = build_keras_model(spec)
+            opt = keras.optimizers.Adam(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
+                                        beta_2=spec["beta2"], epsilon=spec["adam_eps"])
+            if self.precision == "fp16":
+                opt = keras.optimizers.LossScaleOptimizer(opt)  # dynamic loss scaling
+            opt.build(self.model.trainable_variables)  # slots now, not inside the first trace
+            self.opt = opt
+
+    def count_parameters(self) -> dict:
+        return _count(self.model)
+
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        # Under a StatelessScope, Keras 3 defers every variable's initializer: the model is built
+        # (shapes only) without allocating or initialising the weights; gpt2-small in ~1 s.
+        with tf.device("/CPU:0"), keras.StatelessScope():
+            return _count(build_keras_model(spec))
+
+    # --- data and steps --------------------------------------------------------------------
+    def load_data(self, data: dict) -> None:
+        bs = int(self.request["batch_size"])
+        self.bs = bs
+        with tf.device(self.dev):
+            self.data = {k: tf.identity(tf.convert_to_tensor(data[k]))
+                         for k in ("x_train", "y_train", "x_eval", "y_eval")}
+        self.n_eval = int(data["y_eval"].shape[0])
+        self.pred_bs = min(bs, self.n_eval)
+        jit = self.options["jit_compile"]
+        index = [tf.TensorSpec([], tf.int32)]
+        self._train_fn = tf.function(self._train_impl, input_signature=index, jit_compile=jit)
+        self._predict_fn = tf.function(self._predict_impl, input_signature=index,
+                                       jit_compile=jit)
+        xe, ye = self.data["x_eval"], self.data["y_eval"]
+        self._eval_fn = tf.function(
+            self._eval_impl, jit_compile=jit,
+            input_signature=[tf.TensorSpec([None, *xe.shape[1:]], xe.dtype),
+                             tf.TensorSpec([None, *ye.shape[1:]], ye.dtype)])
+        # Host-side index tensors made once, so a step costs no conversion.
+        self._idx = {}
+
+    @staticmethod
+    def _batch(t, start, size):
+        # tf.slice with a static size keeps the batch shape static: one trace, XLA-friendly.
+        return tf.slice(t, [start] + [0] * (t.shape.rank - 1), [size, *t.shape[1:]])
+
+    def _loss(self, logits, y):
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        return tf.reduce_mean(per)  # over samples (over tokens for the transformer)
+
+    def _train_impl(self, i):
+        self.traces["train_step"] += 1  # Python side effect: runs only while tracing
+        start = i * self.bs
+        x = self._batch(self.data["x_train"], start, self.bs)
+        y = self._batch(self.data["y_train"], start, self.bs)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self._loss(self.model(x, training=True), y)
+            scaled = self.opt.scale_loss(loss)  # identity unless LossScaleOptimizer
+        grads = tape.gradient(scaled, variables)
+        self.opt.apply_gradients(zip(grads, variables))  # unscales under fp16
+        return loss
+
+    def _predict_impl(self, i):
+        self.traces["predict"] += 1
+        x = self._batch(self.data["x_eval"], i * self.pred_bs, self.pred_bs)
+        out = self.model(x, training=False)
+        # a scalar that depends on the whole output: its host copy waits for the device
+        return out, tf.reshape(out, [-1])[-1]
+
+    def _eval_impl(self, x, y):
+        self.traces["evaluate"] += 1
+        logits = self.model(x, training=False)
+        per = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y),
+                          tf.float32)
+        return tf.reduce_sum(per), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    def _index(self, i: int):
+        t = self._idx.get(i)
+        if t is None:
+            with tf.device("/CPU:0"):
+                t = self._idx[i] = tf.constant(i, tf.int32)
+        return t
+
+    def train_step(self, batch_index: int):
+        with tf.device(self.dev):
+            return self._train_fn(self._index(batch_index))
+
+    def predict(self, batch_index: int):
+        with tf.device(self.dev):
+            return self._predict_fn(self._index(batch_index))
+
+    def sync(self, value):
+        if isinstance(value, tuple):
+            # predict: copying the scalar probe to the host waits for the whole forward pass;
+            # copying all logits (gpt2-small: 200 MB per sample) would time PCIe, not the model.
+            return value[1].numpy()
+        return value.numpy()
+
+    def evaluate(self) -> dict:
+        loss = correct = count = 0.0
+        xe, ye = self.data["x_eval"], self.data["y_eval"]
+        with tf.device(self.dev):
+            for start in range(0, self.n_eval, self.bs):
+                ls, c, n = self._eval_fn(xe[start:start + self.bs], ye[start:start + self.bs])
+                loss, correct, count = loss + float(ls), correct + float(c), count + float(n)
+        return {"loss": loss / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+
+    # --- reporting -------------------------------------------------------------------------
+    def get_memory_usage(self) -> dict:
+        if self.dev == "/GPU:0":
+            return {"peak_device_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
+        return {"peak_device_bytes": None}
+
+    def settings(self) -> dict:
+        policy = keras.mixed_precision.global_policy()
+        threading = tf.config.threading
+        return {
+            "threads": {"intra_op": threading.get_intra_op_parallelism_threads(),
+                        "inter_op": threading.get_inter_op_parallelism_threads()},
+            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+            "jit_compile": self.options["jit_compile"],
+            "compile": "xla" if self.options["jit_compile"] else "tf.function",
+            "precision_policy": policy.name,
+            "compute_dtype": policy.compute_dtype,
+            "loss_scaling": "dynamic" if self.precision == "fp16" else None,
+            "tied_head_dtype": policy.compute_dtype if self.spec["model"] == "transformer" else None,
+            # TF enables oneDNN by default on x86 Linux; '0' turns it off
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "tf_xla_flags": os.environ.get("TF_XLA_FLAGS"),
+            "gpu_allow_growth": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"),
+            "device": self.dev,
+            "data_layout": "NHWC",
+            "tf_function_traces": dict(self.traces),
+        }
+
+
+def _info() -> dict:
+    info = {"framework_version": tf.__version__, "keras_version": keras.__version__,
+            "keras_backend": keras.backend.backend()}
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        info["device_name"] = details.get("device_name", gpus[0].name)
+    else:
+        info["device_name"] = _cpu_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return "cpu: " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return "cpu: " + (platform.processor() or platform.machine())
+
+
+def import_framework() -> dict:
+    global tf, keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # this worker is the Keras-on-TF measurement
+    import tensorflow
+    import keras as keras_module
+    tf, keras = tensorflow, keras_module
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(f"keras is configured for the {keras.backend.backend()} backend")
+    tf.get_logger().setLevel("ERROR")
+    return _info()
+
+
+if __name__ == "__main__":
+    harness.main(TensorFlowBackend, "tensorflow", import_framework)
