@@ -1,0 +1,207 @@
+"""Aggregation: raw attempt records (as loaded by mlbench.store) -> polars tables.
+
+Owns every number the report and `mlbench compare` show. Statistics are computed from the raw
+samples (step times, latencies), never from pre-rounded figures:
+  attempts_frame  one row per latest attempt (cell_id, repeat) with its own per-repeat statistics
+  cells_frame     one row per cell: pooled-sample medians/percentiles, spread, per-repeat values
+  comparison_frame  frameworks side by side per (model, options, device, batch, precision)
+  failures_frame  every attempt that did not end "ok", with reason, stderr tail and rerun command
+Every field of a record may be missing or of the wrong type (partial runs, older files): such
+values become null. Never imports an ML framework.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import polars as pl
+
+KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
+
+
+def _num(x) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _int(x) -> int | None:
+    v = _num(x)
+    return int(v) if v is not None else None
+
+
+def _nums(xs) -> list[float]:
+    if not isinstance(xs, list):
+        return []
+    return [v for v in map(_num, xs) if v is not None and v >= 0]
+
+
+def _d(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _s(x) -> str | None:
+    if x is None:
+        return None
+    return x if isinstance(x, str) else json.dumps(x, default=str)
+
+
+def _median(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def options_label(opts) -> str:
+    if not isinstance(opts, dict) or not opts:
+        return _s(opts) or ""
+    return ", ".join(f"{k}={_s(v)}" for k, v in sorted(opts.items()))
+
+
+def _flatten(i: int, a: dict) -> dict:
+    m = _d(a.get("metrics"))
+    train, ev, mem = _d(m.get("train")), _d(m.get("eval")), _d(m.get("memory"))
+    hello, gpu, params = _d(a.get("hello")), _d(a.get("gpu")), _d(m.get("params"))
+    model = _s(a.get("model")) or "?"
+    opts = options_label(a.get("model_options"))
+    dev_peak = _int(mem.get("peak_device_bytes"))
+    if dev_peak is None:
+        dev_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
+    rss = [v for v in (_int(a.get("host_peak_rss_bytes")), _int(mem.get("host_peak_rss_bytes")))
+           if v is not None]
+    trainable, frozen = _int(params.get("trainable")), _int(params.get("non_trainable"))
+    losses = _nums(train.get("epoch_losses"))
+    return {
+        "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
+        "order": _int(a.get("order")) or 0,
+        "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
+        "model_label": f"{model} ({opts})" if opts else model,
+        "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
+        "precision": _s(a.get("precision")) or "?", "status": _s(a.get("status")) or "?",
+        "reason": _s(a.get("reason")), "exit_code": _int(a.get("exit_code")),
+        "signal": _s(a.get("signal")), "stderr_tail": _s(a.get("stderr_tail")),
+        "rerun": _s(a.get("rerun")), "fingerprint": _s(a.get("fingerprint")),
+        "wall_s": _num(a.get("wall_s")),
+        "framework_version": _s(hello.get("framework_version")),
+        "device_name": _s(hello.get("device_name")),
+        "samples_per_step": _num(train.get("samples_per_step")) or _num(a.get("batch_size")),
+        "first_step_s": _num(train.get("first_step_s")),
+        "epoch_time_s": _median(_nums(train.get("epoch_times_s"))),
+        "final_loss": losses[-1] if losses else None,
+        "accuracy": _num(ev.get("accuracy")),
+        "peak_device_bytes": dev_peak, "host_peak_rss_bytes": max(rss) if rss else None,
+        "params_trainable": trainable,
+        "params_total": None if trainable is None else trainable + (frozen or 0),
+        "step_times_s": _nums(train.get("step_times_s")),
+        "latencies_s": _nums(_d(m.get("inference")).get("latencies_s")),
+    }
+
+
+_SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size": pl.Int64,
+           "exit_code": pl.Int64, "peak_device_bytes": pl.Int64, "host_peak_rss_bytes": pl.Int64,
+           "params_trainable": pl.Int64, "params_total": pl.Int64,
+           "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64)}
+for _c in ("wall_s", "samples_per_step", "first_step_s", "epoch_time_s", "final_loss",
+           "accuracy"):
+    _SCHEMA[_c] = pl.Float64
+
+
+def _raw(attempts: list[dict]) -> pl.DataFrame:
+    rows = [_flatten(i, a) for i, a in enumerate(attempts)]
+    if not rows:
+        rows = [_flatten(0, {})]
+        return pl.DataFrame(rows, schema_overrides=_SCHEMA, infer_schema_length=None).head(0)
+    return pl.DataFrame(rows, schema_overrides=_SCHEMA, infer_schema_length=None)
+
+
+def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataFrame:
+    """Median, p90, p99 and relative IQR of the raw samples in list column `col`, per `by`."""
+    v = pl.col(col)
+    return (raw.select(by, col).explode(col).drop_nulls(col).group_by(by).agg(
+        v.median().alias(f"{prefix}_median"), v.quantile(0.9, interpolation="linear")
+        .alias(f"{prefix}_p90"), v.quantile(0.99, interpolation="linear").alias(f"{prefix}_p99"),
+        ((v.quantile(0.75, interpolation="linear") - v.quantile(0.25, interpolation="linear"))
+         / v.median()).alias(f"{prefix}_iqr_rel"), pl.len().alias(f"{prefix}_n")))
+
+
+def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
+    """One row per attempt given (pass Loaded.latest), with per-attempt sample statistics:
+    train_sps = samples_per_step / median step time; lat_* in seconds."""
+    raw = _raw(attempts)
+    st = _sample_stats(raw, "step_times_s", "idx", "step")
+    lt = _sample_stats(raw, "latencies_s", "idx", "lat")
+    return (raw.join(st, on="idx", how="left").join(lt, on="idx", how="left")
+            .with_columns((pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"))
+            .sort("order", "idx"))
+
+
+def cells_frame(att: pl.DataFrame) -> pl.DataFrame:
+    """One row per cell. Pooled over the ok repeats: step/latency median, p90, p99, relative IQR;
+    per-repeat values kept as lists (train_sps_r, lat_p50_r, mem_r) for noise judgements."""
+    ok = att.filter(pl.col("status") == "ok")
+    ident = ["framework", "model", "options", "model_label", "device", "batch_size",
+             "precision"]
+    status = att.group_by("cell_id").agg(
+        *[pl.col(c).first() for c in ident], pl.col("order").min().alias("first_order"),
+        pl.len().alias("repeats"), (pl.col("status") == "ok").sum().alias("ok_repeats"),
+        pl.col("status").filter(pl.col("status") != "ok").unique().sort().str.join(", ")
+        .alias("failed_statuses"))
+    # the per-cell "memory" is device memory on accelerators, host RSS on the CPU
+    mem = (pl.when(pl.col("device") != "cpu").then(pl.col("peak_device_bytes"))
+           .otherwise(pl.col("host_peak_rss_bytes")))
+    okc = ok.with_columns(mem.cast(pl.Float64).alias("mem")).sort("repeat")
+    per = okc.group_by("cell_id").agg(
+        pl.col("train_sps").drop_nulls().alias("train_sps_r"),
+        pl.col("lat_median").drop_nulls().alias("lat_p50_r"),
+        pl.col("mem").drop_nulls().alias("mem_r"),
+        pl.col("samples_per_step").median(), pl.col("epoch_time_s").median(),
+        pl.col("first_step_s").median(), pl.col("accuracy").median(),
+        pl.col("final_loss").median(), pl.col("wall_s").median(),
+        pl.col("peak_device_bytes").max(), pl.col("host_peak_rss_bytes").max(),
+        pl.col("params_trainable").max(), pl.col("params_total").max(),
+        pl.col("framework_version").drop_nulls().first(),
+        pl.col("device_name").drop_nulls().first())
+    pooled_in = okc.group_by("cell_id").agg(pl.col("step_times_s").flatten(),
+                                            pl.col("latencies_s").flatten())
+    st = _sample_stats(pooled_in, "step_times_s", "cell_id", "step")
+    lt = _sample_stats(pooled_in, "latencies_s", "cell_id", "lat")
+    out = (status.join(per, on="cell_id", how="left").join(st, on="cell_id", how="left")
+           .join(lt, on="cell_id", how="left"))
+    return out.with_columns(
+        (pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"),
+        pl.col("train_sps_r").list.min().alias("train_sps_min"),
+        pl.col("train_sps_r").list.max().alias("train_sps_max"),
+        pl.col("lat_p50_r").list.min().alias("lat_p50_min"),
+        pl.col("lat_p50_r").list.max().alias("lat_p50_max"),
+        pl.when(pl.col("mem_r").list.len() > 0).then(pl.col("mem_r").list.median())
+        .alias("mem_bytes"),
+    ).sort("model_label", "device", "precision", "batch_size", "framework", nulls_last=True)
+
+
+def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
+    """Frameworks side by side for every (model, device, batch, precision) measured by two or
+    more frameworks. *_vs_best: how many times slower / bigger than the best framework there."""
+    ok = cells.filter(pl.col("ok_repeats") > 0)
+    n = pl.col("framework").n_unique().over(KEY)
+    return (ok.with_columns(n.alias("frameworks_here")).filter(pl.col("frameworks_here") > 1)
+            .with_columns(
+                (pl.col("train_sps").max().over(KEY) / pl.col("train_sps")).alias("train_vs_best"),
+                (pl.col("lat_median") / pl.col("lat_median").min().over(KEY)).alias("lat_vs_best"),
+                (pl.col("mem_bytes") / pl.col("mem_bytes").min().over(KEY)).alias("mem_vs_best"))
+            .select(*KEY, "framework", "train_sps", "train_vs_best", "lat_median", "lat_vs_best",
+                    "mem_bytes", "mem_vs_best", "repeats")
+            .sort(*KEY, "framework", nulls_last=True))
+
+
+def failures_frame(att: pl.DataFrame) -> pl.DataFrame:
+    return att.filter(pl.col("status") != "ok").select(
+        "cell_id", "repeat", "framework", "model_label", "device", "batch_size", "precision",
+        "status", "reason", "exit_code", "signal", "stderr_tail", "rerun")
+
+
+def flat_for_csv(cells: pl.DataFrame) -> pl.DataFrame:
+    """The per-cell summary without list columns (CSV cannot hold lists)."""
+    return cells.select([c for c, t in cells.schema.items() if not isinstance(t, pl.List)])

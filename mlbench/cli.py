@@ -1,0 +1,219 @@
+"""The `mlbench` command line: run, report, compare, list.
+
+Owns argument parsing (typer) and turning UserError into `error: <what> (<where>)` with exit 2.
+Lists after one flag are accepted as the seed writes them (`--frameworks pytorch jax`), as well as
+comma-separated and repeated. Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__, catalog, config as cfg, gpu, sysinfo
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark PyTorch, TensorFlow and JAX on your own hardware.")
+err_console = Console(stderr=True)
+
+# Options that take several values after one flag (the seed's `--frameworks pytorch jax`).
+LIST_OPTIONS = ("--frameworks", "--models", "--devices", "--batch-sizes", "--precisions",
+                "--only")
+
+ListOpt = Optional[list[str]]
+
+
+def expand_list_args(argv: list[str]) -> list[str]:
+    """`--frameworks a b,c` -> `--frameworks a --frameworks b --frameworks c`."""
+    out: list[str] = []
+    current = None
+    for arg in argv:
+        if arg.startswith("-"):
+            name, eq, value = arg.partition("=")
+            current = name if name in LIST_OPTIONS else None
+            if current and eq:
+                out += [x for v in value.split(",") if v for x in (name, v)]
+                current = None
+            elif not current:
+                out.append(arg)
+            continue
+        if current:
+            out += [x for v in arg.split(",") if v for x in (current, v)]
+        else:
+            out.append(arg)
+    return out
+
+
+def _ints(values: list[str] | None, flag: str) -> list[int] | None:
+    if values is None:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise UserError(f"batch sizes must be integers, got {values}", flag) from None
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config "
+                      "(default: the embedded quick CPU sweep)")] = None,
+    frameworks: Annotated[ListOpt, typer.Option(help="e.g. --frameworks pytorch jax")] = None,
+    models: Annotated[ListOpt, typer.Option(help="e.g. --models mlp cnn")] = None,
+    devices: Annotated[ListOpt, typer.Option(help="e.g. --devices cpu cuda:0")] = None,
+    batch_sizes: Annotated[ListOpt, typer.Option(help="e.g. --batch-sizes 32 64")] = None,
+    precisions: Annotated[ListOpt, typer.Option(help="fp32 bf16 fp16")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs per cell")] = None,
+    repeats: Annotated[Optional[int], typer.Option(help="fresh processes per cell")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o",
+                      help="run directory (default: the config's output_dir)")] = None,
+    resume: Annotated[bool, typer.Option(help="finish the run in --output")] = False,
+    only: Annotated[ListOpt, typer.Option(help="rerun just these cell ids")] = None,
+    failed: Annotated[bool, typer.Option(help="rerun every failed cell")] = False,
+    archive: Annotated[bool, typer.Option(help="move an earlier run's results aside "
+                                          "and start anew")] = False,
+    report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
+    report_dir: Annotated[Optional[Path], typer.Option(help="where the report goes "
+                          "(default: reports/<run directory name>)")] = None,
+) -> None:
+    """Run a benchmark sweep: every cell in a fresh worker process."""
+    from . import progress, runner
+
+    modes = [m for m, on in (("resume", resume), ("only", bool(only)), ("failed", failed)) if on]
+    if len(modes) > 1:
+        raise UserError("choose one of --resume, --only, --failed", "command line")
+    mode = modes[0] if modes else "new"
+    overrides = {"frameworks": frameworks, "models": models, "devices": devices,
+                 "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
+                 "epochs": epochs, "repeats": repeats}
+    conf, conf_dir, out_dir = _resolve_config(config, overrides, output, mode)
+    hooks = progress.RichHooks(err_console)
+    rep_dir = report_dir or Path("reports") / out_dir.resolve().name
+    outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
+                               hooks, conf_dir)
+    prefix = ["mlbench", "run", "--output", str(out_dir)]
+    progress.print_summary(outcome, err_console, prefix)
+    if report and any(a["status"] == "ok" for a in outcome.latest):
+        try:
+            from .report import build_report
+            index = build_report(out_dir, rep_dir)
+            err_console.print(f"report: {escape(str(index))}")
+        except UserError as exc:
+            err_console.print(f"[yellow]report not written: {escape(str(exc))}[/]")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mode: str):
+    """A new run reads --config (or the default); a resumed run reuses its stored config
+    unless a config or overrides are given (then changed cells run again)."""
+    given = path is not None or any(v is not None for v in overrides.values())
+    if mode != "new" and not given:
+        out_dir = output or Path("results")
+        stored = out_dir / "run.json"
+        if not stored.exists():
+            raise UserError("nothing to resume: no run.json here", str(out_dir))
+        import json
+        try:
+            raw = json.loads(stored.read_text())["config"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError("run.json is not mlbench output", str(stored)) from None
+        return cfg.validate(raw, str(stored)), None, out_dir
+    conf = cfg.load_config(path, overrides)
+    out_dir = output or Path(conf.output_dir)
+    return conf, (path.resolve().parent if path else None), out_dir
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Option(help="results.json, results.jsonl or a run "
+                                          "directory")] = Path("results/results.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="report directory")] =
+        Path("reports/latest"),
+) -> None:
+    """Write the HTML report (and summary.csv, aggregated.parquet) for a run."""
+    from .report import build_report
+    index = build_report(results, output)
+    err_console.print(f"report: {escape(str(index))}")
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="baseline results")],
+    new: Annotated[Path, typer.Argument(help="new results")],
+    threshold: Annotated[float, typer.Option(help="relative slowdown that counts as a "
+                                             "regression")] = 0.05,
+) -> None:
+    """Per-cell change between two runs; exit code 1 when a cell regressed."""
+    from .compare import compare as do_compare
+    result = do_compare(base, new, threshold)
+    typer.echo(result.render_text())
+    raise typer.Exit(1 if result.regressed else 0)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Frameworks (installed or not), models with presets, detected devices."""
+    console = Console()
+    t = Table(title="frameworks")
+    for col in ("framework", "installed", "version", "interpreter"):
+        t.add_column(col)
+    for fw in catalog.FRAMEWORKS:
+        v = sysinfo.framework_version(fw)
+        t.add_row(fw, "yes" if v else "no", v or "-", sys.executable)
+    console.print(t)
+    s = catalog.specs()
+    t = Table(title="models (trainable parameters per preset)")
+    for col in ("model", "preset", "trainable params", "forward FLOPs/sample"):
+        t.add_column(col)
+    for m in s.MODELS:
+        for preset in s.PRESETS[m]:
+            spec = s.model_spec(m, {"preset": preset})
+            default = " (default)" if s.DEFAULT_PRESET[m] == preset else ""
+            t.add_row(m, preset + default, f"{s.count_params(spec)['trainable']:,}",
+                      f"{s.flops_per_sample(spec)['forward']:,}")
+    console.print(t)
+    t = Table(title="devices")
+    t.add_column("device")
+    t.add_column("name")
+    t.add_row("cpu", f"{sysinfo.cpu_model()} ({sysinfo.host()['cores_physical']} cores)")
+    for g in gpu.list_gpus():
+        t.add_row(f"cuda:{g['index']}", f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)")
+    console.print(t)
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False
+          ) -> None:
+    if version:
+        typer.echo(f"mlbench {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = expand_list_args(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="mlbench", standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Run one cell in a fresh worker process and classify what happened.
+
+Owns the per-cell environment, the request and command files, reading the JSON-line protocol,
+the wall-clock timeout that kills the worker's whole process group, host-memory and GPU sampling,
+and the attempt record with its status: ok, skipped, failed, oom, timeout, crashed, interrupted.
+A broken worker is data, never an exception. Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from . import catalog, gpu, sysinfo
+from .matrix import Cell
+
+MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
+SAMPLE_EVERY_S = 0.25
+STDERR_TAIL = 4000
+EXIT_GRACE_S = 30.0
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "TF_NUM_INTRAOP_THREADS")
+
+
+@dataclass
+class Stop:
+    """Set by the runner's signal handler: stop the running cell, record it as interrupted."""
+    requested: bool = False
+    signal_name: str = ""
+
+
+def cell_env(cell: Cell) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_VISIBLE", "JAX_PLAT"))}
+    threads = str(cell.request["threads"])
+    env.update({
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # indices mean the same to NVML and every framework
+        "CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "PYTHONHASHSEED": str(cell.request["seed"]),
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_NUM_INTEROP_THREADS": "1",
+        **{var: threads for var in _THREAD_VARS},
+    })
+    if cell.device == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def command(cell: Cell, request_path: Path) -> list[str]:
+    return [cell.python, "-u", str(catalog.worker_script(cell.framework)), "--request",
+            str(request_path)]
+
+
+def prepare(cell: Cell, cell_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """Write request.json and command.txt: any cell can be rerun by hand from these."""
+    req_path = cell_dir.resolve() / "request.json"
+    req_path.write_text(json.dumps(cell.request, indent=1))
+    argv = command(cell, req_path)
+    env = cell_env(cell)
+    shown = {k: env[k] for k in sorted(env) if k in (
+        "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
+        "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
+        *_THREAD_VARS)}
+    line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
+    (cell_dir / "command.txt").write_text(line + "\n")
+    return argv, env
+
+
+@dataclass
+class _Watch:
+    hello: dict | None = None
+    final: dict | None = None
+    noise: list[str] = field(default_factory=list)
+    peak_rss: int = 0
+
+
+def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
+             on_message: Callable[[dict], None] = lambda m: None) -> dict:
+    """Run one attempt of `cell`; return its attempt record (never raises for worker faults)."""
+    argv, env = prepare(cell, cell_dir)
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%S%f")
+    stderr_path = cell_dir / f"stderr-r{cell.repeat}-{stamp}.log"
+    record = {
+        "run_id": None, "cell_id": cell.cell_id, "repeat": cell.repeat,
+        "fingerprint": cell.fingerprint, "framework": cell.framework, "model": cell.model.name,
+        "model_label": cell.model.id_label, "model_options": cell.model.model_options,
+        "device": cell.device, "batch_size": cell.batch_size, "precision": cell.precision,
+        "command": argv, "stderr_log": str(stderr_path.relative_to(cell_dir.parent.parent)),
+        "started_at": started.isoformat(),
+        "machine_before": sysinfo.load_now(),
+    }
+    watch = _Watch()
+    t0 = time.monotonic()
+    timed_out = False
+    try:
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=err, env=env, start_new_session=True,
+                                    close_fds=True)
+    except OSError as exc:
+        return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
+                       stderr_path, watch)
+    sampler = gpu.ProcessSampler(proc.pid, cell.device)
+    try:
+        timed_out = _pump(proc, cell, stop, watch, sampler, on_message)
+    finally:
+        _kill_group(proc)
+        rc = proc.wait()
+        proc.stdout.close()
+    record["gpu"] = sampler.summary()
+    return _classify(record, t0, rc, timed_out, stop, cell, stderr_path, watch)
+
+
+def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
+          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None]) -> bool:
+    """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
+    deadline = time.monotonic() + cell.timeout_s
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    fd = proc.stdout.fileno()
+    buf = b""
+    ps = _ps(proc.pid)
+    next_sample = 0.0
+    grace_set = False
+    try:
+        while True:
+            now = time.monotonic()
+            if watch.final is not None and not grace_set:
+                # The answer is in; a worker that then hangs while exiting must not hold us.
+                deadline, grace_set = min(deadline, now + EXIT_GRACE_S), True
+            if now >= deadline:
+                return True
+            if stop.requested:
+                return False
+            if now >= next_sample:
+                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))
+                sampler.sample()
+                next_sample = now + SAMPLE_EVERY_S
+            if not sel.select(timeout=min(SAMPLE_EVERY_S, deadline - now)):
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                if buf:
+                    _handle_line(buf, watch, on_message)
+                return False
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                _handle_line(line, watch, on_message)
+            if len(buf) > MAX_LINE:
+                watch.noise.append(f"<protocol line over {MAX_LINE} bytes dropped>")
+                buf = b""
+    finally:
+        sel.close()
+
+
+def _handle_line(line: bytes, watch: _Watch, on_message: Callable[[dict], None]) -> None:
+    if not line.strip():
+        return
+    try:
+        msg = json.loads(line)
+        if not isinstance(msg, dict) or msg.get("protocol") != 1 or "type" not in msg:
+            raise ValueError("not a protocol message")
+    except (ValueError, UnicodeDecodeError):
+        if len(watch.noise) < 20:
+            watch.noise.append(line[:200].decode("utf-8", "replace"))
+        return
+    kind = msg["type"]
+    if kind == "hello":
+        watch.hello = {k: v for k, v in msg.items() if k not in ("protocol", "type")}
+    elif kind in ("result", "skip", "error") and watch.final is None:
+        watch.final = msg
+    on_message(msg)
+
+
+def _ps(pid: int):
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _tree_rss(ps) -> int:
+    if ps is None:
+        return 0
+    total = 0
+    try:
+        total = ps.memory_info().rss
+        for child in ps.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker's whole process group (grandchildren included), politely first."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid  # already reaped: its group may still hold grandchildren
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        if not _group_alive(pgid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cell: Cell,
+              stderr_path: Path, watch: _Watch) -> dict:
+    final = watch.final
+    sig = signal.Signals(-rc).name if rc < 0 and -rc in signal.Signals._value2member_map_ \
+        else None
+    exit_code = rc if rc >= 0 else None
+    if final is not None and final["type"] == "result":
+        status, reason = "ok", None
+        record["metrics"] = final.get("metrics")
+    elif timed_out:
+        status, reason = "timeout", f"exceeded the {cell.timeout_s:g} s limit; process group " \
+                                    "killed"
+    elif stop.requested:
+        status, reason = "interrupted", f"stopped by {stop.signal_name or 'the user'}"
+    elif final is not None and final["type"] == "skip":
+        status, reason = "skipped", final.get("reason")
+    elif final is not None and final["type"] == "error":
+        kind = final.get("kind")
+        status = "oom" if kind == "oom" else "failed"
+        prefix = "diverged: " if kind == "diverged" else f"{final.get('error_type', 'Error')}: "
+        reason = prefix + str(final.get("message", ""))[:1000]
+        record["traceback"] = final.get("traceback")
+    else:
+        tail = _tail(stderr_path)
+        if sig:
+            status, reason = "crashed", f"killed by {sig}"
+            if sig == "SIGKILL":
+                reason += " (from outside mlbench: possibly the kernel's OOM killer)"
+        else:
+            status, reason = "crashed", (f"exit code {rc}" if rc else
+                                         "exited 0 without a final message")
+        if "MemoryError" in tail or "out of memory" in tail.lower():
+            status = "oom"
+        reason += " with no final protocol message"
+    return _finish(record, t0, status, reason, exit_code, sig, stderr_path, watch)
+
+
+def _finish(record: dict, t0: float, status: str, reason: str | None, exit_code: int | None,
+            sig: str | None, stderr_path: Path, watch: _Watch) -> dict:
+    record.update(
+        status=status, reason=reason, exit_code=exit_code, signal=sig,
+        ended_at=datetime.now(timezone.utc).isoformat(), wall_s=time.monotonic() - t0,
+        hello=watch.hello, protocol_noise=watch.noise or None,
+        stderr_tail=_tail(stderr_path) if status != "ok" else None,
+    )
+    worker_peak = ((record.get("metrics") or {}).get("memory") or {}).get("host_peak_rss_bytes")
+    peaks = [p for p in (watch.peak_rss, worker_peak) if p]
+    record["host_peak_rss_bytes"] = max(peaks) if peaks else None
+    record.setdefault("metrics", None)
+    return record
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - STDERR_TAIL))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,103 @@
+"""The sweep matrix: a Config expanded into cells, each with its worker request and fingerprint.
+
+Owns cell identity (a path-safe id), the request a worker receives, and the fingerprint that tells
+resume whether a stored result still answers the same question. Must not import ML frameworks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import catalog
+from .config import Config, ModelEntry
+
+# Request fields that do not change what is measured, left out of the fingerprint.
+_NOT_FINGERPRINTED = ("cell_id", "repeat", "timeout_s")
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    framework: str
+    model: ModelEntry
+    device: str
+    batch_size: int
+    precision: str
+    repeat: int
+    request: dict
+    fingerprint: str
+    python: str
+    timeout_s: float
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.cell_id, self.repeat
+
+
+def cell_id(framework: str, model_label: str, device: str, batch_size: int,
+            precision: str) -> str:
+    return f"{framework}-{model_label}-{device.replace(':', '')}-bs{batch_size}-{precision}"
+
+
+def resolve_threads(config: Config) -> int:
+    """The same thread count for every framework: the config's, or one per physical core."""
+    return config.threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def expand(config: Config, config_dir: Path | None = None) -> list[Cell]:
+    threads = resolve_threads(config)
+    cells = []
+    for fw in config.frameworks:
+        settings = config.framework_settings.get(fw)
+        python = (settings.python if settings and settings.python else sys.executable)
+        options = dict(settings.options) if settings else {}
+        for model in config.models:
+            for device in config.devices:
+                for bs in config.batch_sizes:
+                    for prec in config.precisions:
+                        if _excluded(config, fw, model.name, device, bs, prec):
+                            continue
+                        cid = cell_id(fw, model.id_label, device, bs, prec)
+                        data = model.data
+                        if data and config_dir and not Path(data).is_absolute():
+                            data = str((config_dir / data).resolve())
+                        request = {
+                            "protocol": 1, "mode": "benchmark", "cell_id": cid,
+                            "framework": fw, "model": model.name,
+                            "model_options": model.model_options, "device": device,
+                            "batch_size": bs, "precision": prec, "epochs": config.epochs,
+                            "seed": config.seed, "train_samples": config.train_samples,
+                            "eval_samples": config.eval_samples,
+                            "warmup_iterations": config.warmup_iterations,
+                            "timed_iterations": config.timed_iterations,
+                            "threads": threads, "tf32": config.tf32, "options": options,
+                            "data_path": data, "memory_limit_mb": config.memory_limit_mb,
+                        }
+                        fp = fingerprint(request)
+                        for r in range(config.repeats):
+                            cells.append(Cell(cid, fw, model, device, bs, prec, r,
+                                              {**request, "repeat": r}, fp, python,
+                                              config.timeout_s))
+    return cells
+
+
+def fingerprint(request: dict) -> str:
+    body = {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _excluded(config: Config, fw: str, model: str, device: str, bs: int, prec: str) -> bool:
+    values = {"framework": fw, "model": model, "device": device, "batch_size": bs,
+              "precision": prec}
+    for rule in config.exclude:
+        given = {k: v for k, v in rule.model_dump().items() if v is not None}
+        if given and all(values[k] == (catalog.canonical_framework(v) if k == "framework"
+                                       else v) for k, v in given.items()):
+            return True
+    return False

@@ -1,0 +1,88 @@
+"""What the user sees while a sweep runs and when it ends (rich, through typer).
+
+Owns the live progress display (cell n of N, the cell, its phase, elapsed, ETA), one line per
+finished cell, and the end-of-run summary by status with the command that reruns each failed
+cell. Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from .matrix import Cell
+from .runner import FAILED, Hooks, Outcome
+
+STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "oom": "magenta",
+         "timeout": "red", "crashed": "red", "interrupted": "yellow"}
+
+
+class RichHooks(Hooks):
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task = None
+        self.t_cell = 0.0
+
+    def start(self, total: int, skipped_done: int) -> None:
+        if skipped_done:
+            self.console.print(f"keeping {skipped_done} cell(s) already done; {total} to run")
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[cell]}"), TextColumn("{task.fields[phase]}"),
+            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("sweep", total=total, cell="", phase="")
+
+    def cell_start(self, cell: Cell, index: int, total: int) -> None:
+        self.t_cell = time.monotonic()
+        label = f"{cell.cell_id}" + (f" r{cell.repeat}" if cell.repeat else "")
+        self.progress.update(self.task, cell=escape(label), phase="starting")
+
+    def message(self, cell: Cell, msg: dict) -> None:
+        phase = msg.get("phase") or msg.get("type", "")
+        if msg.get("type") == "progress" and "epoch" in msg:
+            phase = f"train epoch {msg['epoch'] + 1} step {msg.get('step')}/{msg.get('steps')}"
+        self.progress.update(self.task, phase=escape(str(phase)))
+
+    def cell_end(self, cell: Cell, record: dict) -> None:
+        status = record["status"]
+        extra = f" — {escape(str(record.get('reason') or ''))[:160]}" if status != "ok" else ""
+        rep = f" r{cell.repeat}" if cell.repeat else ""
+        self.console.print(f"[{STYLE.get(status, 'white')}]{status:<11}[/] "
+                           f"{escape(cell.cell_id)}{rep} ({record['wall_s']:.1f} s){extra}",
+                           highlight=False)
+        self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
+def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -> None:
+    counts: dict[str, int] = {}
+    for a in outcome.latest:
+        counts[a["status"]] = counts.get(a["status"], 0) + 1
+    table = Table(title=f"mlbench: {len(outcome.latest)} cell attempt(s) in {outcome.out_dir}")
+    table.add_column("status")
+    table.add_column("cells", justify="right")
+    for status in ("ok", "skipped", *FAILED):
+        if counts.get(status):
+            table.add_row(f"[{STYLE[status]}]{status}[/]", str(counts[status]))
+    console.print(table)
+    broken = [a for a in outcome.latest if a["status"] in FAILED]
+    if broken:
+        console.print("[bold]to rerun a failed cell alone:[/]")
+        for a in broken:
+            cmd = shlex.join([*rerun_prefix, "--only", a["cell_id"]])
+            console.print(f"  {escape(a['cell_id'])}: {escape(str(a.get('reason')))[:120]}\n"
+                          f"    {escape(cmd)}", highlight=False)
+        console.print(f"every failed cell: {escape(shlex.join([*rerun_prefix, '--failed']))}")
+    if outcome.interrupted_by:
+        console.print(f"[yellow]interrupted by {outcome.interrupted_by}; finish with "
+                      f"{escape(shlex.join([*rerun_prefix, '--resume']))}[/]")

@@ -1,0 +1,235 @@
+"""The sweep: plan which cells to run (new, resume, only, failed), run them, keep every result.
+
+Owns the run directory's lifecycle: the lock against a second mlbench on the same directory,
+refusing to mix a new run into another run's results, run.json, appending each attempt as it
+finishes, Ctrl-C/SIGTERM (the running cell is stopped and recorded as interrupted), and the
+derived results.json/csv at the end. Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from . import __version__, config as cfg, sysinfo
+from .errors import UserError
+from .executor import Executor, LocalExecutor
+from .launcher import Stop
+from .matrix import Cell, expand
+from .store import Store, latest_attempts
+
+DONE = ("ok", "skipped")
+FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
+
+
+@dataclass
+class Plan:
+    mode: str  # new | resume | only | failed
+    only: tuple[str, ...] = ()
+    archive: bool = False
+
+
+@dataclass
+class Outcome:
+    out_dir: Path
+    planned: int
+    ran: int
+    latest: list[dict]
+    interrupted_by: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted_by:
+            return 130 if self.interrupted_by == "SIGINT" else 143
+        return 1 if any(a["status"] in FAILED for a in self.latest) else 0
+
+
+class Hooks:
+    """What the CLI shows while the sweep runs (the runner itself prints nothing)."""
+
+    def start(self, total: int, skipped_done: int) -> None: ...
+    def cell_start(self, cell: Cell, index: int, total: int) -> None: ...
+    def message(self, cell: Cell, msg: dict) -> None: ...
+    def cell_end(self, cell: Cell, record: dict) -> None: ...
+    def stop(self) -> None: ...
+
+
+class RunLock:
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / ".mlbench.lock"
+        self.fh = None
+
+    def __enter__(self) -> "RunLock":
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "?"
+            self.fh.close()
+            raise UserError(f"another mlbench run (pid {holder}) is using this output "
+                            "directory; wait for it or choose another --output",
+                            str(self.path.parent)) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def prepare_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_text("x")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"output directory is not writable: {exc.strerror}", str(out_dir)) \
+            from None
+
+
+def check_interpreters(config: cfg.Config) -> None:
+    for fw, s in config.framework_settings.items():
+        if s.python and not (os.path.isfile(s.python) and os.access(s.python, os.X_OK)):
+            raise UserError(f"interpreter {s.python!r} does not exist or is not executable",
+                            f"framework_settings.{fw}.python")
+
+
+def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Cell], int]:
+    """The cells to run now, and how many are already done and kept."""
+    latest = {(a["cell_id"], int(a.get("repeat", 0))): a for a in latest_attempts(previous)}
+    if plan.mode == "only":
+        known = {c.cell_id for c in cells} | {a["cell_id"] for a in previous}
+        missing = [o for o in plan.only if o not in known]
+        if missing:
+            import difflib
+            close = difflib.get_close_matches(missing[0], sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
+        todo = [c for c in cells if c.cell_id in plan.only]
+        return todo, len(cells) - len(todo)
+    if plan.mode == "failed":
+        todo = [c for c in cells if c.key in latest and latest[c.key]["status"] in FAILED]
+        return todo, len(cells) - len(todo)
+    if plan.mode == "resume":
+        todo = [c for c in cells if not (c.key in latest and latest[c.key]["status"] in DONE
+                                         and latest[c.key].get("fingerprint") == c.fingerprint)]
+        return todo, len(cells) - len(todo)
+    return list(cells), 0
+
+
+def archive_existing(out_dir: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    dest = out_dir / "archive" / stamp
+    dest.mkdir(parents=True)
+    for name in ("run.json", "results.jsonl", "results.json", "results.csv", "cells"):
+        if (out_dir / name).exists():
+            shutil.move(str(out_dir / name), str(dest / name))
+    return dest
+
+
+def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
+              config_dir: Path | None = None, executor: Executor | None = None,
+              on_finalized: Callable[[Path], None] | None = None) -> Outcome:
+    check_interpreters(config)
+    prepare_dir(out_dir)
+    with RunLock(out_dir):
+        store = Store(out_dir)
+        previous = store.existing_attempts()
+        run = store_run_info(store, config, plan, previous)
+        if previous and plan.mode == "new":
+            if not plan.archive:
+                raise UserError(
+                    f"already holds {len(previous)} measured attempt(s) of run "
+                    f"{run.get('run_id', '?')}; use --resume to finish it, --archive to move "
+                    "them aside and start anew, or --output for another directory",
+                    str(out_dir))
+            archive_existing(out_dir)
+            previous = []
+            store = Store(out_dir)
+            run = store_run_info(store, config, plan, previous)
+        cells = expand(config, config_dir)
+        todo, kept = select(cells, previous, plan)
+        stop = Stop()
+        old = _install_signals(stop)
+        ran = 0
+        try:
+            hooks.start(len(todo), kept)
+            index = 0
+
+            def on_start(cell: Cell) -> None:
+                nonlocal index
+                index += 1
+                hooks.cell_start(cell, index, len(todo))
+
+            for record in (executor or LocalExecutor()).run(
+                    todo, lambda c: store.cell_dir(c.cell_id), stop, on_start, hooks.message):
+                record["run_id"] = run["run_id"]
+                store.append(record)
+                ran += 1
+                hooks.cell_end(_cell_of(todo, record), record)
+        finally:
+            _restore_signals(old)
+            hooks.stop()
+            run["ended_at"] = _now()
+            store.write_run(run)
+            latest = store.finalize(run)
+        if on_finalized:
+            on_finalized(out_dir)
+        return Outcome(out_dir, len(cells), ran, latest,
+                       stop.signal_name if stop.requested else None)
+
+
+def _cell_of(cells: list[Cell], record: dict) -> Cell:
+    return next(c for c in cells if c.key == (record["cell_id"], record["repeat"]))
+
+
+def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[dict]) -> dict:
+    existing = {}
+    run_path = store.root / "run.json"
+    if previous and run_path.exists():
+        import json
+        try:
+            existing = json.loads(run_path.read_text())
+        except ValueError:
+            existing = {}
+    run = {
+        "schema": 1,
+        "run_id": existing.get("run_id") or uuid.uuid4().hex[:12],
+        "mlbench_version": __version__,
+        "started_at": existing.get("started_at") or _now(),
+        "sessions": existing.get("sessions", []) + [{"started_at": _now(), "mode": plan.mode}],
+        "config": cfg.dump(config),
+        "host": sysinfo.host(),
+        "frameworks": sysinfo.frameworks(config.framework_settings, config.frameworks),
+    }
+    store.write_run(run)
+    return run
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _install_signals(stop: Stop):
+    def handler(signum, frame):
+        stop.requested = True
+        stop.signal_name = signal.Signals(signum).name
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(old: dict) -> None:
+    for s, h in old.items():
+        signal.signal(s, h)

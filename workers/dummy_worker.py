@@ -1,0 +1,108 @@
+"""Test-only worker with fault knobs: exercises the real subprocess path in milliseconds.
+
+Options (request["options"]): `fault` one of none, raise, exit, segfault, hang, hang_grandchild,
+stdout_noise, c_noise, bad_json, huge_line, silence, memory_error, oom (real allocation under the
+cell's memory limit), import_error; `phase` (build, train, evaluate, inference) where the fault
+strikes; `sleep_s` simulated work per phase; `fault_repeats` (list of repeat numbers the fault
+applies to, default all). Needs only the standard library, so it starts as fast as Python does.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import harness
+
+PHASES = ("build", "train", "evaluate", "inference")
+
+
+def fault(kind: str) -> None:
+    if kind == "raise":
+        raise RuntimeError("injected failure")
+    if kind == "exit":
+        os._exit(3)
+    if kind == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if kind == "hang":
+        time.sleep(3600)
+    if kind == "hang_grandchild":
+        # A grandchild that would outlive us unless the whole process group is killed.
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        time.sleep(3600)
+    if kind == "stdout_noise":
+        print("noise from python print")  # fd 1 points at stderr: harmless
+    if kind == "c_noise":
+        libc = ctypes.CDLL(None)
+        libc.printf(b"noise from C printf\n")
+        libc.fflush(None)
+        os.write(1, b"noise written to fd 1\n")
+    if kind == "bad_json":
+        harness._OUT.write("{this is not json\n")
+        harness._OUT.flush()
+    if kind == "huge_line":
+        harness._OUT.write("x" * (80 * 1024 * 1024) + "\n")
+        harness._OUT.flush()
+    if kind == "silence":
+        os._exit(0)
+    if kind == "memory_error":
+        raise MemoryError("injected MemoryError")
+    if kind == "oom":
+        hog = []
+        while True:
+            hog.append(bytearray(64 * 1024 * 1024))
+
+
+def main() -> None:
+    harness.claim_stdout()
+    request = harness.read_request()
+    opts = request.get("options") or {}
+    kind = opts.get("fault", "none")
+    phase = opts.get("phase", "train")
+    sleep_s = float(opts.get("sleep_s", 0.0))
+    repeats = opts.get("fault_repeats")
+    if repeats is not None and request.get("repeat", 0) not in repeats:
+        kind = "none"
+    harness.apply_memory_limit(request)
+    if kind == "import_error":
+        harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy")
+        harness.emit("skip", reason="dummy framework is not installed (injected ImportError)")
+        return
+    harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy",
+                 framework_version="0", device_name="dummy", import_s=0.0)
+    try:
+        for ph in PHASES:
+            harness.progress(ph)
+            if sleep_s:
+                time.sleep(sleep_s)
+            if ph == phase and kind != "none":
+                fault(kind)
+        rng = random.Random(request.get("seed", 0) * 1000 + request.get("repeat", 0))
+        bs = int(request["batch_size"])
+        step = 0.001 * (1 + 0.05 * rng.random())
+        harness.emit("result", metrics={
+            "params": {"trainable": 1000, "non_trainable": 0},
+            "flops_per_sample": {"forward": 2000, "train_step": 6000},
+            "train": {"steps_per_epoch": 10, "samples_per_step": bs, "first_step_s": 0.01,
+                      "step_times_s": [step * (1 + 0.01 * rng.random()) for _ in range(9)],
+                      "epoch_times_s": [0.02], "epoch_losses": [1.0]},
+            "eval": {"loss": 1.0, "accuracy": 0.5, "time_s": 0.001, "samples": 64},
+            "inference": {"warmup_iterations": 1, "warmup_s": 0.001, "batch_size": bs,
+                          "latencies_s": [0.0005 * (1 + 0.01 * rng.random())
+                                          for _ in range(5)]},
+            "memory": {"peak_device_bytes": None,
+                       "host_peak_rss_bytes": harness.peak_rss_bytes()},
+            "settings": {"threads": request.get("threads")},
+        })
+    except MemoryError as exc:
+        harness.emit("error", kind="oom", error_type="MemoryError", message=str(exc))
+    except Exception as exc:
+        harness.emit("error", kind="error", error_type=type(exc).__name__, message=str(exc))
+
+
+if __name__ == "__main__":
+    main()
