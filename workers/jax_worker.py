@@ -1,0 +1,438 @@
+"""JAX worker: the four spec models in flax.linen, trained with optax Adam under jax.jit.
+
+Owns: the JAX/Flax build of `mlp`, `cnn`, `transformer` and `lstm` (specs.py conventions), the
+jitted train step (state donated, batches sliced on the device from data put there once), mixed
+precision (bf16; fp16 with dynamic loss scaling by hand), thread and matmul-precision settings.
+Imports the harness, specs, numpy, jax, flax and optax only (jax/flax/optax in import_framework).
+"""
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any, Sequence
+
+import harness
+from harness import FrameworkInterface, SkipCell
+
+# imported by import_framework, timed like any framework import
+np = jax = jnp = lax = nn = optax = flax = None
+
+OPTIONS = {"donate": bool}  # request['options'] keys this worker accepts, with their types
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# fp16 dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults
+SCALE_INIT, SCALE_GROWTH_INTERVAL = 2.0 ** 16, 2000
+_THREADS: dict = {}  # what import_framework did about threads, for settings()
+
+
+def _define_models():
+    """The flax modules; defined after the import so this file imports without jax."""
+    global MLP, CNN, Transformer, LSTMClassifier
+
+    class MLP(nn.Module):
+        hidden: Sequence[int]
+        num_classes: int
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            for width in self.hidden:
+                x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+            return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+    class BasicBlock(nn.Module):
+        width: int
+        stride: int
+        dtype: Any
+
+        @nn.compact
+        def __call__(self, x, train: bool):
+            conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
+            norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, dtype=self.dtype)
+            s, pad = (self.stride, self.stride), ((1, 1), (1, 1))
+            y = nn.relu(norm()(conv(self.width, (3, 3), s, padding=pad)(x)))
+            y = norm()(conv(self.width, (3, 3), padding=pad)(y))
+            if self.stride != 1 or x.shape[-1] != self.width:
+                x = norm()(conv(self.width, (1, 1), s, padding=((0, 0), (0, 0)))(x))
+            return nn.relu(y + x)
+
+    class CNN(nn.Module):
+        """ResNet with BasicBlocks; explicit symmetric padding so it equals torch's layer for
+        layer ('SAME' pads stride-2 convolutions asymmetrically)."""
+        widths: Sequence[int]
+        blocks: Sequence[int]
+        stem: str
+        num_classes: int
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, dtype=self.dtype)
+            w0 = self.widths[0]
+            if self.stem == "imagenet":
+                x = nn.Conv(w0, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
+                            dtype=self.dtype)(x)
+                x = nn.relu(norm()(x))
+                x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+            else:
+                x = nn.Conv(w0, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                            dtype=self.dtype)(x)
+                x = nn.relu(norm()(x))
+            for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
+                for b in range(n):
+                    stride = 2 if (stage > 0 and b == 0) else 1
+                    x = BasicBlock(width, stride, self.dtype)(x, train)
+            x = jnp.mean(x, axis=(1, 2))
+            return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+    class Block(nn.Module):
+        n_heads: int
+        dtype: Any
+
+        @nn.compact
+        def __call__(self, x):
+            b, t, d = x.shape
+            h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+            qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h)
+            q, k, v = (a.reshape(b, t, self.n_heads, d // self.n_heads)
+                       for a in jnp.split(qkv, 3, axis=-1))
+            # scale defaults to 1/sqrt(head_dim); the XLA path does the softmax in float32
+            att = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, t, d)
+            x = x + nn.Dense(d, dtype=self.dtype, name="proj")(att)
+            h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+            h = nn.gelu(nn.Dense(4 * d, dtype=self.dtype, name="fc")(h), approximate=True)
+            return x + nn.Dense(d, dtype=self.dtype, name="fc_out")(h)
+
+    class Transformer(nn.Module):
+        """GPT-2 style decoder-only LM; the head is the token embedding (tied, no bias)."""
+        vocab_size: int
+        seq_len: int
+        d_model: int
+        n_layers: int
+        n_heads: int
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, tokens, train: bool = False):
+            init = nn.initializers.normal(0.02)  # GPT-2's; flax's default (std 1) is too wide
+            wte = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype,
+                           embedding_init=init, name="wte")
+            wpe = nn.Embed(self.seq_len, self.d_model, dtype=self.dtype,
+                           embedding_init=init, name="wpe")
+            x = wte(tokens) + wpe(jnp.arange(tokens.shape[1]))[None]
+            for _ in range(self.n_layers):
+                x = Block(self.n_heads, self.dtype)(x)
+            x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+            return wte.attend(x)
+
+    class LSTMClassifier(nn.Module):
+        """Stacked LSTM (flax layout: input kernels without bias, hidden kernels with bias, i.e.
+        one 4*hidden bias per layer); classifies from the last time step."""
+        hidden: int
+        n_layers: int
+        num_classes: int
+        dtype: Any = jnp.float32
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            for _ in range(self.n_layers):
+                x = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype))(x)
+            return nn.Dense(self.num_classes, dtype=self.dtype)(x[:, -1])
+
+
+def make_model(spec: dict, dtype) -> Any:
+    m = spec["model"]
+    if m == "mlp":
+        return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
+    if m == "cnn":
+        return CNN(tuple(spec["widths"]), tuple(spec["blocks"]), spec["stem"],
+                   spec["num_classes"], dtype)
+    if m == "transformer":
+        return Transformer(spec["vocab_size"], spec["seq_len"], spec["d_model"],
+                           spec["n_layers"], spec["n_heads"], dtype)
+    if m == "lstm":
+        return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
+    raise ValueError(f"unknown model {m!r}")
+
+
+def _count(variables) -> dict:
+    size = lambda tree: int(sum(np.prod(a.shape) for a in jax.tree.leaves(tree)))  # noqa: E731
+    return {"trainable": size(variables.get("params", {})),
+            "non_trainable": size(variables.get("batch_stats", {}))}
+
+
+def _dummy_input(spec: dict):
+    import specs
+    shape, dtype = specs.input_shape(spec)
+    return jax.ShapeDtypeStruct((1, *shape), jnp.dtype(dtype))
+
+
+class JaxBackend(FrameworkInterface):
+    name = "jax"
+
+    def __init__(self, request: dict):
+        super().__init__(request)
+        options = dict(request.get("options") or {})
+        for key, value in options.items():
+            if key not in OPTIONS:
+                raise ValueError(f"unknown jax option {key!r}; allowed: {', '.join(OPTIONS)}")
+            if not isinstance(value, OPTIONS[key]):
+                raise ValueError(f"jax option {key!r} must be {OPTIONS[key].__name__}")
+        self.donate = options.get("donate", True)
+        self.precision = request.get("precision", "fp32")
+        if self.precision not in DTYPES:
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(DTYPES)}")
+        self.compute_dtype = jnp.dtype(DTYPES[self.precision])
+        self.device = None
+
+    # --- device and precision ------------------------------------------------------------
+    def _resolve_device(self):
+        dev = str(self.request.get("device", "cpu"))
+        if dev == "cpu":
+            return jax.devices("cpu")[0]
+        if dev == "cuda" or dev.startswith("cuda:"):
+            try:
+                gpus = jax.devices("gpu")  # CUDA_VISIBLE_DEVICES holds the cell's one GPU
+            except RuntimeError as exc:
+                raise SkipCell(f"device {dev} not present for jax "
+                               f"(JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r}): {exc}")
+            return gpus[0]
+        raise SkipCell(f"device {dev} is not supported by the jax worker (cpu, cuda:N)")
+
+    def framework_info(self) -> dict:
+        return {"framework_version": jax.__version__, "device_name": _device_name(self.request)}
+
+    def check_supported(self) -> None:
+        self.device = self._resolve_device()
+        jax.config.update("jax_default_device", self.device)
+        if self.precision != "fp32":
+            # Prove the compute dtype compiles and runs here (dot, conv) before timing anything.
+            try:
+                x = jnp.ones((2, 4, 4, 3), self.compute_dtype)
+                w = jnp.ones((3, 3, 3, 8), self.compute_dtype)
+                y = jax.jit(lambda x, w: lax.conv_general_dilated(
+                    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                    .reshape(2, -1) @ jnp.ones((128, 4), x.dtype))(x, w)
+                if y.dtype != self.compute_dtype or not bool(jnp.isfinite(y).all()):
+                    raise RuntimeError(f"got {y.dtype}")
+            except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+                raise SkipCell(f"precision {self.precision} not usable on "
+                               f"{self.device.platform}: {exc}")
+
+    # --- model ---------------------------------------------------------------------------
+    def build_model(self, spec: dict) -> None:
+        if self.device is None:
+            self.check_supported()
+        self.spec = spec
+        self.model = make_model(spec, self.compute_dtype)
+        self.tx = optax.adam(spec["learning_rate"], b1=spec["beta1"], b2=spec["beta2"],
+                             eps=spec["adam_eps"])
+        dummy = _dummy_input(spec)
+        key = jax.random.PRNGKey(int(self.request["seed"]))
+        init = jax.jit(lambda key: self.model.init(key, jnp.zeros(dummy.shape, dummy.dtype)))
+        try:
+            # Init runs once: optimising its code (unrolled threefry) took 7 s of a 7.5 s
+            # build for the tiny cnn on the CPU; level 0 compiles it in under a second.
+            init = init.lower(key).compile(compiler_options={"xla_backend_optimization_level": 0})
+        except Exception:  # noqa: BLE001 - an option this backend lacks: compile as usual
+            pass
+        variables = init(key)
+        self.has_bn = "batch_stats" in variables
+        params = variables["params"]
+        self.state = {
+            "params": params,
+            "batch_stats": variables.get("batch_stats", {}),
+            "opt_state": self.tx.init(params),
+            "scale": jnp.float32(SCALE_INIT if self.loss_scaling else 1.0),
+            "good_steps": jnp.int32(0),
+            "skipped": jnp.int32(0),
+        }
+        self.state = jax.block_until_ready(jax.device_put(self.state, self.device))
+        self._train = jax.jit(self._train_fn, donate_argnums=(0,) if self.donate else ())
+        self._predict = jax.jit(self._predict_fn)
+        self._eval = jax.jit(self._eval_fn)
+
+    @property
+    def loss_scaling(self) -> bool:
+        return self.precision == "fp16"
+
+    def count_parameters(self) -> dict:
+        return _count(self.state)
+
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        model = make_model(spec, self.compute_dtype)
+        shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), _dummy_input(spec))
+        return _count(shapes)
+
+    # --- jitted functions ----------------------------------------------------------------
+    def _apply(self, params, batch_stats, x, train: bool):
+        variables = {"params": params}
+        if self.has_bn:
+            variables["batch_stats"] = batch_stats
+        if train and self.has_bn:
+            logits, updates = self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+            batch_stats = updates["batch_stats"]
+        else:
+            logits = self.model.apply(variables, x, train=train)
+        return logits.astype(jnp.float32), batch_stats  # logits and loss in float32
+
+    def _train_fn(self, state, x_all, y_all, index):
+        x = lax.dynamic_slice_in_dim(x_all, index * self.bs, self.bs)
+        y = lax.dynamic_slice_in_dim(y_all, index * self.bs, self.bs)
+
+        def loss_fn(params):
+            logits, batch_stats = self._apply(params, state["batch_stats"], x, True)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return loss * state["scale"], (loss, batch_stats)
+
+        grads, (loss, batch_stats) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        new = dict(state, batch_stats=batch_stats)
+        if self.loss_scaling:
+            grads = jax.tree.map(lambda g: g / state["scale"], grads)
+        updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+        new.update(params=optax.apply_updates(state["params"], updates), opt_state=opt_state)
+        if self.loss_scaling:
+            # Dynamic loss scaling (GradScaler's rule): a step with non-finite gradients is
+            # skipped and halves the scale; 2000 good steps in a row double it.
+            finite = jnp.all(jnp.array([jnp.isfinite(g).all() for g in jax.tree.leaves(grads)]))
+            keep = lambda a, b: jax.tree.map(lambda u, v: jnp.where(finite, u, v), a, b)  # noqa
+            new.update(params=keep(new["params"], state["params"]),
+                       opt_state=keep(new["opt_state"], state["opt_state"]),
+                       batch_stats=keep(new["batch_stats"], state["batch_stats"]))
+            good = jnp.where(finite, state["good_steps"] + 1, 0)
+            grow = good >= SCALE_GROWTH_INTERVAL
+            new["scale"] = jnp.where(finite, jnp.where(grow, state["scale"] * 2, state["scale"]),
+                                     state["scale"] / 2)
+            new["good_steps"] = jnp.where(grow, 0, good)
+            new["skipped"] = state["skipped"] + (~finite).astype(jnp.int32)
+        return new, loss
+
+    def _predict_fn(self, params, batch_stats, x_all, index):
+        x = lax.dynamic_slice_in_dim(x_all, index * self.bs, self.bs)
+        return self._apply(params, batch_stats, x, False)[0]
+
+    def _eval_fn(self, params, batch_stats, x_all, y_all, mask_all, index):
+        logits = self._predict_fn(params, batch_stats, x_all, index)
+        y = lax.dynamic_slice_in_dim(y_all, index * self.bs, self.bs)
+        mask = lax.dynamic_slice_in_dim(mask_all, index * self.bs, self.bs)
+        mask = mask.reshape(mask.shape + (1,) * (y.ndim - 1))  # per sample -> per token
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+        count = jnp.broadcast_to(mask, y.shape).sum()
+        return jnp.stack([(loss * mask).sum(), (correct * mask).sum(), count])
+
+    # --- data and steps ------------------------------------------------------------------
+    def load_data(self, data: dict) -> None:
+        self.bs = int(self.request["batch_size"])
+        n_eval = len(data["y_eval"])
+        # Pad the eval split to whole batches (masked out), so one compiled function serves all.
+        n_pad = -n_eval % self.bs if n_eval >= self.bs else self.bs - n_eval
+        pad = lambda a: np.concatenate([a, np.zeros((n_pad, *a.shape[1:]), a.dtype)])  # noqa
+        mask = np.concatenate([np.ones(n_eval, np.float32), np.zeros(n_pad, np.float32)])
+        host = {"x_train": data["x_train"], "y_train": data["y_train"],
+                "x_eval": pad(data["x_eval"]), "y_eval": pad(data["y_eval"]), "mask": mask}
+        self.data = jax.block_until_ready(jax.device_put(host, self.device))
+        self.n_eval_batches = len(mask) // self.bs
+
+    def train_step(self, batch_index: int):
+        self.state, loss = self._train(self.state, self.data["x_train"], self.data["y_train"],
+                                       np.int32(batch_index))
+        return loss
+
+    def predict(self, batch_index: int):
+        return self._predict(self.state["params"], self.state["batch_stats"],
+                             self.data["x_eval"], np.int32(batch_index))
+
+    def sync(self, value):
+        value = jax.block_until_ready(value)
+        return float(value) if getattr(value, "ndim", None) == 0 else value
+
+    def evaluate(self) -> dict:
+        total = jnp.zeros(3, jnp.float32)  # accumulated on the device, one sync at the end
+        for i in range(self.n_eval_batches):
+            total = total + self._eval(self.state["params"], self.state["batch_stats"],
+                                       self.data["x_eval"], self.data["y_eval"],
+                                       self.data["mask"], np.int32(i))
+        loss_sum, correct, count = (float(v) for v in np.asarray(total))
+        return {"loss": loss_sum / count, "accuracy": correct / count}
+
+    # --- reporting -----------------------------------------------------------------------
+    def get_memory_usage(self) -> dict:
+        stats = self.device.memory_stats() if self.device is not None else None
+        return {"peak_device_bytes": int(stats["peak_bytes_in_use"]) if stats else None}
+
+    def settings(self) -> dict:
+        out = {
+            **_THREADS,
+            "matmul_precision": jax.config.jax_default_matmul_precision,
+            "jit": True,
+            "donate_state": self.donate,
+            "precision": self.precision,
+            "compute_dtype": str(self.compute_dtype),
+            "param_dtype": "float32",
+            "loss_scaling": ({"kind": "dynamic", "init": SCALE_INIT,
+                              "growth_interval": SCALE_GROWTH_INTERVAL}
+                             if self.loss_scaling else None),
+            "xla_python_client_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "platform": self.device.platform if self.device is not None else None,
+        }
+        if hasattr(self, "_train"):
+            out["train_step_compilations"] = self._train._cache_size()
+            if self.loss_scaling:
+                out["loss_scale_final"] = float(self.state["scale"])
+                out["skipped_steps"] = int(self.state["skipped"])
+        return out
+
+
+def _device_name(request: dict) -> str:
+    try:
+        dev = jax.devices("cpu" if request.get("device", "cpu") == "cpu" else "gpu")[0]
+    except RuntimeError:
+        return f"{request.get('device')} (absent)"
+    return f"{dev.platform}: {dev.device_kind}"
+
+
+def _limit_threads(request: dict) -> None:
+    """XLA:CPU has no working thread-count flag in jax 0.10 (--xla_cpu_multi_thread_eigen=false
+    and intra_op_parallelism_threads change nothing measurable), but it sizes its thread pools
+    from the CPU affinity mask. So a CPU cell with N threads is pinned to N of the allowed CPUs
+    before jax is imported: enforced by the OS, not a hint."""
+    threads = int(request.get("threads") or 0)
+    _THREADS.update(threads=threads, threads_enforced=False, thread_mechanism="none")
+    if threads <= 0 or request.get("device", "cpu") != "cpu":
+        if threads > 0:
+            _THREADS["thread_mechanism"] = "not applied: host threads of a GPU cell unpinned"
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads < len(allowed):
+        os.sched_setaffinity(0, allowed[:threads])
+    _THREADS.update(threads_enforced=True, thread_mechanism="cpu affinity",
+                    cpu_affinity=sorted(os.sched_getaffinity(0)))
+
+
+def import_framework() -> dict:
+    global np, jax, jnp, lax, nn, optax, flax
+    request = harness.read_request()
+    if request.get("device", "cpu") == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")  # never probe a GPU for a CPU cell
+    _limit_threads(request)
+    import numpy
+    import jax as _jax
+    import jax.numpy as _jnp
+    import jaxlib
+    import flax as _flax
+    import flax.linen as _nn
+    import optax as _optax
+    np, jax, jnp, lax, nn, optax, flax = numpy, _jax, _jnp, _jax.lax, _nn, _optax, _flax
+    jax.config.update("jax_default_matmul_precision",
+                      "tensorfloat32" if request.get("tf32") else "highest")
+    _define_models()
+    return {"framework_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
+            "flax_version": flax.__version__, "optax_version": optax.__version__,
+            "device_name": _device_name(request)}
+
+
+if __name__ == "__main__":
+    harness.main(JaxBackend, "jax", import_framework)
