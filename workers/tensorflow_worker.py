@@ -231,8 +231,10 @@ class TensorFlowBackend(FrameworkInterface):
 
     def count_parameters_abstract(self, spec: dict) -> dict:
         # Under a StatelessScope, Keras 3 defers every variable's initializer: the model is built
-        # (shapes only) without allocating or initialising the weights; gpt2-small in ~1 s.
-        with tf.device("/CPU:0"), keras.StatelessScope():
+        # (shapes only) without allocating or initialising the weights (gpt2-small in ~2 s, of
+        # symbolic tracing). initialize_variables=False: leaving the scope must not allocate them
+        # after all; the deferred variables stay unallocated (count mode builds nothing else).
+        with tf.device("/CPU:0"), keras.StatelessScope(initialize_variables=False):
             return _count(build_keras_model(spec))
 
     # --- data and steps --------------------------------------------------------------------
@@ -257,9 +259,13 @@ class TensorFlowBackend(FrameworkInterface):
         # Host-side index tensors made once, so a step costs no conversion.
         self._idx = {}
 
-    @staticmethod
-    def _batch(t, start, size):
-        # tf.slice with a static size keeps the batch shape static: one trace, XLA-friendly.
+    def _batch(self, t, start, size):
+        """Rows [start, start+size) of `t`, with a static shape: one trace for every batch."""
+        if self.options["jit_compile"]:
+            # XLA treats tf.slice's `begin` as a compile-time constant (one compilation per batch
+            # index!); a gather of start + range(size) is a true dynamic slice.
+            return tf.gather(t, start + tf.range(size))
+        # without XLA, a contiguous leading-dimension slice can alias the buffer (no copy)
         return tf.slice(t, [start] + [0] * (t.shape.rank - 1), [size, *t.shape[1:]])
 
     def _loss(self, logits, y):
