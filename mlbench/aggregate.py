@@ -164,10 +164,8 @@ def cells_frame(att: pl.DataFrame) -> pl.DataFrame:
         pl.col("params_trainable").max(), pl.col("params_total").max(),
         pl.col("framework_version").drop_nulls().first(),
         pl.col("device_name").drop_nulls().first())
-    pooled_in = okc.group_by("cell_id").agg(pl.col("step_times_s").flatten(),
-                                            pl.col("latencies_s").flatten())
-    st = _sample_stats(pooled_in, "step_times_s", "cell_id", "step")
-    lt = _sample_stats(pooled_in, "latencies_s", "cell_id", "lat")
+    st = _sample_stats(okc, "step_times_s", "cell_id", "step")  # pooled over the repeats
+    lt = _sample_stats(okc, "latencies_s", "cell_id", "lat")
     out = (status.join(per, on="cell_id", how="left").join(st, on="cell_id", how="left")
            .join(lt, on="cell_id", how="left"))
     return out.with_columns(

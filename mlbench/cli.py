@@ -197,7 +197,8 @@ def _main(version: Annotated[bool, typer.Option("--version", help="print the ver
 def main(argv: list[str] | None = None) -> int:
     args = expand_list_args(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=args, prog_name="mlbench", standalone_mode=False)
+        rc = app(args=args, prog_name="mlbench", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
     except UserError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
@@ -212,7 +213,6 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
-    return 0
 
 
 if __name__ == "__main__":

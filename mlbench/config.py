@@ -37,6 +37,8 @@ class ModelEntry(_Strict):
     data: str | None = Field(None, description="path to an .npz with x_train, y_train, x_eval, "
                                                "y_eval")
     label: str | None = None
+    train_samples: int | None = Field(None, gt=0, le=100_000_000)
+    eval_samples: int | None = Field(None, gt=0, le=100_000_000)
 
     @field_validator("name")
     @classmethod
@@ -85,7 +87,8 @@ class ModelEntry(_Strict):
 
 class FrameworkSettings(_Strict):
     python: str | None = Field(None, description="interpreter to run this framework's worker")
-    options: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
+        default_factory=dict)
 
 
 class Exclude(_Strict):
@@ -238,10 +241,14 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A typo shows up twice (an unknown key and a missing one): name the typo first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         loc = _loc(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "missing":
+            msg = "missing required key"
+        elif err["type"] == "extra_forbidden":
             key = err["loc"][-1]
             parent = _fields_at(err["loc"][:-1])
             close = difflib.get_close_matches(str(key), parent, n=1)

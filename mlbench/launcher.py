@@ -131,7 +131,8 @@ def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     fd = proc.stdout.fileno()
-    buf = b""
+    pending: list[bytes] = []  # the unfinished line, in pieces (no quadratic re-joining)
+    size, dropping = 0, False
     ps = _ps(proc.pid)
     next_sample = 0.0
     grace_set = False
@@ -153,16 +154,21 @@ def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                if buf:
-                    _handle_line(buf, watch, on_message)
+                if pending and not dropping:
+                    _handle_line(b"".join(pending), watch, on_message)
                 return False
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                _handle_line(line, watch, on_message)
-            if len(buf) > MAX_LINE:
-                watch.noise.append(f"<protocol line over {MAX_LINE} bytes dropped>")
-                buf = b""
+            *complete, rest = chunk.split(b"\n")
+            for piece in complete:
+                if not dropping:
+                    _handle_line(b"".join(pending) + piece, watch, on_message)
+                pending, size, dropping = [], 0, False
+            if rest:
+                size += len(rest)
+                if not dropping:
+                    pending.append(rest)
+                if size > MAX_LINE and not dropping:
+                    watch.noise.append(f"<protocol line over {MAX_LINE} bytes dropped>")
+                    pending, dropping = [], True
     finally:
         sel.close()
 
@@ -262,15 +268,14 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
     else:
         tail = _tail(stderr_path)
         if sig:
-            status, reason = "crashed", f"killed by {sig}"
+            status, reason = "crashed", f"killed by {sig} before its final protocol message"
             if sig == "SIGKILL":
-                reason += " (from outside mlbench: possibly the kernel's OOM killer)"
+                reason += " (not by mlbench: possibly the kernel's OOM killer)"
         else:
-            status, reason = "crashed", (f"exit code {rc}" if rc else
-                                         "exited 0 without a final message")
+            status, reason = "crashed", (f"exit code {rc}" if rc else "exited 0") + \
+                " without a final protocol message"
         if "MemoryError" in tail or "out of memory" in tail.lower():
             status = "oom"
-        reason += " with no final protocol message"
     return _finish(record, t0, status, reason, exit_code, sig, stderr_path, watch)
 
 

@@ -56,7 +56,7 @@ class RichHooks(Hooks):
         rep = f" r{cell.repeat}" if cell.repeat else ""
         self.console.print(f"[{STYLE.get(status, 'white')}]{status:<11}[/] "
                            f"{escape(cell.cell_id)}{rep} ({record['wall_s']:.1f} s){extra}",
-                           highlight=False)
+                           highlight=False, soft_wrap=True)
         self.progress.advance(self.task)
 
     def stop(self) -> None:
@@ -81,8 +81,9 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
         for a in broken:
             cmd = shlex.join([*rerun_prefix, "--only", a["cell_id"]])
             console.print(f"  {escape(a['cell_id'])}: {escape(str(a.get('reason')))[:120]}\n"
-                          f"    {escape(cmd)}", highlight=False)
-        console.print(f"every failed cell: {escape(shlex.join([*rerun_prefix, '--failed']))}")
+                          f"    {escape(cmd)}", highlight=False, soft_wrap=True)
+        console.print(f"every failed cell: {escape(shlex.join([*rerun_prefix, '--failed']))}",
+                      soft_wrap=True)
     if outcome.interrupted_by:
         console.print(f"[yellow]interrupted by {outcome.interrupted_by}; finish with "
                       f"{escape(shlex.join([*rerun_prefix, '--resume']))}[/]")

@@ -3,8 +3,8 @@
 Options (request["options"]): `fault` one of none, raise, exit, segfault, hang, hang_grandchild,
 stdout_noise, c_noise, bad_json, huge_line, silence, memory_error, oom (real allocation under the
 cell's memory limit), import_error; `phase` (build, train, evaluate, inference) where the fault
-strikes; `sleep_s` simulated work per phase; `fault_repeats` (list of repeat numbers the fault
-applies to, default all). Needs only the standard library, so it starts as fast as Python does.
+strikes; `sleep_s` simulated work per phase; `fault_repeats` and `fault_batch_sizes` (the
+repeats and batch sizes the fault applies to; default all). Needs only the standard library, so it starts as fast as Python does.
 """
 from __future__ import annotations
 
@@ -66,6 +66,9 @@ def main() -> None:
     sleep_s = float(opts.get("sleep_s", 0.0))
     repeats = opts.get("fault_repeats")
     if repeats is not None and request.get("repeat", 0) not in repeats:
+        kind = "none"
+    batches = opts.get("fault_batch_sizes")
+    if batches is not None and request.get("batch_size") not in batches:
         kind = "none"
     harness.apply_memory_limit(request)
     if kind == "import_error":

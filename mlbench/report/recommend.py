@@ -1,0 +1,168 @@
+"""Recommendations computed from the per-cell table (mlbench.aggregate.cells_frame).
+
+Owns the judgement "who wins, by how much, and is it beyond the noise" for each model and device
+and for three aspects: training throughput, inference p50 latency, peak memory (device memory on
+accelerators, host RSS on the CPU). Never canned text, never imports an ML framework.
+
+Method, per (model, device, aspect):
+* a framework's score is the geometric mean, over the (batch, precision) configurations it shares
+  with at least one other framework, of how far it is from the best framework there (1 = best);
+  the lowest score wins, the next is the runner-up;
+* the margin is the geometric mean of runner-up/winner over the configurations both measured;
+* noise, per shared configuration: with >= 2 ok repeats on both sides, the difference counts only
+  when the per-repeat ranges do not overlap. With a single repeat the difference counts only when
+  it exceeds half the larger within-run relative IQR of the raw samples (memory: 2 %), and the
+  sentence says it is a single measurement that should not be over-read;
+* "no clear winner" when no configuration shows a difference beyond the noise, or when the
+  configurations disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+MEMORY_SINGLE_BAND = 0.02
+
+
+@dataclass(frozen=True)
+class Aspect:
+    key: str
+    verb: str           # "<framework> <verb>"
+    value: str          # cells_frame column with the headline value
+    repeats: str        # cells_frame list column with per-repeat values
+    spread: str | None  # within-run relative IQR column for single measurements
+    higher_is_better: bool
+    unit: str
+
+
+ASPECTS = (
+    Aspect("train", "trains fastest", "train_sps", "train_sps_r", "step_iqr_rel", True,
+           "training samples/s"),
+    Aspect("latency", "serves with the lowest latency", "lat_median", "lat_p50_r",
+           "lat_iqr_rel", False, "inference p50 latency"),
+    Aspect("memory", "uses the least memory", "mem_bytes", "mem_r", None, False,
+           "peak memory"),
+)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    model: str
+    device: str
+    aspect: str
+    winner: str | None
+    verdict: str        # clear | single | no-clear-winner | nothing-to-compare
+    text: str
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def _cfg(batch, precision) -> str:
+    return f"bs{batch} {precision}"
+
+
+def _badness(v: float, best: float, higher: bool) -> float:
+    return best / v if higher else v / best
+
+
+def _judge(asp: Aspect, w: dict, r: dict) -> str:
+    """'w', 'r' (beyond noise, favouring winner / runner-up) or '=' (within noise)."""
+    rw, rr = w["reps"], r["reps"]
+    if len(rw) >= 2 and len(rr) >= 2:
+        if asp.higher_is_better:
+            return "w" if min(rw) > max(rr) else "r" if min(rr) > max(rw) else "="
+        return "w" if max(rw) < min(rr) else "r" if max(rr) < min(rw) else "="
+    band = MEMORY_SINGLE_BAND if asp.spread is None else max(
+        (w["spread"] or 0.0), (r["spread"] or 0.0)) / 2
+    ratio = _badness(r["v"], w["v"], asp.higher_is_better)  # > 1 when winner is better
+    if abs(math.log(ratio)) <= math.log1p(band):
+        return "="
+    return "w" if ratio > 1 else "r"
+
+
+def _margin_words(asp: Aspect, ratio: float, runner: str) -> str:
+    if asp.key == "train":
+        return f"{ratio:.2f}x the {asp.unit} of {runner}"
+    if asp.key == "latency":
+        return f"{asp.unit} {ratio:.2f}x lower than {runner}"
+    return f"{(1 - 1 / ratio) * 100:.0f}% less {asp.unit} than {runner} ({ratio:.2f}x)"
+
+
+def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendation:
+    data: dict[tuple, dict[str, dict]] = {}
+    for c in rows:
+        v = c.get(asp.value)
+        if v is None or not v > 0:
+            continue
+        data.setdefault((c["batch_size"], c["precision"]), {})[c["framework"]] = {
+            "v": v, "reps": [x for x in (c.get(asp.repeats) or []) if x is not None],
+            "spread": c.get(asp.spread) if asp.spread else None}
+    shared = {k: fws for k, fws in data.items() if len(fws) >= 2}
+    fws_all = sorted({fw for fws in data.values() for fw in fws})
+
+    def rec(winner, verdict, text):
+        return Recommendation(model, device, asp.key, winner, verdict, text)
+
+    if not shared:
+        why = (f"only {fws_all[0]} has {asp.unit} results" if len(fws_all) == 1 else
+               "no configuration has results from two frameworks" if fws_all else
+               f"no {asp.unit} results")
+        return rec(None, "nothing-to-compare", f"Nothing to compare for {asp.unit}: {why}.")
+    scores: dict[str, list[float]] = {}
+    for fws in shared.values():
+        best = (max if asp.higher_is_better else min)(d["v"] for d in fws.values())
+        for fw, d in fws.items():
+            scores.setdefault(fw, []).append(_badness(d["v"], best, asp.higher_is_better))
+    ranked = sorted(scores, key=lambda fw: (_geomean(scores[fw]), fw))
+    winner, runner = ranked[0], ranked[1]
+    both = sorted((k for k, fws in shared.items() if winner in fws and runner in fws),
+                  key=lambda k: (str(k[1]), k[0] or 0))
+    if not both:  # ranked from disjoint configurations: say so rather than invent a margin
+        return rec(None, "no-clear-winner", f"No clear winner for {asp.unit}: {winner} and "
+                   f"{runner} were never measured in the same configuration.")
+    ratios = [_badness(shared[k][runner]["v"], shared[k][winner]["v"], asp.higher_is_better)
+              for k in both]
+    ratio = _geomean(ratios)
+    calls = {k: _judge(asp, shared[k][winner], shared[k][runner]) for k in both}
+    single = any(len(shared[k][fw]["reps"]) < 2 for k in both for fw in (winner, runner))
+    nw = sum(1 for c in calls.values() if c == "w")
+    nr = sum(1 for c in calls.values() if c == "r")
+    where = (f"in {_cfg(*both[0])}" if len(both) == 1 else
+             f"geometric mean over {len(both)} shared configurations")
+    noise = ("half the within-run IQR of the raw samples" if single and asp.spread else
+             f"a {MEMORY_SINGLE_BAND:.0%} band" if single else "the per-repeat ranges")
+    caveat = (" Single measurement (1 repeat): do not over-read it; run with repeats >= 2 to "
+              "see the run-to-run noise." if single else "")
+    if nr and nw:
+        flips = ", ".join(_cfg(*k) for k, c in calls.items() if c == "r")
+        return rec(None, "no-clear-winner",
+                   f"No clear winner for {asp.unit}: {winner} leads overall ("
+                   f"{_margin_words(asp, ratio, runner)}, {where}), but {runner} is ahead "
+                   f"beyond noise in {flips}.{caveat}")
+    if not nw:
+        return rec(None, "no-clear-winner",
+                   f"No clear winner for {asp.unit}: {winner} and {runner} differ by "
+                   f"{abs(ratio - 1) * 100:.1f}% ({where}), within {noise}.{caveat}")
+    others = [fw for fw in ranked[2:]]
+    tail = f" Also measured: {', '.join(others)}." if others else ""
+    return rec(winner, "single" if single else "clear",
+               f"{winner} {asp.verb}: {_margin_words(asp, ratio, runner)} ({where}); "
+               f"beyond {noise} in {nw} of {len(both)} configuration"
+               f"{'s' if len(both) != 1 else ''}.{caveat}{tail}")
+
+
+def recommend(cells: pl.DataFrame) -> list[Recommendation]:
+    """One recommendation per (model, device, aspect) that has ok results."""
+    ok = cells.filter(pl.col("ok_repeats") > 0)
+    out: list[Recommendation] = []
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in ok.iter_rows(named=True):
+        groups.setdefault((row["model_label"], row["device"]), []).append(row)
+    for (model, device) in sorted(groups):
+        for asp in ASPECTS:
+            out.append(_one(model, device, asp, groups[(model, device)]))
+    return out

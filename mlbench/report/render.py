@@ -1,0 +1,154 @@
+"""Rendering: tables, figures and recommendations -> index.html, summary.csv, aggregated.parquet.
+
+Owns the HTML page (one jinja2 template, autoescape always on, plotly.js inlined exactly once so
+the file works offline) and the plain statements about what is missing from a run. Figure JSON
+goes into <script> only after checking it cannot close the script element.
+Never imports an ML framework.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import polars as pl
+from plotly.offline import get_plotlyjs
+
+from .. import __version__
+from ..aggregate import flat_for_csv
+from .figures import COLOURS, Figure
+from .recommend import Recommendation
+
+TEMPLATE = "template.html.j2"
+SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
+    ("cell_id", "cell", "s"), ("framework", "framework", "s"), ("model_label", "model", "s"),
+    ("device", "device", "s"), ("precision", "precision", "s"), ("batch_size", "batch", "s"),
+    ("ok_repeats", "ok", "s"), ("repeats", "repeats", "s"), ("train_sps", "samples/s", "g"),
+    ("step_iqr_rel", "step IQR", "pct"), ("epoch_time_s", "epoch s", "g"),
+    ("first_step_s", "first step s", "g"), ("lat_median", "p50 ms", "ms"),
+    ("lat_p90", "p90 ms", "ms"), ("lat_p99", "p99 ms", "ms"), ("accuracy", "accuracy", "g"),
+    ("peak_device_bytes", "device MiB", "mib"), ("host_peak_rss_bytes", "host MiB", "mib"),
+    ("failed_statuses", "failed repeats", "s")]
+
+
+def fmt(v, kind: str = "g") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    if kind == "s":
+        return str(v)
+    if kind == "ms":
+        return f"{v * 1000:.4g}"
+    if kind == "mib":
+        return f"{v / 1048576:,.1f}"
+    if kind == "pct":
+        return f"{v * 100:.1f}%"
+    if kind == "x":
+        return f"{v:.2f}×"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    return env
+
+
+def figure_json(f: Figure) -> str:
+    """Plotly's encoder writes <, > and / as \\u escapes; refuse anything that could still close
+    the <script> element or open a comment in it."""
+    text = f.fig.to_json()
+    for bad in ("</", "<!--", "<script"):
+        text = text.replace(bad, bad.replace("<", "\\u003c"))
+    return text
+
+
+def _d(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: list[str]
+                  ) -> list[str]:
+    """Plain statements of what this report cannot show, derived from the data."""
+    notes = []
+    n_ok = cells.filter(pl.col("ok_repeats") > 0).height
+    if n_ok == 0:
+        notes.append(f"Nothing succeeded: all {att.height} attempts ended without results "
+                     "(failed, skipped, ...). There are no measurements, figures or "
+                     "recommendations; the failures table below says why each cell failed.")
+    if not run:
+        notes.append("No run.json was found: the environment and the configuration are unknown.")
+    elif not run.get("ended_at"):
+        notes.append("The run has no end time: it was interrupted or is still running, so cells "
+                     "that were never attempted are missing from this report.")
+    measured = set(cells.filter(pl.col("ok_repeats") > 0)["framework"].to_list())
+    wanted = list(_d(run.get("frameworks"))) or list(
+        _d(run.get("config")).get("frameworks") or [])
+    for fw in wanted:
+        if isinstance(fw, str) and fw not in measured:
+            notes.append(f"No successful results for {fw}.")
+    if len(measured) == 1:
+        notes.append(f"Only one framework ({next(iter(measured))}) has results: nothing is "
+                     "compared across frameworks.")
+    if n_ok == 1:
+        notes.append("Only one cell has results.")
+    partial = cells.filter((pl.col("ok_repeats") > 0) & (pl.col("ok_repeats") < pl.col("repeats")))
+    if partial.height:
+        notes.append(f"{partial.height} cell(s) have failed repeats; their numbers use only the "
+                     "ok repeats.")
+    bad = att.filter(pl.col("status") != "ok")
+    if bad.height:
+        counts = bad.group_by("status").len().sort("status").iter_rows()
+        notes.append("Attempts without results: " + ", ".join(f"{n} {s}" for s, n in counts)
+                     + " (see Failures and skips).")
+    notes.extend(f"Skipped while reading the results: {w}" for w in warnings)
+    return notes
+
+
+def _environment(run: dict, cells: pl.DataFrame) -> dict:
+    host = _d(run.get("host"))
+    gpus = [g for g in (host.get("gpus") or []) if isinstance(g, dict)]
+    seen = {}
+    for r in cells.select("framework", "framework_version").drop_nulls().unique().iter_rows():
+        seen.setdefault(r[0], set()).add(r[1])
+    fws = []
+    for name in sorted(set(_d(run.get("frameworks"))) | set(seen)):
+        info = _d(_d(run.get("frameworks")).get(name))
+        fws.append({"name": name, "version": info.get("version"), "python": info.get("python"),
+                    "reported": ", ".join(sorted(seen.get(name, ()))) or None})
+    host_rows = [(k, host.get(k)) for k in ("cpu_model", "cores_logical", "cores_physical",
+                                            "memory_bytes", "os", "python") if k in host]
+    return {"host": host_rows, "gpus": gpus, "frameworks": fws}
+
+
+def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
+           comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
+           recs: list[Recommendation], warnings: list[str]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_workload: dict[tuple[str, str], list[Recommendation]] = {}
+    for r in recs:
+        by_workload.setdefault((r.model, r.device), []).append(r)
+    config = run.get("config")
+    ctx = {
+        "version": __version__, "source": source, "run": run,
+        "run_id": run.get("run_id") or "(unknown run)",
+        "started": run.get("started_at"), "ended": run.get("ended_at"),
+        "n_attempts": att.height, "n_cells": cells.height,
+        "n_ok": cells.filter(pl.col("ok_repeats") > 0).height,
+        "notes": missing_notes(run, att, cells, warnings),
+        "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
+        "plotlyjs": get_plotlyjs() if figures else "",
+        "colours": COLOURS,
+        "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
+        "summary": cells.to_dicts(), "failures": failures.to_dicts(),
+        "env": _environment(run, cells),
+        "config": json.dumps(config, indent=2, sort_keys=True, default=str)
+        if config is not None else None,
+    }
+    page = _env().get_template(TEMPLATE).render(**ctx)
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    flat_for_csv(cells).write_csv(out_dir / "summary.csv")
+    cells.write_parquet(out_dir / "aggregated.parquet")
+    return index
