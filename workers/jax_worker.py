@@ -89,6 +89,7 @@ def _define_models():
     class Block(nn.Module):
         n_heads: int
         dtype: Any
+        attention: str
 
         @nn.compact
         def __call__(self, x):
@@ -97,8 +98,13 @@ def _define_models():
             qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h)
             q, k, v = (a.reshape(b, t, self.n_heads, d // self.n_heads)
                        for a in jnp.split(qkv, 3, axis=-1))
-            # scale defaults to 1/sqrt(head_dim); the XLA path does the softmax in float32
-            att = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, t, d)
+            if self.attention == "fused":
+                # scale 1/sqrt(head_dim); cuDNN flash attention on GPU where it applies, else
+                # XLA with the softmax in float32
+                att = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            else:
+                att = _explicit_attention(q, k, v)
+            att = att.reshape(b, t, d)
             x = x + nn.Dense(d, dtype=self.dtype, name="proj")(att)
             h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
             h = nn.gelu(nn.Dense(4 * d, dtype=self.dtype, name="fc")(h), approximate=True)
@@ -112,6 +118,7 @@ def _define_models():
         n_layers: int
         n_heads: int
         dtype: Any = jnp.float32
+        attention: str = "fused"
 
         @nn.compact
         def __call__(self, tokens, train: bool = False):
@@ -122,7 +129,7 @@ def _define_models():
                            embedding_init=init, name="wpe")
             x = wte(tokens) + wpe(jnp.arange(tokens.shape[1]))[None]
             for _ in range(self.n_layers):
-                x = Block(self.n_heads, self.dtype)(x)
+                x = Block(self.n_heads, self.dtype, self.attention)(x)
             x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
             return wte.attend(x)
 
@@ -141,7 +148,22 @@ def _define_models():
             return nn.Dense(self.num_classes, dtype=self.dtype)(x[:, -1])
 
 
-def make_model(spec: dict, dtype) -> Any:
+def _explicit_attention(q, k, v):
+    """Causal attention written out, the same maths as the XLA path of
+    jax.nn.dot_product_attention (f32 logits and softmax). Used for fp16 on the CPU, where that
+    function's backward pass asks for the F16_F16_F32 dot algorithm, which XLA:CPU lacks."""
+    t, h = q.shape[1], q.shape[-1]
+    logits = jnp.einsum("btnh,bsnh->bnts", q, k, preferred_element_type=jnp.float32) / h ** 0.5
+    logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bnts,bsnh->btnh", probs, v)
+
+
+def attention_kind(precision: str, platform: str) -> str:
+    return "explicit" if (precision == "fp16" and platform == "cpu") else "fused"
+
+
+def make_model(spec: dict, dtype, attention: str = "fused") -> Any:
     m = spec["model"]
     if m == "mlp":
         return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
@@ -150,7 +172,7 @@ def make_model(spec: dict, dtype) -> Any:
                    spec["num_classes"], dtype)
     if m == "transformer":
         return Transformer(spec["vocab_size"], spec["seq_len"], spec["d_model"],
-                           spec["n_layers"], spec["n_heads"], dtype)
+                           spec["n_layers"], spec["n_heads"], dtype, attention)
     if m == "lstm":
         return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
     raise ValueError(f"unknown model {m!r}")
@@ -211,9 +233,11 @@ class JaxBackend(FrameworkInterface):
             try:
                 x = jnp.ones((2, 4, 4, 3), self.compute_dtype)
                 w = jnp.ones((3, 3, 3, 8), self.compute_dtype)
-                y = jax.jit(lambda x, w: lax.conv_general_dilated(
-                    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-                    .reshape(2, -1) @ jnp.ones((128, 4), x.dtype))(x, w)
+                y = jax.jit(lambda x, w: jnp.einsum(  # a dot accumulating in f32 (attention)
+                    "bi,ij->bj", lax.conv_general_dilated(
+                        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                    .reshape(2, -1), jnp.ones((128, 4), x.dtype),
+                    preferred_element_type=jnp.float32).astype(x.dtype))(x, w)
                 if y.dtype != self.compute_dtype or not bool(jnp.isfinite(y).all()):
                     raise RuntimeError(f"got {y.dtype}")
             except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
@@ -225,7 +249,8 @@ class JaxBackend(FrameworkInterface):
         if self.device is None:
             self.check_supported()
         self.spec = spec
-        self.model = make_model(spec, self.compute_dtype)
+        self.attention = attention_kind(self.precision, self.device.platform)
+        self.model = make_model(spec, self.compute_dtype, self.attention)
         self.tx = optax.adam(spec["learning_rate"], b1=spec["beta1"], b2=spec["beta2"],
                              eps=spec["adam_eps"])
         dummy = _dummy_input(spec)
@@ -365,7 +390,9 @@ class JaxBackend(FrameworkInterface):
     def settings(self) -> dict:
         out = {
             **_THREADS,
-            "matmul_precision": jax.config.jax_default_matmul_precision,
+            "matmul_precision": jax.config.jax_default_matmul_precision
+            or "default (cpu: full float32, no tf32)",
+            "tf32_requested": bool(self.request.get("tf32")),
             "jit": True,
             "donate_state": self.donate,
             "precision": self.precision,
@@ -377,6 +404,8 @@ class JaxBackend(FrameworkInterface):
             "xla_python_client_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "platform": self.device.platform if self.device is not None else None,
+            "attention": getattr(self, "attention", None) if self.request.get("model") ==
+            "transformer" else None,
         }
         if hasattr(self, "_train"):
             out["train_step_compilations"] = self._train._cache_size()
@@ -412,9 +441,11 @@ def _limit_threads(request: dict) -> None:
                     cpu_affinity=sorted(os.sched_getaffinity(0)))
 
 
-def import_framework() -> dict:
+def import_framework(request: dict | None = None) -> dict:
+    """Import jax/flax/optax after the settings that must precede it; `request` defaults to the
+    one on the command line (harness.main calls this without arguments; tests pass one)."""
     global np, jax, jnp, lax, nn, optax, flax
-    request = harness.read_request()
+    request = harness.read_request() if request is None else request
     if request.get("device", "cpu") == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # never probe a GPU for a CPU cell
     _limit_threads(request)
@@ -426,8 +457,11 @@ def import_framework() -> dict:
     import flax.linen as _nn
     import optax as _optax
     np, jax, jnp, lax, nn, optax, flax = numpy, _jax, _jnp, _jax.lax, _nn, _optax, _flax
-    jax.config.update("jax_default_matmul_precision",
-                      "tensorfloat32" if request.get("tf32") else "highest")
+    if request.get("device", "cpu") != "cpu":
+        jax.config.update("jax_default_matmul_precision",
+                          "tensorfloat32" if request.get("tf32") else "highest")
+    # On the CPU, XLA's default already multiplies float32 in full float32 and there is no TF32;
+    # forcing 'highest' there breaks fp16 (the F16_F16_F32 dot algorithm is GPU-only).
     _define_models()
     return {"framework_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
             "flax_version": flax.__version__, "optax_version": optax.__version__,
