@@ -1,0 +1,160 @@
+"""Nothing measured is lost: SIGKILL and resume, Ctrl-C, torn lines, locks, reruns."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from cliutil import by_cell, dummy_config, run_inproc, run_subprocess, write_config
+from mlbench import store
+
+
+def _start(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "mlbench.cli", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_attempts(jsonl, n, timeout=30):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if jsonl.exists() and jsonl.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {n} attempts after {timeout} s")
+
+
+def test_sigkill_mid_sweep_then_resume_gives_every_cell_once(tmp_path):
+    conf = write_config(tmp_path / "c.yaml", batch_sizes=list(range(1, 13)),
+                        framework_settings={"dummy": {"options": {"sleep_s": 0.05}}})
+    out = tmp_path / "results"
+    proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
+    _wait_for_attempts(out / "results.jsonl", 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept, _ = store.read_jsonl(out / "results.jsonl")
+    assert 4 <= len(kept) < 12
+    res = run_subprocess(["run", "--config", str(conf), "--resume", "--no-report"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"keeping {len(kept)} cell(s)" in res.stderr
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    ids = [c["cell_id"] for c in cells]
+    assert len(ids) == len(set(ids)) == 12
+    assert all(c["status"] == "ok" for c in cells)
+    attempts, _ = store.read_jsonl(out / "results.jsonl")
+    assert len(attempts) == 12  # none measured twice, none lost
+    assert {a["cell_id"] for a in kept} <= set(ids)
+
+
+def test_resume_without_config_uses_the_stored_one_and_reruns_changed_cells(tmp_path, capsys):
+    conf = dummy_config(tmp_path)
+    out = tmp_path / "results"
+    assert run_inproc(["run", "--config", str(conf), "--no-report"], capsys)[0] == 0
+    rc, _, err = run_inproc(["run", "--resume", "--output", str(out), "--no-report"], capsys)
+    assert rc == 0 and "keeping 2 cell(s) already done; 0 to run" in err
+    rc, _, err = run_inproc(["run", "--config", str(conf), "--resume", "--epochs", "3",
+                             "--no-report"], capsys)
+    assert rc == 0 and "0 to run" not in err
+    attempts, _ = store.read_jsonl(out / "results.jsonl")
+    assert len(attempts) == 4  # the changed request ran again; the old attempts are kept
+
+
+def test_new_run_never_destroys_an_earlier_one(tmp_path, capsys):
+    conf = dummy_config(tmp_path)
+    out = tmp_path / "results"
+    run_inproc(["run", "--config", str(conf), "--no-report"], capsys)
+    before = (out / "results.jsonl").read_bytes()
+    rc, _, err = run_inproc(["run", "--config", str(conf), "--no-report"], capsys)
+    assert rc == 2 and "--resume" in err and "--archive" in err
+    assert (out / "results.jsonl").read_bytes() == before
+    rc, _, _ = run_inproc(["run", "--config", str(conf), "--archive", "--no-report"], capsys)
+    assert rc == 0
+    archived = list((out / "archive").glob("*/results.jsonl"))
+    assert len(archived) == 1 and archived[0].read_bytes() == before
+
+
+def test_only_and_failed_rerun_just_those_cells(tmp_path, capsys):
+    conf = dummy_config(tmp_path, fault="raise", fault_batch_sizes=[1])
+    out = tmp_path / "results"
+    assert run_inproc(["run", "--config", str(conf), "--no-report"], capsys)[0] == 1
+    rc, _, err = run_inproc(["run", "--output", str(out), "--only", "dummy-mlp-cpu-bs1-fp32",
+                             "--no-report"], capsys)
+    assert rc == 1
+    attempts, _ = store.read_jsonl(out / "results.jsonl")
+    assert [a["cell_id"] for a in attempts].count("dummy-mlp-cpu-bs1-fp32") == 2
+    assert [a["cell_id"] for a in attempts].count("dummy-mlp-cpu-bs2-fp32") == 1
+    # fix the fault in the config, then rerun every failed cell
+    conf.write_text(conf.read_text().replace("fault: raise", "fault: none"))
+    rc, _, _ = run_inproc(["run", "--config", str(conf), "--output", str(out), "--failed",
+                           "--no-report"], capsys)
+    assert rc == 0
+    assert all(c["status"] == "ok" for c in by_cell(out).values())
+    rc, _, err = run_inproc(["run", "--output", str(out), "--only", "dummy-mlp-cpu-bs9-fp32"],
+                            capsys)
+    assert rc == 2 and "no cell" in err
+
+
+def test_ctrl_c_stops_the_cell_keeps_results_and_exits_130(tmp_path):
+    conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2, 3],
+                        framework_settings={"dummy": {"options": {"sleep_s": 0.4}}})
+    out = tmp_path / "results"
+    proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
+    _wait_for_attempts(out / "results.jsonl", 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    cells = by_cell(out)
+    assert cells["dummy-mlp-cpu-bs1-fp32"]["status"] == "ok"
+    assert cells["dummy-mlp-cpu-bs2-fp32"]["status"] == "interrupted"
+    assert "--resume" in err
+    res = run_subprocess(["run", "--resume", "--output", str(out), "--no-report"], tmp_path)
+    assert res.returncode == 0
+    assert all(c["status"] == "ok" for c in by_cell(out).values())
+
+
+def test_sigterm_is_recorded_too(tmp_path):
+    conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2],
+                        framework_settings={"dummy": {"options": {"sleep_s": 0.5}}})
+    proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    statuses = {c["status"] for c in by_cell(tmp_path / "results").values()}
+    assert "interrupted" in statuses
+
+
+def test_reader_skips_a_torn_last_line(tmp_path):
+    p = tmp_path / "results.jsonl"
+    good = {"cell_id": "a", "status": "ok", "repeat": 0}
+    p.write_text(json.dumps(good) + "\n" + '{"cell_id": "b", "sta')
+    attempts, warnings = store.read_jsonl(p)
+    assert attempts == [good] and "torn last line" in warnings[0]
+    # the next append starts on a fresh line, so the torn line never swallows a record
+    s = store.Store(tmp_path)
+    s.append({"cell_id": "c", "status": "ok", "repeat": 0})
+    attempts, _ = store.read_jsonl(p)
+    assert [a["cell_id"] for a in attempts] == ["a", "c"]
+
+
+def test_second_run_on_the_same_directory_is_refused(tmp_path):
+    conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2],
+                        framework_settings={"dummy": {"options": {"sleep_s": 0.3}}})
+    first = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
+    time.sleep(0.8)
+    second = run_subprocess(["run", "--config", str(conf), "--resume", "--no-report"], tmp_path)
+    first.communicate(timeout=60)
+    assert second.returncode == 2 and "another mlbench run" in second.stderr
+    assert first.returncode == 0
+    assert len(store.read_jsonl(tmp_path / "results" / "results.jsonl")[0]) == 2
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path, capsys):
+    if os.geteuid() == 0:
+        target = "/proc/mlbench-results"  # not writable even for root
+    else:
+        target = str(tmp_path / "ro" / "x")
+        (tmp_path / "ro").mkdir(mode=0o500)
+    rc, _, err = run_inproc(["run", "--config", str(dummy_config(tmp_path)), "--output", target,
+                             "--no-report"], capsys)
+    assert rc == 2 and "not writable" in err and target in err
