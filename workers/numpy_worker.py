@@ -98,6 +98,12 @@ class NumpyBackend(FrameworkInterface):
     def count_parameters(self) -> dict:
         return {"trainable": int(sum(p.size for p in self.model.params)), "non_trainable": 0}
 
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        if spec["model"] != "mlp":
+            raise SkipCell(f"the numpy reference implements only mlp, not {spec['model']}")
+        model = MLP(spec, np.random.default_rng(0))  # small enough to build for real
+        return {"trainable": int(sum(p.size for p in model.params)), "non_trainable": 0}
+
     def load_data(self, data: dict) -> None:
         self.data = data
         self.bs = int(self.request["batch_size"])
