@@ -203,3 +203,20 @@ def failures_frame(att: pl.DataFrame) -> pl.DataFrame:
 def flat_for_csv(cells: pl.DataFrame) -> pl.DataFrame:
     """The per-cell summary without list columns (CSV cannot hold lists)."""
     return cells.select([c for c, t in cells.schema.items() if not isinstance(t, pl.List)])
+
+
+def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
+    """store.load + validation + attempts_frame(latest) + cells_frame, for report and compare.
+    Zero attempts is a UserError: an empty run, or a file that is not mlbench output."""
+    from . import store
+    from .errors import UserError
+    loaded = store.load(path)
+    attempts = [a for a in loaded.attempts
+                if isinstance(a, dict) and "cell_id" in a and "status" in a]
+    if not attempts:
+        what = ("not mlbench output: no line is an attempt record" if loaded.warnings
+                else "no usable cells: the results contain no attempts")
+        raise UserError(what, str(path))
+    att = attempts_frame(store.latest_attempts(attempts))
+    run = loaded.run if isinstance(loaded.run, dict) else {}
+    return run, loaded.warnings, att, cells_frame(att)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import aggregate, store
+from .. import aggregate
 from ..errors import UserError
 from .figures import build_figures
 from .recommend import recommend
@@ -22,19 +22,10 @@ __all__ = ["build_report"]
 def build_report(results: str | Path, output: str | Path) -> Path:
     """Read a results.json, results.jsonl or run directory; write index.html, summary.csv and
     aggregated.parquet into `output`; return the index.html path."""
-    loaded = store.load(results)
-    attempts = [a for a in loaded.attempts
-                if isinstance(a, dict) and "cell_id" in a and "status" in a]
-    if not attempts:
-        what = ("not mlbench output: no line is an attempt record" if loaded.warnings
-                else "no usable cells: the results contain no attempts")
-        raise UserError(what, str(results))
+    run, warnings, att, cells = aggregate.load_frames(results)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserError("report output must be a directory, but a file is in the way", str(out))
-    run = loaded.run if isinstance(loaded.run, dict) else {}
-    att = aggregate.attempts_frame(store.latest_attempts(attempts))
-    cells = aggregate.cells_frame(att)
     return render(out, str(results), run, att, cells, aggregate.comparison_frame(cells),
                   aggregate.failures_frame(att), build_figures(cells), recommend(cells),
-                  loaded.warnings)
+                  warnings)

@@ -12,9 +12,7 @@ import html
 import math
 from dataclasses import dataclass
 
-import plotly.graph_objects as go
 import polars as pl
-from plotly.subplots import make_subplots
 
 COLOURS = {"pytorch": "#D55E00", "tensorflow": "#0072B2", "jax": "#009E73", "numpy": "#7F7F7F"}
 SYMBOLS = {"pytorch": "circle", "tensorflow": "square", "jax": "diamond", "numpy": "x"}
@@ -28,7 +26,7 @@ class Figure:
     id: str
     title: str
     caption: str
-    fig: go.Figure
+    spec: dict  # {"data": [...], "layout": {...}}: what Plotly.newPlot takes
 
 
 def colour(fw: str, order: list[str]) -> str:
@@ -39,7 +37,7 @@ def colour(fw: str, order: list[str]) -> str:
 
 
 def esc(x) -> str:
-    return html.escape(str(x), quote=True)
+    return html.escape(str(x), quote=False)  # plotly shows &quot; literally; < > suffice
 
 
 def _panels(df: pl.DataFrame) -> list[tuple]:
@@ -47,23 +45,37 @@ def _panels(df: pl.DataFrame) -> list[tuple]:
                    for r in df.select("model_label", "device", "precision").iter_rows(named=True)})
 
 
-def _grid(panels: list[tuple], title: str, y_title: str, x_title: str):
+LAYOUT = {"template": "plotly_white", "hovermode": "closest", "font": {"size": 12},
+          "paper_bgcolor": "white", "plot_bgcolor": "white",
+          "legend": {"orientation": "h", "y": 1, "yanchor": "top", "x": 0, "xanchor": "left",
+                     "yref": "container"}}
+PANEL_PX, GAP_PX, TOP_PX, BOTTOM_PX = 260, 80, 60, 50
+
+
+def grid_layout(panels: list[tuple], y_title: str, x_title: str) -> tuple[dict, int]:
+    """A subplot grid as a plain layout dict (plotly's make_subplots is far too slow for big
+    sweeps): axes x/x2/..., y/y2/..., one title annotation per panel."""
     ncols = min(NCOLS, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig = make_subplots(rows=nrows, cols=ncols,
-                        subplot_titles=[esc(" · ".join(p)) for p in panels],
-                        horizontal_spacing=0.07, vertical_spacing=min(0.12, 0.5 / nrows))
-    fig.update_layout(title=esc(title), template="plotly_white", height=140 + 270 * nrows,
-                      margin=dict(l=60, r=20, t=90, b=50), hovermode="closest",
-                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0, xanchor="left",
-                                  yref="container", title=None))
-    fig.update_yaxes(title_text=esc(y_title), col=1)
-    fig.update_xaxes(title_text=esc(x_title), row=nrows)
-    return fig, ncols
-
-
-def _pos(i: int, ncols: int) -> tuple[int, int]:
-    return i // ncols + 1, i % ncols + 1
+    height = TOP_PX + BOTTOM_PX + nrows * PANEL_PX + (nrows - 1) * GAP_PX
+    area = height - TOP_PX - BOTTOM_PX
+    vgap, hgap = GAP_PX / area, 0.06
+    rh, cw = PANEL_PX / area, (1 - (ncols - 1) * hgap) / ncols
+    layout = {**LAYOUT, "height": height, "annotations": [],
+              "margin": {"l": 70, "r": 20, "t": TOP_PX, "b": BOTTOM_PX}}
+    for i, p in enumerate(panels):
+        r, c = divmod(i, ncols)
+        x0, y1 = c * (cw + hgap), 1 - r * (rh + vgap)
+        sfx = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{sfx}"] = {"domain": [x0, min(1, x0 + cw)], "anchor": f"y{sfx}",
+                                 "title": {"text": esc(x_title)}, "automargin": True}
+        layout[f"yaxis{sfx}"] = {"domain": [max(0, y1 - rh), y1], "anchor": f"x{sfx}",
+                                 "automargin": True, "gridcolor": "#eceff3",
+                                 **({"title": {"text": esc(y_title)}} if c == 0 else {})}
+        layout["annotations"].append({"text": f"<b>{esc(' · '.join(p))}</b>", "showarrow": False,
+                                      "x": x0 + cw / 2, "y": y1, "xref": "paper",
+                                      "yref": "paper", "xanchor": "center", "yanchor": "bottom"})
+    return layout, ncols
 
 
 def _fws(df: pl.DataFrame) -> list[str]:
@@ -80,8 +92,8 @@ HEAD = "<b>%{customdata[0]}</b><br>ok repeats: %{customdata[2]} of %{customdata[
 
 def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: list[dict],
              y_title: str, kind: str = "line", log_y: bool = False) -> Figure | None:
-    """series: dicts with col (y), label, dash, opacity, hover (template tail), extra (customdata
-    columns), err (min, max) columns or None, devices (None = all, or 'accelerator')."""
+    """series: dicts with col (y), label, hover (template tail), and optionally dash, scale,
+    opacity, pattern, extra (customdata columns), err ((min, max) columns for error bars)."""
     cols = [s["col"] for s in series]
     df = cells.filter(pl.col("ok_repeats") > 0).filter(
         pl.any_horizontal([pl.col(c).is_not_null() for c in cols]))
@@ -89,53 +101,57 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
         return None
     panels = _panels(df)
     fws = _fws(df)
-    fig, ncols = _grid(panels, title, y_title, "batch size")
-    shown: set[str] = set()
-    for i, (model, dev, prec) in enumerate(panels):
-        row, col = _pos(i, ncols)
-        sub = df.filter((pl.col("model_label") == model) & (pl.col("device") == dev)
-                        & (pl.col("precision") == prec)).sort("batch_size")
-        for fw in fws:
-            for s in series:
-                rows = [r for r in sub.filter(pl.col("framework") == fw).iter_rows(named=True)
-                        if r[s["col"]] is not None]
-                if not rows:
-                    continue
-                name = esc(f"{fw} {s['label']}".strip())
-                x = [r["batch_size"] for r in rows]
-                y = [r[s["col"]] * s.get("scale", 1) for r in rows]
-                common = dict(x=x, y=y, name=name, legendgroup=name,
-                              showlegend=name not in shown, opacity=s.get("opacity", 1),
-                              customdata=_custom(rows, s.get("extra", [])),
-                              hovertemplate=HEAD + s["hover"] + f"<extra>{esc(fw)}</extra>")
-                shown.add(name)
-                err = s.get("err")
-                if err and all(r[err[0]] is not None for r in rows):
-                    sc = s.get("scale", 1)
-                    common["error_y"] = dict(
-                        type="data", symmetric=False, thickness=1,
-                        array=[r[err[1]] * sc - v for r, v in zip(rows, y)],
-                        arrayminus=[v - r[err[0]] * sc for r, v in zip(rows, y)])
-                c = colour(fw, fws)
-                if kind == "line":
-                    tr = go.Scatter(mode="lines+markers", line=dict(color=c, dash=s.get(
-                        "dash", "solid")), marker=dict(symbol=SYMBOLS.get(fw, "circle"),
-                                                       size=8, color=c), **common)
-                else:
-                    common["x"] = [str(v) for v in x]
-                    tr = go.Bar(marker=dict(color=c, pattern=dict(shape=s.get("pattern", ""))),
-                                **common)
-                fig.add_trace(tr, row=row, col=col)
-    if kind == "line":
-        fig.update_xaxes(type="log", tickmode="array",
-                         tickvals=sorted({v for v in df["batch_size"].to_list() if v}))
-    else:
-        fig.update_layout(barmode="group")
-        fig.update_xaxes(type="category", categoryorder="array", categoryarray=[
-            str(v) for v in sorted({v for v in df["batch_size"].to_list() if v is not None})])
-    if log_y:
-        fig.update_yaxes(type="log")
-    return Figure(fid, title, caption, fig)
+    layout, ncols = grid_layout(panels, y_title, "batch size")
+    batches = sorted({v for v in df["batch_size"].to_list() if v is not None})
+    index = {p: i for i, p in enumerate(panels)}
+    data, shown = [], set()
+    groups: dict[tuple, list[dict]] = {}
+    for r in df.sort("batch_size").iter_rows(named=True):
+        groups.setdefault((r["model_label"], r["device"], r["precision"], r["framework"]),
+                          []).append(r)
+    for (model, dev, prec, fw), all_rows in sorted(groups.items()):
+        i = index[(model, dev, prec)]
+        sfx = "" if i == 0 else str(i + 1)
+        c = colour(fw, fws)
+        for s in series:
+            rows = [r for r in all_rows if r[s["col"]] is not None]
+            if not rows:
+                continue
+            sc = s.get("scale", 1)
+            name = esc(f"{fw} {s['label']}".strip())
+            y = [r[s["col"]] * sc for r in rows]
+            x = [r["batch_size"] for r in rows]
+            tr = {"x": x if kind == "line" else [str(v) for v in x], "y": y, "name": name,
+                  "legendgroup": name, "showlegend": name not in shown, "xaxis": f"x{sfx}",
+                  "yaxis": f"y{sfx}", "opacity": s.get("opacity", 1),
+                  "customdata": _custom(rows, s.get("extra", [])),
+                  "hovertemplate": HEAD + s["hover"] + f"<extra>{esc(fw)}</extra>"}
+            shown.add(name)
+            err = s.get("err")
+            if err and all(r[err[0]] is not None and r[err[1]] is not None for r in rows):
+                tr["error_y"] = {"type": "data", "symmetric": False, "thickness": 1, "color": c,
+                                 "array": [r[err[1]] * sc - v for r, v in zip(rows, y)],
+                                 "arrayminus": [v - r[err[0]] * sc for r, v in zip(rows, y)]}
+            if kind == "line":
+                tr.update(type="scatter", mode="lines+markers",
+                          line={"color": c, "dash": s.get("dash", "solid")},
+                          marker={"symbol": SYMBOLS.get(fw, "circle"), "size": 8, "color": c})
+            else:
+                tr.update(type="bar", offsetgroup=name,
+                          marker={"color": c, "pattern": {"shape": s.get("pattern", "")}})
+            data.append(tr)
+    for i in range(len(panels)):
+        sfx = "" if i == 0 else str(i + 1)
+        if kind == "line":
+            layout[f"xaxis{sfx}"].update(type="log", tickmode="array", tickvals=batches)
+        else:
+            layout[f"xaxis{sfx}"].update(type="category", categoryorder="array",
+                                         categoryarray=[str(b) for b in batches])
+        if log_y:
+            layout[f"yaxis{sfx}"]["type"] = "log"
+    if kind == "bar":
+        layout["barmode"] = "group"
+    return Figure(fid, title, caption, {"data": data, "layout": layout})
 
 
 def _params(cells: pl.DataFrame) -> Figure | None:
@@ -146,20 +162,20 @@ def _params(cells: pl.DataFrame) -> Figure | None:
     if df.is_empty():
         return None
     fws = _fws(df)
-    fig = go.Figure()
+    data = []
     for fw in fws:
         rows = df.filter(pl.col("framework") == fw).to_dicts()
-        fig.add_bar(x=[esc(r["model_label"]) for r in rows],
-                    y=[r["params_trainable"] for r in rows], name=esc(fw),
-                    marker_color=colour(fw, fws),
-                    customdata=[[r["params_total"]] for r in rows],
-                    hovertemplate="%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"
-                    f"<extra>{esc(fw)}</extra>")
-    fig.update_layout(title="Trainable parameters per model", template="plotly_white",
-                      barmode="group", height=380, yaxis_title="parameters",
-                      margin=dict(l=60, r=20, t=70, b=50))
+        data.append({"type": "bar", "x": [esc(r["model_label"]) for r in rows],
+                     "y": [r["params_trainable"] for r in rows], "name": esc(fw),
+                     "marker": {"color": colour(fw, fws)},
+                     "customdata": [[r["params_total"]] for r in rows],
+                     "hovertemplate": "%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"
+                     f"<extra>{esc(fw)}</extra>"})
+    layout = {**LAYOUT, "barmode": "group", "height": 380, "yaxis": {"title": {
+        "text": "parameters"}}, "margin": {"l": 70, "r": 20, "t": 40, "b": 50}}
     return Figure("params", "Parameter counts", "Trainable parameters of each model as each "
-                  "framework builds it; they should agree across frameworks.", fig)
+                  "framework builds it; they should agree across frameworks.",
+                  {"data": data, "layout": layout})
 
 
 def build_figures(cells: pl.DataFrame) -> list[Figure]:

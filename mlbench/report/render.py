@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 import polars as pl
+from plotly.io.json import to_json_plotly
 from plotly.offline import get_plotlyjs
 
 from .. import __version__
@@ -58,7 +59,7 @@ def _env() -> jinja2.Environment:
 def figure_json(f: Figure) -> str:
     """Plotly's encoder writes <, > and / as \\u escapes; refuse anything that could still close
     the <script> element or open a comment in it."""
-    text = f.fig.to_json()
+    text = to_json_plotly(f.spec)
     for bad in ("</", "<!--", "<script"):
         text = text.replace(bad, bad.replace("<", "\\u003c"))
     return text
