@@ -387,13 +387,21 @@ class TorchBackend(FrameworkInterface):
                     "peak_device_reserved_bytes": int(torch.cuda.max_memory_reserved())}
         return {"peak_device_bytes": None}
 
+    def _compile_note(self) -> dict:
+        if self.compile_mode != "none" and self.request.get("model") == "lstm":
+            # Dynamo does not trace nn.LSTM (torch._dynamo.config.allow_rnn is False, and
+            # turning it on fails in inductor on the CPU): the module runs eager.
+            return {"compile_note": "nn.LSTM is skipped by dynamo (allow_rnn=False): eager"}
+        return {}
+
     def settings(self) -> dict:
         return {
             "threads": torch.get_num_threads(), "interop_threads": self.interop,
             "tf32": self.tf32, "matmul_precision": torch.get_float32_matmul_precision(),
             "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "compile": self.compile_mode, "channels_last": getattr(self, "channels_last", False),
+            "compile": self.compile_mode, **self._compile_note(),
+            "channels_last": getattr(self, "channels_last", False),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             "precision": self.precision,
             "autocast_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype
