@@ -17,7 +17,7 @@ LEARN = {
     "mlp": ({"train_samples": 1024, "epochs": 2, "batch_size": 32}, 0.3),          # 10 classes
     "cnn": ({"train_samples": 2048, "epochs": 3, "batch_size": 16}, 0.3),          # 10 classes
     "transformer": ({"train_samples": 1024, "epochs": 2, "batch_size": 32}, 3 / 64),  # vocab 64
-    "lstm": ({"train_samples": 1024, "epochs": 3, "batch_size": 32}, 0.4),         # 4 classes
+    "lstm": ({"train_samples": 1024, "epochs": 5, "batch_size": 32}, 0.4),         # 4 classes
 }
 
 
