@@ -164,7 +164,8 @@ def build_keras_model(spec: dict):
 def _count(model) -> dict:
     def n(variables):
         return int(sum(math.prod(int(s) for s in v.shape) for v in variables))
-    return {"trainable": n(model.trainable_weights), "non_trainable": n(model.non_trainable_weights)}
+    return {"trainable": n(model.trainable_weights),
+            "non_trainable": n(model.non_trainable_weights)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,6 +317,9 @@ class TensorFlowBackend(FrameworkInterface):
             return self._predict_fn(self._index(batch_index))
 
     def sync(self, value):
+        # A host copy waits on the device's compute stream, which by then holds every kernel the
+        # step enqueued (the tf.function returns only once its stateful optimizer updates are
+        # enqueued): the loss's .numpy() therefore waits for the whole step.
         if isinstance(value, tuple):
             # predict: copying the scalar probe to the host waits for the whole forward pass;
             # copying all logits (gpt2-small: 200 MB per sample) would time PCIe, not the model.
@@ -334,7 +338,8 @@ class TensorFlowBackend(FrameworkInterface):
     # --- reporting -------------------------------------------------------------------------
     def get_memory_usage(self) -> dict:
         if self.dev == "/GPU:0":
-            return {"peak_device_bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"])}
+            info = tf.config.experimental.get_memory_info("GPU:0")
+            return {"peak_device_bytes": int(info["peak"])}
         return {"peak_device_bytes": None}
 
     def settings(self) -> dict:
@@ -349,7 +354,8 @@ class TensorFlowBackend(FrameworkInterface):
             "precision_policy": policy.name,
             "compute_dtype": policy.compute_dtype,
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
-            "tied_head_dtype": policy.compute_dtype if self.spec["model"] == "transformer" else None,
+            "tied_head_dtype": (policy.compute_dtype if self.spec["model"] == "transformer"
+                                else None),
             # TF enables oneDNN by default on x86 Linux; '0' turns it off
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
             "xla_flags": os.environ.get("XLA_FLAGS"),
