@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import polars as pl
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -35,6 +36,18 @@ def _nums(xs) -> list[float]:
     if not isinstance(xs, list):
         return []
     return [v for v in map(_num, xs) if v is not None and v >= 0]
+
+
+def _samples(xs) -> np.ndarray:
+    """A list of raw samples as float64, dropping anything that is not a finite number >= 0.
+    Fast path through numpy; the per-item path only for lists with strings, bools or None."""
+    if not isinstance(xs, list) or not xs:
+        return np.empty(0)
+    if all(type(v) is float or type(v) is int for v in xs):  # bool, str, None: slow path
+        arr = np.asarray(xs, dtype=np.float64)
+    else:
+        arr = np.asarray(_nums(xs), dtype=np.float64)
+    return arr[np.isfinite(arr) & (arr >= 0)]
 
 
 def _d(x) -> dict:
@@ -95,8 +108,8 @@ def _flatten(i: int, a: dict) -> dict:
         "peak_device_bytes": dev_peak, "host_peak_rss_bytes": max(rss) if rss else None,
         "params_trainable": trainable,
         "params_total": None if trainable is None else trainable + (frozen or 0),
-        "step_times_s": _nums(train.get("step_times_s")),
-        "latencies_s": _nums(_d(m.get("inference")).get("latencies_s")),
+        "step_times_s": _samples(train.get("step_times_s")),
+        "latencies_s": _samples(_d(m.get("inference")).get("latencies_s")),
     }
 
 
@@ -109,12 +122,25 @@ for _c in ("wall_s", "samples_per_step", "first_step_s", "epoch_time_s", "final_
     _SCHEMA[_c] = pl.Float64
 
 
+def _long(idx: list[int], arrays: list[np.ndarray], name: str) -> pl.DataFrame:
+    """Raw samples of all attempts as a list column keyed by idx, built without Python loops
+    over the samples."""
+    lens = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    flat = np.concatenate(arrays) if arrays else np.empty(0)
+    long = pl.DataFrame({"idx": np.repeat(np.asarray(idx, dtype=np.int64), lens), name: flat})
+    return long.group_by("idx").agg(pl.col(name))
+
+
 def _raw(attempts: list[dict]) -> pl.DataFrame:
-    rows = [_flatten(i, a) for i, a in enumerate(attempts)]
-    if not rows:
-        rows = [_flatten(0, {})]
-        return pl.DataFrame(rows, schema_overrides=_SCHEMA, infer_schema_length=None).head(0)
-    return pl.DataFrame(rows, schema_overrides=_SCHEMA, infer_schema_length=None)
+    rows = [_flatten(i, a) for i, a in enumerate(attempts)] or [_flatten(0, {})]
+    lists = {k: [r.pop(k) for r in rows] for k in ("step_times_s", "latencies_s")}
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    df = pl.DataFrame(cols, schema_overrides={k: v for k, v in _SCHEMA.items() if k in cols},
+                      strict=False)
+    for name, arrays in lists.items():
+        df = df.join(_long(cols["idx"], arrays, name), on="idx", how="left").with_columns(
+            pl.col(name).fill_null(pl.lit([], dtype=pl.List(pl.Float64))))
+    return df if attempts else df.head(0)
 
 
 def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataFrame:

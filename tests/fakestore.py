@@ -93,41 +93,48 @@ MODEL_COST = {"mlp": 0.002, "cnn": 0.02, "lstm": 0.015, "transformer": 0.03}
 
 
 def sweep(n_attempts: int, steps: int = 100, latencies: int = 50, seed: int = 0,
-          fail_rate: float = 0.05) -> list[dict]:
+          fail_rate: float = 0.05, repeats: int = 1) -> list[dict]:
     """About n_attempts realistic attempts: a grid over frameworks, models, devices, batch sizes,
-    precisions, and as many repeats as needed; a few failures with stderr tails."""
+    precisions (and model presets when more cells are needed), `repeats` repeats per cell, and a
+    few failures with stderr tails."""
     rng = random.Random(seed)
-    grid = [(fw, m, dev, bs, pr)
-            for fw in ("pytorch", "tensorflow", "jax") for m in MODEL_COST
-            for dev in ("cpu", "cuda:0") for bs in (16, 32, 64, 128, 256)
-            for pr in ("fp32", "bf16")]
-    repeats = max(1, -(-n_attempts // len(grid)))
+    cells_needed = -(-n_attempts // repeats)
+    grid: list[tuple] = []
+    preset = 0
+    while len(grid) < cells_needed:
+        grid += [(fw, m, f"p{preset}", dev, bs, pr)
+                 for m in MODEL_COST for dev in ("cpu", "cuda:0") for pr in ("fp32", "bf16")
+                 for bs in (16, 32, 64, 128, 256) for fw in ("pytorch", "tensorflow", "jax")]
+        preset += 1
+    grid = grid[:cells_needed]
     out: list[dict] = []
     for r in range(repeats):
-        for fw, m, dev, bs, pr in grid:
+        for fw, m, preset_name, dev, bs, pr in grid:
             if len(out) >= n_attempts:
                 return out
             base = MODEL_COST[m] * SPEED[fw] * (bs / 32) ** 0.8 * (0.2 if dev != "cpu" else 1)
-            base *= 0.7 if pr == "bf16" else 1.0
+            base *= (0.7 if pr == "bf16" else 1.0) * (1 + 0.5 * int(preset_name[1:]))
             noise = rng.uniform(0.97, 1.03)
-            roll = rng.random()
-            if roll < fail_rate:
+            cid = f"{cell_id(fw, m, dev, bs, pr)}-{preset_name}"
+            if rng.random() < fail_rate:
                 status = rng.choice(["failed", "oom", "timeout", "crashed"])
-                out.append(attempt(fw, m, dev, bs, pr, repeat=r, status=status,
-                                   reason=f"{status}: synthetic failure",
-                                   stderr_tail="Traceback (most recent call last):\n"
-                                   + "  File \"x.py\", line 1\n" * 20 + "RuntimeError: boom"))
-                continue
-            st = [base * noise * rng.lognormvariate(0, 0.05) for _ in range(steps)]
-            lat = [base * 0.3 * noise * rng.lognormvariate(0, 0.1) for _ in range(latencies)]
-            epochs = 5
-            per = steps // epochs
-            out.append(attempt(
-                fw, m, dev, bs, pr, repeat=r, step_times=st, latencies=lat,
-                epoch_times=[sum(st[i * per:(i + 1) * per]) * 1.02 for i in range(epochs)],
-                accuracy=rng.uniform(0.85, 0.95),
-                peak_device=None if dev == "cpu" else int(bs * 4e6 * SPEED[fw]),
-                host_rss=int(8e8 * SPEED[fw] + bs * 1e6), first_step=base * 50 * SPEED[fw],
-                params={"mlp": 50_000, "cnn": 120_000, "lstm": 80_000,
-                        "transformer": 400_000}[m]))
+                a = attempt(fw, m, dev, bs, pr, repeat=r, status=status, cid=cid,
+                            reason=f"{status}: synthetic failure",
+                            stderr_tail="Traceback (most recent call last):\n"
+                            + "  File \"x.py\", line 1\n" * 20 + "RuntimeError: boom")
+            else:
+                st = [base * noise * rng.lognormvariate(0, 0.05) for _ in range(steps)]
+                lat = [base * 0.3 * noise * rng.lognormvariate(0, 0.1) for _ in range(latencies)]
+                epochs = 5
+                per = max(1, steps // epochs)
+                a = attempt(
+                    fw, m, dev, bs, pr, repeat=r, step_times=st, latencies=lat, cid=cid,
+                    epoch_times=[sum(st[i * per:(i + 1) * per]) * 1.02 for i in range(epochs)],
+                    accuracy=rng.uniform(0.85, 0.95),
+                    peak_device=None if dev == "cpu" else int(bs * 4e6 * SPEED[fw]),
+                    host_rss=int(8e8 * SPEED[fw] + bs * 1e6), first_step=base * 50 * SPEED[fw],
+                    params={"mlp": 50_000, "cnn": 120_000, "lstm": 80_000,
+                            "transformer": 400_000}[m])
+            a["model_options"] = {"preset": preset_name}
+            out.append(a)
     return out

@@ -82,12 +82,19 @@ def _fws(df: pl.DataFrame) -> list[str]:
     return sorted(df["framework"].unique().to_list())
 
 
+def _r(v):
+    """7 significant digits: hover shows 6, the exact values are in aggregated.parquet; keeps a
+    10,000-attempt report small."""
+    return float(f"{v:.7g}") if isinstance(v, float) else v
+
+
 def _custom(rows: list[dict], extra: list[str]) -> list[list]:
-    return [[esc(r["cell_id"]), r["repeats"], r["ok_repeats"], *[r.get(c) for c in extra]]
-            for r in rows]
+    return [[r["repeats"], r["ok_repeats"], *[_r(r.get(c)) for c in extra]] for r in rows]
 
 
-HEAD = "<b>%{customdata[0]}</b><br>ok repeats: %{customdata[2]} of %{customdata[1]}<br>"
+def _head(fw: str, panel: tuple) -> str:
+    return (f"<b>{esc(fw)}</b> · {esc(' · '.join(map(str, panel)))}<br>"
+            "ok repeats: %{customdata[1]} of %{customdata[0]}<br>")
 
 
 def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: list[dict],
@@ -119,19 +126,19 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
                 continue
             sc = s.get("scale", 1)
             name = esc(f"{fw} {s['label']}".strip())
-            y = [r[s["col"]] * sc for r in rows]
+            y = [_r(r[s["col"]] * sc) for r in rows]
             x = [r["batch_size"] for r in rows]
             tr = {"x": x if kind == "line" else [str(v) for v in x], "y": y, "name": name,
                   "legendgroup": name, "showlegend": name not in shown, "xaxis": f"x{sfx}",
                   "yaxis": f"y{sfx}", "opacity": s.get("opacity", 1),
                   "customdata": _custom(rows, s.get("extra", [])),
-                  "hovertemplate": HEAD + s["hover"] + f"<extra>{esc(fw)}</extra>"}
+                  "hovertemplate": _head(fw, (model, dev, prec)) + s["hover"] + "<extra></extra>"}
             shown.add(name)
             err = s.get("err")
             if err and all(r[err[0]] is not None and r[err[1]] is not None for r in rows):
                 tr["error_y"] = {"type": "data", "symmetric": False, "thickness": 1, "color": c,
-                                 "array": [r[err[1]] * sc - v for r, v in zip(rows, y)],
-                                 "arrayminus": [v - r[err[0]] * sc for r, v in zip(rows, y)]}
+                                 "array": [_r(r[err[1]] * sc - v) for r, v in zip(rows, y)],
+                                 "arrayminus": [_r(v - r[err[0]] * sc) for r, v in zip(rows, y)]}
             if kind == "line":
                 tr.update(type="scatter", mode="lines+markers",
                           line={"color": c, "dash": s.get("dash", "solid")},
@@ -181,7 +188,7 @@ def _params(cells: pl.DataFrame) -> Figure | None:
 def build_figures(cells: pl.DataFrame) -> list[Figure]:
     mem = cells.with_columns((pl.when(pl.col("device") != "cpu")
                               .then(pl.col("peak_device_bytes"))).alias("dev_mem"))
-    rep = "<br>repeat range: %{customdata[3]:.6g} – %{customdata[4]:.6g}"
+    rep = "<br>repeat range: %{customdata[2]:.6g} – %{customdata[3]:.6g}"
     figs = [
         _faceted(cells, "throughput", "Training throughput against batch size",
                  "Samples per second = batch size / median steady-state step time (raw step "

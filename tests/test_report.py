@@ -1,0 +1,178 @@
+"""The report: aggregation numbers, recommendations, edge-case runs, escaping, output files."""
+from __future__ import annotations
+
+import json
+import re
+
+import fakestore as fs
+import polars as pl
+import pytest
+
+from mlbench import aggregate
+from mlbench.errors import UserError
+from mlbench.report import build_report
+from mlbench.report.recommend import recommend
+
+XSS = ["<script>window.__pwned=1</script>", '"><img src=x onerror="window.__pwned=1">']
+
+
+def cells_of(attempts):
+    return aggregate.cells_frame(aggregate.attempts_frame(attempts))
+
+
+def test_aggregation_from_raw_samples():
+    steps0 = [0.010, 0.020, 0.030, 0.040]       # median 0.025
+    steps1 = [0.050, 0.060]                     # pooled with repeat 0: median 0.035
+    lat = [i / 1000 for i in range(1, 101)]     # 1..100 ms
+    a = [fs.attempt(batch_size=32, repeat=0, step_times=steps0, latencies=lat,
+                    epoch_times=[1.0, 3.0, 2.0]),
+         fs.attempt(batch_size=32, repeat=1, step_times=steps1, latencies=lat)]
+    att = aggregate.attempts_frame(a)
+    assert att["step_median"].to_list() == pytest.approx([0.025, 0.055])
+    assert att["train_sps"].to_list() == pytest.approx([32 / 0.025, 32 / 0.055])
+    c = cells_of(a).row(0, named=True)
+    assert c["repeats"] == 2 and c["ok_repeats"] == 2
+    assert c["step_median"] == pytest.approx(0.035)
+    assert c["train_sps"] == pytest.approx(32 / 0.035)
+    assert sorted(c["train_sps_r"]) == pytest.approx(sorted([32 / 0.025, 32 / 0.055]))
+    assert c["train_sps_min"] == pytest.approx(32 / 0.055)
+    assert c["lat_median"] == pytest.approx(0.0505)
+    assert c["lat_p90"] == pytest.approx(0.0901)   # linear interpolation over 200 samples
+    assert c["lat_p99"] == pytest.approx(0.09901)
+    assert c["epoch_time_s"] == pytest.approx((2.0 + 0.11) / 2)  # median per repeat, then over
+
+
+def test_latest_attempt_wins_and_failed_repeat_excluded():
+    a = [fs.attempt(repeat=0, step_times=[1.0]), fs.attempt(repeat=0, step_times=[0.5]),
+         fs.attempt(repeat=1, status="oom", reason="OOM")]
+    from mlbench.store import latest_attempts
+    c = cells_of(latest_attempts(a)).row(0, named=True)
+    assert c["step_median"] == 0.5 and c["repeats"] == 2 and c["ok_repeats"] == 1
+    assert c["failed_statuses"] == "oom"
+
+
+def test_garbage_fields_become_null():
+    a = [{"cell_id": "x", "status": "ok", "batch_size": "32", "metrics": {
+        "train": {"step_times_s": ["a", None, 0.1, float("nan"), True]}}}]
+    c = cells_of(a).row(0, named=True)
+    assert c["batch_size"] is None and c["step_median"] == 0.1 and c["framework"] == "?"
+
+
+def _pair(fast_reps, slow_reps, model="mlp"):
+    out = []
+    for fw, reps in (("jax", fast_reps), ("pytorch", slow_reps)):
+        for r, s in enumerate(reps):
+            out.append(fs.attempt(fw, model=model, repeat=r, step_times=[s] * 10,
+                                  latencies=[s / 4] * 10, host_rss=500_000_000))
+    return out
+
+
+def test_recommendation_clear_winner_with_repeats():
+    recs = recommend(cells_of(_pair([0.010, 0.0102, 0.0098], [0.015, 0.0152, 0.0148])))
+    train = next(r for r in recs if r.aspect == "train")
+    assert train.winner == "jax" and train.verdict == "clear"
+    assert "1.50x" in train.text and "pytorch" in train.text
+    mem = next(r for r in recs if r.aspect == "memory")
+    assert mem.verdict == "no-clear-winner"     # identical memory
+
+
+def test_recommendation_no_clear_winner_within_noise():
+    recs = recommend(cells_of(_pair([0.010, 0.012, 0.0085], [0.0105, 0.0125, 0.009])))
+    train = next(r for r in recs if r.aspect == "train")
+    assert train.winner is None and train.verdict == "no-clear-winner"
+    assert "No clear winner" in train.text
+
+
+def test_recommendation_single_measurement_is_flagged():
+    recs = recommend(cells_of(_pair([0.010], [0.020])))
+    train = next(r for r in recs if r.aspect == "train")
+    assert train.winner == "jax" and train.verdict == "single"
+    assert "Single measurement" in train.text
+
+
+def test_recommendation_single_framework():
+    recs = recommend(cells_of([fs.attempt("jax")]))
+    assert all(r.verdict == "nothing-to-compare" and "only jax" in r.text for r in recs)
+
+
+def test_full_report_files(tmp_path):
+    run = fs.write_store(tmp_path / "run", fs.sweep(120, steps=20, latencies=10))
+    index = build_report(run, tmp_path / "out")
+    assert index == tmp_path / "out" / "index.html"
+    html = index.read_text()
+    assert html.count("Plotly.newPlot(") == 7
+    assert html.count("Plotly=") + html.count("plotly.js v") >= 1
+    assert not re.search(r'<(script|link|img)[^>]+(src|href)=', html), "nothing external"
+    csv = pl.read_csv(tmp_path / "out" / "summary.csv")
+    parquet = pl.read_parquet(tmp_path / "out" / "aggregated.parquet")
+    assert csv.height == parquet.height == 120 and "train_sps" in csv.columns
+    # the same report from results.json and from the .jsonl file
+    doc = {"schema": 1, "run": json.loads((run / "run.json").read_text()),
+           "cells": [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    build_report(tmp_path / "results.json", tmp_path / "out2")
+    build_report(run / "results.jsonl", tmp_path / "out3")
+    assert pl.read_csv(tmp_path / "out2" / "summary.csv").equals(csv)
+
+
+def test_failures_only_run_renders(tmp_path):
+    a = [fs.attempt("pytorch", status="oom", reason="CUDA out of memory",
+                    stderr_tail="RuntimeError: CUDA out of memory"),
+         fs.attempt("jax", status="skipped", reason="jax is not installed")]
+    html = build_report(fs.write_store(tmp_path / "r", a), tmp_path / "o").read_text()
+    assert "Nothing succeeded" in html and "CUDA out of memory" in html
+    assert "jax is not installed" in html and "mlbench run --output results --only" in html
+    assert "Plotly.newPlot(" not in html and "plotly.js" not in html.lower()[:2000]
+
+
+def test_partial_single_cell_run_says_what_is_missing(tmp_path):
+    run = fs.run_doc()
+    del run["ended_at"]
+    html = build_report(fs.write_store(tmp_path / "r", [fs.attempt("pytorch")], run),
+                        tmp_path / "o").read_text()
+    assert "no end time" in html and "Only one cell" in html
+    assert "No successful results for tensorflow" in html and "Only one framework" in html
+
+
+def test_zero_attempts_and_not_mlbench_output(tmp_path):
+    empty = fs.write_store(tmp_path / "e", [])
+    with pytest.raises(UserError, match="no usable cells"):
+        build_report(empty, tmp_path / "o")
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"hello": 1}\nnot json\n')
+    with pytest.raises(UserError, match="not mlbench output"):
+        build_report(junk, tmp_path / "o")
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(UserError, match="not an mlbench results file"):
+        build_report(other, tmp_path / "o")
+    with pytest.raises(UserError, match="not found"):
+        build_report(tmp_path / "missing.json", tmp_path / "o")
+
+
+def test_torn_last_line_is_tolerated(tmp_path):
+    d = fs.write_store(tmp_path / "r", [fs.attempt("pytorch"), fs.attempt("jax")])
+    with open(d / "results.jsonl", "a") as fh:
+        fh.write('{"cell_id": "torn-cell", "status": "o')
+    html = build_report(d, tmp_path / "o").read_text()
+    assert "torn last line" in html and "torn-cell" not in html
+
+
+def test_strings_from_the_data_are_escaped(tmp_path):
+    a = [fs.attempt(fw, model=f"mlp{XSS[0]}", device=f"cpu{XSS[1]}", cid=f"{fw}{XSS[0]}")
+         for fw in ("pytorch", "jax")]
+    a.append(fs.attempt("tensorflow", status="failed", reason=XSS[0], stderr_tail=XSS[1],
+                        cid=f"tf{XSS[1]}"))
+    run = fs.run_doc(note=XSS[0])
+    run["host"]["cpu_model"] = XSS[1]
+    html = build_report(fs.write_store(tmp_path / "r", a, run), tmp_path / "o").read_text()
+    assert "window.__pwned" in html                    # the strings are shown ...
+    for s in XSS:
+        assert s not in html                           # ... but never verbatim
+    assert "<img src=x" not in html
+    body = html.split("</head>", 1)[1]
+    # every <script> in the body is one of ours: the figure calls or the table helper
+    for script in re.findall(r"<script>(.*?)</script>", body, re.S):
+        assert script.startswith(("(function(){var s=", "\n/* Plain table helpers"))
+        if script.startswith("(function(){var s="):
+            assert "<" not in script                   # figure JSON has every < escaped
