@@ -52,6 +52,14 @@ def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def describe() -> str:
+    if pynvml is None:
+        return "nvidia-ml-py is not installed"
+    if not _init():
+        return "no NVIDIA driver found by NVML"
+    return f"NVML sees {len(_pci_order_handles())} GPU(s)"
+
+
 def device_present(device: str) -> bool:
     if device == "cpu":
         return True

@@ -105,6 +105,11 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
     watch = _Watch()
     t0 = time.monotonic()
     timed_out = False
+    if not gpu.device_present(cell.device):
+        # No NVIDIA driver or fewer GPUs than the index: no framework could run this cell.
+        record["stderr_log"] = None
+        return _finish(record, t0, "skipped", f"device {cell.device} not present on this "
+                       f"machine ({gpu.describe()})", None, None, stderr_path, watch)
     try:
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

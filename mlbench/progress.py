@@ -68,7 +68,9 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
     counts: dict[str, int] = {}
     for a in outcome.latest:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
-    table = Table(title=f"mlbench: {len(outcome.latest)} cell attempt(s) in {outcome.out_dir}")
+    console.print(f"[bold]{len(outcome.latest)} cell(s) in {escape(str(outcome.out_dir))}, "
+                  f"{outcome.ran} run now[/]", soft_wrap=True)
+    table = Table()
     table.add_column("status")
     table.add_column("cells", justify="right")
     for status in ("ok", "skipped", *FAILED):

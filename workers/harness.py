@@ -81,11 +81,30 @@ def peak_rss_bytes() -> int:
 
 
 def apply_memory_limit(request: dict) -> None:
-    """Run the worker under an address-space cap (per-cell `memory_limit_mb`), so an OOM is real."""
+    """Run the worker under an address-space cap (per-cell `memory_limit_mb`), so an OOM is real.
+
+    CPU cells only: CUDA reserves huge virtual ranges at start-up, so an address-space cap would
+    break any GPU cell; there the device allocator's own OOM is the real one.
+    """
     limit_mb = request.get("memory_limit_mb")
-    if limit_mb:
+    if limit_mb and request.get("device", "cpu") == "cpu":
         limit = int(limit_mb) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def pin_cpu_threads(request: dict) -> list[int] | None:
+    """Pin a CPU cell to its first `threads` allowed CPUs, before any framework is imported.
+
+    Thread-count knobs are hints that frameworks honour unevenly (XLA:CPU ignores them and sizes
+    its pools from the affinity mask), so every framework gets the same OS-enforced CPU set.
+    """
+    threads = int(request.get("threads") or 0)
+    if request.get("device", "cpu") != "cpu" or threads <= 0 or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads < len(allowed):
+        os.sched_setaffinity(0, allowed[:threads])
+    return sorted(os.sched_getaffinity(0))
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -285,6 +304,7 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         apply_memory_limit(request)
+        affinity = pin_cpu_threads(request)
         t0 = time.perf_counter()
         try:
             info = import_framework()
@@ -295,7 +315,8 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
             return
         import_s = time.perf_counter() - t0
         emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
-             python_version=platform.python_version(), import_s=import_s, **info)
+             python_version=platform.python_version(), import_s=import_s, cpu_affinity=affinity,
+             **info)
         metrics = run_cell(request, make_backend, import_s)
         metrics["import_s"] = import_s
         emit("result", metrics=metrics)

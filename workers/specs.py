@@ -256,6 +256,6 @@ def _generate(spec: dict, n: int, rng):
         templates = rng.standard_normal((classes, *shape))
     # Signal-to-noise chosen so one epoch of the quick config lands well above chance but
     # below 100%: accuracy still tells a model that learned from one that did not.
-    signal = {"mlp": 0.15, "cnn": 0.25, "lstm": 0.5}[m]
+    signal = {"mlp": 0.15, "cnn": 0.4, "lstm": 0.8}[m]
     x = templates[y] * signal + rng.standard_normal((n, *shape))
     return x.astype(np.float32), y

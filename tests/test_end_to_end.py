@@ -1,0 +1,112 @@
+"""Every framework and model, for real, through `mlbench run` on the CPU at tiny sizes.
+
+One sweep (module fixture) serves all the checks: status ok, learning above chance, the same
+parameter counts and the same data bytes in every framework.
+"""
+import pytest
+
+from cliutil import by_cell, run_inproc, run_subprocess, write_config
+
+FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
+MODELS = ["mlp", "cnn", "transformer", "lstm"]
+CHANCE = {"mlp": 0.1, "cnn": 0.1, "transformer": 1 / 64, "lstm": 0.25}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    conf = write_config(tmp / "tiny.yaml", frameworks=FRAMEWORKS,
+                        models=[{"name": m, "preset": "tiny"} for m in MODELS],
+                        batch_sizes=[16], train_samples=1024, eval_samples=256, epochs=2,
+                        warmup_iterations=2, timed_iterations=10, threads=1, timeout_s=300)
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "mlbench.cli", "run", "--config", str(conf),
+                           "--report-dir", str(tmp / "report")], cwd=tmp, capture_output=True,
+                          text=True, timeout=900)
+    return proc, by_cell(tmp / "results"), tmp
+
+
+def _cell(fw, model):
+    return f"{fw}-{model}.tiny-cpu-bs16-fp32"
+
+
+def test_every_framework_and_model_runs_ok(sweep):
+    proc, cells, _ = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for fw in FRAMEWORKS:
+        for model in MODELS:
+            c = cells[_cell(fw, model)]
+            if fw == "numpy" and model != "mlp":
+                assert c["status"] == "skipped" and "only mlp" in c["reason"]
+                continue
+            assert c["status"] == "ok", (c["cell_id"], c.get("reason"), c.get("stderr_tail"))
+            m = c["metrics"]
+            assert len(m["train"]["step_times_s"]) == 2 * (1024 // 16) - 1
+            assert m["train"]["first_step_s"] > 0
+            assert len(m["inference"]["latencies_s"]) == 10
+            assert c["host_peak_rss_bytes"] > 10 * 2**20
+            assert c["hello"]["framework_version"]
+
+
+def test_every_model_learns_in_every_framework(sweep):
+    _, cells, _ = sweep
+    for fw in FRAMEWORKS:
+        for model in MODELS:
+            c = cells[_cell(fw, model)]
+            if c["status"] != "ok":
+                continue
+            acc = c["metrics"]["eval"]["accuracy"]
+            assert acc > 2 * CHANCE[model], (c["cell_id"], acc)
+
+
+def test_same_parameters_and_same_data_everywhere(sweep):
+    _, cells, _ = sweep
+    for model in MODELS:
+        ok = [cells[_cell(fw, model)] for fw in FRAMEWORKS
+              if cells[_cell(fw, model)]["status"] == "ok"]
+        assert len(ok) >= 3
+        assert len({(c["metrics"]["params"]["trainable"],
+                     c["metrics"]["params"]["non_trainable"]) for c in ok}) == 1
+        assert len({c["metrics"]["data_hash"] for c in ok}) == 1
+        assert len({c["metrics"]["flops_per_sample"]["forward"] for c in ok}) == 1
+
+
+def test_run_directory_holds_everything_to_reproduce_a_cell(sweep):
+    _, cells, tmp = sweep
+    out = tmp / "results"
+    for name in ("run.json", "results.jsonl", "results.json", "results.csv"):
+        assert (out / name).exists()
+    cell = cells[_cell("pytorch", "mlp")]
+    d = out / "cells" / cell["cell_id"]
+    assert (d / "request.json").exists()
+    cmd = (d / "command.txt").read_text()
+    assert "CUDA_VISIBLE_DEVICES=''" in cmd and "pytorch_worker.py --request" in cmd
+    assert (out / cell["stderr_log"]).exists()
+    assert (tmp / "report" / "index.html").exists()
+
+
+def test_seed_command_frameworks_and_devices_verbatim(tmp_path):
+    # `mlbench run --frameworks pytorch jax --devices cuda:0`, as the seed writes it; this
+    # machine has no GPU, so every cell is skipped with that reason and the run still succeeds.
+    proc = run_subprocess(["run", "--frameworks", "pytorch", "jax", "--devices", "cuda:0",
+                           "--no-report"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cells = by_cell(tmp_path / "results")
+    assert {c["framework"] for c in cells.values()} == {"pytorch", "jax"}
+    assert {c["device"] for c in cells.values()} == {"cuda:0"}
+    assert all(c["status"] == "skipped" and "cuda:0 not present" in c["reason"]
+               for c in cells.values())
+
+
+def test_list_values_after_one_flag_commas_and_repeats(tmp_path, capsys):
+    from mlbench.cli import expand_list_args
+    assert expand_list_args(["run", "--frameworks", "pytorch", "jax", "--devices", "cuda:0"]) \
+        == ["run", "--frameworks", "pytorch", "--frameworks", "jax", "--devices", "cuda:0"]
+    assert expand_list_args(["--models=mlp,cnn", "--batch-sizes", "8,16", "--resume"]) == \
+        ["--models", "mlp", "--models", "cnn", "--batch-sizes", "8", "--batch-sizes", "16",
+         "--resume"]
+    rc, _, _ = run_inproc(["run", "--frameworks", "dummy", "--models", "mlp,cnn",
+                           "--batch-sizes", "4", "--batch-sizes", "8", "--output",
+                           str(tmp_path / "r"), "--no-report"], capsys)
+    assert rc == 0 and len(by_cell(tmp_path / "r")) == 4
