@@ -237,7 +237,8 @@ def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
     from . import store
     from .errors import UserError
     loaded = store.load(path)
-    attempts = [a for a in loaded.attempts
+    attempts = [a if isinstance(a.get("repeat", 0), int) else {**a, "repeat": 0}
+                for a in loaded.attempts
                 if isinstance(a, dict) and "cell_id" in a and "status" in a]
     if not attempts:
         what = ("not mlbench output: no line is an attempt record" if loaded.warnings

@@ -150,6 +150,14 @@ def test_zero_attempts_and_not_mlbench_output(tmp_path):
         build_report(tmp_path / "missing.json", tmp_path / "o")
 
 
+def test_malformed_records_do_not_crash(tmp_path):
+    doc = {"schema": 1, "run": None, "cells": [1, "x", {"cell_id": "c", "status": "ok",
+                                                        "repeat": "zero", "metrics": []}]}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    html = build_report(tmp_path / "results.json", tmp_path / "o").read_text()
+    assert "No run record was found" in html
+
+
 def test_torn_last_line_is_tolerated(tmp_path):
     d = fs.write_store(tmp_path / "r", [fs.attempt("pytorch"), fs.attempt("jax")])
     with open(d / "results.jsonl", "a") as fh:

@@ -79,7 +79,8 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
                      "(failed, skipped, ...). There are no measurements, figures or "
                      "recommendations; the failures table below says why each cell failed.")
     if not run:
-        notes.append("No run.json was found: the environment and the configuration are unknown.")
+        notes.append("No run record was found (run.json): the environment and the configuration "
+                     "are unknown.")
     elif not run.get("ended_at"):
         notes.append("The run has no end time: it was interrupted or is still running, so cells "
                      "that were never attempted are missing from this report.")
