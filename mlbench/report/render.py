@@ -87,7 +87,7 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
     measured = set(cells.filter(pl.col("ok_repeats") > 0)["framework"].to_list())
     wanted = list(_d(run.get("frameworks"))) or list(
         _d(run.get("config")).get("frameworks") or [])
-    for fw in wanted:
+    for fw in wanted if n_ok else []:
         if isinstance(fw, str) and fw not in measured:
             notes.append(f"No successful results for {fw}.")
     if len(measured) == 1:
