@@ -25,7 +25,7 @@ from . import catalog, gpu, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
-SAMPLE_EVERY_S = 0.25
+SAMPLE_EVERY_S = 0.5
 STDERR_TAIL = 4000
 EXIT_GRACE_S = 30.0
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",

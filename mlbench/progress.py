@@ -35,7 +35,8 @@ class RichHooks(Hooks):
         self.progress = Progress(
             TextColumn("[bold]{task.fields[cell]}"), TextColumn("{task.fields[phase]}"),
             BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=self.console, transient=True)
+            TimeRemainingColumn(), console=self.console, transient=True,
+            refresh_per_second=2, disable=not self.console.is_terminal)
         self.progress.start()
         self.task = self.progress.add_task("sweep", total=total, cell="", phase="")
 
