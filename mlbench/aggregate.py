@@ -6,6 +6,10 @@ samples (step times, latencies), never from pre-rounded figures:
   cells_frame     one row per cell: pooled-sample medians/percentiles, spread, per-repeat values
   comparison_frame  frameworks side by side per (model, options, device, batch, precision)
   failures_frame  every attempt that did not end "ok", with reason, stderr tail and rerun command
+Per cell also: bootstrap 95% intervals over the per-process values (mlbench.stats; none for a
+single process), pyperf-like warnings (instability, extreme values, short samples, busy machine
+or device), achieved FLOP/s from the analytic FLOPs per sample, and MFU against the measured
+ceiling of the run (mlbench.ceiling, ceilings.json) when there is one.
 Every field of a record may be missing or of the wrong type (partial runs, older files): such
 values become null. Never imports an ML framework.
 """
@@ -16,6 +20,8 @@ import math
 
 import numpy as np
 import polars as pl
+
+from . import stats
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
 
@@ -68,6 +74,18 @@ def _median(xs: list[float]) -> float | None:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
+def settings_label(settings: dict) -> str:
+    """The numeric settings of a cell (tf32, matmul precision, compile, threads...) as one
+    compact line; nested values flattened as a.b=v."""
+    out = []
+    for k, v in sorted(settings.items()):
+        if isinstance(v, dict):
+            out.extend(f"{k}.{k2}={_s(v2)}" for k2, v2 in sorted(v.items()))
+        elif not isinstance(v, list) and v is not None:
+            out.append(f"{k}={v}")
+    return ", ".join(out)
+
+
 def options_label(opts) -> str:
     if not isinstance(opts, dict) or not opts:
         return _s(opts) or ""
@@ -87,6 +105,11 @@ def _flatten(i: int, a: dict) -> dict:
            if v is not None]
     trainable, frozen = _int(params.get("trainable")), _int(params.get("non_trainable"))
     losses = _nums(train.get("epoch_losses"))
+    flops = _d(m.get("flops_per_sample"))
+    aff = hello.get("cpu_affinity")
+    busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
+                               _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
+    settings = _d(m.get("settings"))
     return {
         "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
         "order": _int(a.get("order")) or 0,
@@ -108,6 +131,9 @@ def _flatten(i: int, a: dict) -> dict:
         "peak_device_bytes": dev_peak, "host_peak_rss_bytes": max(rss) if rss else None,
         "params_trainable": trainable,
         "params_total": None if trainable is None else trainable + (frozen or 0),
+        "flops_fwd": _num(flops.get("forward")), "flops_train": _num(flops.get("train_step")),
+        "busy": "\n".join(busy) or None,
+        "settings": settings_label(settings) if settings else None,
         "step_times_s": _samples(train.get("step_times_s")),
         "latencies_s": _samples(_d(m.get("inference")).get("latencies_s")),
     }
@@ -116,9 +142,10 @@ def _flatten(i: int, a: dict) -> dict:
 _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size": pl.Int64,
            "exit_code": pl.Int64, "peak_device_bytes": pl.Int64, "host_peak_rss_bytes": pl.Int64,
            "params_trainable": pl.Int64, "params_total": pl.Int64,
-           "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64)}
+           "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
+           "busy": pl.Utf8, "settings": pl.Utf8}
 for _c in ("wall_s", "samples_per_step", "first_step_s", "epoch_time_s", "final_loss",
-           "accuracy"):
+           "accuracy", "flops_fwd", "flops_train"):
     _SCHEMA[_c] = pl.Float64
 
 
@@ -153,20 +180,40 @@ def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataF
          / v.median()).alias(f"{prefix}_iqr_rel"), pl.len().alias(f"{prefix}_n")))
 
 
+def _extreme_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataFrame:
+    """Per `by`: how many raw samples are extreme (stats.extremes' rule) and max / median."""
+    v = pl.col(col)
+    q1, q3 = v.quantile(0.25, "linear").over(by), v.quantile(0.75, "linear").over(by)
+    med = v.median().over(by)
+    iqr = q3 - q1
+    far = (v - med).abs() >= stats.EXTREME_MIN_REL * med
+    ext = (((v > q3 + stats.EXTREME_IQR * iqr) | (v < q1 - stats.EXTREME_IQR * iqr)) & far
+           & (pl.len().over(by) >= 4))
+    return (raw.select(by, col).explode(col).drop_nulls(col)
+            .with_columns(ext.alias("_ext"), (v.max().over(by) / med).alias("_mx"))
+            .group_by(by).agg(pl.col("_ext").sum().cast(pl.Int64).alias(f"{prefix}_extreme"),
+                              pl.col("_mx").first().alias(f"{prefix}_max_rel")))
+
+
 def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
     """One row per attempt given (pass Loaded.latest), with per-attempt sample statistics:
     train_sps = samples_per_step / median step time; lat_* in seconds."""
     raw = _raw(attempts)
     st = _sample_stats(raw, "step_times_s", "idx", "step")
     lt = _sample_stats(raw, "latencies_s", "idx", "lat")
+    se = _extreme_stats(raw, "step_times_s", "idx", "step")
+    le = _extreme_stats(raw, "latencies_s", "idx", "lat")
     return (raw.join(st, on="idx", how="left").join(lt, on="idx", how="left")
+            .join(se, on="idx", how="left").join(le, on="idx", how="left")
             .with_columns((pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"))
             .sort("order", "idx"))
 
 
-def cells_frame(att: pl.DataFrame) -> pl.DataFrame:
+def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame:
     """One row per cell. Pooled over the ok repeats: step/latency median, p90, p99, relative IQR;
-    per-repeat values kept as lists (train_sps_r, lat_p50_r, mem_r) for noise judgements."""
+    per-repeat values kept as lists (train_sps_r, lat_p50_r, mem_r) for noise judgements; their
+    bootstrap 95% intervals (*_ci_lo/hi, null for a single process) and spread (*_cv); warnings;
+    achieved FLOP/s; MFU when `ceilings` ({framework: {device: {precision: FLOP/s}}}) is given."""
     ok = att.filter(pl.col("status") == "ok")
     ident = ["framework", "model", "options", "model_label", "device", "batch_size",
              "precision"]
@@ -189,12 +236,20 @@ def cells_frame(att: pl.DataFrame) -> pl.DataFrame:
         pl.col("peak_device_bytes").max(), pl.col("host_peak_rss_bytes").max(),
         pl.col("params_trainable").max(), pl.col("params_total").max(),
         pl.col("framework_version").drop_nulls().first(),
-        pl.col("device_name").drop_nulls().first())
+        pl.col("device_name").drop_nulls().first(),
+        pl.col("flops_fwd").drop_nulls().first(), pl.col("flops_train").drop_nulls().first(),
+        pl.col("settings").drop_nulls().first(),
+        pl.col("step_extreme").sum(), pl.col("step_n").sum(), pl.col("step_max_rel").max(),
+        pl.col("lat_extreme").sum(), pl.col("lat_n").sum().alias("lat_n_r"),
+        pl.col("lat_max_rel").max())
+    busy = (att.select("cell_id", pl.col("busy").str.split("\n")).drop_nulls("busy")
+            .explode("busy").group_by("cell_id").agg(pl.col("busy").unique(maintain_order=True)))
     st = _sample_stats(okc, "step_times_s", "cell_id", "step")  # pooled over the repeats
     lt = _sample_stats(okc, "latencies_s", "cell_id", "lat")
-    out = (status.join(per, on="cell_id", how="left").join(st, on="cell_id", how="left")
-           .join(lt, on="cell_id", how="left"))
-    return out.with_columns(
+    out = (status.join(per.drop("step_n"), on="cell_id", how="left")
+           .join(st, on="cell_id", how="left").join(lt, on="cell_id", how="left")
+           .join(busy, on="cell_id", how="left"))
+    out = out.with_columns(
         (pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"),
         pl.col("train_sps_r").list.min().alias("train_sps_min"),
         pl.col("train_sps_r").list.max().alias("train_sps_max"),
@@ -202,7 +257,65 @@ def cells_frame(att: pl.DataFrame) -> pl.DataFrame:
         pl.col("lat_p50_r").list.max().alias("lat_p50_max"),
         pl.when(pl.col("mem_r").list.len() > 0).then(pl.col("mem_r").list.median())
         .alias("mem_bytes"),
-    ).sort("model_label", "device", "precision", "batch_size", "framework", nulls_last=True)
+    )
+    out = out.with_columns(
+        (pl.col("flops_train") * pl.col("train_sps")).alias("train_flops_s"),
+        (pl.col("flops_fwd") * pl.col("batch_size") / pl.col("lat_median")).alias("infer_flops_s"))
+    out = _with_intervals_and_warnings(out)
+    out = with_mfu(out, ceilings or {})
+    return out.sort("model_label", "device", "precision", "batch_size", "framework",
+                    nulls_last=True)
+
+
+def _with_intervals_and_warnings(cells: pl.DataFrame) -> pl.DataFrame:
+    cols: dict[str, list] = {k: [] for k in (
+        "train_sps_ci_lo", "train_sps_ci_hi", "lat_p50_ci_lo", "lat_p50_ci_hi", "train_sps_cv",
+        "lat_p50_cv", "repeats_needed", "ci_basis", "warnings")}
+    tr_ci = stats.bootstrap_median_ci_many(cells["train_sps_r"].to_list())
+    la_ci = stats.bootstrap_median_ci_many(cells["lat_p50_r"].to_list())
+    for r, tci, lci in zip(cells.select(
+            "train_sps_r", "lat_p50_r", "step_median", "lat_median", "step_extreme", "step_n",
+            "step_max_rel", "lat_extreme", "lat_n_r", "lat_max_rel", "ok_repeats", "busy",
+    ).iter_rows(named=True), tr_ci, la_ci):
+        tcv, lcv = stats.cv(r["train_sps_r"]), stats.cv(r["lat_p50_r"])
+        worst = max((c for c in (tcv, lcv) if c is not None), default=None)
+        cols["train_sps_ci_lo"].append(tci[0] if tci else None)
+        cols["train_sps_ci_hi"].append(tci[1] if tci else None)
+        cols["lat_p50_ci_lo"].append(lci[0] if lci else None)
+        cols["lat_p50_ci_hi"].append(lci[1] if lci else None)
+        cols["train_sps_cv"].append(tcv)
+        cols["lat_p50_cv"].append(lcv)
+        cols["repeats_needed"].append(stats.repeats_needed(worst))
+        ok = r["ok_repeats"] or 0
+        cols["ci_basis"].append(None if ok == 0 else "single process" if ok == 1 else
+                                f"bootstrap over {ok} processes")
+        w = stats.judge(train_r=r["train_sps_r"], lat_r=r["lat_p50_r"],
+                        step_median=r["step_median"], lat_median=r["lat_median"],
+                        step_extreme=r["step_extreme"] or 0, step_n=r["step_n"] or 0,
+                        step_max_rel=r["step_max_rel"], lat_extreme=r["lat_extreme"] or 0,
+                        lat_n=r["lat_n_r"] or 0, lat_max_rel=r["lat_max_rel"],
+                        ok_repeats=ok) if ok else []
+        cols["warnings"].append(w + list(r["busy"] or []))
+    schema = {k: pl.Float64 for k in cols}
+    schema.update(repeats_needed=pl.Int64, ci_basis=pl.Utf8, warnings=pl.List(pl.Utf8))
+    extra = pl.DataFrame(cols, schema=schema)
+    return pl.concat([cells.drop("lat_n_r", "busy"), extra], how="horizontal").with_columns(
+        pl.col("warnings").list.len().alias("n_warnings"))
+
+
+def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
+    """Add ceiling_flops_s (this framework's measured matmul ceiling on the cell's device and
+    precision), mfu (achieved training FLOP/s / ceiling) and mfu_infer; null without a ceiling."""
+    keys = [(fw, dev, prec, c) for fw, devs in (ceilings or {}).items() if isinstance(devs, dict)
+            for dev, precs in devs.items() if isinstance(precs, dict)
+            for prec, c in precs.items() if isinstance(c, (int, float)) and c > 0]
+    table = pl.DataFrame(keys, schema={"framework": pl.Utf8, "device": pl.Utf8,
+                                       "precision": pl.Utf8, "ceiling_flops_s": pl.Float64},
+                         orient="row")
+    out = cells.drop([c for c in ("ceiling_flops_s", "mfu", "mfu_infer") if c in cells.columns])
+    return out.join(table, on=["framework", "device", "precision"], how="left").with_columns(
+        (pl.col("train_flops_s") / pl.col("ceiling_flops_s")).alias("mfu"),
+        (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"))
 
 
 def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
@@ -246,4 +359,5 @@ def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
         raise UserError(what, str(path))
     att = attempts_frame(store.latest_attempts(attempts))
     run = loaded.run if isinstance(loaded.run, dict) else {}
-    return run, loaded.warnings, att, cells_frame(att)
+    from .ceiling import best_flops, load as load_ceilings
+    return run, loaded.warnings, att, cells_frame(att, best_flops(load_ceilings(path)))

@@ -103,3 +103,48 @@ class ProcessSampler:
             "samples": len(self.util),
         }
 
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None:
+    """What is already happening on a GPU, read just before a cell starts: the compute processes
+    on it (pid, used memory), utilisation, SM and memory clocks, temperature, memory in use.
+    None for the CPU or when NVML cannot see the device. Every field may be None (not supported
+    on this GPU, or no permission); mlbench.stats.busy_warnings turns this into warnings."""
+    if not device.startswith("cuda") or not _init():
+        return None
+    handles = _pci_order_handles()
+    try:
+        idx = int(device.split(":")[1])
+    except (IndexError, ValueError):
+        return None
+    if idx >= len(handles):
+        return None
+    h = handles[idx]
+    procs = []
+    for p in (_try(pynvml.nvmlDeviceGetComputeRunningProcesses, h) or []):
+        if p.pid in exclude_pids:
+            continue
+        used = getattr(p, "usedGpuMemory", None)
+        procs.append({"pid": int(p.pid), "used_memory_bytes": int(used) if used else None})
+    util = _try(pynvml.nvmlDeviceGetUtilizationRates, h)
+    mem = _try(pynvml.nvmlDeviceGetMemoryInfo, h)
+    clocks = {name: _try(pynvml.nvmlDeviceGetClockInfo, h, kind) for name, kind in (
+        ("sm_clock_mhz", pynvml.NVML_CLOCK_SM), ("memory_clock_mhz", pynvml.NVML_CLOCK_MEM))}
+    max_sm = _try(pynvml.nvmlDeviceGetMaxClockInfo, h, pynvml.NVML_CLOCK_SM)
+    return {
+        "processes": procs,
+        "utilization_gpu_pct": None if util is None else int(util.gpu),
+        "utilization_memory_pct": None if util is None else int(util.memory),
+        **clocks, "sm_clock_max_mhz": max_sm,
+        "temperature_c": _try(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU),
+        "memory_used_bytes": None if mem is None else int(mem.used),
+        "power_w": (lambda v: None if v is None else v / 1000.0)(
+            _try(pynvml.nvmlDeviceGetPowerUsage, h)),
+    }

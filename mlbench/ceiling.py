@@ -1,0 +1,225 @@
+"""The device ceiling: achievable matmul FLOP/s per framework, device and precision, measured in
+the same run as the cells, and model FLOPs utilisation (MFU) against it.
+
+Owns running workers/ceiling_worker.py once per (framework, device) in a fresh process (the cell
+environment: CUDA_VISIBLE_DEVICES, thread variables, CPU pinning by the worker), the cache
+<run_dir>/ceilings.json (reused while the host, the framework version, the matrix size and the
+tf32 setting are unchanged), and the MFU rule: per framework, a cell's achieved training FLOP/s
+divided by *that framework's* best matmul FLOP/s on that device and precision (what the framework
+itself can reach), with the best over all frameworks kept for the environment table.
+Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import catalog, sysinfo
+from .store import atomic_write
+
+CEILINGS_JSON = "ceilings.json"
+CPU_SIZE, GPU_SIZE = 2048, 8192
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "TF_NUM_INTRAOP_THREADS")
+
+
+def worker_script() -> Path:
+    return catalog.workers_dir() / "ceiling_worker.py"
+
+
+def _host_key() -> dict:
+    h = sysinfo.host()
+    return {"hostname": h.get("hostname"), "cpu_model": h.get("cpu_model"),
+            "gpus": [g.get("name") for g in h.get("gpus") or []]}
+
+
+def _env(device: str, threads: int) -> dict[str, str]:
+    """The same variables mlbench.launcher.cell_env sets for a cell on `device`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_VISIBLE", "JAX_PLAT"))}
+    env.update({
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": device.split(":")[1] if device.startswith("cuda") else "",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_NUM_INTEROP_THREADS": "1", **{v: str(threads) for v in _THREAD_VARS},
+    })
+    if device == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def run_worker(python: str, request: dict, req_path: Path, log_path: Path,
+               timeout_s: float) -> dict:
+    """One ceiling worker process; returns {"status": ok|skipped|failed|timeout|crashed, ...}."""
+    req_path.write_text(json.dumps(request, indent=1))
+    argv = [python, "-u", str(worker_script()), "--request", str(req_path)]
+    hello, final = None, None
+    with open(log_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err, env=_env(request["device"], request["threads"]),
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            if not sel.select(timeout=min(1.0, left)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict) and msg.get("type") == "hello":
+                    hello = msg
+                elif isinstance(msg, dict) and msg.get("type") in ("result", "skip", "error"):
+                    final = final or msg
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+        rc = proc.wait()
+        proc.stdout.close()
+    if final and final["type"] == "result":
+        return {"status": "ok", "hello": hello, **{k: v for k, v in final.items()
+                                                   if k not in ("protocol", "type")}}
+    if timed_out:
+        return {"status": "timeout", "reason": f"exceeded {timeout_s:g} s"}
+    if final and final["type"] == "skip":
+        return {"status": "skipped", "reason": final.get("reason")}
+    if final:
+        return {"status": "failed", "reason": f"{final.get('error_type')}: {final.get('message')}"}
+    return {"status": "crashed", "reason": f"exit code {rc} without a final message"}
+
+
+def _entry_reusable(entry: dict, version: str | None, size: int, tf32: bool,
+                    precisions: list[str]) -> bool:
+    return (isinstance(entry, dict) and entry.get("status") == "ok"
+            and entry.get("version_key") == version and entry.get("size") == size
+            and entry.get("tf32") == tf32
+            and all(p in (entry.get("ceilings") or {}) for p in precisions))
+
+
+def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict | None = None,
+                     threads: int = 0, timeout_s: float = 300.0, size: int | None = None,
+                     iterations: int = 10, tf32: bool = False,
+                     max_seconds_per_precision: float = 10.0) -> dict:
+    """Measure (or reuse from <run_dir>/ceilings.json) the matmul ceiling of every framework on
+    every device at every precision. Returns {framework: {device: {precision: best FLOP/s}}}
+    (precisions skipped by the framework, and failed measurements, are absent). The full record,
+    with medians, sizes, skip reasons and versions, is in ceilings.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CEILINGS_JSON
+    host = _host_key()
+    doc = load(run_dir) or {}
+    if doc.get("host") != host:
+        doc = {}
+    doc = {"schema": 1, "host": host, "entries": doc.get("entries") or {}}
+    threads = int(threads or 0) or (os.cpu_count() or 1)
+    work = run_dir / "ceilings"
+    work.mkdir(exist_ok=True)
+    changed = False
+    for fw in frameworks:
+        python = (python_for or {}).get(fw) or sys.executable
+        version = sysinfo.framework_version(fw, python)
+        for dev in devices:
+            n = int(size or (CPU_SIZE if dev == "cpu" else GPU_SIZE))
+            key = f"{fw}|{dev}"
+            if _entry_reusable(doc["entries"].get(key), version, n, bool(tf32), precisions):
+                continue
+            request = {"framework": fw, "device": dev, "precisions": list(precisions),
+                       "size": n, "iterations": iterations, "threads": threads,
+                       "tf32": bool(tf32), "max_seconds_per_precision": max_seconds_per_precision}
+            tag = f"{fw}-{dev.replace(':', '')}"
+            res = run_worker(python, request, work / f"{tag}.request.json",
+                             work / f"{tag}.stderr.log", timeout_s)
+            doc["entries"][key] = {"framework": fw, "device": dev, "size": n, "tf32": bool(tf32),
+                                   "version_key": version, "python": python, **res}
+            changed = True
+    if changed or not path.exists():
+        atomic_write(path, json.dumps(doc, indent=1, default=str))
+    return best_flops(doc)
+
+
+def load(run_dir) -> dict | None:
+    """ceilings.json of a run directory (or of the directory holding a results file)."""
+    p = Path(run_dir)
+    p = p if p.is_dir() else p.parent
+    try:
+        doc = json.loads((p / CEILINGS_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def best_flops(doc: dict | None) -> dict:
+    """{framework: {device: {precision: best FLOP/s}}} from a ceilings.json document."""
+    out: dict = {}
+    for e in ((doc or {}).get("entries") or {}).values():
+        if not isinstance(e, dict) or e.get("status") != "ok":
+            continue
+        for prec, c in (e.get("ceilings") or {}).items():
+            v = c.get("best_flops") if isinstance(c, dict) else None
+            if isinstance(v, (int, float)) and v > 0:
+                out.setdefault(e.get("framework"), {}).setdefault(e.get("device"), {})[prec] = v
+    return out
+
+
+def table(doc: dict | None) -> list[dict]:
+    """Rows for the report's environment table: one per (device, precision), each framework's
+    best and median FLOP/s or skip reason, and the best of all frameworks."""
+    rows: dict[tuple, dict] = {}
+    for e in ((doc or {}).get("entries") or {}).values():
+        if not isinstance(e, dict):
+            continue
+        fw, dev = e.get("framework"), e.get("device")
+        if e.get("status") != "ok":
+            for prec in (e.get("ceilings") or {"–": None}):
+                r = rows.setdefault((dev, prec), {"device": dev, "precision": prec, "per": {}})
+                r["per"][fw] = {"skip": f"{e.get('status')}: {e.get('reason')}"}
+            continue
+        for prec, c in (e.get("ceilings") or {}).items():
+            r = rows.setdefault((dev, prec), {"device": dev, "precision": prec, "per": {}})
+            r["per"][fw] = {**(c if isinstance(c, dict) else {}),
+                            "version": (e.get("hello") or {}).get("framework_version")}
+    out = []
+    for (dev, prec), r in sorted(rows.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        vals = [(v.get("best_flops"), fw) for fw, v in r["per"].items()
+                if isinstance(v.get("best_flops"), (int, float))]
+        r["best"], r["best_framework"] = max(vals) if vals else (None, None)
+        out.append(r)
+    return out
+
+
+def mfu(achieved_flops: float | None, framework: str, device: str, precision: str,
+        ceilings: dict) -> float | None:
+    """Model FLOPs utilisation: achieved FLOP/s over this framework's measured ceiling."""
+    c = ((ceilings.get(framework) or {}).get(device) or {}).get(precision)
+    if achieved_flops is None or not c:
+        return None
+    return achieved_flops / c
+
+
+def describe_host() -> str:
+    return f"{platform.node()} ({sysinfo.cpu_model()})"

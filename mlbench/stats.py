@@ -1,0 +1,255 @@
+"""Statistics of repeated measurements: bootstrap confidence intervals, ratios, pyperf-like
+warnings, and how many repeats a stable answer needs.
+
+Owns the numeric rules every judgement of noise in mlbench uses (aggregate, report, compare).
+The unit of evidence is the *process*: `repeats: N` runs a cell in N fresh processes, and the
+confidence interval is a bootstrap over the N per-process values (median throughput or median
+latency of each process). Raw samples within one process are correlated (same memory layout, same
+JIT decisions, same thermal state) and say nothing about the next process, so with one repeat
+there is no interval: the cell is labelled "single process" and its judgements fall back to the
+within-process spread, saying so (like pyperf, which also refuses to infer run-to-run noise from
+one run).
+
+numpy only; never imports an ML framework, polars or plotly (cell_warnings imports
+mlbench.aggregate lazily).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+CONFIDENCE = 0.95
+SEED = 20240601          # fixed: the same data always gives the same interval
+UNSTABLE_CV = 0.10       # pyperf: "the standard deviation is >= 10% of the mean"
+EXTREME_IQR = 3.0        # a raw sample beyond Q1 - 3 IQR or Q3 + 3 IQR ...
+EXTREME_MIN_REL = 0.10   # ... and at least 10% from the median (IQR 0 would flag any jitter)
+EXTREME_MAX_SHARE = 0.05  # warn when more than 5% of the raw samples are extreme
+EXTREME_FACTOR = 5.0     # ... or when any one is 5x the median or more
+SHORT_SAMPLE_S = 1e-3    # pyperf: values under 1 ms are dominated by timer and dispatch costs
+TARGET_REL_HALFWIDTH = 0.05  # "how many repeats": for a +-5% interval at 95%
+BUSY_LOAD_PER_CORE = 0.5  # loadavg_1m above half the logical cores before a cell: busy machine
+BUSY_CPU_PCT = 20.0       # or, when recorded, other processes' CPU use above 20%
+BUSY_GPU_UTIL_PCT = 10.0  # a GPU already this busy, or running other compute processes
+
+
+def _arr(values) -> np.ndarray:
+    a = np.asarray([v for v in (values if values is not None else [])
+                    if v is not None and isinstance(v, (int, float)) and math.isfinite(v)],
+                   dtype=np.float64)
+    return a
+
+
+def _rng(seed: int | None) -> np.random.Generator:
+    return np.random.default_rng(SEED if seed is None else seed)
+
+
+def _boot_medians(a: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    return np.median(a[idx], axis=1)
+
+
+def bootstrap_median_ci(values, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+                        seed: int | None = None) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the median of per-process values; None under 2 values.
+    With 3 values the 95% interval is their range: that is what 3 processes can tell."""
+    a = _arr(values)
+    if len(a) < 2:
+        return None
+    meds = _boot_medians(a, _rng(seed), n_boot)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(meds, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_median_ci_many(values_per_cell: list, n_boot: int = N_BOOT,
+                             confidence: float = CONFIDENCE, seed: int | None = None) -> list:
+    """bootstrap_median_ci for many cells at once (cells with the same number of values share
+    one resampling plan: vectorised, and still a valid interval for each)."""
+    arrays = [_arr(v) for v in values_per_cell]
+    out: list = [None] * len(arrays)
+    by_n: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        if len(a) >= 2:
+            by_n.setdefault(len(a), []).append(i)
+    alpha = (1 - confidence) / 2
+    for n, idxs in by_n.items():
+        rng = _rng(seed)
+        plan = rng.integers(0, n, size=(n_boot, n))
+        data = np.stack([arrays[i] for i in idxs])          # cells x n
+        meds = np.median(data[:, plan], axis=2)             # cells x n_boot
+        qs = np.quantile(meds, [alpha, 1 - alpha], axis=1)  # 2 x cells
+        for j, i in enumerate(idxs):
+            out[i] = (float(qs[0, j]), float(qs[1, j]))
+    return out
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """a / b of the medians of per-process values, with its bootstrap interval."""
+    ratio: float
+    lo: float | None
+    hi: float | None
+    n_a: int
+    n_b: int
+
+    @property
+    def has_ci(self) -> bool:
+        return self.lo is not None and self.hi is not None
+
+    @property
+    def significant(self) -> bool | None:
+        """The interval excludes 1; None when there is no interval (a single process)."""
+        if not self.has_ci:
+            return None
+        return self.lo > 1.0 or self.hi < 1.0
+
+    def text(self, digits: int = 2) -> str:
+        if not self.has_ci:
+            return f"{self.ratio:.{digits}f}x (single process, no CI)"
+        return f"{self.ratio:.{digits}f}x [95% CI {self.lo:.{digits}f}–{self.hi:.{digits}f}]"
+
+
+def ratio_ci(a, b, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+             seed: int | None = None) -> Ratio | None:
+    """Ratio of medians median(a) / median(b), both resampled independently. No interval when
+    either side has fewer than 2 processes; None when either side is empty or b's median <= 0."""
+    xa, xb = _arr(a), _arr(b)
+    if not len(xa) or not len(xb):
+        return None
+    ma, mb = float(np.median(xa)), float(np.median(xb))
+    if mb <= 0 or ma <= 0:
+        return None
+    if len(xa) < 2 or len(xb) < 2:
+        return Ratio(ma / mb, None, None, len(xa), len(xb))
+    rng = _rng(seed)
+    r = _boot_medians(xa, rng, n_boot) / _boot_medians(xb, rng, n_boot)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(r, [alpha, 1 - alpha])
+    return Ratio(ma / mb, float(lo), float(hi), len(xa), len(xb))
+
+
+def cv(values) -> float | None:
+    """Relative spread between processes: sample standard deviation / mean (pyperf's figure)."""
+    a = _arr(values)
+    if len(a) < 2 or a.mean() <= 0:
+        return None
+    return float(a.std(ddof=1) / a.mean())
+
+
+def repeats_needed(cv_value: float | None, target: float = TARGET_REL_HALFWIDTH,
+                   confidence: float = CONFIDENCE) -> int | None:
+    """Processes needed for a +-target interval: n = (z * cv / target)^2 (normal approximation
+    for the mean; the median needs about 1.25x more for normal data), at least 2."""
+    if cv_value is None or not math.isfinite(cv_value):
+        return None
+    z = _z(confidence)
+    return max(2, math.ceil((z * cv_value / target) ** 2))
+
+
+def _z(confidence: float) -> float:
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def extremes(samples) -> tuple[int, float | None]:
+    """(how many raw samples are extreme, the largest sample / median). Extreme: beyond
+    Q1 - 3 IQR or Q3 + 3 IQR and at least 10% away from the median."""
+    a = _arr(samples)
+    if len(a) < 4:
+        return 0, None
+    q1, med, q3 = np.quantile(a, [0.25, 0.5, 0.75])
+    if med <= 0:
+        return 0, None
+    iqr = q3 - q1
+    far = np.abs(a - med) >= EXTREME_MIN_REL * med
+    n = int(np.sum(((a > q3 + EXTREME_IQR * iqr) | (a < q1 - EXTREME_IQR * iqr)) & far))
+    return n, float(a.max() / med)
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} µs"
+
+
+def judge(*, train_r=None, lat_r=None, step_median: float | None = None,
+          lat_median: float | None = None, step_extreme: int = 0, step_n: int = 0,
+          step_max_rel: float | None = None, lat_extreme: int = 0, lat_n: int = 0,
+          lat_max_rel: float | None = None, ok_repeats: int = 0) -> list[str]:
+    """Instability warnings of one cell, as sentences (pyperf's checks, per process and across
+    processes). train_r / lat_r: per-process training throughput / p50 latency. A single process
+    is not a warning here: the cell's ci_basis says "single process" instead."""
+    out: list[str] = []
+    for what, reps in (("training throughput", train_r), ("inference p50 latency", lat_r)):
+        c = cv(reps)
+        if c is not None and c >= UNSTABLE_CV:
+            n = repeats_needed(c)
+            out.append(f"unstable {what}: std is {c:.0%} of the mean over {len(_arr(reps))} "
+                       f"processes (>= {UNSTABLE_CV:.0%}); about {n} repeats would give a "
+                       f"±{TARGET_REL_HALFWIDTH:.0%} interval")
+    far = []
+    for what, ext, n, mx in (("step times", step_extreme, step_n, step_max_rel),
+                             ("inference latencies", lat_extreme, lat_n, lat_max_rel)):
+        if n and ext and (ext > EXTREME_MAX_SHARE * n or (mx or 0) >= EXTREME_FACTOR):
+            far.append(f"{ext} of {n} {what}" + (f" (max {mx:.1f}× the median)" if mx else ""))
+    if far:
+        out.append(f"extreme values beyond Q1/Q3 ± {EXTREME_IQR:g}×IQR: " + "; ".join(far))
+    short = [f"{what} {_fmt_s(med)}" for what, med in (("training step", step_median),
+                                                       ("inference batch", lat_median))
+             if med is not None and 0 < med < SHORT_SAMPLE_S]
+    if short:
+        out.append("samples too short (median under 1 ms, timer and dispatch overheads weigh "
+                   "in; use a larger batch or model): " + ", ".join(short))
+    return out
+
+
+def busy_warnings(machine_before, device_before, device: str | None,
+                  own_threads: int = 0) -> list[str]:
+    """'Busy machine / busy device' sentences from what the launcher recorded before a cell.
+    machine_before: {loadavg_1m, cores_logical, cpu_busy_pct?}; device_before: gpu.device_state.
+    loadavg_1m decays over about a minute, so right after a cell it still carries that cell's
+    worker (up to `own_threads` runnable threads, the CPUs a cell is pinned to): only the load
+    beyond that counts. cpu_busy_pct (CPU use sampled just before the start, when no worker of
+    ours runs) is the sharper figure and wins when recorded."""
+    out: list[str] = []
+    m = machine_before if isinstance(machine_before, dict) else {}
+    busy_pct = m.get("cpu_busy_pct")
+    if isinstance(busy_pct, (int, float)) and not isinstance(busy_pct, bool):
+        if busy_pct >= BUSY_CPU_PCT:
+            out.append(f"busy machine: CPU {busy_pct:.0f}% used just before the cell")
+    else:
+        load, cores = m.get("loadavg_1m"), m.get("cores_logical")
+        if isinstance(load, (int, float)) and isinstance(cores, int) and cores > 0 \
+                and load - own_threads > BUSY_LOAD_PER_CORE * cores:
+            out.append(f"busy machine: 1-min load average {load:.2f} on {cores} logical cores "
+                       "before the cell" + (f" (beyond the {own_threads} threads of our own "
+                                            "previous cell)" if own_threads else ""))
+    d = device_before if isinstance(device_before, dict) else {}
+    if device and device != "cpu" and d:
+        others = [p for p in (d.get("processes") or []) if isinstance(p, dict)]
+        util = d.get("utilization_gpu_pct")
+        if others:
+            mem = sum(p.get("used_memory_bytes") or 0 for p in others)
+            out.append(f"busy device: {len(others)} other compute process(es) on {device} "
+                       f"({mem / 2 ** 20:.0f} MiB) before the cell")
+        if isinstance(util, (int, float)) and util >= BUSY_GPU_UTIL_PCT:
+            out.append(f"busy device: {device} at {util:.0f}% utilisation before the cell")
+    return out
+
+
+def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:
+    """Warnings of every cell in `attempts` (latest attempt per (cell, repeat), as in
+    results.json), exactly as the report shows them: cell_id -> sentences."""
+    from .aggregate import attempts_frame, cells_frame
+    if not attempts:
+        return {}
+    cells = cells_frame(attempts_frame(attempts))
+    return {r["cell_id"]: list(r["warnings"] or [])
+            for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
+
+
+def cell_warnings(attempts_for_cell: list[dict]) -> list[str]:
+    """Warnings of one cell from its attempt records (all repeats)."""
+    by = warnings_by_cell(attempts_for_cell)
+    return [w for ws in by.values() for w in ws]
