@@ -320,17 +320,44 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
 
 def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
     """Frameworks side by side for every (model, device, batch, precision) measured by two or
-    more frameworks. *_vs_best: how many times slower / bigger than the best framework there."""
+    more frameworks. *_vs_best: how many times slower / bigger than the best framework there,
+    with the bootstrap 95% interval of that ratio (*_lo, *_hi; null for a single process) and
+    *_sig: whether the interval excludes 1 (null for the best itself or without an interval)."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
     n = pl.col("framework").n_unique().over(KEY)
-    return (ok.with_columns(n.alias("frameworks_here")).filter(pl.col("frameworks_here") > 1)
-            .with_columns(
-                (pl.col("train_sps").max().over(KEY) / pl.col("train_sps")).alias("train_vs_best"),
-                (pl.col("lat_median") / pl.col("lat_median").min().over(KEY)).alias("lat_vs_best"),
-                (pl.col("mem_bytes") / pl.col("mem_bytes").min().over(KEY)).alias("mem_vs_best"))
-            .select(*KEY, "framework", "train_sps", "train_vs_best", "lat_median", "lat_vs_best",
-                    "mem_bytes", "mem_vs_best", "repeats")
-            .sort(*KEY, "framework", nulls_last=True))
+    df = (ok.with_columns(n.alias("frameworks_here")).filter(pl.col("frameworks_here") > 1)
+          .with_columns(
+              (pl.col("train_sps").max().over(KEY) / pl.col("train_sps")).alias("train_vs_best"),
+              (pl.col("lat_median") / pl.col("lat_median").min().over(KEY)).alias("lat_vs_best"),
+              (pl.col("mem_bytes") / pl.col("mem_bytes").min().over(KEY)).alias("mem_vs_best"))
+          .sort(*KEY, "framework", nulls_last=True))
+    extra: dict[str, list] = {f"{m}_vs_best_{x}": [] for m in ("train", "lat")
+                              for x in ("lo", "hi", "sig")}
+    rows = df.select(*KEY, "framework", "train_sps", "train_sps_r", "lat_median", "lat_p50_r"
+                     ).to_dicts()
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
+    for r in rows:
+        g = groups[tuple(r[k] for k in KEY)]
+        for m, val, reps, higher in (("train", "train_sps", "train_sps_r", True),
+                                     ("lat", "lat_median", "lat_p50_r", False)):
+            cands = [x for x in g if x[val] is not None]
+            best = (max if higher else min)(cands, key=lambda x: x[val]) if cands else None
+            rat = None
+            if best is not None and best is not r and r[val] is not None:
+                rat = (stats.ratio_ci(best[reps], r[reps]) if higher
+                       else stats.ratio_ci(r[reps], best[reps]))
+            extra[f"{m}_vs_best_lo"].append(rat.lo if rat else None)
+            extra[f"{m}_vs_best_hi"].append(rat.hi if rat else None)
+            extra[f"{m}_vs_best_sig"].append(rat.significant if rat else None)
+    schema = {k: (pl.Boolean if k.endswith("sig") else pl.Float64) for k in extra}
+    df = pl.concat([df, pl.DataFrame(extra, schema=schema)], how="horizontal")
+    return df.select(*KEY, "framework", "train_sps", "train_sps_ci_lo", "train_sps_ci_hi",
+                     "train_vs_best", "train_vs_best_lo", "train_vs_best_hi",
+                     "train_vs_best_sig", "lat_median", "lat_vs_best", "lat_vs_best_lo",
+                     "lat_vs_best_hi", "lat_vs_best_sig", "mem_bytes", "mem_vs_best", "mfu",
+                     "repeats", "n_warnings")
 
 
 def failures_frame(att: pl.DataFrame) -> pl.DataFrame:

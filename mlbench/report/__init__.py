@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import aggregate
+from .. import aggregate, ceiling
 from ..errors import UserError
 from .figures import build_figures
 from .recommend import recommend
@@ -28,4 +28,4 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         raise UserError("report output must be a directory, but a file is in the way", str(out))
     return render(out, str(results), run, att, cells, aggregate.comparison_frame(cells),
                   aggregate.failures_frame(att), build_figures(cells), recommend(cells),
-                  warnings)
+                  warnings, ceilings=ceiling.load(results))

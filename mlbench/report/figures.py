@@ -136,9 +136,13 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
             shown.add(name)
             err = s.get("err")
             if err and all(r[err[0]] is not None and r[err[1]] is not None for r in rows):
+                # the point (pooled samples) may sit just outside the interval of the
+                # per-process medians: never draw a negative bar
                 tr["error_y"] = {"type": "data", "symmetric": False, "thickness": 1, "color": c,
-                                 "array": [_r(r[err[1]] * sc - v) for r, v in zip(rows, y)],
-                                 "arrayminus": [_r(v - r[err[0]] * sc) for r, v in zip(rows, y)]}
+                                 "array": [_r(max(0.0, r[err[1]] * sc - v))
+                                           for r, v in zip(rows, y)],
+                                 "arrayminus": [_r(max(0.0, v - r[err[0]] * sc))
+                                                for r, v in zip(rows, y)]}
             if kind == "line":
                 tr.update(type="scatter", mode="lines+markers",
                           line={"color": c, "dash": s.get("dash", "solid")},
@@ -185,28 +189,59 @@ def _params(cells: pl.DataFrame) -> Figure | None:
                   {"data": data, "layout": layout})
 
 
+def _escaped(cells: pl.DataFrame, col: str, name: str) -> pl.DataFrame:
+    vals = [esc(v) if v is not None else "–" for v in (
+        cells[col].to_list() if col in cells.columns else [None] * cells.height)]
+    return cells.with_columns(pl.Series(name, vals, dtype=pl.Utf8))
+
+
 def build_figures(cells: pl.DataFrame) -> list[Figure]:
+    cells = _escaped(_escaped(cells, "settings", "settings_h"), "ci_basis", "ci_basis_h")
+    cells = cells.with_columns(pl.col("warnings").list.join("<br>· ").alias("warn_h")
+                               if "warnings" in cells.columns else pl.lit("").alias("warn_h"))
+    cells = _escaped(cells, "warn_h", "warn_h")
     mem = cells.with_columns((pl.when(pl.col("device") != "cpu")
                               .then(pl.col("peak_device_bytes"))).alias("dev_mem"))
-    rep = "<br>repeat range: %{customdata[2]:.6g} – %{customdata[3]:.6g}"
+    rep = ("<br>95% CI: %{customdata[2]:.6g} – %{customdata[3]:.6g} (%{customdata[4]})"
+           "<br>repeat range: %{customdata[5]:.6g} – %{customdata[6]:.6g}"
+           "<br>achieved: %{customdata[7]:.4g} FLOP/s · MFU %{customdata[8]:.1%}"
+           "<br>settings: %{customdata[9]}<br>warnings: %{customdata[10]}")
     figs = [
         _faceted(cells, "throughput", "Training throughput against batch size",
                  "Samples per second = batch size / median steady-state step time (raw step "
-                 "times pooled over ok repeats). Error bars: range of the per-repeat values.",
+                 "times pooled over ok repeats). Error bars: bootstrap 95% confidence interval "
+                 "of the median over the per-process values (none for a single process). "
+                 "Hover for the repeat range, achieved FLOP/s, MFU, the cell's numeric "
+                 "settings and its warnings.",
                  [dict(col="train_sps", label="", hover="batch %{x}<br>samples/s: %{y:.6g}"
-                       + rep, extra=["train_sps_min", "train_sps_max"],
-                       err=("train_sps_min", "train_sps_max"))], "samples / s", log_y=True),
+                       + rep, extra=["train_sps_ci_lo", "train_sps_ci_hi", "ci_basis_h",
+                                     "train_sps_min", "train_sps_max", "train_flops_s", "mfu",
+                                     "settings_h", "warn_h"],
+                       err=("train_sps_ci_lo", "train_sps_ci_hi"))], "samples / s",
+                 log_y=True),
+        _faceted(cells, "mfu", "Model FLOPs utilisation (training)",
+                 "Achieved training FLOP/s (analytic FLOPs of a training step per sample × "
+                 "samples/s, the same FLOP count for every framework) as a fraction of the "
+                 "matmul ceiling this framework measured on this device and precision in the "
+                 "same run (see Environment).",
+                 [dict(col="mfu", label="", scale=100, hover="batch %{x}<br>MFU: %{y:.3g}%"
+                       "<br>achieved: %{customdata[2]:.4g} FLOP/s<br>ceiling: "
+                       "%{customdata[3]:.4g} FLOP/s<br>settings: %{customdata[4]}",
+                       extra=["train_flops_s", "ceiling_flops_s", "settings_h"])],
+                 "% of ceiling", kind="bar"),
         _faceted(cells, "epoch", "Training time per epoch",
                  "Median epoch wall time over epochs and repeats (includes data feeding).",
                  [dict(col="epoch_time_s", label="", hover="batch %{x}<br>epoch: %{y:.6g} s")],
                  "seconds per epoch", kind="bar"),
         _faceted(cells, "latency", "Inference latency against batch size",
                  "Percentiles of the raw per-batch latencies pooled over ok repeats: solid p50, "
-                 "dashed p90, dotted p99.",
+                 "dashed p90, dotted p99. Error bars on p50: bootstrap 95% confidence interval "
+                 "over the per-process p50 values.",
                  [dict(col=c, label=p, dash=d, scale=1000, hover=f"batch %{{x}}<br>{p}: "
-                       "%{y:.6g} ms") for c, p, d in (("lat_median", "p50", "solid"),
-                                                      ("lat_p90", "p90", "dash"),
-                                                      ("lat_p99", "p99", "dot"))],
+                       "%{y:.6g} ms<br>settings: %{customdata[2]}", extra=["settings_h"],
+                       **({"err": ("lat_p50_ci_lo", "lat_p50_ci_hi")} if p == "p50" else {}))
+                  for c, p, d in (("lat_median", "p50", "solid"), ("lat_p90", "p90", "dash"),
+                                  ("lat_p99", "p99", "dot"))],
                  "latency (ms)", log_y=True),
         _faceted(mem, "memory", "Peak memory",
                  "Solid: peak device memory (accelerators only). Hatched: peak host RSS of the "

@@ -9,8 +9,9 @@ Method, per (model, device, aspect):
   with at least one other framework, of how far it is from the best framework there (1 = best);
   the lowest score wins, the next is the runner-up;
 * the margin is the geometric mean of runner-up/winner over the configurations both measured;
-* noise, per shared configuration: with >= 2 ok repeats on both sides, the difference counts only
-  when the per-repeat ranges do not overlap. With a single repeat the difference counts only when
+* noise, per shared configuration: with >= 2 ok repeats on both sides, the ratio of the medians of
+  the per-process values gets a bootstrap 95% interval (mlbench.stats.ratio_ci) and the difference
+  counts only when that interval excludes 1 (significant). With a single repeat the difference counts only when
   it exceeds half the larger within-run relative IQR of the raw samples (memory: 2 %), and the
   sentence says it is a single measurement that should not be over-read;
 * "no clear winner" when no configuration shows a difference beyond the noise, or when the
@@ -22,6 +23,8 @@ import math
 from dataclasses import dataclass
 
 import polars as pl
+
+from .. import stats
 
 MEMORY_SINGLE_BAND = 0.02
 
@@ -69,13 +72,20 @@ def _badness(v: float, best: float, higher: bool) -> float:
     return best / v if higher else v / best
 
 
+def _ratio(asp: Aspect, w: dict, r: dict) -> "stats.Ratio | None":
+    """How far ahead the winner is (> 1: winner better), with its 95% interval."""
+    a, b = (w["reps"], r["reps"]) if asp.higher_is_better else (r["reps"], w["reps"])
+    return stats.ratio_ci(a, b)
+
+
 def _judge(asp: Aspect, w: dict, r: dict) -> str:
     """'w', 'r' (beyond noise, favouring winner / runner-up) or '=' (within noise)."""
     rw, rr = w["reps"], r["reps"]
     if len(rw) >= 2 and len(rr) >= 2:
-        if asp.higher_is_better:
-            return "w" if min(rw) > max(rr) else "r" if min(rr) > max(rw) else "="
-        return "w" if max(rw) < min(rr) else "r" if max(rr) < min(rw) else "="
+        rat = _ratio(asp, w, r)
+        if rat is None or not rat.significant:
+            return "="
+        return "w" if rat.lo > 1 else "r"
     band = MEMORY_SINGLE_BAND if asp.spread is None else max(
         (w["spread"] or 0.0), (r["spread"] or 0.0)) / 2
     ratio = _badness(r["v"], w["v"], asp.higher_is_better)  # > 1 when winner is better
@@ -134,7 +144,12 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendati
     where = (f"in {_cfg(*both[0])}" if len(both) == 1 else
              f"geometric mean over {len(both)} shared configurations")
     noise = ("half the within-run IQR of the raw samples" if single and asp.spread else
-             f"a {MEMORY_SINGLE_BAND:.0%} band" if single else "the per-repeat ranges")
+             f"a {MEMORY_SINGLE_BAND:.0%} band" if single else
+             "the noise (95% CI of the ratio excludes 1)")
+    if len(both) == 1 and not single:
+        rat = _ratio(asp, shared[both[0]][winner], shared[both[0]][runner])
+        if rat is not None and rat.has_ci:
+            where += f", 95% CI of the ratio {rat.lo:.2f}–{rat.hi:.2f}"
     caveat = (" Single measurement (1 repeat): do not over-read it; run with repeats >= 2 to "
               "see the run-to-run noise." if single else "")
     if nr and nw:
@@ -144,14 +159,17 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendati
                    f"{_margin_words(asp, ratio, runner)}, {where}), but {runner} is ahead "
                    f"beyond noise in {flips}.{caveat}")
     if not nw:
+        within = ("within the noise: the 95% CIs of the ratio include 1" if not single
+                  else f"within {noise}")
         return rec(None, "no-clear-winner",
                    f"No clear winner for {asp.unit}: {winner} and {runner} differ by "
-                   f"{abs(ratio - 1) * 100:.1f}% ({where}), within {noise}.{caveat}")
+                   f"{abs(ratio - 1) * 100:.1f}% ({where}), {within}.{caveat}")
     others = [fw for fw in ranked[2:]]
     tail = f" Also measured: {', '.join(others)}." if others else ""
     return rec(winner, "single" if single else "clear",
                f"{winner} {asp.verb}: {_margin_words(asp, ratio, runner)} ({where}); "
-               f"beyond {noise} in {nw} of {len(both)} configuration"
+               f"{'significant' if not single else 'beyond ' + noise} in {nw} of {len(both)} "
+               "configuration"
                f"{'s' if len(both) != 1 else ''}.{caveat}{tail}")
 
 

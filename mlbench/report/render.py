@@ -16,6 +16,7 @@ from plotly.io.json import to_json_plotly
 from plotly.offline import get_plotlyjs
 
 from .. import __version__
+from .. import ceiling as ceiling_mod
 from ..aggregate import flat_for_csv
 from .figures import COLOURS, Figure
 from .recommend import Recommendation
@@ -25,11 +26,15 @@ SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
     ("cell_id", "cell", "s"), ("framework", "framework", "s"), ("model_label", "model", "s"),
     ("device", "device", "s"), ("precision", "precision", "s"), ("batch_size", "batch", "s"),
     ("ok_repeats", "ok", "s"), ("repeats", "repeats", "s"), ("train_sps", "samples/s", "g"),
-    ("step_iqr_rel", "step IQR", "pct"), ("epoch_time_s", "epoch s", "g"),
+    ("train_sps_ci_lo", "CI95 lo", "g"), ("train_sps_ci_hi", "CI95 hi", "g"),
+    ("train_sps_cv", "spread", "pct"), ("step_iqr_rel", "step IQR", "pct"),
+    ("train_flops_s", "train FLOP/s", "g"), ("mfu", "MFU", "pct"), ("epoch_time_s", "epoch s", "g"),
     ("first_step_s", "first step s", "g"), ("lat_median", "p50 ms", "ms"),
     ("lat_p90", "p90 ms", "ms"), ("lat_p99", "p99 ms", "ms"), ("accuracy", "accuracy", "g"),
+    ("lat_p50_ci_lo", "p50 CI95 lo ms", "ms"), ("lat_p50_ci_hi", "p50 CI95 hi ms", "ms"),
+    ("infer_flops_s", "infer FLOP/s", "g"),
     ("peak_device_bytes", "device MiB", "mib"), ("host_peak_rss_bytes", "host MiB", "mib"),
-    ("failed_statuses", "failed repeats", "s")]
+    ("n_warnings", "warnings", "s"), ("failed_statuses", "failed repeats", "s")]
 
 
 def fmt(v, kind: str = "g") -> str:
@@ -45,6 +50,11 @@ def fmt(v, kind: str = "g") -> str:
         return f"{v * 100:.1f}%"
     if kind == "x":
         return f"{v:.2f}×"
+    if kind == "flops":
+        for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+            if abs(v) >= scale:
+                return f"{v / scale:.3g} {unit}FLOP/s"
+        return f"{v:.3g} FLOP/s"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -104,6 +114,21 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         counts = bad.group_by("status").len().sort("status").iter_rows()
         notes.append("Attempts without results: " + ", ".join(f"{n} {s}" for s, n in counts)
                      + " (see Failures and skips).")
+    single = cells.filter(pl.col("ok_repeats") == 1).height if "ok_repeats" in cells.columns \
+        else 0
+    if single:
+        notes.append(f"{single} cell(s) were measured in a single process: they have no "
+                     "confidence interval and their run-to-run noise is unknown (run with "
+                     "repeats >= 3); comparisons involving them fall back to the within-run "
+                     "spread and say so.")
+    if "n_warnings" in cells.columns:
+        warned = cells.filter(pl.col("n_warnings") > 0).height
+        if warned:
+            notes.append(f"{warned} cell(s) carry measurement warnings (instability, extreme "
+                         "values, samples too short, busy machine or device): see Warnings.")
+    if n_ok and "mfu" in cells.columns and cells["mfu"].is_null().all():
+        notes.append("No device ceiling was measured for this run (ceilings.json): achieved "
+                     "FLOP/s are shown, model FLOPs utilisation is not.")
     notes.extend(f"Skipped while reading the results: {w}" for w in warnings)
     return notes
 
@@ -126,7 +151,8 @@ def _environment(run: dict, cells: pl.DataFrame) -> dict:
 
 def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
-           recs: list[Recommendation], warnings: list[str]) -> Path:
+           recs: list[Recommendation], warnings: list[str],
+           ceilings: dict | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
@@ -145,6 +171,13 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
         "env": _environment(run, cells),
+        "ceilings": ceiling_mod.table(ceilings),
+        "ceiling_fws": sorted({fw for r in ceiling_mod.table(ceilings) for fw in r["per"]}),
+        "warned": [r for r in cells.select(
+            "cell_id", "framework", "warnings", "repeats_needed", "ci_basis").to_dicts()
+            if r["warnings"]] if "warnings" in cells.columns else [],
+        "settings_rows": cells.select("cell_id", "framework", "settings").to_dicts()
+        if "settings" in cells.columns else [],
         "config": json.dumps(config, indent=2, sort_keys=True, default=str)
         if config is not None else None,
     }
