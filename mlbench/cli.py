@@ -98,7 +98,7 @@ def run(
                                hooks, conf_dir)
     prefix = ["mlbench", "run", "--output", str(out_dir)]
     progress.print_summary(outcome, err_console, prefix)
-    if report and any(a["status"] == "ok" for a in outcome.latest):
+    if report and outcome.latest:
         try:
             from .report import build_report
             index = build_report(out_dir, rep_dir)
