@@ -3,7 +3,8 @@
 Owns the regression rule. Metrics: training samples/s (higher is better), inference p50 latency
 and peak memory (lower is better), all from mlbench.aggregate.cells_frame. A metric regressed when
 it got worse by more than `threshold` (a fraction: 0.05 = 5 %) and
-* with >= 2 ok repeats on both sides: the per-repeat ranges do not overlap (beyond the noise);
+* with >= 2 ok repeats on both sides: the bootstrap 95% interval of new/base (ratio of the
+  medians of the per-process values, mlbench.stats.ratio_ci) excludes 1 (significant);
 * with a single measurement on either side: the threshold is the only guard, and the row says so.
 A cell that had results in BASE and has none in NEW (failed, oom, ...) is a regression too.
 Cells missing from NEW, or only in NEW, are listed but are not regressions.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import stats
 from .aggregate import load_frames
 from .errors import UserError
 
@@ -34,6 +36,9 @@ class Row:
     verdict: str           # regressed | improved | unchanged | within noise | ...
     regressed: bool
     note: str = ""
+    change_lo: float | None = None   # 95% interval of new / base - 1 (per-process bootstrap)
+    change_hi: float | None = None
+    significant: bool | None = None  # that interval excludes 0; None for a single process
 
 
 @dataclass
@@ -49,9 +54,11 @@ class CompareResult:
         return any(r.regressed for r in self.rows)
 
     def render_text(self) -> str:
-        head = ("cell", "metric", "base", "new", "change", "verdict")
+        head = ("cell", "metric", "base", "new", "change", "95% CI", "verdict")
         body = [(r.cell_id, r.metric, _fmt(r.base), _fmt(r.new),
                  "–" if r.change is None else f"{r.change * 100:+.1f}%",
+                 "–" if r.change_lo is None else
+                 f"[{r.change_lo * 100:+.1f}%, {r.change_hi * 100:+.1f}%]",
                  r.verdict + (f" ({r.note})" if r.note else "")) for r in self.rows]
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
         lines = [f"compare {self.base} -> {self.new} (threshold {self.threshold:.1%})"]
@@ -69,11 +76,12 @@ def _fmt(v: float | None) -> str:
 
 
 def _beyond_noise(b: list[float], n: list[float], higher: bool) -> bool | None:
-    """True/False when both sides have >= 2 repeats (ranges apart in the worse direction or
-    not); None for a single measurement."""
-    if len(b) < 2 or len(n) < 2:
+    """True/False when both sides have >= 2 repeats (the 95% interval of new/base excludes 1 in
+    the worse direction, or not); None for a single measurement."""
+    r = stats.ratio_ci(n, b)
+    if r is None or not r.has_ci:
         return None
-    return max(n) < min(b) if higher else min(n) > max(b)
+    return r.hi < 1 if higher else r.lo > 1
 
 
 def _metric_row(cell: str, base: dict, new: dict, metric: tuple, threshold: float) -> Row | None:
@@ -90,14 +98,17 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, threshold: floa
     noise = _beyond_noise(base.get(reps) or [], new.get(reps) or [], higher)
     better_noise = _beyond_noise(new.get(reps) or [], base.get(reps) or [], higher)
     single = "single measurement" if noise is None else ""
+    rat = stats.ratio_ci(new.get(reps) or [], base.get(reps) or [])
+    ci = {} if rat is None or not rat.has_ci else {
+        "change_lo": rat.lo - 1, "change_hi": rat.hi - 1, "significant": rat.significant}
     if worse > threshold:
         if noise is False:
             return Row(cell, name, bv * scale, nv * scale, change, "within noise", False,
-                       "per-repeat ranges overlap")
-        return Row(cell, name, bv * scale, nv * scale, change, "REGRESSED", True, single)
+                       "95% CI of the ratio includes 1", **ci)
+        return Row(cell, name, bv * scale, nv * scale, change, "REGRESSED", True, single, **ci)
     if -worse > threshold and better_noise is not False:
-        return Row(cell, name, bv * scale, nv * scale, change, "improved", False, single)
-    return Row(cell, name, bv * scale, nv * scale, change, "unchanged", False, single)
+        return Row(cell, name, bv * scale, nv * scale, change, "improved", False, single, **ci)
+    return Row(cell, name, bv * scale, nv * scale, change, "unchanged", False, single, **ci)
 
 
 def compare(base: str | Path, new: str | Path, threshold: float = 0.05) -> CompareResult:

@@ -67,3 +67,15 @@ def test_bad_threshold_and_empty_input(tmp_path):
     empty.write_text("")
     with pytest.raises(UserError):
         compare(base, empty)
+
+
+def test_change_carries_its_interval(tmp_path):
+    base = _run(tmp_path, "base", [0.010, 0.0101, 0.0099])
+    new = _run(tmp_path, "new", [0.013, 0.0131, 0.0129])
+    row = next(r for r in compare(base, new).rows if r.metric == "train samples/s")
+    assert row.significant and row.change_lo <= row.change <= row.change_hi < 0
+    assert "95% CI" in compare(base, new).render_text()
+    single = next(r for r in compare(_run(tmp_path, "b1", [0.010]),
+                                     _run(tmp_path, "n1", [0.020])).rows
+                  if r.metric == "train samples/s")
+    assert single.change_lo is None and single.significant is None

@@ -184,3 +184,33 @@ def test_strings_from_the_data_are_escaped(tmp_path):
         assert script.startswith(("(function(){var s=", "\n/* Plain table helpers"))
         if script.startswith("(function(){var s="):
             assert "<" not in script                   # figure JSON has every < escaped
+
+
+def test_intervals_warnings_and_flops_per_cell(tmp_path):
+    a = _pair([0.010, 0.0102, 0.0098], [0.015, 0.0125, 0.018])   # pytorch unstable (~18 %)
+    c = {r["framework"]: r for r in cells_of(a).iter_rows(named=True)}
+    jax, torch = c["jax"], c["pytorch"]
+    assert jax["train_sps_ci_lo"] <= 32 / 0.010 <= jax["train_sps_ci_hi"]
+    assert jax["ci_basis"] == "bootstrap over 3 processes" and jax["warnings"] == []
+    assert any("unstable training throughput" in w for w in torch["warnings"])
+    assert torch["repeats_needed"] > 3 and torch["train_sps_cv"] > 0.1
+    assert jax["train_flops_s"] == pytest.approx(3000 * 32 / 0.010)
+    assert jax["infer_flops_s"] == pytest.approx(1000 * 32 / 0.0025)
+    assert jax["settings"] == "threads=8" and jax["mfu"] is None   # no ceilings given
+    single = cells_of([fs.attempt("jax")]).row(0, named=True)
+    assert single["ci_basis"] == "single process" and single["train_sps_ci_lo"] is None
+    cmp = aggregate.comparison_frame(cells_of(a)).filter(pl.col("framework") == "pytorch")
+    r = cmp.row(0, named=True)
+    assert r["train_vs_best_lo"] <= r["train_vs_best"] * 1.01 and r["train_vs_best_sig"]
+    html = build_report(fs.write_store(tmp_path / "r", a), tmp_path / "o").read_text()
+    assert "unstable training throughput" in html and "significant" in html
+    assert "threads=8" in html and "Device ceiling" in html
+
+
+def test_recommendation_states_ratio_interval():
+    recs = recommend(cells_of(_pair([0.010, 0.0102, 0.0098], [0.015, 0.0152, 0.0148])))
+    train = next(r for r in recs if r.aspect == "train")
+    assert "95% CI of the ratio" in train.text and "significant in 1 of 1" in train.text
+    recs = recommend(cells_of(_pair([0.010, 0.012, 0.0085], [0.0105, 0.0125, 0.009])))
+    train = next(r for r in recs if r.aspect == "train")
+    assert "No clear winner" in train.text and "include 1" in train.text

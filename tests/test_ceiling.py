@@ -1,0 +1,80 @@
+"""The device ceiling: the worker runs in real processes for numpy, pytorch and jax on the CPU,
+gives positive FLOP/s, is cached in ceilings.json, and MFU follows from it."""
+from __future__ import annotations
+
+import json
+import time
+
+import fakestore as fs
+import pytest
+
+from mlbench import aggregate, ceiling
+from mlbench.report import build_report
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ceil")
+    t0 = time.monotonic()
+    res = ceiling.measure_ceilings(d, ["numpy", "pytorch", "jax"], ["cpu"], ["fp32", "bf16"],
+                                   threads=1, size=128, iterations=3, timeout_s=60,
+                                   max_seconds_per_precision=0.5)
+    return d, res, time.monotonic() - t0
+
+
+def test_ceiling_worker_measures_every_framework(measured):
+    d, res, secs = measured
+    assert secs < 20
+    for fw in ("numpy", "pytorch", "jax"):
+        assert res[fw]["cpu"]["fp32"] > 1e6, res
+    assert "bf16" not in res["numpy"]["cpu"]          # skipped, with its reason on disk
+    doc = json.loads((d / "ceilings.json").read_text())
+    np_entry = doc["entries"]["numpy|cpu"]
+    assert "skip" in np_entry["ceilings"]["bf16"] and np_entry["hello"]["cpu_affinity"]
+    assert np_entry["ceilings"]["fp32"]["median_flops"] <= np_entry["ceilings"]["fp32"][
+        "best_flops"]
+
+
+def test_ceilings_are_reused(measured):
+    d, res, _ = measured
+    before = (d / "ceilings.json").stat().st_mtime_ns
+    t0 = time.monotonic()
+    again = ceiling.measure_ceilings(d, ["numpy", "pytorch", "jax"], ["cpu"], ["fp32", "bf16"],
+                                     threads=1, size=128, iterations=3)
+    assert again == res and time.monotonic() - t0 < 2
+    assert (d / "ceilings.json").stat().st_mtime_ns == before
+    # another size is another measurement
+    ceiling.measure_ceilings(d, ["numpy"], ["cpu"], ["fp32"], threads=1, size=64, iterations=2)
+    assert json.loads((d / "ceilings.json").read_text())["entries"]["numpy|cpu"]["size"] == 64
+
+
+def test_unknown_framework_is_skipped(tmp_path):
+    res = ceiling.measure_ceilings(tmp_path, ["nosuch"], ["cpu"], ["fp32"], size=32)
+    assert res == {}
+    e = json.loads((tmp_path / "ceilings.json").read_text())["entries"]["nosuch|cpu"]
+    assert e["status"] == "skipped"
+
+
+def test_mfu_from_measured_ceiling(measured, tmp_path):
+    _, res, _ = measured
+    # a fake cell: 3000 FLOPs per sample per train step, 32 samples per 10 ms step
+    cells = aggregate.cells_frame(aggregate.attempts_frame([fs.attempt("pytorch")]), res)
+    row = cells.row(0, named=True)
+    assert row["train_flops_s"] == pytest.approx(3000 * 32 / 0.01)
+    assert row["mfu"] == pytest.approx(row["train_flops_s"] / res["pytorch"]["cpu"]["fp32"])
+    assert 0 < row["mfu"] < 1.5
+    assert ceiling.mfu(None, "pytorch", "cpu", "fp32", res) is None
+
+
+def test_report_shows_ceiling_and_mfu(tmp_path):
+    run = fs.write_store(tmp_path / "run", [fs.attempt("pytorch"), fs.attempt("jax")])
+    doc = {"schema": 1, "host": {}, "entries": {f"{fw}|cpu": {
+        "framework": fw, "device": "cpu", "status": "ok", "hello": {"framework_version": "1"},
+        "ceilings": {"fp32": {"best_flops": 1e8, "median_flops": 9e7, "size": 256},
+                     "bf16": {"skip": "no bf16 <here>"}}} for fw in ("pytorch", "jax")}}
+    (run / "ceilings.json").write_text(json.dumps(doc))
+    html = build_report(run, tmp_path / "out").read_text()
+    assert "Device ceiling" in html and "100 MFLOP/s" in html and "no bf16 &lt;here&gt;" in html
+    assert 'id="fig-mfu"' in html
+    _, _, _, cells = aggregate.load_frames(run)
+    assert cells["mfu"].to_list() == pytest.approx([0.096, 0.096])

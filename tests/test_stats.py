@@ -1,0 +1,88 @@
+"""mlbench.stats: bootstrap intervals, ratio significance, pyperf-like warnings, repeats needed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fakestore as fs
+from mlbench import stats
+
+
+def test_bootstrap_ci_contains_true_median():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(50):
+        x = rng.normal(100.0, 5.0, size=15)  # true median 100
+        lo, hi = stats.bootstrap_median_ci(x)
+        assert lo <= np.median(x) <= hi
+        hits += lo <= 100.0 <= hi
+    assert hits >= 42  # ~95% nominal; bootstrap of a median at n=15 is a bit optimistic
+
+
+def test_bootstrap_is_deterministic_and_needs_two_processes():
+    x = [1.0, 1.2, 0.9, 1.1]
+    assert stats.bootstrap_median_ci(x) == stats.bootstrap_median_ci(x)
+    assert stats.bootstrap_median_ci([1.0]) is None and stats.bootstrap_median_ci([]) is None
+    many = stats.bootstrap_median_ci_many([x, [2.0], [3.0, 3.3, 2.9]])
+    assert many[1] is None and many[0][0] <= 1.05 <= many[0][1]
+
+
+def test_ratio_significance():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(100, 2, 5), rng.normal(150, 3, 5)
+    r = stats.ratio_ci(b, a)
+    assert r.significant and r.lo > 1 and r.ratio == pytest.approx(np.median(b) / np.median(a))
+    same = rng.normal(100, 5, 5)
+    assert stats.ratio_ci(same, same).significant is False
+    c, d = rng.normal(100, 8, 5), rng.normal(101, 8, 5)
+    assert stats.ratio_ci(c, d).significant is False
+    single = stats.ratio_ci([2.0], [1.0, 1.1])
+    assert single.significant is None and "single process" in single.text()
+
+
+def test_unstable_spread_warns_with_repeats_needed():
+    reps = [100.0, 85.0, 115.0]          # std/mean = 15%
+    w = stats.judge(train_r=reps)
+    assert len(w) == 1 and "unstable training throughput" in w[0] and "15%" in w[0]
+    assert f"about {stats.repeats_needed(stats.cv(reps))} repeats" in w[0]
+    assert stats.judge(train_r=[100.0, 101.0, 99.0]) == []
+
+
+def test_outlier_and_short_samples_warn():
+    rng = np.random.default_rng(3)
+    samples = list(rng.normal(0.010, 0.0002, 200)) + [0.08]   # one 8x outlier
+    n, mx = stats.extremes(samples)
+    assert n == 1 and mx > 7
+    w = stats.judge(step_extreme=n, step_n=len(samples), step_max_rel=mx)
+    assert any("extreme values" in x for x in w)
+    assert stats.extremes(list(rng.normal(0.010, 0.0002, 200)))[0] == 0
+    w = stats.judge(step_median=0.0004, lat_median=0.002)
+    assert len(w) == 1 and "too short" in w[0] and "400 µs" in w[0]
+
+
+def test_repeats_needed_formula():
+    assert stats.repeats_needed(0.10) == 16      # (1.96 * 0.10 / 0.05)^2 = 15.4
+    assert stats.repeats_needed(0.01) == 2       # never fewer than 2
+    assert stats.repeats_needed(0.20, target=0.10) == 16
+    assert stats.repeats_needed(None) is None
+
+
+def test_busy_machine_and_device():
+    assert stats.busy_warnings({"loadavg_1m": 7.0, "cores_logical": 8}, None, "cpu")
+    assert not stats.busy_warnings({"loadavg_1m": 2.0, "cores_logical": 8}, None, "cpu")
+    # the previous cell's own threads do not count
+    assert not stats.busy_warnings({"loadavg_1m": 2.0, "cores_logical": 2}, None, "cpu", 2)
+    assert stats.busy_warnings({"cpu_busy_pct": 60.0, "loadavg_1m": 0.0}, None, "cpu")
+    dev = {"processes": [{"pid": 9, "used_memory_bytes": 2 << 30}], "utilization_gpu_pct": 90}
+    w = stats.busy_warnings({}, dev, "cuda:0")
+    assert len(w) == 2 and "other compute process" in w[0]
+
+
+def test_cell_warnings_from_records():
+    recs = [fs.attempt(repeat=r, step_times=[s] * 20) for r, s in
+            enumerate([0.010, 0.0085, 0.0115])]
+    recs[0]["machine_before"] = {"loadavg_1m": 15.0, "cores_logical": 16}
+    w = stats.cell_warnings(recs)
+    assert any("unstable training throughput" in x for x in w)
+    assert any("busy machine" in x for x in w)
+    assert stats.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
