@@ -338,16 +338,19 @@ def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
-    for r in rows:
+    jobs: list[tuple] = []   # (row index, metric, (a, b))
+    for i, r in enumerate(rows):
         g = groups[tuple(r[k] for k in KEY)]
         for m, val, reps, higher in (("train", "train_sps", "train_sps_r", True),
                                      ("lat", "lat_median", "lat_p50_r", False)):
             cands = [x for x in g if x[val] is not None]
             best = (max if higher else min)(cands, key=lambda x: x[val]) if cands else None
-            rat = None
             if best is not None and best is not r and r[val] is not None:
-                rat = (stats.ratio_ci(best[reps], r[reps]) if higher
-                       else stats.ratio_ci(r[reps], best[reps]))
+                jobs.append((i, m, (best[reps], r[reps]) if higher else (r[reps], best[reps])))
+    found = {(i, m): rat for (i, m, _), rat in zip(jobs, stats.ratio_ci_many([j[2] for j in jobs]))}
+    for i in range(len(rows)):
+        for m in ("train", "lat"):
+            rat = found.get((i, m))
             extra[f"{m}_vs_best_lo"].append(rat.lo if rat else None)
             extra[f"{m}_vs_best_hi"].append(rat.hi if rat else None)
             extra[f"{m}_vs_best_sig"].append(rat.significant if rat else None)

@@ -131,6 +131,38 @@ def ratio_ci(a, b, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
     return Ratio(ma / mb, float(lo), float(hi), len(xa), len(xb))
 
 
+def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+                  seed: int | None = None) -> list:
+    """ratio_ci for many (a, b) pairs at once: pairs with the same sizes share one resampling
+    plan (vectorised). None where ratio_ci would give None."""
+    out: list = [None] * len(pairs)
+    groups: dict[tuple[int, int], list[int]] = {}
+    arrs = [(_arr(a), _arr(b)) for a, b in pairs]
+    for i, (xa, xb) in enumerate(arrs):
+        if not len(xa) or not len(xb):
+            continue
+        ma, mb = float(np.median(xa)), float(np.median(xb))
+        if ma <= 0 or mb <= 0:
+            continue
+        if len(xa) < 2 or len(xb) < 2:
+            out[i] = Ratio(ma / mb, None, None, len(xa), len(xb))
+        else:
+            groups.setdefault((len(xa), len(xb)), []).append(i)
+    alpha = (1 - confidence) / 2
+    for (na, nb), idxs in groups.items():
+        rng = _rng(seed)
+        pa, pb = rng.integers(0, na, size=(n_boot, na)), rng.integers(0, nb, size=(n_boot, nb))
+        A = np.stack([arrs[i][0] for i in idxs])
+        B = np.stack([arrs[i][1] for i in idxs])
+        r = np.median(A[:, pa], axis=2) / np.median(B[:, pb], axis=2)
+        qs = np.quantile(r, [alpha, 1 - alpha], axis=1)
+        for j, i in enumerate(idxs):
+            xa, xb = arrs[i]
+            out[i] = Ratio(float(np.median(xa) / np.median(xb)), float(qs[0, j]),
+                           float(qs[1, j]), na, nb)
+    return out
+
+
 def cv(values) -> float | None:
     """Relative spread between processes: sample standard deviation / mean (pyperf's figure)."""
     a = _arr(values)
