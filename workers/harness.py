@@ -170,6 +170,23 @@ class FrameworkInterface:
         """{'loss': float, 'accuracy': float} over the whole eval split."""
         raise NotImplementedError
 
+    # --- the equivalence gate (mode: verify; see run_verify) ------------------------------
+    def load_canonical(self, params: dict) -> None:
+        """Overwrite the built model's weights (and BN running statistics) with `params`, the
+        numpy arrays of workers/weights.py in the canonical layout, converted to this
+        framework's layout. Must raise weights.WeightMismatch on any name or shape left over."""
+        raise NotImplementedError
+
+    def to_numpy(self, output: Any):
+        """The output of `predict` as a float32 numpy array on the host (waits for it)."""
+        raise NotImplementedError
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        """(x, y) of batch `index` of `split` ('train'/'eval') read back from this framework's
+        own copy of the data, as numpy in the canonical layout (NHWC images): proof of what the
+        model was fed."""
+        raise NotImplementedError
+
     def get_memory_usage(self) -> dict:
         """{'peak_device_bytes': int|None, ...} from the framework's own allocator statistics."""
         return {"peak_device_bytes": None}
@@ -220,6 +237,8 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     import numpy as np  # noqa: F401  (numpy is allowed on the worker side)
     import specs
 
+    if request.get("mode") == "verify":
+        return run_verify(request, make_backend)
     backend = make_backend(request)
     spec = specs.model_spec(request["model"], request.get("model_options") or {})
     if request.get("mode") == "count":
@@ -290,6 +309,86 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
         "memory": mem,
         "settings": backend.settings(),
     }
+
+
+# Test-only: `perturb` in a verify request deliberately alters the model this worker builds, so
+# the tests can prove that the gate catches a framework whose model differs (a framework-default
+# epsilon or momentum slipping in). Never set by a normal run.
+PERTURBATIONS = {
+    "bn_eps": {"bn_eps": 1e-3},        # Keras' BatchNormalization default
+    "ln_eps": {"ln_eps": 1e-6},        # Flax's LayerNorm default
+    "bn_momentum": {"bn_momentum": 0.01},  # Keras' momentum 0.99 read as torch's convention
+}
+
+
+def run_verify(request: dict, make_backend: Callable[[dict], FrameworkInterface]) -> dict:
+    """`mode: verify`: the equivalence gate's worker side, for several models in one process.
+
+    The request carries `models` ([{key, model, model_options}]), `verify_steps` (K),
+    `batch_size`, `seed`, `precision`, `verify_dir` (where the outputs go, one .npz per model)
+    and optionally `perturb` (test-only, see PERTURBATIONS). Per model: build, load the
+    canonical weights of workers/weights.py, forward (inference mode) on eval batch 0 -> outputs
+    and loss; K optimizer steps in training mode on train batches 0..K-1 -> their losses; then
+    forward and loss again (the updated weights and running statistics). A model that fails or
+    is unsupported is reported as such; the others still run.
+    """
+    models = {}
+    for entry in request["models"]:
+        sub = {k: v for k, v in request.items() if k != "models"}
+        sub.update(model=entry["model"], model_options=entry.get("model_options") or {})
+        key = entry.get("key") or entry["model"]
+        progress("verify", model=key)
+        try:
+            models[key] = _verify_one(sub, key, make_backend)
+        except SkipCell as exc:
+            models[key] = {"status": "skipped", "reason": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one model's failure is data, not the end
+            models[key] = {"status": "oom" if is_oom(exc) else "error",
+                           "reason": f"{type(exc).__name__}: {str(exc)[:1000]}",
+                           "traceback": traceback.format_exc()[-4000:]}
+    return {"mode": "verify", "models": models}
+
+
+def _verify_one(request: dict, key: str, make_backend) -> dict:
+    import hashlib
+
+    import numpy as np
+    import specs
+    import weights
+
+    steps = int(request.get("verify_steps", 3))
+    bs = int(request["batch_size"])
+    request = {**request, "train_samples": steps * bs, "eval_samples": bs, "data_path": None}
+    backend = make_backend(request)
+    spec = specs.model_spec(request["model"], request.get("model_options") or {})
+    backend.check_supported()
+    perturb = request.get("perturb")
+    build_spec = dict(spec, **PERTURBATIONS[perturb]) if perturb else spec
+    backend.build_model(build_spec)
+    counts = backend.count_parameters()
+    canon = weights.canonical_params(spec, int(request["seed"]), exercise=True)
+    backend.load_canonical(canon)
+    data = specs.make_dataset(spec, request)
+    backend.load_data(data)
+    digest = hashlib.sha256()
+    for split, index in [("train", i) for i in range(steps)] + [("eval", 0)]:
+        for a in backend.received_batch(split, index):
+            a = np.ascontiguousarray(a)
+            digest.update(f"{split}{index}{a.shape}{a.dtype}".encode() + a.tobytes())
+    out_before = backend.to_numpy(backend.predict(0))
+    loss_before = float(backend.evaluate()["loss"])
+    train_losses = [float(backend.sync(backend.train_step(i))) for i in range(steps)]
+    out_after = backend.to_numpy(backend.predict(0))
+    loss_after = float(backend.evaluate()["loss"])
+    path = os.path.join(request["verify_dir"],
+                        f"{request['framework']}-{key}-{request['precision']}.npz")
+    np.savez(path, out_before=out_before, out_after=out_after)
+    return {"status": "ok", "params": counts, "expected_params": specs.count_params(spec),
+            "weights_hash": weights.params_hash(canon), "data_hash": data["hash"],
+            "batches_hash": digest.hexdigest(), "loss_before": loss_before,
+            "train_losses": train_losses, "loss_after": loss_after,
+            "output_shape": list(out_before.shape), "outputs": path, "perturb": perturb,
+            "settings": backend.settings()}
 
 
 def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,

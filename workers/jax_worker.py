@@ -43,12 +43,14 @@ def _define_models():
         width: int
         stride: int
         dtype: Any
+        bn_eps: float = 1e-5
+        bn_momentum: float = 0.9  # flax convention: 1 - the spec's (torch's) momentum
 
         @nn.compact
         def __call__(self, x, train: bool):
             conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
-            norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, dtype=self.dtype)
+            norm = partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=self.bn_momentum, epsilon=self.bn_eps, dtype=self.dtype)
             s, pad = (self.stride, self.stride), ((1, 1), (1, 1))
             y = nn.relu(norm()(conv(self.width, (3, 3), s, padding=pad)(x)))
             y = norm()(conv(self.width, (3, 3), padding=pad)(y))
@@ -64,11 +66,13 @@ def _define_models():
         stem: str
         num_classes: int
         dtype: Any = jnp.float32
+        bn_eps: float = 1e-5
+        bn_momentum: float = 0.9
 
         @nn.compact
         def __call__(self, x, train: bool = False):
-            norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, dtype=self.dtype)
+            norm = partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=self.bn_momentum, epsilon=self.bn_eps, dtype=self.dtype)
             w0 = self.widths[0]
             if self.stem == "imagenet":
                 x = nn.Conv(w0, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
@@ -82,7 +86,8 @@ def _define_models():
             for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
                 for b in range(n):
                     stride = 2 if (stage > 0 and b == 0) else 1
-                    x = BasicBlock(width, stride, self.dtype)(x, train)
+                    x = BasicBlock(width, stride, self.dtype, self.bn_eps,
+                                   self.bn_momentum)(x, train)
             x = jnp.mean(x, axis=(1, 2))
             return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
@@ -90,11 +95,12 @@ def _define_models():
         n_heads: int
         dtype: Any
         attention: str
+        ln_eps: float = 1e-5
 
         @nn.compact
         def __call__(self, x):
             b, t, d = x.shape
-            h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
             qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h)
             q, k, v = (a.reshape(b, t, self.n_heads, d // self.n_heads)
                        for a in jnp.split(qkv, 3, axis=-1))
@@ -106,7 +112,7 @@ def _define_models():
                 att = _explicit_attention(q, k, v)
             att = att.reshape(b, t, d)
             x = x + nn.Dense(d, dtype=self.dtype, name="proj")(att)
-            h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
             h = nn.gelu(nn.Dense(4 * d, dtype=self.dtype, name="fc")(h), approximate=True)
             return x + nn.Dense(d, dtype=self.dtype, name="fc_out")(h)
 
@@ -119,6 +125,7 @@ def _define_models():
         n_heads: int
         dtype: Any = jnp.float32
         attention: str = "fused"
+        ln_eps: float = 1e-5
 
         @nn.compact
         def __call__(self, tokens, train: bool = False):
@@ -129,8 +136,8 @@ def _define_models():
                            embedding_init=init, name="wpe")
             x = wte(tokens) + wpe(jnp.arange(tokens.shape[1]))[None]
             for _ in range(self.n_layers):
-                x = Block(self.n_heads, self.dtype, self.attention)(x)
-            x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps)(x)
+            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
             return wte.attend(x)
 
     class LSTMClassifier(nn.Module):
@@ -169,13 +176,103 @@ def make_model(spec: dict, dtype, attention: str = "fused") -> Any:
         return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
     if m == "cnn":
         return CNN(tuple(spec["widths"]), tuple(spec["blocks"]), spec["stem"],
-                   spec["num_classes"], dtype)
+                   spec["num_classes"], dtype, spec["bn_eps"], 1.0 - spec["bn_momentum"])
     if m == "transformer":
         return Transformer(spec["vocab_size"], spec["seq_len"], spec["d_model"],
-                           spec["n_layers"], spec["n_heads"], dtype, attention)
+                           spec["n_layers"], spec["n_heads"], dtype, attention, spec["ln_eps"])
     if m == "lstm":
         return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
     raise ValueError(f"unknown model {m!r}")
+
+
+def canonical_to_flax(spec: dict, params: dict) -> tuple[dict, dict]:
+    """The canonical weights (workers/weights.py) as flax trees (params, batch_stats): Dense
+    and Conv kernels are the canonical [in, out] / HWIO already; OptimizedLSTMCell splits the
+    [in, 4h] kernel into per-gate ii, if, ig, io (no bias) and the [h, 4h] recurrent kernel
+    into hi, hf, hg, ho, which carry the one bias. Returns numpy trees; `load` checks them
+    against the model's own tree, name by name and shape by shape."""
+    used: set = set()
+
+    def take(name, array=None):
+        used.add(name)
+        return params[name] if array is None else array
+
+    def dense(name):
+        return {"kernel": take(f"{name}.kernel"), "bias": take(f"{name}.bias")}
+
+    def norm(name):
+        return {"scale": take(f"{name}.gamma"), "bias": take(f"{name}.beta")}
+
+    tree: dict = {}
+    stats: dict = {}
+    m = spec["model"]
+    if m == "mlp":
+        for i in range(len(spec["hidden"]) + 1):
+            tree[f"Dense_{i}"] = dense(f"dense{i}")
+    elif m == "cnn":
+        # (scope, conv index) in specs._cnn_layers order: the stem, then per block conv1,
+        # conv2 and the shortcut conv when there is one (flax numbers them in call order)
+        places = [((), 0)]
+        for k in range(sum(spec["blocks"])):
+            places += [((f"BasicBlock_{k}",), c)
+                       for c in range(3 if _has_shortcut(spec, k) else 2)]
+        for j, (scope, c) in enumerate(places):
+            p, s = tree, stats
+            for name in scope:
+                p, s = p.setdefault(name, {}), s.setdefault(name, {})
+            p[f"Conv_{c}"] = {"kernel": take(f"conv{j}.kernel")}
+            p[f"BatchNorm_{c}"] = norm(f"bn{j}")
+            s[f"BatchNorm_{c}"] = {"mean": take(f"bn{j}.mean"), "var": take(f"bn{j}.var")}
+        tree["Dense_0"] = dense("fc")
+    elif m == "transformer":
+        tree["wte"] = {"embedding": take("tok")}
+        tree["wpe"] = {"embedding": take("pos")}
+        for i in range(spec["n_layers"]):
+            b = f"block{i}"
+            tree[f"Block_{i}"] = {"LayerNorm_0": norm(f"{b}.ln1"), "qkv": dense(f"{b}.qkv"),
+                                  "proj": dense(f"{b}.proj"), "LayerNorm_1": norm(f"{b}.ln2"),
+                                  "fc": dense(f"{b}.fc"), "fc_out": dense(f"{b}.out")}
+        tree["LayerNorm_0"] = norm("ln_f")
+    elif m == "lstm":
+        h = spec["hidden"]
+        for layer in range(spec["n_layers"]):
+            n = f"lstm{layer}"
+            kernel, rec, bias = take(f"{n}.kernel"), take(f"{n}.recurrent"), take(f"{n}.bias")
+            cell = {}
+            for g, gate in enumerate("ifgo"):
+                cols = slice(g * h, (g + 1) * h)
+                cell[f"i{gate}"] = {"kernel": kernel[:, cols]}
+                cell[f"h{gate}"] = {"kernel": rec[:, cols], "bias": bias[cols]}
+            tree[f"OptimizedLSTMCell_{layer}"] = cell
+        tree["Dense_0"] = dense("fc")
+    else:
+        raise ValueError(f"unknown model {m!r}")
+    import weights
+    weights.check_consumed(params, used, "jax")
+    return tree, stats
+
+
+def _has_shortcut(spec: dict, block_index: int) -> bool:
+    c, k = spec["widths"][0], 0
+    for stage, (width, n) in enumerate(zip(spec["widths"], spec["blocks"])):
+        for b in range(n):
+            stride = 2 if (stage > 0 and b == 0) else 1
+            if k == block_index:
+                return stride != 1 or c != width
+            c, k = width, k + 1
+    return False
+
+
+def _replace_tree(current, new, path="") -> Any:
+    """`new` (numpy) placed on `current`'s device and dtype; names and shapes must match."""
+    import weights
+    if isinstance(current, dict) or hasattr(current, "keys"):
+        if set(current) != set(new):
+            raise weights.WeightMismatch(f"jax: {path or 'tree'} has {sorted(current)}, the "
+                                         f"canonical weights give {sorted(new)}")
+        return {k: _replace_tree(current[k], new[k], f"{path}/{k}") for k in current}
+    weights.expect_shape(path, new, current.shape, "jax")
+    return jnp.asarray(new, dtype=current.dtype)
 
 
 def _count(variables) -> dict:
@@ -381,6 +478,22 @@ class JaxBackend(FrameworkInterface):
                                        self.data["mask"], np.int32(i))
         loss_sum, correct, count = (float(v) for v in np.asarray(total))
         return {"loss": loss_sum / count, "accuracy": correct / count}
+
+    # --- equivalence gate ----------------------------------------------------------------
+    def load_canonical(self, params: dict) -> None:
+        tree, stats = canonical_to_flax(self.spec, params)
+        new_params = _replace_tree(self.state["params"], tree)
+        new_stats = _replace_tree(self.state["batch_stats"], stats) if self.has_bn else {}
+        self.state = jax.block_until_ready(jax.device_put(dict(
+            self.state, params=new_params, batch_stats=new_stats,
+            opt_state=self.tx.init(new_params)), self.device))
+
+    def to_numpy(self, output):
+        return np.asarray(jax.block_until_ready(output), dtype=np.float32)
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        s = slice(index * self.bs, (index + 1) * self.bs)
+        return np.asarray(self.data[f"x_{split}"][s]), np.asarray(self.data[f"y_{split}"][s])
 
     # --- reporting -----------------------------------------------------------------------
     def get_memory_usage(self) -> dict:

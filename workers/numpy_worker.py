@@ -130,6 +130,25 @@ class NumpyBackend(FrameworkInterface):
         acc = float((logits.argmax(axis=1) == self.data["y_eval"]).mean())
         return {"loss": loss, "accuracy": acc}
 
+    # --- equivalence gate: the reference the framework workers are compared with ----------
+    def load_canonical(self, params: dict) -> None:
+        import weights
+        used = set()
+        for i in range(len(self.model.params) // 2):
+            for j, part in enumerate(("kernel", "bias")):
+                name = f"dense{i}.{part}"
+                weights.expect_shape(name, params[name], self.model.params[2 * i + j].shape,
+                                     "numpy")
+                self.model.params[2 * i + j][...] = params[name]
+                used.add(name)
+        weights.check_consumed(params, used, "numpy")
+
+    def to_numpy(self, output):
+        return np.asarray(output, dtype=np.float32)
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        return self._batch(split, index)
+
     def settings(self) -> dict:
         return {"threads": int(self.request.get("threads") or 0), "compile": "none"}
 

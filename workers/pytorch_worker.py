@@ -180,6 +180,69 @@ def count_module(model) -> dict:
     return {"trainable": int(trainable), "non_trainable": int(non_trainable)}
 
 
+def load_canonical(model, spec: dict, params: dict) -> None:
+    """Copy the canonical weights (workers/weights.py) into `model`, in torch's layouts:
+    Linear weight [out, in] (kernel.T), Conv2d OIHW (HWIO transposed), LSTM weight_ih [4h, in]
+    and weight_hh [4h, h] with the same i, f, g, o gate order, bias_ih = the one bias and
+    bias_hh kept at zero, BatchNorm weight/bias/running_mean/running_var."""
+    import numpy as np
+    import weights
+
+    used: set = set()
+
+    def put(tensor, name: str, array) -> None:
+        value = torch.from_numpy(np.ascontiguousarray(array))
+        weights.expect_shape(name, value, tensor.shape, "pytorch")
+        with torch.no_grad():
+            tensor.copy_(value)
+        used.add(name)
+
+    def linear(mod, name):
+        put(mod.weight, f"{name}.kernel", params[f"{name}.kernel"].T)
+        put(mod.bias, f"{name}.bias", params[f"{name}.bias"])
+
+    m = spec["model"]
+    if m == "mlp":
+        for i, lin in enumerate(x for x in model.modules() if isinstance(x, nn.Linear)):
+            linear(lin, f"dense{i}")
+    elif m == "cnn":
+        convs = [x for x in model.modules() if isinstance(x, nn.Conv2d)]
+        bns = [x for x in model.modules() if isinstance(x, nn.BatchNorm2d)]
+        for j, conv in enumerate(convs):
+            put(conv.weight, f"conv{j}.kernel", params[f"conv{j}.kernel"].transpose(3, 2, 0, 1))
+        for j, bn in enumerate(bns):
+            for attr, canon in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "mean"),
+                                ("running_var", "var")):
+                put(getattr(bn, attr), f"bn{j}.{canon}", params[f"bn{j}.{canon}"])
+        (fc,) = [x for x in model.modules() if isinstance(x, nn.Linear)]
+        linear(fc, "fc")
+    elif m == "transformer":
+        put(model.tok.weight, "tok", params["tok"])
+        put(model.pos.weight, "pos", params["pos"])
+        for i, blk in enumerate(model.blocks):
+            b = f"block{i}"
+            for ln in ("ln1", "ln2"):
+                put(getattr(blk, ln).weight, f"{b}.{ln}.gamma", params[f"{b}.{ln}.gamma"])
+                put(getattr(blk, ln).bias, f"{b}.{ln}.beta", params[f"{b}.{ln}.beta"])
+            for mod in ("qkv", "proj", "fc", "out"):
+                linear(getattr(blk, mod), f"{b}.{mod}")
+        put(model.ln_f.weight, "ln_f.gamma", params["ln_f.gamma"])
+        put(model.ln_f.bias, "ln_f.beta", params["ln_f.beta"])
+    elif m == "lstm":
+        for layer in range(spec["n_layers"]):
+            n = f"lstm{layer}"
+            put(getattr(model.lstm, f"weight_ih_l{layer}"), f"{n}.kernel", params[f"{n}.kernel"].T)
+            put(getattr(model.lstm, f"weight_hh_l{layer}"), f"{n}.recurrent",
+                params[f"{n}.recurrent"].T)
+            put(getattr(model.lstm, f"bias_ih_l{layer}"), f"{n}.bias", params[f"{n}.bias"])
+            with torch.no_grad():
+                getattr(model.lstm, f"bias_hh_l{layer}").zero_()
+        linear(model.fc, "fc")
+    else:
+        raise ValueError(f"unknown model {m!r}")
+    weights.check_consumed(params, used, "pytorch")
+
+
 # --- the backend -------------------------------------------------------------------------------
 
 class TorchBackend(FrameworkInterface):
@@ -380,6 +443,23 @@ class TorchBackend(FrameworkInterface):
                 correct += (out.argmax(dim=-1) == y).sum()
         count = self.y_eval.numel()  # samples, or tokens for the transformer
         return {"loss": float(loss_sum.item()) / count, "accuracy": int(correct.item()) / count}
+
+    # --- equivalence gate ----------------------------------------------------------------
+    def load_canonical(self, params: dict) -> None:
+        load_canonical(self.model, self.spec, params)
+
+    def to_numpy(self, output):
+        return output.detach().float().cpu().numpy()
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        s = slice(index * self.bs, (index + 1) * self.bs)
+        x = getattr(self, f"x_{split}")[s]
+        if self.spec["model"] == "cnn":
+            x = x.permute(0, 2, 3, 1)  # back to the canonical NHWC
+        x = x.cpu().numpy()
+        if self.spec["model"] == "transformer":
+            x = x.astype("int32")  # torch indexes with int64; the tokens are the int32 ones
+        return x, getattr(self, f"y_{split}")[s].cpu().numpy().astype("int32")
 
     def get_memory_usage(self) -> dict:
         if self.is_cuda:  # the peak over the whole cell, model and data included

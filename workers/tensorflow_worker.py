@@ -107,17 +107,22 @@ def build_keras_model(spec: dict):
     if m == "mlp":
         inp = keras.Input((spec["input_dim"],), dtype="float32")
         x = inp
-        for width in spec["hidden"]:
-            x = layers.Dense(width, activation="relu")(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+        for i, width in enumerate(spec["hidden"]):
+            x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32",
+                           name=f"dense{len(spec['hidden'])}")(x)
     elif m == "cnn":
+        count = [0]  # conv j / bn j named in specs._cnn_layers order (the canonical weights')
+
         def conv_bn(x, filters, k, stride):
             # explicit symmetric padding k//2, then 'valid': TF's 'same' pads asymmetrically at
             # stride 2 and would not be the PyTorch model
             if k // 2:
                 x = layers.ZeroPadding2D(k // 2)(x)
-            x = layers.Conv2D(filters, k, strides=stride, padding="valid", use_bias=False)(x)
-            return layers.BatchNormalization(**bn)(x)
+            j, count[0] = count[0], count[0] + 1
+            x = layers.Conv2D(filters, k, strides=stride, padding="valid", use_bias=False,
+                              name=f"conv{j}")(x)
+            return layers.BatchNormalization(**bn, name=f"bn{j}")(x)
 
         s = spec["image_size"]
         inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC, TF's native layout
@@ -138,27 +143,116 @@ def build_keras_model(spec: dict):
                 x = layers.ReLU()(layers.Add()([y, short]))
                 c = width
         x = layers.GlobalAveragePooling2D()(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
     elif m == "transformer":
         TiedEmbedding, PositionEmbedding, Block = _custom_layers()
         v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
         inp = keras.Input((t,), dtype="int32")
         emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
-            stddev=0.02))
-        x = PositionEmbedding(t, d)(emb(inp))
-        for _ in range(spec["n_layers"]):
-            x = Block(d, spec["n_heads"], spec["ln_eps"])(x)
-        x = layers.LayerNormalization(epsilon=spec["ln_eps"])(x)
+            stddev=0.02), name="tok")
+        x = PositionEmbedding(t, d, name="pos")(emb(inp))
+        for i in range(spec["n_layers"]):
+            x = Block(d, spec["n_heads"], spec["ln_eps"], name=f"block{i}")(x)
+        x = layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
         out = emb(x, reverse=True)
     elif m == "lstm":
         inp = keras.Input((spec["seq_len"], spec["input_dim"]), dtype="float32")
         x = inp
         for layer in range(spec["n_layers"]):
-            x = layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1)(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32")(x)
+            x = layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1,
+                            name=f"lstm{layer}")(x)
+        out = layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
     else:
         raise ValueError(f"unknown model {m!r}")
     return keras.Model(inp, out, name=m)
+
+
+def load_canonical(model, spec: dict, params: dict) -> None:
+    """Assign the canonical weights (workers/weights.py) to the Keras model, whose layouts are
+    the canonical ones already: Dense [in, out], Conv2D HWIO, LSTM kernel [in, 4h] /
+    recurrent_kernel [h, 4h] / one bias with gates i, f, c(=g), o; BatchNormalization
+    gamma/beta/moving_mean/moving_variance. Layers are found by the names build_keras_model
+    gives them (the canonical names)."""
+    import weights
+
+    used: set = set()
+
+    def put(variable, name: str) -> None:
+        weights.expect_shape(name, params[name], variable.shape, "tensorflow")
+        variable.assign(params[name])
+        used.add(name)
+
+    def dense(layer, name):
+        put(layer.kernel, f"{name}.kernel")
+        put(layer.bias, f"{name}.bias")
+
+    def norm(layer, name):
+        put(layer.gamma, f"{name}.gamma")
+        put(layer.beta, f"{name}.beta")
+
+    m = spec["model"]
+    get = model.get_layer
+    if m == "mlp":
+        for i in range(len(spec["hidden"]) + 1):
+            dense(get(f"dense{i}"), f"dense{i}")
+    elif m == "cnn":
+        j = 0
+        while f"conv{j}.kernel" in params:
+            put(get(f"conv{j}").kernel, f"conv{j}.kernel")
+            bn = get(f"bn{j}")
+            norm(bn, f"bn{j}")
+            put(bn.moving_mean, f"bn{j}.mean")
+            put(bn.moving_variance, f"bn{j}.var")
+            j += 1
+        dense(get("fc"), "fc")
+    elif m == "transformer":
+        put(get("tok").embeddings, "tok")
+        put(get("pos").pos, "pos")
+        for i in range(spec["n_layers"]):
+            blk, b = get(f"block{i}"), f"block{i}"
+            norm(blk.ln1, f"{b}.ln1")
+            norm(blk.ln2, f"{b}.ln2")
+            for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
+                dense(getattr(blk, attr), f"{b}.{canon}")
+        norm(get("ln_f"), "ln_f")
+    elif m == "lstm":
+        for layer in range(spec["n_layers"]):
+            cell, n = get(f"lstm{layer}").cell, f"lstm{layer}"
+            put(cell.kernel, f"{n}.kernel")
+            put(cell.recurrent_kernel, f"{n}.recurrent")
+            put(cell.bias, f"{n}.bias")
+        dense(get("fc"), "fc")
+    else:
+        raise ValueError(f"unknown model {m!r}")
+    weights.check_consumed(params, used, "tensorflow")
+
+
+def _spec_adam_cls():
+    """Adam as specs.py (torch, optax) define it: var -= lr * m_hat / (sqrt(v_hat) + eps).
+
+    Keras' Adam adds epsilon to the *uncorrected* sqrt(v) ("epsilon hat"), which is the spec's
+    rule with eps * sqrt(1 - beta2^t) (3e-10 instead of 1e-8 at the first step): gradients
+    near eps get other updates, visible to the equivalence gate as a loss drift after a few
+    steps. Same op count as Keras' own update, so the timing is unaffected.
+    """
+
+    class SpecAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            ops = keras.ops
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(gradient, variable.dtype)
+            step = ops.cast(self.iterations + 1, variable.dtype)
+            c1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
+            c2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v),
+                                            1 - self.beta_2))
+            denom = ops.add(ops.sqrt(ops.divide(v, c2)), self.epsilon)
+            self.assign_sub(variable, ops.divide(ops.multiply(m, lr / c1), denom))
+
+    return SpecAdam
 
 
 def _count(model) -> dict:
@@ -220,7 +314,7 @@ class TensorFlowBackend(FrameworkInterface):
         keras.utils.set_random_seed(int(self.request["seed"]))
         with tf.device(self.dev):
             self.model = build_keras_model(spec)
-            opt = keras.optimizers.Adam(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
+            opt = _spec_adam_cls()(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
                                         beta_2=spec["beta2"], epsilon=spec["adam_eps"])
             if self.precision == "fp16":
                 opt = keras.optimizers.LossScaleOptimizer(opt)  # dynamic loss scaling
@@ -334,6 +428,19 @@ class TensorFlowBackend(FrameworkInterface):
                 ls, c, n = self._eval_fn(xe[start:start + self.bs], ye[start:start + self.bs])
                 loss, correct, count = loss + float(ls), correct + float(c), count + float(n)
         return {"loss": loss / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+
+    # --- equivalence gate ----------------------------------------------------------------
+    def load_canonical(self, params: dict) -> None:
+        with tf.device(self.dev):
+            load_canonical(self.model, self.spec, params)
+
+    def to_numpy(self, output):
+        out = output[0] if isinstance(output, tuple) else output
+        return tf.cast(out, tf.float32).numpy()
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        s = slice(index * self.bs, (index + 1) * self.bs)
+        return (self.data[f"x_{split}"][s].numpy(), self.data[f"y_{split}"][s].numpy())
 
     # --- reporting -------------------------------------------------------------------------
     def get_memory_usage(self) -> dict:

@@ -117,7 +117,7 @@ def canonical_params(spec: dict, seed: int, exercise: bool = False) -> dict:
             a = rng.normal(0.0, 0.2, shape) if exercise else np.zeros(shape)
         elif kind == "var":
             # small variances make the normalisation (and so its epsilon) matter
-            a = rng.uniform(0.05, 0.5, shape) if exercise else np.ones(shape)
+            a = rng.uniform(0.5, 1.5, shape) if exercise else np.ones(shape)
         else:  # pragma: no cover - param_shapes only yields the kinds above
             raise ValueError(kind)
         params[name] = np.ascontiguousarray(a, dtype=np.float32)

@@ -1,0 +1,351 @@
+"""The equivalence gate: do the frameworks run the *same* model? (`mlbench verify`, pre-run check)
+
+Owns: running every framework's worker in `mode: verify` (one fresh process per framework,
+device and precision, all models of the sweep in it), comparing what they report against the
+numpy reference (mlp) or pairwise, the tolerances per precision, and `verify.json` in the run
+directory, which the report's parity table reads. Must not import an ML framework (numpy only, to
+read the workers' output arrays).
+
+Every framework loads the same canonical weights (workers/weights.py, drawn once from the seed and
+converted by each worker to its own layout) and the same batches; the gate compares the forward
+outputs and loss in inference mode, the training losses of K identical Adam steps, and the
+outputs and loss after them (so BN momentum and the optimizer are checked too), plus the
+trainable / non-trainable parameter counts (against specs.count_params) and the hash of the
+batches each framework read back from its own copy of the data.
+
+Verdict per (device, precision, model, framework): against numpy where it has a reference (mlp);
+otherwise pairwise: the largest group of frameworks that all agree within tolerance passes, the
+others fail ("disagrees with ..."); a tie (two frameworks that disagree) fails both, since
+nothing says which one is wrong.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import catalog
+from .config import Config
+from .launcher import Stop, run_cell
+from .matrix import Cell, fingerprint, resolve_threads
+
+VERIFY_STEPS = 3
+VERIFY_BATCH = 16
+MAX_COMPARED = 1 << 20  # output values kept per array (gpt2-small's logits are 51M per sample)
+# allclose-style: |a - ref| <= atol + rtol * |ref|, element by element (outputs) or per loss.
+TOLERANCES = {
+    "fp32": {"rtol": 5e-4, "atol": 1e-4, "loss_rtol": 5e-4, "loss_atol": 1e-4},
+    "bf16": {"rtol": 5e-2, "atol": 5e-2, "loss_rtol": 2e-2, "loss_atol": 1e-2},
+    "fp16": {"rtol": 1e-2, "atol": 1e-2, "loss_rtol": 5e-3, "loss_atol": 2e-3},
+}
+TOLERANCE_NOTE = ("outputs pass when |a - ref| <= atol + rtol*|ref| for every value, before and "
+                  f"after {VERIFY_STEPS} Adam steps; losses likewise with loss_atol/loss_rtol; "
+                  "max_rel_err is over values with |ref| > atol; bf16/fp16 are compared with "
+                  "the fp32 numpy reference where there is one, so their error includes the "
+                  "rounding of the low precision")
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    model: str
+    model_label: str
+    device: str
+    precision: str
+    framework: str
+    reference: str
+    passed: bool | None          # None: skipped, or nothing to compare with
+    reason: str | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    loss_err: float | None = None
+    steps_loss_err: float | None = None
+    params_equal: bool | None = None
+    data_hash_equal: bool | None = None
+    params: dict | None = None
+    status: str = "ok"
+
+
+@dataclass
+class VerifyReport:
+    rows: list[VerifyRow]
+    pairs: list[dict] = field(default_factory=list)
+    tolerances: dict = field(default_factory=lambda: dict(TOLERANCES))
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """No row failed (skipped / uncheckable rows do not fail the gate)."""
+        return all(r.passed is not False for r in self.rows)
+
+    def failed(self) -> list[VerifyRow]:
+        return [r for r in self.rows if r.passed is False]
+
+    def failed_cells(self) -> set[tuple[str, str, str, str]]:
+        """{(framework, model_label, device, precision)} of the cells that failed the gate."""
+        return {(r.framework, r.model_label, r.device, r.precision) for r in self.failed()}
+
+    def comparable(self, framework: str, model_label: str, device: str, precision: str) -> bool:
+        """False when that cell failed the gate: its speed must not be ranked against others."""
+        return (framework, model_label, device, precision) not in self.failed_cells()
+
+    def to_json(self) -> dict:
+        return {"tolerances": self.tolerances, "tolerance_note": TOLERANCE_NOTE,
+                "steps": VERIFY_STEPS, "batch_size": VERIFY_BATCH, "passed": self.passed,
+                "seconds": self.seconds, "rows": [asdict(r) for r in self.rows],
+                "pairs": self.pairs}
+
+    def write(self, out_dir: Path) -> Path:
+        path = Path(out_dir) / "verify.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
+        return path
+
+    def render_text(self) -> str:
+        lines = [f"{'model':<18} {'device':<7} {'prec':<5} {'framework':<11} {'reference':<22} "
+                 f"{'max abs':>9} {'max rel':>9} {'loss err':>9}  verdict"]
+        for r in self.rows:
+            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+            if r.reason:
+                verdict += f" ({r.reason})"
+            lines.append(f"{r.model_label:<18} {r.device:<7} {r.precision:<5} {r.framework:<11} "
+                         f"{r.reference[:22]:<22} {_fmt(r.max_abs_err)} {_fmt(r.max_rel_err)} "
+                         f"{_fmt(_max(r.loss_err, r.steps_loss_err))}  {verdict}")
+        tol = "; ".join(f"{p}: rtol {t['rtol']:g} atol {t['atol']:g} (loss rtol "
+                        f"{t['loss_rtol']:g} atol {t['loss_atol']:g})"
+                        for p, t in self.tolerances.items())
+        lines.append(f"tolerances: {tol}")
+        n_fail = len(self.failed())
+        lines.append("equivalence gate: " + ("passed" if not n_fail else
+                                             f"FAILED for {n_fail} cell(s): their speed is "
+                                             "not comparable"))
+        return "\n".join(lines)
+
+
+def load(path: Path) -> VerifyReport:
+    """Read a verify.json back (the report and the run use this)."""
+    data = json.loads(Path(path).read_text())
+    return VerifyReport(rows=[VerifyRow(**r) for r in data["rows"]], pairs=data.get("pairs", []),
+                        tolerances=data.get("tolerances", dict(TOLERANCES)),
+                        seconds=data.get("seconds", 0.0))
+
+
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Group:
+    """The `model` of a verify Cell: the launcher records these three fields."""
+    name: str = "verify"
+    id_label: str = "verify"
+    model_options: dict = field(default_factory=dict)
+
+
+def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
+                  precisions: list[str] | None = None, devices: list[str] | None = None,
+                  perturb: dict[str, str] | None = None, timeout_s: float | None = None,
+                  on_record: Callable[[str, dict], None] | None = None) -> VerifyReport:
+    """Run the gate for the models of `config` and write `<out_dir>/verify.json`.
+
+    frameworks/precisions/devices default to the config's (the dummy worker is left out; the
+    numpy reference runs on the CPU at fp32 whenever an mlp is in the sweep). `perturb`
+    ({framework: 'bn_eps'|'ln_eps'|'bn_momentum'}) is test-only: it deliberately alters that
+    framework's model. `on_record(label, attempt_record)` is called after each worker process.
+    TF32 is always off in the gate (it checks the model, not the speed knobs).
+    """
+    t0 = time.monotonic()
+    out_dir = Path(out_dir)
+    work = out_dir / "verify"
+    work.mkdir(parents=True, exist_ok=True)
+    frameworks = [f for f in (frameworks or config.frameworks) if f in catalog.FRAMEWORKS]
+    precisions = precisions or list(config.precisions)
+    devices = devices or list(config.devices)
+    entries = [{"key": m.id_label, "model": m.name, "model_options": m.model_options}
+               for m in config.models]
+    names = {m.id_label: m.name for m in config.models}
+    perturb = perturb or {}
+    threads = resolve_threads(config)
+
+    def run(fw: str, device: str, precision: str, models: list[dict]) -> dict:
+        tag = f"{fw}-{device.replace(':', '')}-{precision}"
+        cell_dir = work / tag
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        request = {"protocol": 1, "mode": "verify", "cell_id": f"verify-{tag}", "framework": fw,
+                   "device": device, "precision": precision, "seed": config.seed,
+                   "threads": threads, "tf32": False,
+                   "options": _options(config, fw), "batch_size": VERIFY_BATCH,
+                   "verify_steps": VERIFY_STEPS, "verify_dir": str(cell_dir.resolve()),
+                   "models": models, "memory_limit_mb": config.memory_limit_mb,
+                   "perturb": perturb.get(fw), "repeat": 0}
+        settings = config.framework_settings.get(fw)
+        python = settings.python if settings and settings.python else _python()
+        cell = Cell(f"verify-{tag}", fw, _Group(), device, VERIFY_BATCH, precision, 0, request,
+                    fingerprint(request), python, timeout_s or config.timeout_s)
+        record = run_cell(cell, cell_dir, Stop())
+        if on_record:
+            on_record(tag, record)
+        if record["status"] != "ok":
+            return {e["key"]: {"status": record["status"], "reason": record.get("reason")}
+                    for e in models}
+        return record["metrics"]["models"]
+
+    mlp_entries = [e for e in entries if e["model"] == "mlp"]
+    reference = run("numpy", "cpu", "fp32", mlp_entries) if mlp_entries else {}
+    rows: list[VerifyRow] = []
+    pairs: list[dict] = []
+    for device in devices:
+        for precision in precisions:
+            results = {fw: run(fw, device, precision, entries) for fw in frameworks}
+            for e in entries:
+                key = e["key"]
+                got = {fw: results[fw].get(key, {"status": "error", "reason": "no answer"})
+                       for fw in frameworks}
+                ref = reference.get(key) if names[key] == "mlp" else None
+                r, p = _judge(names[key], key, device, precision, got, ref)
+                rows += r
+                pairs += p
+    report = VerifyReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
+    report.write(out_dir)
+    return report
+
+
+def _options(config: Config, fw: str) -> dict:
+    s = config.framework_settings.get(fw)
+    return dict(s.options) if s else {}
+
+
+def _python() -> str:
+    import sys
+    return sys.executable
+
+
+# --- comparison --------------------------------------------------------------------------------
+
+def _arrays(result: dict):
+    import numpy as np
+    with np.load(result["outputs"], allow_pickle=False) as npz:
+        return [np.asarray(npz[k], dtype=np.float64).reshape(-1)[:MAX_COMPARED]
+                for k in ("out_before", "out_after")]
+
+
+def _compare(a: dict, ref: dict, tol: dict) -> dict:
+    """Errors of result `a` against result `ref` and whether they are within `tol`."""
+    import numpy as np
+    ok = True
+    max_abs = max_rel = 0.0
+    for x, r in zip(_arrays(a), _arrays(ref)):
+        if x.shape != r.shape:
+            return {"agree": False, "why": f"output shape {a['output_shape']} vs "
+                    f"{ref['output_shape']}", "max_abs_err": None, "max_rel_err": None,
+                    "loss_err": None, "steps_loss_err": None}
+        err = np.abs(x - r)
+        ok &= bool(np.all(err <= tol["atol"] + tol["rtol"] * np.abs(r)))
+        ok &= bool(np.all(np.isfinite(x)))
+        max_abs = max(max_abs, float(err.max(initial=0.0)))
+        big = np.abs(r) > tol["atol"]
+        if big.any():
+            max_rel = max(max_rel, float((err[big] / np.abs(r[big])).max()))
+
+    def loss_ok(u, v):
+        return abs(u - v) <= tol["loss_atol"] + tol["loss_rtol"] * abs(v)
+
+    loss_err = abs(a["loss_before"] - ref["loss_before"])
+    later = list(zip(a["train_losses"] + [a["loss_after"]],
+                     ref["train_losses"] + [ref["loss_after"]]))
+    steps_err = max(abs(u - v) for u, v in later)
+    losses_ok = loss_ok(a["loss_before"], ref["loss_before"]) and all(loss_ok(u, v)
+                                                                      for u, v in later)
+    why = None
+    if not ok:
+        why = "outputs differ beyond tolerance"
+    elif not losses_ok:
+        why = "losses differ beyond tolerance"
+    return {"agree": ok and losses_ok, "why": why, "max_abs_err": max_abs,
+            "max_rel_err": max_rel, "loss_err": loss_err, "steps_loss_err": steps_err}
+
+
+def _judge(model: str, label: str, device: str, precision: str, got: dict,
+           ref: dict | None) -> tuple[list[VerifyRow], list[dict]]:
+    tol = TOLERANCES[precision]
+    base = dict(model=model, model_label=label, device=device, precision=precision)
+    ok = {fw: r for fw, r in got.items() if r.get("status") == "ok"}
+    rows: dict[str, VerifyRow] = {}
+    for fw, r in got.items():
+        if fw not in ok:
+            status = r.get("status", "error")
+            rows[fw] = VerifyRow(**base, framework=fw, reference="-", status=status,
+                                 passed=None if status == "skipped" else False,
+                                 reason=r.get("reason"))
+    if ref is not None and ref.get("status") != "ok":
+        ref = None
+    hashes = [r["batches_hash"] for r in ok.values()]
+    want_hash = ref["batches_hash"] if ref else (max(set(hashes), key=hashes.count)
+                                                 if hashes else None)
+    pairs = []
+    cmp: dict[tuple[str, str], dict] = {}
+    for a, b in itertools.combinations(sorted(ok), 2):
+        c = cmp[(a, b)] = cmp[(b, a)] = _compare(ok[a], ok[b], tol)
+        pairs.append({**base, "a": a, "b": b, **{k: c[k] for k in (
+            "agree", "max_abs_err", "max_rel_err", "loss_err", "steps_loss_err")}})
+    if ref is not None:
+        verdicts = {fw: ("numpy", _compare(r, ref, tol)) for fw, r in ok.items()}
+    else:
+        group = _largest_agreeing(sorted(ok), cmp)
+        verdicts = {}
+        for fw in ok:
+            others = [g for g in (group or sorted(ok)) if g != fw]
+            if not others:
+                verdicts[fw] = ("-", None)
+                continue
+            cs = [cmp[(fw, g)] for g in others]
+            worst = {k: _max(*(c[k] for c in cs)) for k in
+                     ("max_abs_err", "max_rel_err", "loss_err", "steps_loss_err")}
+            agree = group is not None and fw in group
+            why = None if agree else (f"disagrees with {', '.join(others)}" if group else
+                                      "no two frameworks agree: cannot tell which is right")
+            verdicts[fw] = ("pairwise: " + ", ".join(others), {**worst, "agree": agree,
+                                                                "why": why})
+    for fw, r in ok.items():
+        reference, c = verdicts[fw]
+        params_equal = r["params"] == r["expected_params"]
+        data_equal = r["batches_hash"] == want_hash
+        reasons = []
+        if not params_equal:
+            reasons.append(f"parameters {r['params']} != spec {r['expected_params']}")
+        if not data_equal:
+            reasons.append("received other batches (hash differs)")
+        if c is not None and not c["agree"]:
+            reasons.append(c["why"])
+        passed = None if c is None and not reasons else not reasons
+        if c is None and not reasons:
+            reasons.append("only framework: nothing to compare with")
+        errs = {k: c.get(k) for k in ("max_abs_err", "max_rel_err", "loss_err",
+                                      "steps_loss_err")} if c else {}
+        rows[fw] = VerifyRow(**base, framework=fw, reference=reference, passed=passed,
+                             reason="; ".join(reasons) or None, params_equal=params_equal,
+                             data_hash_equal=data_equal, params=r["params"], **errs)
+    return [rows[fw] for fw in got], pairs
+
+
+def _largest_agreeing(fws: list[str], cmp: dict) -> list[str] | None:
+    """The unique largest set (>= 2) of frameworks agreeing pairwise; None if none or a tie."""
+    for size in range(len(fws), 1, -1):
+        groups = [g for g in itertools.combinations(fws, size)
+                  if all(cmp[(a, b)]["agree"] for a, b in itertools.combinations(g, 2))]
+        if len(groups) == 1:
+            return list(groups[0])
+        if groups:
+            return None
+    return None
+
+
+def _max(*values):
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
+def _fmt(v) -> str:
+    return f"{v:9.2e}" if v is not None else f"{'-':>9}"
