@@ -89,3 +89,12 @@ def test_canonical_weights_are_deterministic_and_seeded():
     assert all(v.dtype.name == "float32" for v in a.values())
     assert (a["bn0.var"] == 1).all()  # plain init: identity norms
     assert not (weights.canonical_params(spec, 0, exercise=True)["bn0.var"] == 1).all()
+
+
+def test_benchmark_mode_can_start_every_framework_from_the_canonical_weights(tmp_path):
+    # request `init: canonical`: the same starting point, so the same training trajectory
+    from workerutil import result_of, run_worker
+    losses = [result_of(run_worker(tmp_path, fw, "mlp", init="canonical",
+                                   train_samples=64, eval_samples=32))["train"]["epoch_losses"][0]
+              for fw in ("numpy", "pytorch")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -255,6 +255,11 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     progress("build")
     t0 = clock()
     backend.build_model(spec)
+    if request.get("init", "framework") == "canonical":
+        # the same starting weights in every framework (workers/weights.py), instead of each
+        # framework's default initialisers: same trajectory, comparable accuracy
+        import weights
+        backend.load_canonical(weights.canonical_params(spec, int(request["seed"])))
     build_s = clock() - t0
     params = backend.count_parameters()
 
