@@ -19,14 +19,17 @@ from . import catalog
 from .errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quick_test.yaml"
-DEVICE_RE = re.compile(r"^(cpu|cuda:\d{1,2})$")
-SAFE_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEVICE_RE = re.compile(r"cpu|cuda:\d{1,2}")  # always fullmatch: `$` would let "cpu\n" in
+SAFE_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_NODES = 100_000  # a config is small; more means alias bombs (`a: &a [..]; b: [*a, *a, ..]`)
+MAX_DEPTH = 32
+MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB: beyond any machine; larger is a typo
 
 PosInt = Annotated[int, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelEntry(_Strict):
@@ -48,7 +51,7 @@ class ModelEntry(_Strict):
     @field_validator("label")
     @classmethod
     def _safe_label(cls, v: str | None) -> str | None:
-        if v is not None and not SAFE_LABEL_RE.match(v):
+        if v is not None and not SAFE_LABEL_RE.fullmatch(v):
             raise ValueError("label may use letters, digits, '.', '_' and '-' only "
                              "(it becomes part of a directory name)")
         return v
@@ -96,8 +99,31 @@ class Exclude(_Strict):
     framework: str | None = None
     model: str | None = None
     device: str | None = None
-    batch_size: int | None = None
+    batch_size: int | None = Field(None, gt=0, le=1_000_000)
     precision: str | None = None
+
+    # A misspelt rule would silently exclude nothing: check the values like the lists'.
+    @field_validator("framework")
+    @classmethod
+    def _fw(cls, v: str | None) -> str | None:
+        allowed = catalog.FRAMEWORKS + catalog.TEST_FRAMEWORKS
+        return None if v is None else _check_choice(catalog.canonical_framework(v), allowed,
+                                                    "framework", shown=catalog.FRAMEWORKS)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        return None if v is None else _check_choice(v, catalog.models(), "model")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        return None if v is None else _check_device(v)
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str | None) -> str | None:
+        return None if v is None else _check_choice(v.lower(), catalog.PRECISIONS, "precision")
 
 
 class Config(_Strict):
@@ -114,8 +140,8 @@ class Config(_Strict):
     timed_iterations: int = Field(30, gt=0, le=1_000_000)
     repeats: int = Field(1, gt=0, le=1000)
     threads: int = Field(0, ge=0, le=4096, description="0: one per physical core")
-    timeout_s: float = Field(900, gt=0, le=7 * 24 * 3600)
-    memory_limit_mb: int | None = Field(None, gt=0)
+    timeout_s: float = Field(900, gt=0, le=7 * 24 * 3600, allow_inf_nan=False)
+    memory_limit_mb: int | None = Field(None, gt=0, le=MAX_MEMORY_MB)
     tf32: bool = False
     output_dir: str = "results"
     exclude: list[Exclude] = Field(default_factory=list)
@@ -138,10 +164,7 @@ class Config(_Strict):
     @field_validator("devices")
     @classmethod
     def _devices(cls, v: list[str]) -> list[str]:
-        for d in v:
-            if not DEVICE_RE.match(d):
-                raise ValueError(f"malformed device {d!r}; use 'cpu' or 'cuda:N' (e.g. cuda:0)")
-        return _unique(v, "device")
+        return _unique([_check_device(d) for d in v], "device")
 
     @field_validator("precisions")
     @classmethod
@@ -171,6 +194,12 @@ class Config(_Strict):
             raise ValueError(f"models listed twice: {', '.join(sorted(dup))} "
                              "(give one of them another preset, options or a label)")
         return self
+
+
+def _check_device(d: str) -> str:
+    if not DEVICE_RE.fullmatch(d):
+        raise ValueError(f"malformed device {d!r}; use 'cpu' or 'cuda:N' (e.g. cuda:0)")
+    return d
 
 
 def _unique(values: list, what: str) -> list:
@@ -209,13 +238,34 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     return validate(raw, where, overrides)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader (no python/* tags, nothing executes) that also refuses duplicate keys: with
+    plain YAML the last `epochs:` silently wins, and the user measures the wrong thing."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hashable = key in seen or True
+            except TypeError:
+                hashable = False
+            if hashable and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            if hashable:
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: bytes, where: str) -> dict:
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError("config is not UTF-8 text (binary file?)", where) from None
     try:
-        raw = yaml.safe_load(decoded)  # safe: no python/object tags, nothing executes
+        raw = yaml.load(decoded, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -230,10 +280,38 @@ def parse_yaml(text: bytes, where: str) -> dict:
     if not isinstance(raw, dict):
         raise UserError(f"config must be a mapping of keys to values, not a "
                         f"{type(raw).__name__}", where)
+    _check_shape(raw, where)
     return raw
 
 
+def _check_shape(raw: Any, where: str) -> None:
+    """Refuse recursive aliases, absurd nesting and alias bombs before pydantic walks them
+    (a self-referencing list would recurse; a billion laughs would take forever)."""
+    count = 0
+    stack: list[tuple[Any, str, int, frozenset]] = [(raw, "", 0, frozenset())]
+    while stack:
+        node, loc, depth, path = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise UserError(f"config is too large (over {MAX_NODES:,} values; YAML aliases "
+                            "expanding into each other?)", f"{where}: {loc}" if loc else where)
+        if not isinstance(node, (dict, list)):
+            continue
+        if id(node) in path:
+            raise UserError("config is recursive (a YAML alias refers to itself)",
+                            f"{where}: {loc}" if loc else where)
+        if depth >= MAX_DEPTH:
+            raise UserError(f"config is nested deeper than {MAX_DEPTH} levels",
+                            f"{where}: {loc}" if loc else where)
+        inner = path | {id(node)}
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            sub = f"{loc}[{k}]" if isinstance(node, list) else (f"{loc}.{k}" if loc else str(k))
+            stack.append((v, sub, depth + 1, inner))
+
+
 def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> Config:
+    _check_shape(raw, where)
     data = dict(raw)
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -265,13 +343,16 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
         raise UserError("config is recursive (a YAML alias refers to itself)", where) from None
 
 
+_UNION_TAGS = ("bool", "int", "float", "str")
+
+
 def _loc(parts: tuple) -> str:
     out = ""
     for p in parts:
         if isinstance(p, int):
             out += f"[{p}]"
-        elif str(p).startswith(("function-", "list[", "dict[")):
-            continue
+        elif str(p).startswith(("function-", "list[", "dict[")) or p in _UNION_TAGS:
+            continue  # pydantic's tags for a union member, not the user's keys
         else:
             out += ("." if out else "") + str(p)
     return out
