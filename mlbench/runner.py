@@ -22,7 +22,7 @@ from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .launcher import Stop
 from .matrix import Cell, expand
-from .store import Store, latest_attempts
+from .store import STORAGE_ERRNOS, Store, latest_attempts, storage_error
 
 DONE = ("ok", "skipped")
 FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
@@ -146,12 +146,12 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
     prepare_dir(out_dir)
     with RunLock(out_dir):
         store = Store(out_dir)
-        previous = store.existing_attempts()
+        previous = store.existing_attempts()  # the latest per cell: all that deciding needs
         run = store_run_info(store, config, plan, previous)
         if previous and plan.mode == "new":
             if not plan.archive:
                 raise UserError(
-                    f"already holds {len(previous)} measured attempt(s) of run "
+                    f"already holds {store.index().count} measured attempt(s) of run "
                     f"{run.get('run_id', '?')}; use --resume to finish it, --archive to move "
                     "them aside and start anew, or --output for another directory",
                     str(out_dir))
@@ -161,9 +161,11 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run = store_run_info(store, config, plan, previous)
         cells = expand(config, config_dir)
         todo, kept = select(cells, previous, plan)
+        by_key = {c.key: c for c in todo}
         stop = Stop()
         old = _install_signals(stop)
         ran = 0
+        failure: BaseException | None = None
         try:
             hooks.start(len(todo), kept)
             index = 0
@@ -178,21 +180,34 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 record["run_id"] = run["run_id"]
                 store.append(record)
                 ran += 1
-                hooks.cell_end(_cell_of(todo, record), record)
+                hooks.cell_end(by_key[(record["cell_id"], record["repeat"])], record)
+        except OSError as exc:
+            # A full or failing disk while preparing a cell (request.json, stderr log).
+            failure = exc
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+            failure = storage_error(exc, Path(exc.filename or out_dir),
+                                    "could not write the cell's files")
+            raise failure from None
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             _restore_signals(old)
             hooks.stop()
             run["ended_at"] = _now()
-            store.write_run(run)
-            latest = store.finalize(run)
+            try:
+                store.write_run(run)
+                latest = store.finalize(run)
+            except UserError:
+                if failure is None:
+                    raise
+                # The first error is the one to show; the stored files are intact either way.
+                pass
         if on_finalized:
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
                        stop.signal_name if stop.requested else None)
-
-
-def _cell_of(cells: list[Cell], record: dict) -> Cell:
-    return next(c for c in cells if c.key == (record["cell_id"], record["repeat"]))
 
 
 def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[dict]) -> dict:

@@ -12,9 +12,11 @@ Must not import any ML framework.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,77 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     return attempts, warnings
 
 
+# The head of every line Store.append writes (the launcher's record starts run_id, cell_id,
+# repeat). Matching it lets resume find the latest line per cell without parsing 100,000 lines
+# of step times; a line that does not match is parsed in full, so other writers still work.
+_HEAD = re.compile(rb'\{"run_id": (?:null|"[^"\\]*"), "cell_id": "([^"\\]*)", "repeat": (\d+),')
+
+
+@dataclass
+class Index:
+    """The latest attempt per (cell_id, repeat) of a results.jsonl, fully parsed; `count` is
+    the number of attempt lines (corrupt lines that a later attempt supersedes may be counted:
+    only the latest line of a cell is parsed in full)."""
+    latest: dict[tuple[str, int], dict] = field(default_factory=dict)
+    count: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def attempts(self) -> list[dict]:
+        return sorted(self.latest.values(), key=lambda a: a.get("order", 0))
+
+
+def scan_latest(path: Path) -> Index:
+    """Index a results.jsonl by reading each line's head only; parse just the latest line of
+    every cell (falling back to its previous line if that one is torn or corrupt)."""
+    index = Index()
+    lines: dict[tuple[str, int], list[tuple[int, int, bool]]] = {}
+    parsed: dict[int, dict] = {}
+    with open(path, "rb") as fh:
+        offset, lineno = 0, 0
+        for raw in fh:
+            lineno += 1
+            start, offset = offset, offset + len(raw)
+            m = _HEAD.match(raw)
+            if m:
+                key = (m[1].decode("utf-8", "replace"), int(m[2]))
+            else:
+                if not raw.strip():
+                    continue
+                rec = _parse_line(raw, path, lineno, not raw.endswith(b"\n"), index.warnings)
+                if rec is None:
+                    continue
+                key = attempt_key(rec)
+                parsed[start] = rec
+            lines.setdefault(key, []).append((start, lineno, not raw.endswith(b"\n")))
+            index.count += 1
+        for key, where in lines.items():
+            for start, lineno, last in reversed(where):
+                rec = parsed.get(start)
+                if rec is None:
+                    fh.seek(start)
+                    rec = _parse_line(fh.readline(), path, lineno, last, index.warnings)
+                if rec is not None:
+                    index.latest[key] = rec
+                    break
+                index.count -= 1
+    index.latest = {attempt_key(a): a for a in index.attempts()}
+    return index
+
+
+def _parse_line(raw: bytes, path: Path, lineno: int, last: bool,
+                warnings: list[str]) -> dict | None:
+    try:
+        rec = json.loads(raw)
+        if not isinstance(rec, dict) or "cell_id" not in rec or "status" not in rec:
+            raise ValueError("not an attempt record")
+        attempt_key(rec)
+        return rec
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        what = "torn last line" if last else "corrupt line"
+        warnings.append(f"{path}:{lineno}: skipped {what} ({exc.__class__.__name__})")
+        return None
+
+
 def load(path: str | Path) -> Loaded:
     """Load a store from a run directory, its results.jsonl, or a results.json."""
     p = Path(path)
@@ -117,6 +190,7 @@ class Store:
         self.root = Path(root)
         self.jsonl = self.root / RESULTS_JSONL
         self._order = 0
+        self._index: Index | None = None
 
     def cell_dir(self, cell_id: str) -> Path:
         d = self.root / "cells" / cell_id
@@ -125,36 +199,58 @@ class Store:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def index(self) -> Index:
+        """What is stored already: the latest attempt per cell (kept up to date by append, so
+        a sweep never holds every attempt in memory nor reads the file twice)."""
+        if self._index is None:
+            self._index = scan_latest(self.jsonl) if self.jsonl.exists() else Index()
+            for w in self._index.warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            self._order = max((a.get("order", 0) for a in self._index.latest.values()),
+                              default=0)
+        return self._index
+
     def existing_attempts(self) -> list[dict]:
-        if not self.jsonl.exists():
-            return []
-        attempts, warnings = read_jsonl(self.jsonl)
-        for w in warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        self._order = max((a.get("order", 0) for a in attempts), default=0)
-        return attempts
+        """The latest stored attempt per (cell_id, repeat), in the order they were first run."""
+        return self.index().attempts()
 
     def append(self, record: dict) -> None:
         """Append one attempt durably: one write, flush, fsync. A crash leaves at most a torn
-        last line, which readers skip."""
-        self._order += 1
-        record = {**record, "schema": SCHEMA, "order": self._order}
+        last line, which readers skip. A failed write (disk full) is taken back, so the lines
+        before it stay exactly as they were, and becomes a UserError."""
+        index = self.index()
+        record = {**record, "schema": SCHEMA, "order": self._order + 1}
         line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
-        fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        what = f"could not store the attempt of cell {record.get('cell_id')}"
         try:
-            _ensure_line_start(fd, self.jsonl)
-            os.write(fd, line)
-            os.fsync(fd)
+            fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, self.jsonl, what) from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                _ensure_line_start(fd, self.jsonl)
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise storage_error(exc, self.jsonl, what) from None
         finally:
             os.close(fd)
+        self._order += 1
+        index.count += 1
+        index.latest.pop(attempt_key(record), None)
+        index.latest[attempt_key(record)] = record
 
     def write_run(self, run: dict) -> None:
         atomic_write(self.root / RUN_JSON, json.dumps(run, indent=2, default=str))
 
     def finalize(self, run: dict) -> list[dict]:
         """Write results.json and results.csv from the store (latest attempt per cell)."""
-        attempts = self.existing_attempts()
-        latest = latest_attempts(attempts)
+        latest = self.existing_attempts()
         doc = {"schema": SCHEMA, "run": run, "cells": latest}
         atomic_write(self.root / RESULTS_JSON, json.dumps(doc, indent=1, default=str))
         atomic_write(self.root / RESULTS_CSV, to_csv(latest))
@@ -171,13 +267,46 @@ def _ensure_line_start(fd: int, path: Path) -> None:
                 os.write(fd, b"\n")
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+# The errors of a full, read-only or failing disk: the environment, not a bug of mlbench.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES,
+                  errno.EPERM, errno.EFBIG)
+
+
+def storage_error(exc: OSError, path: Path, what: str = "could not write") -> UserError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"disk full: {what}; everything stored before is intact (free some "
+                         "space, then mlbench run --resume)", str(path))
+    return UserError(f"{what}: {exc.strerror or exc}; everything stored before is intact",
+                     str(path))
+
+
 def atomic_write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file, fsynced, renamed over the old one. On
+    failure (disk full) the old file is left as it was and the temporary one removed."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, path, f"could not write {path.name}") from None
+        raise
 
 
 CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size", "precision",
