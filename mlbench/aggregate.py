@@ -44,12 +44,15 @@ def _nums(xs) -> list[float]:
     return [v for v in map(_num, xs) if v is not None and v >= 0]
 
 
+_PLAIN = {float, int}
+
+
 def _samples(xs) -> np.ndarray:
     """A list of raw samples as float64, dropping anything that is not a finite number >= 0.
     Fast path through numpy; the per-item path only for lists with strings, bools or None."""
     if not isinstance(xs, list) or not xs:
         return np.empty(0)
-    if all(type(v) is float or type(v) is int for v in xs):  # bool, str, None: slow path
+    if set(map(type, xs)) <= _PLAIN:  # bool, str, None...: slow path
         arr = np.asarray(xs, dtype=np.float64)
     else:
         arr = np.asarray(_nums(xs), dtype=np.float64)
@@ -170,41 +173,38 @@ def _raw(attempts: list[dict]) -> pl.DataFrame:
     return df if attempts else df.head(0)
 
 
-def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataFrame:
-    """Median, p90, p99 and relative IQR of the raw samples in list column `col`, per `by`."""
+def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str,
+                  extremes: bool = False) -> pl.DataFrame:
+    """Median, p90, p99 and relative IQR of the raw samples in list column `col`, per `by`.
+    With extremes: also how many raw samples are extreme (stats.extremes' rule: beyond Q1 - 3 IQR
+    or Q3 + 3 IQR and at least 10% from the median, groups of 4 samples or more) and max / median,
+    in the same single aggregation (per-group scalars broadcast inside it, no window passes)."""
     v = pl.col(col)
-    return (raw.select(by, col).explode(col).drop_nulls(col).group_by(by).agg(
-        v.median().alias(f"{prefix}_median"), v.quantile(0.9, interpolation="linear")
-        .alias(f"{prefix}_p90"), v.quantile(0.99, interpolation="linear").alias(f"{prefix}_p99"),
-        ((v.quantile(0.75, interpolation="linear") - v.quantile(0.25, interpolation="linear"))
-         / v.median()).alias(f"{prefix}_iqr_rel"), pl.len().alias(f"{prefix}_n")))
-
-
-def _extreme_stats(raw: pl.DataFrame, col: str, by: str, prefix: str) -> pl.DataFrame:
-    """Per `by`: how many raw samples are extreme (stats.extremes' rule) and max / median."""
-    v = pl.col(col)
-    q1, q3 = v.quantile(0.25, "linear").over(by), v.quantile(0.75, "linear").over(by)
-    med = v.median().over(by)
-    iqr = q3 - q1
-    far = (v - med).abs() >= stats.EXTREME_MIN_REL * med
-    ext = (((v > q3 + stats.EXTREME_IQR * iqr) | (v < q1 - stats.EXTREME_IQR * iqr)) & far
-           & (pl.len().over(by) >= 4))
-    return (raw.select(by, col).explode(col).drop_nulls(col)
-            .with_columns(ext.alias("_ext"), (v.max().over(by) / med).alias("_mx"))
-            .group_by(by).agg(pl.col("_ext").sum().cast(pl.Int64).alias(f"{prefix}_extreme"),
-                              pl.col("_mx").first().alias(f"{prefix}_max_rel")))
+    q1, q3 = v.quantile(0.25, interpolation="linear"), v.quantile(0.75, interpolation="linear")
+    med = v.median()
+    aggs = [med.alias(f"{prefix}_median"), v.quantile(0.9, interpolation="linear")
+            .alias(f"{prefix}_p90"), v.quantile(0.99, interpolation="linear").alias(f"{prefix}_p99"),
+            ((q3 - q1) / med).alias(f"{prefix}_iqr_rel"), pl.len().alias(f"{prefix}_n")]
+    if extremes:
+        iqr = q3 - q1
+        far = (v - med).abs() >= stats.EXTREME_MIN_REL * med
+        ext = ((v > q3 + stats.EXTREME_IQR * iqr) | (v < q1 - stats.EXTREME_IQR * iqr)) & far
+        aggs += [pl.when(pl.len() >= 4).then(ext.sum()).otherwise(0).cast(pl.Int64)
+                 .alias(f"{prefix}_extreme"), (v.max() / med).alias(f"{prefix}_max_rel")]
+    return raw.select(by, col).explode(col).drop_nulls(col).group_by(by).agg(aggs)
 
 
 def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
     """One row per attempt given (pass Loaded.latest), with per-attempt sample statistics:
     train_sps = samples_per_step / median step time; lat_* in seconds."""
     raw = _raw(attempts)
-    st = _sample_stats(raw, "step_times_s", "idx", "step")
-    lt = _sample_stats(raw, "latencies_s", "idx", "lat")
-    se = _extreme_stats(raw, "step_times_s", "idx", "step")
-    le = _extreme_stats(raw, "latencies_s", "idx", "lat")
-    return (raw.join(st, on="idx", how="left").join(lt, on="idx", how="left")
-            .join(se, on="idx", how="left").join(le, on="idx", how="left")
+    st = _sample_stats(raw, "step_times_s", "idx", "step", extremes=True)
+    lt = _sample_stats(raw, "latencies_s", "idx", "lat", extremes=True)
+    ext = [f"{p}_{c}" for p in ("step", "lat") for c in ("extreme", "max_rel")]
+    return (raw.join(st.drop(ext[:2]), on="idx", how="left")
+            .join(lt.drop(ext[2:]), on="idx", how="left")
+            .join(st.select("idx", *ext[:2]), on="idx", how="left")
+            .join(lt.select("idx", *ext[2:]), on="idx", how="left")
             .with_columns((pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"))
             .sort("order", "idx"))
 
@@ -267,38 +267,44 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
                     nulls_last=True)
 
 
+def _k(values, c) -> int:
+    """How many per-process values a cv rests on (only needed when that cv raises a warning)."""
+    return len(stats._arr(values)) if c is not None and c >= stats.UNSTABLE_CV else 0
+
+
 def _with_intervals_and_warnings(cells: pl.DataFrame) -> pl.DataFrame:
-    cols: dict[str, list] = {k: [] for k in (
-        "train_sps_ci_lo", "train_sps_ci_hi", "lat_p50_ci_lo", "lat_p50_ci_hi", "train_sps_cv",
-        "lat_p50_cv", "repeats_needed", "ci_basis", "warnings")}
-    tr_ci = stats.bootstrap_median_ci_many(cells["train_sps_r"].to_list())
-    la_ci = stats.bootstrap_median_ci_many(cells["lat_p50_r"].to_list())
-    for r, tci, lci in zip(cells.select(
-            "train_sps_r", "lat_p50_r", "step_median", "lat_median", "step_extreme", "step_n",
-            "step_max_rel", "lat_extreme", "lat_n_r", "lat_max_rel", "ok_repeats", "busy",
-    ).iter_rows(named=True), tr_ci, la_ci):
-        tcv, lcv = stats.cv(r["train_sps_r"]), stats.cv(r["lat_p50_r"])
+    train_r, lat_r = cells["train_sps_r"].to_list(), cells["lat_p50_r"].to_list()
+    tr_ci = stats.bootstrap_median_ci_many(train_r)
+    la_ci = stats.bootstrap_median_ci_many(lat_r)
+    tr_cv, la_cv = stats.cv_many(train_r), stats.cv_many(lat_r)
+    needed, basis, warns = [], [], []
+    cols = {c: cells[c].to_list() for c in (
+        "step_median", "lat_median", "step_extreme", "step_n", "step_max_rel", "lat_extreme",
+        "lat_n_r", "lat_max_rel", "ok_repeats", "busy")}
+    for i, (tcv, lcv) in enumerate(zip(tr_cv, la_cv)):
         worst = max((c for c in (tcv, lcv) if c is not None), default=None)
-        cols["train_sps_ci_lo"].append(tci[0] if tci else None)
-        cols["train_sps_ci_hi"].append(tci[1] if tci else None)
-        cols["lat_p50_ci_lo"].append(lci[0] if lci else None)
-        cols["lat_p50_ci_hi"].append(lci[1] if lci else None)
-        cols["train_sps_cv"].append(tcv)
-        cols["lat_p50_cv"].append(lcv)
-        cols["repeats_needed"].append(stats.repeats_needed(worst))
-        ok = r["ok_repeats"] or 0
-        cols["ci_basis"].append(None if ok == 0 else "single process" if ok == 1 else
-                                f"bootstrap over {ok} processes")
-        w = stats.judge(train_r=r["train_sps_r"], lat_r=r["lat_p50_r"],
-                        step_median=r["step_median"], lat_median=r["lat_median"],
-                        step_extreme=r["step_extreme"] or 0, step_n=r["step_n"] or 0,
-                        step_max_rel=r["step_max_rel"], lat_extreme=r["lat_extreme"] or 0,
-                        lat_n=r["lat_n_r"] or 0, lat_max_rel=r["lat_max_rel"],
-                        ok_repeats=ok) if ok else []
-        cols["warnings"].append(w + list(r["busy"] or []))
-    schema = {k: pl.Float64 for k in cols}
-    schema.update(repeats_needed=pl.Int64, ci_basis=pl.Utf8, warnings=pl.List(pl.Utf8))
-    extra = pl.DataFrame(cols, schema=schema)
+        needed.append(stats.repeats_needed(worst))
+        ok = cols["ok_repeats"][i] or 0
+        basis.append(None if ok == 0 else "single process" if ok == 1 else
+                     f"bootstrap over {ok} processes")
+        w = stats.judge_from(
+            train_cv=tcv, train_k=_k(train_r[i], tcv), lat_cv=lcv, lat_k=_k(lat_r[i], lcv),
+            step_median=cols["step_median"][i], lat_median=cols["lat_median"][i],
+            step_extreme=cols["step_extreme"][i] or 0, step_n=cols["step_n"][i] or 0,
+            step_max_rel=cols["step_max_rel"][i], lat_extreme=cols["lat_extreme"][i] or 0,
+            lat_n=cols["lat_n_r"][i] or 0, lat_max_rel=cols["lat_max_rel"][i]) if ok else []
+        warns.append(w + list(cols["busy"][i] or []))
+    extra = pl.DataFrame({
+        "train_sps_ci_lo": [c[0] if c else None for c in tr_ci],
+        "train_sps_ci_hi": [c[1] if c else None for c in tr_ci],
+        "lat_p50_ci_lo": [c[0] if c else None for c in la_ci],
+        "lat_p50_ci_hi": [c[1] if c else None for c in la_ci],
+        "train_sps_cv": tr_cv, "lat_p50_cv": la_cv, "repeats_needed": needed,
+        "ci_basis": basis, "warnings": warns,
+    }, schema={"train_sps_ci_lo": pl.Float64, "train_sps_ci_hi": pl.Float64,
+               "lat_p50_ci_lo": pl.Float64, "lat_p50_ci_hi": pl.Float64,
+               "train_sps_cv": pl.Float64, "lat_p50_cv": pl.Float64,
+               "repeats_needed": pl.Int64, "ci_basis": pl.Utf8, "warnings": pl.List(pl.Utf8)})
     return pl.concat([cells.drop("lat_n_r", "busy"), extra], how="horizontal").with_columns(
         pl.col("warnings").list.len().alias("n_warnings"))
 

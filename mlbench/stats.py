@@ -42,6 +42,14 @@ def _arr(values) -> np.ndarray:
     return a
 
 
+def _median(a: np.ndarray) -> float:
+    """float(np.median(a)) for a non-empty 1-D array of finite values, bit for bit, without
+    numpy's per-call overhead (the middle value, or the mean of the two middle values)."""
+    s = sorted(a.tolist())
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
 def _rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(SEED if seed is None else seed)
 
@@ -64,10 +72,43 @@ def bootstrap_median_ci(values, n_boot: int = N_BOOT, confidence: float = CONFID
     return float(lo), float(hi)
 
 
+def _plan_medians(data: np.ndarray, plan: np.ndarray) -> np.ndarray:
+    """np.median(data[:, plan], axis=2) (cells x n_boot) without materialising the
+    cells x n_boot x n resamples, with bit-identical results.
+
+    The median of a resample is an order statistic of it (or the mean of the two middle ones),
+    and the order statistics of data[c, plan[b]] are sorted(data[c])[sorted(rank_c[plan[b]])],
+    where rank_c is the position of each value in the stable sort of cell c. Cells with the same
+    rank permutation share one rank-mapped plan, so the work per permutation is one small sort
+    of the plan and per cell one gather. Falls back to the direct form when there are too many
+    distinct permutations (many repeats, every cell ordered differently)."""
+    m, n = data.shape
+    order = np.argsort(data, axis=1, kind="stable")
+    perms, inverse = np.unique(order, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    if len(perms) > 256 and len(perms) * 4 > m:
+        return np.median(data[:, plan], axis=2)
+    sd = np.take_along_axis(data, order, axis=1)
+    out = np.empty((m, plan.shape[0]), dtype=np.float64)
+    half = n // 2
+    for p, perm in enumerate(perms):
+        rows = np.flatnonzero(inverse == p)
+        rank = np.empty(n, dtype=np.intp)
+        rank[perm] = np.arange(n)
+        sp = np.sort(rank[plan], axis=1)
+        block = sd[rows]
+        if n % 2:
+            out[rows] = block[:, sp[:, half]]
+        else:
+            out[rows] = (block[:, sp[:, half - 1]] + block[:, sp[:, half]]) / 2
+    return out
+
+
 def bootstrap_median_ci_many(values_per_cell: list, n_boot: int = N_BOOT,
                              confidence: float = CONFIDENCE, seed: int | None = None) -> list:
     """bootstrap_median_ci for many cells at once (cells with the same number of values share
-    one resampling plan: vectorised, and still a valid interval for each)."""
+    one resampling plan: vectorised, and still a valid interval for each). Cells with fewer than
+    2 values get None without any resampling."""
     arrays = [_arr(v) for v in values_per_cell]
     out: list = [None] * len(arrays)
     by_n: dict[int, list[int]] = {}
@@ -79,7 +120,7 @@ def bootstrap_median_ci_many(values_per_cell: list, n_boot: int = N_BOOT,
         rng = _rng(seed)
         plan = rng.integers(0, n, size=(n_boot, n))
         data = np.stack([arrays[i] for i in idxs])          # cells x n
-        meds = np.median(data[:, plan], axis=2)             # cells x n_boot
+        meds = _plan_medians(data, plan)                    # cells x n_boot
         qs = np.quantile(meds, [alpha, 1 - alpha], axis=1)  # 2 x cells
         for j, i in enumerate(idxs):
             out[i] = (float(qs[0, j]), float(qs[1, j]))
@@ -131,35 +172,48 @@ def ratio_ci(a, b, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
     return Ratio(ma / mb, float(lo), float(hi), len(xa), len(xb))
 
 
+_RATIO_CACHE: dict = {}   # (a, b, n_boot, confidence, seed) -> Ratio: the comparison table
+_RATIO_CACHE_MAX = 100_000  # and the recommendations ask for many of the same pairs
+
+
 def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
                   seed: int | None = None) -> list:
     """ratio_ci for many (a, b) pairs at once: pairs with the same sizes share one resampling
-    plan (vectorised). None where ratio_ci would give None."""
+    plan (vectorised). None where ratio_ci would give None. Intervals are remembered (bounded
+    cache keyed by the values), so a pair asked for again costs nothing."""
     out: list = [None] * len(pairs)
     groups: dict[tuple[int, int], list[int]] = {}
     arrs = [(_arr(a), _arr(b)) for a, b in pairs]
+    keys: list = [None] * len(pairs)
     for i, (xa, xb) in enumerate(arrs):
         if not len(xa) or not len(xb):
             continue
-        ma, mb = float(np.median(xa)), float(np.median(xb))
+        ma, mb = _median(xa), _median(xb)
         if ma <= 0 or mb <= 0:
             continue
         if len(xa) < 2 or len(xb) < 2:
             out[i] = Ratio(ma / mb, None, None, len(xa), len(xb))
+            continue
+        keys[i] = (tuple(xa.tolist()), tuple(xb.tolist()), n_boot, confidence, seed)
+        hit = _RATIO_CACHE.get(keys[i])
+        if hit is not None:
+            out[i] = hit
         else:
             groups.setdefault((len(xa), len(xb)), []).append(i)
     alpha = (1 - confidence) / 2
+    if len(_RATIO_CACHE) > _RATIO_CACHE_MAX:
+        _RATIO_CACHE.clear()
     for (na, nb), idxs in groups.items():
         rng = _rng(seed)
         pa, pb = rng.integers(0, na, size=(n_boot, na)), rng.integers(0, nb, size=(n_boot, nb))
         A = np.stack([arrs[i][0] for i in idxs])
         B = np.stack([arrs[i][1] for i in idxs])
-        r = np.median(A[:, pa], axis=2) / np.median(B[:, pb], axis=2)
+        r = _plan_medians(A, pa) / _plan_medians(B, pb)
         qs = np.quantile(r, [alpha, 1 - alpha], axis=1)
         for j, i in enumerate(idxs):
             xa, xb = arrs[i]
-            out[i] = Ratio(float(np.median(xa) / np.median(xb)), float(qs[0, j]),
-                           float(qs[1, j]), na, nb)
+            out[i] = _RATIO_CACHE[keys[i]] = Ratio(_median(xa) / _median(xb), float(qs[0, j]),
+                                                   float(qs[1, j]), na, nb)
     return out
 
 
@@ -169,6 +223,25 @@ def cv(values) -> float | None:
     if len(a) < 2 or a.mean() <= 0:
         return None
     return float(a.std(ddof=1) / a.mean())
+
+
+def cv_many(values_per_cell: list) -> list:
+    """cv for many cells at once (cells with the same number of values in one numpy call);
+    bit-identical to cv, which reduces each 1-D array the same way."""
+    arrays = [_arr(v) for v in values_per_cell]
+    out: list = [None] * len(arrays)
+    by_n: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        if len(a) >= 2:
+            by_n.setdefault(len(a), []).append(i)
+    for idxs in by_n.values():
+        data = np.stack([arrays[i] for i in idxs])
+        mean = data.mean(axis=1)
+        sd = data.std(axis=1, ddof=1)
+        for j, i in enumerate(idxs):
+            if mean[j] > 0:
+                out[i] = float(sd[j] / mean[j])
+    return out
 
 
 def repeats_needed(cv_value: float | None, target: float = TARGET_REL_HALFWIDTH,
@@ -212,12 +285,25 @@ def judge(*, train_r=None, lat_r=None, step_median: float | None = None,
     """Instability warnings of one cell, as sentences (pyperf's checks, per process and across
     processes). train_r / lat_r: per-process training throughput / p50 latency. A single process
     is not a warning here: the cell's ci_basis says "single process" instead."""
+    return judge_from(train_cv=cv(train_r), train_k=len(_arr(train_r)), lat_cv=cv(lat_r),
+                      lat_k=len(_arr(lat_r)), step_median=step_median, lat_median=lat_median,
+                      step_extreme=step_extreme, step_n=step_n, step_max_rel=step_max_rel,
+                      lat_extreme=lat_extreme, lat_n=lat_n, lat_max_rel=lat_max_rel)
+
+
+def judge_from(*, train_cv: float | None, train_k: int, lat_cv: float | None, lat_k: int,
+               step_median: float | None = None, lat_median: float | None = None,
+               step_extreme: int = 0, step_n: int = 0, step_max_rel: float | None = None,
+               lat_extreme: int = 0, lat_n: int = 0, lat_max_rel: float | None = None
+               ) -> list[str]:
+    """judge with the per-process spreads already computed (cv / cv_many) and the number of
+    processes behind each (train_k, lat_k): what aggregate uses for all cells at once."""
     out: list[str] = []
-    for what, reps in (("training throughput", train_r), ("inference p50 latency", lat_r)):
-        c = cv(reps)
+    for what, c, k in (("training throughput", train_cv, train_k),
+                       ("inference p50 latency", lat_cv, lat_k)):
         if c is not None and c >= UNSTABLE_CV:
             n = repeats_needed(c)
-            out.append(f"unstable {what}: std is {c:.0%} of the mean over {len(_arr(reps))} "
+            out.append(f"unstable {what}: std is {c:.0%} of the mean over {k} "
                        f"processes (>= {UNSTABLE_CV:.0%}); about {n} repeats would give a "
                        f"±{TARGET_REL_HALFWIDTH:.0%} interval")
     far = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 
 import polars as pl
@@ -92,6 +93,39 @@ def _custom(rows: list[dict], extra: list[str]) -> list[list]:
     return [[r["repeats"], r["ok_repeats"], *[_r(r.get(c)) for c in extra]] for r in rows]
 
 
+_CUSTOM_REF = re.compile(r"%\{customdata\[(\d+)\]([^}]*)\}")
+
+
+def _inline_constants(custom: list[list], template: str) -> tuple[list[list], str]:
+    """Strings that are the same for every point of a trace (the settings line, the interval
+    basis, the warnings of cells without any) go into the trace's hover template once instead
+    of into every point's customdata; the other references are renumbered. The hover text is
+    unchanged. Strings with a % stay in customdata (plotly would read them as template syntax).
+    """
+    if not custom:
+        return custom, template
+    first = custom[0]
+    const = {j for j, v in enumerate(first) if isinstance(v, str) and "%" not in v
+             and all(r[j] == v for r in custom)}
+    if not const:
+        return custom, template
+    keep = [j for j in range(len(first)) if j not in const]
+    new_index = {j: i for i, j in enumerate(keep)}
+
+    def sub(m: re.Match) -> str:
+        j = int(m.group(1))
+        if j in const:
+            if m.group(2):  # a format on a string: leave it to plotly
+                return m.group(0)
+            return first[j]
+        return f"%{{customdata[{new_index[j]}]{m.group(2)}}}"
+
+    formatted = {int(m.group(1)) for m in _CUSTOM_REF.finditer(template) if m.group(2)}
+    if formatted & const:  # never happens for string columns; keep it simple if it does
+        return custom, template
+    return [[r[j] for j in keep] for r in custom], _CUSTOM_REF.sub(sub, template)
+
+
 def _head(fw: str, panel: tuple) -> str:
     return (f"<b>{esc(fw)}</b> · {esc(' · '.join(map(str, panel)))}<br>"
             "ok repeats: %{customdata[1]} of %{customdata[0]}<br>")
@@ -113,7 +147,10 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
     index = {p: i for i, p in enumerate(panels)}
     data, shown = [], set()
     groups: dict[tuple, list[dict]] = {}
-    for r in df.sort("batch_size").iter_rows(named=True):
+    need = ["model_label", "device", "precision", "framework", "batch_size", "repeats",
+            "ok_repeats"] + [c for sr in series for c in (sr["col"], *sr.get("extra", ()),
+                                                          *sr.get("err", ()))]
+    for r in df.select(list(dict.fromkeys(need))).sort("batch_size").iter_rows(named=True):
         groups.setdefault((r["model_label"], r["device"], r["precision"], r["framework"]),
                           []).append(r)
     for (model, dev, prec, fw), all_rows in sorted(groups.items()):
@@ -128,11 +165,13 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
             name = esc(f"{fw} {s['label']}".strip())
             y = [_r(r[s["col"]] * sc) for r in rows]
             x = [r["batch_size"] for r in rows]
+            custom, hover = _inline_constants(
+                _custom(rows, s.get("extra", [])),
+                _head(fw, (model, dev, prec)) + s["hover"] + "<extra></extra>")
             tr = {"x": x if kind == "line" else [str(v) for v in x], "y": y, "name": name,
                   "legendgroup": name, "showlegend": name not in shown, "xaxis": f"x{sfx}",
                   "yaxis": f"y{sfx}", "opacity": s.get("opacity", 1),
-                  "customdata": _custom(rows, s.get("extra", [])),
-                  "hovertemplate": _head(fw, (model, dev, prec)) + s["hover"] + "<extra></extra>"}
+                  "customdata": custom, "hovertemplate": hover}
             shown.add(name)
             err = s.get("err")
             if err and all(r[err[0]] is not None and r[err[1]] is not None for r in rows):

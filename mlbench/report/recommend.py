@@ -72,17 +72,33 @@ def _badness(v: float, best: float, higher: bool) -> float:
     return best / v if higher else v / best
 
 
-def _ratio(asp: Aspect, w: dict, r: dict) -> "stats.Ratio | None":
-    """How far ahead the winner is (> 1: winner better), with its 95% interval."""
+def _pair(asp: Aspect, w: dict, r: dict) -> tuple[tuple, tuple]:
+    """The (a, b) of the ratio a / b that says how far ahead the winner is (> 1: winner
+    better)."""
     a, b = (w["reps"], r["reps"]) if asp.higher_is_better else (r["reps"], w["reps"])
-    return stats.ratio_ci(a, b)
+    return tuple(a), tuple(b)
 
 
-def _judge(asp: Aspect, w: dict, r: dict) -> str:
+class _Ratios:
+    """Ratio intervals of all the (a, b) pairs the recommendations need, computed in one
+    vectorised stats.ratio_ci_many call (same numbers as stats.ratio_ci pair by pair)."""
+
+    def __init__(self, pairs):
+        keys = list(dict.fromkeys(pairs))
+        self._by = dict(zip(keys, stats.ratio_ci_many([(list(a), list(b)) for a, b in keys])))
+
+    def get(self, asp: Aspect, w: dict, r: dict) -> "stats.Ratio | None":
+        key = _pair(asp, w, r)
+        if key not in self._by:  # not prefetched: compute it alone
+            self._by[key] = stats.ratio_ci(list(key[0]), list(key[1]))
+        return self._by[key]
+
+
+def _judge(asp: Aspect, w: dict, r: dict, ratios: _Ratios) -> str:
     """'w', 'r' (beyond noise, favouring winner / runner-up) or '=' (within noise)."""
     rw, rr = w["reps"], r["reps"]
     if len(rw) >= 2 and len(rr) >= 2:
-        rat = _ratio(asp, w, r)
+        rat = ratios.get(asp, w, r)
         if rat is None or not rat.significant:
             return "="
         return "w" if rat.lo > 1 else "r"
@@ -102,7 +118,10 @@ def _margin_words(asp: Aspect, ratio: float, runner: str) -> str:
     return f"{(1 - 1 / ratio) * 100:.0f}% less {asp.unit} than {runner} ({ratio:.2f}x)"
 
 
-def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendation:
+def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
+             ) -> "Recommendation | dict":
+    """Everything up to the noise judgements: a final Recommendation, or the state _finish
+    needs (whose ratio pairs are known before any interval is computed)."""
     data: dict[tuple, dict[str, dict]] = {}
     for c in rows:
         v = c.get(asp.value)
@@ -134,10 +153,29 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendati
     if not both:  # ranked from disjoint configurations: say so rather than invent a margin
         return rec(None, "no-clear-winner", f"No clear winner for {asp.unit}: {winner} and "
                    f"{runner} were never measured in the same configuration.")
-    ratios = [_badness(shared[k][runner]["v"], shared[k][winner]["v"], asp.higher_is_better)
-              for k in both]
-    ratio = _geomean(ratios)
-    calls = {k: _judge(asp, shared[k][winner], shared[k][runner]) for k in both}
+    return {"model": model, "device": device, "asp": asp, "shared": shared, "ranked": ranked,
+            "both": both}
+
+
+def _needed(st: dict) -> list[tuple]:
+    """The ratio pairs _finish will ask for."""
+    asp, shared, both = st["asp"], st["shared"], st["both"]
+    winner, runner = st["ranked"][0], st["ranked"][1]
+    return [_pair(asp, shared[k][winner], shared[k][runner]) for k in both
+            if len(shared[k][winner]["reps"]) >= 2 and len(shared[k][runner]["reps"]) >= 2]
+
+
+def _finish(st: dict, ratios: _Ratios) -> Recommendation:
+    model, device, asp = st["model"], st["device"], st["asp"]
+    shared, ranked, both = st["shared"], st["ranked"], st["both"]
+    winner, runner = ranked[0], ranked[1]
+
+    def rec(winner, verdict, text):
+        return Recommendation(model, device, asp.key, winner, verdict, text)
+
+    ratio = _geomean([_badness(shared[k][runner]["v"], shared[k][winner]["v"],
+                               asp.higher_is_better) for k in both])
+    calls = {k: _judge(asp, shared[k][winner], shared[k][runner], ratios) for k in both}
     single = any(len(shared[k][fw]["reps"]) < 2 for k in both for fw in (winner, runner))
     nw = sum(1 for c in calls.values() if c == "w")
     nr = sum(1 for c in calls.values() if c == "r")
@@ -147,7 +185,7 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict]) -> Recommendati
              f"a {MEMORY_SINGLE_BAND:.0%} band" if single else
              "the noise (95% CI of the ratio excludes 1)")
     if len(both) == 1 and not single:
-        rat = _ratio(asp, shared[both[0]][winner], shared[both[0]][runner])
+        rat = ratios.get(asp, shared[both[0]][winner], shared[both[0]][runner])
         if rat is not None and rat.has_ci:
             where += f", 95% CI of the ratio {rat.lo:.2f}–{rat.hi:.2f}"
     caveat = (" Single measurement (1 repeat): do not over-read it; run with repeats >= 2 to "
@@ -180,7 +218,9 @@ def recommend(cells: pl.DataFrame) -> list[Recommendation]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in ok.iter_rows(named=True):
         groups.setdefault((row["model_label"], row["device"]), []).append(row)
-    for (model, device) in sorted(groups):
-        for asp in ASPECTS:
-            out.append(_one(model, device, asp, groups[(model, device)]))
+    prepared = [_prepare(model, device, asp, groups[(model, device)])
+                for (model, device) in sorted(groups) for asp in ASPECTS]
+    ratios = _Ratios([p for st in prepared if isinstance(st, dict) for p in _needed(st)])
+    for st in prepared:
+        out.append(st if isinstance(st, Recommendation) else _finish(st, ratios))
     return out
