@@ -28,6 +28,7 @@ MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a res
 SAMPLE_EVERY_S = 0.5
 STDERR_TAIL = 4000
 EXIT_GRACE_S = 30.0
+EXIT_WAIT_S = 2.0  # after EOF on the protocol stream, before the process group is killed
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "TF_NUM_INTRAOP_THREADS")
 
@@ -121,6 +122,13 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
     sampler = gpu.ProcessSampler(proc.pid, cell.device)
     try:
         timed_out = _pump(proc, cell, stop, watch, sampler, on_message)
+        if not timed_out and not stop.requested:
+            # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
+            # recorded as killed by our SIGTERM), then clear the group of any leftovers.
+            try:
+                proc.wait(timeout=EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         _kill_group(proc)
         rc = proc.wait()

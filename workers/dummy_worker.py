@@ -4,7 +4,10 @@ Options (request["options"]): `fault` one of none, raise, exit, segfault, hang, 
 stdout_noise, c_noise, bad_json, huge_line, silence, memory_error, oom (real allocation under the
 cell's memory limit), import_error; `phase` (build, train, evaluate, inference) where the fault
 strikes; `sleep_s` simulated work per phase; `fault_repeats` and `fault_batch_sizes` (the
-repeats and batch sizes the fault applies to; default all). Needs only the standard library, so it starts as fast as Python does.
+repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
+"<batch_size>:<fault>:<phase>" strings, gives each batch size its own fault and phase, so one
+sweep covers many faults (it overrides `fault` and `phase` for the batch sizes it names).
+Needs only the standard library, so it starts as fast as Python does.
 """
 from __future__ import annotations
 
@@ -70,6 +73,10 @@ def main() -> None:
     batches = opts.get("fault_batch_sizes")
     if batches is not None and request.get("batch_size") not in batches:
         kind = "none"
+    for entry in opts.get("fault_plan") or ():
+        bs, plan_kind, plan_phase = str(entry).split(":")
+        if int(bs) == request.get("batch_size"):
+            kind, phase = plan_kind, plan_phase
     harness.apply_memory_limit(request)
     if kind == "import_error":
         harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy")
