@@ -182,8 +182,9 @@ def _sample_stats(raw: pl.DataFrame, col: str, by: str, prefix: str,
     v = pl.col(col)
     q1, q3 = v.quantile(0.25, interpolation="linear"), v.quantile(0.75, interpolation="linear")
     med = v.median()
-    aggs = [med.alias(f"{prefix}_median"), v.quantile(0.9, interpolation="linear")
-            .alias(f"{prefix}_p90"), v.quantile(0.99, interpolation="linear").alias(f"{prefix}_p99"),
+    aggs = [med.alias(f"{prefix}_median"),
+            v.quantile(0.9, interpolation="linear").alias(f"{prefix}_p90"),
+            v.quantile(0.99, interpolation="linear").alias(f"{prefix}_p99"),
             ((q3 - q1) / med).alias(f"{prefix}_iqr_rel"), pl.len().alias(f"{prefix}_n")]
     if extremes:
         iqr = q3 - q1

@@ -214,3 +214,22 @@ def test_recommendation_states_ratio_interval():
     recs = recommend(cells_of(_pair([0.010, 0.012, 0.0085], [0.0105, 0.0125, 0.009])))
     train = next(r for r in recs if r.aspect == "train")
     assert "No clear winner" in train.text and "include 1" in train.text
+
+
+def test_figure_hover_keeps_constant_strings_once_per_trace(tmp_path):
+    """Settings (the same for every point of a trace) go into the hover template once, not into
+    each point's customdata; the figure JSON stays script-safe."""
+    from mlbench.report.figures import build_figures
+    from mlbench.report.render import figure_json
+    a = _pair([0.010, 0.0102, 0.0098], [0.015, 0.0152, 0.0148])
+    for rec in a:
+        rec["metrics"]["settings"] = {"threads": 8, "matmul_precision": "high <fast>"}
+    figs = {f.id: f for f in build_figures(cells_of(a))}
+    tr = figs["throughput"].spec["data"][0]
+    assert "settings: matmul_precision=high &lt;fast&gt;, threads=8<br>" in tr["hovertemplate"]
+    assert not any("threads=8" in str(v) for row in tr["customdata"] for v in row)
+    assert "bootstrap over 3 processes" in tr["hovertemplate"]
+    refs = [int(i) for i in re.findall(r"customdata\[(\d+)\]", tr["hovertemplate"])]
+    assert max(refs) == len(tr["customdata"][0]) - 1      # renumbered, nothing dangling
+    text = figure_json(figs["throughput"])
+    assert "<" not in text and json.loads(text)["data"][0] == tr

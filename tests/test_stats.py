@@ -86,3 +86,47 @@ def test_cell_warnings_from_records():
     assert any("unstable training throughput" in x for x in w)
     assert any("busy machine" in x for x in w)
     assert stats.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
+
+
+def _direct_ci(values, n_boot=stats.N_BOOT):
+    """The textbook form the vectorised code must reproduce bit for bit: materialise every
+    resample (shared plan per size) and take np.median / np.quantile."""
+    a = np.asarray(values, dtype=float)
+    plan = np.random.default_rng(stats.SEED).integers(0, len(a), size=(n_boot, len(a)))
+    meds = np.median(a[plan], axis=1)
+    lo, hi = np.quantile(meds, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def test_vectorised_bootstrap_is_bit_identical_to_direct_resampling():
+    rng = np.random.default_rng(7)
+    cells = [list(rng.lognormal(5, 0.3, size=n)) for n in (2, 3, 3, 4, 5, 6, 3, 2, 7)]
+    cells += [[1.0, 1.0, 2.0], [3.0, 3.0, 3.0], [2.0, 1.0, 1.0, 2.0], [5.0], []]
+    many = stats.bootstrap_median_ci_many(cells)
+    for values, got in zip(cells, many):
+        assert got == (_direct_ci(values) if len(values) >= 2 else None)
+        assert got == stats.bootstrap_median_ci(values)
+    # many cells with the same size (the 10,000-attempt report: shared rank permutations)
+    big = [list(rng.lognormal(5, 0.3, size=3)) for _ in range(500)]
+    assert stats.bootstrap_median_ci_many(big) == [_direct_ci(v) for v in big]
+
+
+def test_ratio_many_equals_one_by_one_and_is_cached():
+    rng = np.random.default_rng(8)
+    pairs = [(list(rng.lognormal(5, 0.2, size=na)), list(rng.lognormal(5, 0.2, size=nb)))
+             for na, nb in ((3, 3), (2, 3), (4, 4), (3, 1), (5, 2), (3, 3))]
+    pairs += [([], [1.0]), ([1.0, 2.0], [0.0, 0.0])]
+    stats._RATIO_CACHE.clear()
+    many = stats.ratio_ci_many(pairs)
+    assert many == [stats.ratio_ci(a, b) for a, b in pairs]
+    assert many[-1] is None and many[-2] is None and not many[3].has_ci
+    assert stats.ratio_ci_many(pairs) == many and len(stats._RATIO_CACHE) == 5
+
+
+def test_cv_many_and_judge_from_match_the_one_cell_forms():
+    rng = np.random.default_rng(9)
+    cells = [list(rng.lognormal(3, 0.2, size=n)) for n in (1, 2, 3, 3, 4, 8, 11)] + [[], None]
+    assert stats.cv_many(cells) == [stats.cv(v) for v in cells]
+    reps = [100.0, 80.0, 125.0]
+    assert stats.judge(train_r=reps, lat_r=[1.0, 1.0], step_median=0.0004) == stats.judge_from(
+        train_cv=stats.cv(reps), train_k=3, lat_cv=0.0, lat_k=2, step_median=0.0004)

@@ -8,6 +8,8 @@ Never imports an ML framework.
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import aggregate, ceiling
@@ -19,13 +21,30 @@ from .render import render
 __all__ = ["build_report"]
 
 
+@contextmanager
+def _no_cyclic_gc():
+    """A report allocates hundreds of thousands of short-lived dicts and lists (records, table
+    rows, hover data) and no reference cycles worth collecting; the cyclic collector's passes
+    over them cost about a fifth of a 10,000-attempt build. Paused for the build only (plain
+    reference counting still frees everything), restored afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def build_report(results: str | Path, output: str | Path) -> Path:
     """Read a results.json, results.jsonl or run directory; write index.html, summary.csv and
     aggregated.parquet into `output`; return the index.html path."""
-    run, warnings, att, cells = aggregate.load_frames(results)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UserError("report output must be a directory, but a file is in the way", str(out))
-    return render(out, str(results), run, att, cells, aggregate.comparison_frame(cells),
-                  aggregate.failures_frame(att), build_figures(cells), recommend(cells),
-                  warnings, ceilings=ceiling.load(results))
+    with _no_cyclic_gc():
+        run, warnings, att, cells = aggregate.load_frames(results)
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise UserError("report output must be a directory, but a file is in the way",
+                            str(out))
+        return render(out, str(results), run, att, cells, aggregate.comparison_frame(cells),
+                      aggregate.failures_frame(att), build_figures(cells), recommend(cells),
+                      warnings, ceilings=ceiling.load(results))

@@ -170,8 +170,9 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
                 _head(fw, (model, dev, prec)) + s["hover"] + "<extra></extra>")
             tr = {"x": x if kind == "line" else [str(v) for v in x], "y": y, "name": name,
                   "legendgroup": name, "showlegend": name not in shown, "xaxis": f"x{sfx}",
-                  "yaxis": f"y{sfx}", "opacity": s.get("opacity", 1),
-                  "customdata": custom, "hovertemplate": hover}
+                  "yaxis": f"y{sfx}", "customdata": custom, "hovertemplate": hover}
+            if s.get("opacity", 1) != 1:  # 1 is plotly's default
+                tr["opacity"] = s["opacity"]
             shown.add(name)
             err = s.get("err")
             if err and all(r[err[0]] is not None and r[err[1]] is not None for r in rows):

@@ -178,6 +178,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
+        "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
         "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
         "summary_num_cols": SUMMARY_NUM_COLS, "cmp_num_cols": CMP_NUM_COLS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
