@@ -275,7 +275,11 @@ def parse_yaml(text: bytes, where: str) -> dict:
     except UnicodeDecodeError:
         raise UserError("config is not UTF-8 text (binary file?)", where) from None
     try:
-        raw = yaml.load(decoded, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(decoded)  # a SafeLoader: no python/* tags, nothing executes
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
