@@ -163,6 +163,8 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run = store_run_info(store, config, plan, previous)
         cells = expand(config, config_dir)
         todo, kept = select(cells, previous, plan)
+        del previous
+        store.drop_records()
         by_key = {c.key: c for c in todo}
         stop = Stop()
         old = _install_signals(stop)

@@ -191,6 +191,7 @@ class Store:
         self.jsonl = self.root / RESULTS_JSONL
         self._order = 0
         self._index: Index | None = None
+        self._stale = False  # appended since the index was read: reread before finalize
 
     def cell_dir(self, cell_id: str) -> Path:
         d = self.root / "cells" / cell_id
@@ -200,8 +201,8 @@ class Store:
         return d
 
     def index(self) -> Index:
-        """What is stored already: the latest attempt per cell (kept up to date by append, so
-        a sweep never holds every attempt in memory nor reads the file twice)."""
+        """What is stored already: the latest attempt per cell, read once (a sweep never holds
+        every attempt in memory; appends mark it stale, and finalize reads the latest back)."""
         if self._index is None:
             self._index = scan_latest(self.jsonl) if self.jsonl.exists() else Index()
             for w in self._index.warnings:
@@ -209,6 +210,12 @@ class Store:
             self._order = max((a.get("order", 0) for a in self._index.latest.values()),
                               default=0)
         return self._index
+
+    def drop_records(self) -> None:
+        """Forget the stored records once the sweep is planned (keeping the count and the
+        order), so a long sweep's memory stays flat; finalize reads the latest back."""
+        self.index().latest = {}
+        self._stale = True
 
     def existing_attempts(self) -> list[dict]:
         """The latest stored attempt per (cell_id, repeat), in the order they were first run."""
@@ -242,15 +249,17 @@ class Store:
             os.close(fd)
         self._order += 1
         index.count += 1
-        index.latest.pop(attempt_key(record), None)
-        index.latest[attempt_key(record)] = record
+        self._stale = True
 
     def write_run(self, run: dict) -> None:
         atomic_write(self.root / RUN_JSON, json.dumps(run, indent=2, default=str))
 
     def finalize(self, run: dict) -> list[dict]:
         """Write results.json and results.csv from the store (latest attempt per cell)."""
-        latest = self.existing_attempts()
+        if self._stale or self._index is None:
+            self._index = scan_latest(self.jsonl) if self.jsonl.exists() else Index()
+            self._stale = False
+        latest = self._index.attempts()
         doc = {"schema": SCHEMA, "run": run, "cells": latest}
         atomic_write(self.root / RESULTS_JSON, json.dumps(doc, indent=1, default=str))
         atomic_write(self.root / RESULTS_CSV, to_csv(latest))
