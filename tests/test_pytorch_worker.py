@@ -31,7 +31,8 @@ def test_tiny_model_trains_evaluates_serves_and_learns(tmp_path, model):
     assert r["eval"]["accuracy"] > bar, r["eval"]
     assert math.isfinite(r["eval"]["loss"])
     steps = overrides["train_samples"] // 16
-    assert len(r["train"]["step_times_s"]) == overrides["epochs"] * steps - 1
+    total = overrides["epochs"] * steps
+    assert len(r["train"]["step_times_s"]) == total - 1 - min(10, total // 10)
     assert r["train"]["epoch_losses"][-1] < r["train"]["epoch_losses"][0]
     assert len(r["inference"]["latencies_s"]) == 5
     assert r["memory"]["peak_device_bytes"] is None  # cpu

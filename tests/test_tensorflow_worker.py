@@ -38,7 +38,8 @@ def test_tiny_model_trains_evaluates_and_serves(tmp_path, model):
     train = r["train"]
     steps = overrides["train_samples"] // overrides["batch_size"]
     assert train["steps_per_epoch"] == steps
-    assert len(train["step_times_s"]) == steps * overrides.get("epochs", 1) - 1
+    total = steps * overrides.get("epochs", 1)
+    assert len(train["step_times_s"]) == total - 1 - min(10, total // 10)
     assert len(r["inference"]["latencies_s"]) == 5
     assert r["memory"]["peak_device_bytes"] is None  # CPU
     s = r["settings"]

@@ -208,6 +208,8 @@ class FrameworkInterface:
             dt = clock() - t0
             if "seconds" not in first_step:
                 first_step["seconds"] = dt  # trace/compile + first step, kept apart
+            elif len(first_step.setdefault("warmup", [])) < first_step.get("warmup_steps", 0):
+                first_step["warmup"].append(dt)  # still settling (caches, autotuning): apart
             else:
                 step_times.append(dt)
             losses.append(float(loss))
@@ -274,7 +276,9 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
         raise ValueError(f"train_samples={n_train} gives {steps} step(s) at batch size {bs}; "
                          "need at least 2 (one for compile, one timed)")
     step_times: list[float] = []
-    first_step: dict = {}
+    # Steps after the first one still settle (TF's step time falls for ~20 steps): the first
+    # tenth of the run, at most 10 steps, is kept apart as warm-up, not in the steady state.
+    first_step: dict = {"warmup_steps": min(10, steps * int(request["epochs"]) // 10)}
     epoch_times, epoch_losses = [], []
     for epoch in range(int(request["epochs"])):
         progress("train", epoch=epoch, step=0, steps=steps)
@@ -305,6 +309,7 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
             "steps_per_epoch": steps,
             "samples_per_step": bs,
             "first_step_s": first_step.get("seconds"),
+            "warmup_step_times_s": first_step.get("warmup", []),
             "step_times_s": step_times,
             "epoch_times_s": epoch_times,
             "epoch_losses": epoch_losses,

@@ -115,12 +115,15 @@ def build_keras_model(spec: dict):
         count = [0]  # conv j / bn j named in specs._cnn_layers order (the canonical weights')
 
         def conv_bn(x, filters, k, stride):
-            # explicit symmetric padding k//2, then 'valid': TF's 'same' pads asymmetrically at
-            # stride 2 and would not be the PyTorch model
-            if k // 2:
+            # At stride 1 and odd k, 'same' is exactly symmetric k//2 padding (and avoids an
+            # extra padded copy per conv). At stride 2 TF's 'same' pads asymmetrically and would
+            # not be the PyTorch model: explicit symmetric padding, then 'valid'.
+            padding = "same"
+            if stride > 1 and k // 2:
                 x = layers.ZeroPadding2D(k // 2)(x)
+                padding = "valid"
             j, count[0] = count[0], count[0] + 1
-            x = layers.Conv2D(filters, k, strides=stride, padding="valid", use_bias=False,
+            x = layers.Conv2D(filters, k, strides=stride, padding=padding, use_bias=False,
                               name=f"conv{j}")(x)
             return layers.BatchNormalization(**bn, name=f"bn{j}")(x)
 
