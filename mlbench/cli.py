@@ -77,6 +77,10 @@ def run(
     failed: Annotated[bool, typer.Option(help="rerun every failed cell")] = False,
     archive: Annotated[bool, typer.Option(help="move an earlier run's results aside "
                                           "and start anew")] = False,
+    verify: Annotated[Optional[bool], typer.Option(
+        "--verify/--no-verify", help="run the equivalence gate first (config: verify)")] = None,
+    ceiling: Annotated[Optional[bool], typer.Option(
+        "--ceiling/--no-ceiling", help="measure device ceilings for MFU (config: ceiling)")] = None,
     report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
     report_dir: Annotated[Optional[Path], typer.Option(help="where the report goes "
                           "(default: reports/<run directory name>)")] = None,
@@ -90,7 +94,7 @@ def run(
     mode = modes[0] if modes else "new"
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
-                 "epochs": epochs, "repeats": repeats}
+                 "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
     conf, conf_dir, out_dir = _resolve_config(config, overrides, output, mode)
     hooks = progress.RichHooks(err_console)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
@@ -126,6 +130,34 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     conf = cfg.load_config(path, overrides)
     out_dir = output or Path(conf.output_dir)
     return conf, (path.resolve().parent if path else None), out_dir
+
+
+@app.command("verify")
+def verify_cmd(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config "
+                      "(default: the embedded quick CPU sweep)")] = None,
+    frameworks: Annotated[ListOpt, typer.Option(help="e.g. --frameworks pytorch jax")] = None,
+    models: Annotated[ListOpt, typer.Option(help="e.g. --models mlp cnn")] = None,
+    devices: Annotated[ListOpt, typer.Option(help="e.g. --devices cpu")] = None,
+    precisions: Annotated[ListOpt, typer.Option(help="fp32 bf16 fp16")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="where verify.json goes")] =
+        Path("results/verify"),
+) -> None:
+    """Equivalence gate: same weights and data in every framework; exit 1 if a row fails.
+
+    Forward outputs, loss, and the losses after a few identical optimizer steps are compared
+    against the numpy reference (mlp) or pairwise, with tolerances per precision.
+    """
+    from . import preflight
+    overrides = {"frameworks": frameworks, "models": models, "devices": devices,
+                 "precisions": precisions, "verify": True}
+    conf = cfg.load_config(config, overrides)
+    report = preflight.run_gate(conf, output, lambda t: err_console.print(escape(t)), again=True)
+    if report is None:
+        raise UserError("nothing to verify: no ML framework or no present device in the sweep",
+                        "command line")
+    typer.echo(report.render_text())
+    raise typer.Exit(0 if report.passed else 1)
 
 
 @app.command()
@@ -207,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:  # click usage errors: one line, like every other bad input
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's, in typer
+            err_console.print(f"error: {escape(exc.format_message())} (command line)",
+                              highlight=False, soft_wrap=True)
             return 2
         raise
 

@@ -152,6 +152,10 @@ class Config(_Strict):
     timeout_s: float = Field(900, gt=0, le=7 * 24 * 3600, allow_inf_nan=False)
     memory_limit_mb: int | None = Field(None, gt=0, le=MAX_MEMORY_MB)
     tf32: bool = False
+    init: Literal["canonical", "framework"] = Field(
+        "canonical", description="canonical: every framework starts from the same weights")
+    verify: bool = Field(True, description="run the equivalence gate before the cells")
+    ceiling: bool = Field(True, description="measure each device's matmul ceiling (for MFU)")
     output_dir: str = "results"
     exclude: list[Exclude] = Field(default_factory=list)
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)

@@ -102,6 +102,7 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         "command": argv, "stderr_log": str(stderr_path.relative_to(cell_dir.parent.parent)),
         "started_at": started.isoformat(),
         "machine_before": sysinfo.load_now(),
+        "device_before": gpu.device_state(cell.device),
     }
     watch = _Watch()
     t0 = time.monotonic()

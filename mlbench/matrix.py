@@ -78,6 +78,7 @@ def expand(config: Config, config_dir: Path | None = None) -> list[Cell]:
                             "warmup_iterations": config.warmup_iterations,
                             "timed_iterations": config.timed_iterations,
                             "threads": threads, "tf32": config.tf32, "options": options,
+                            "init": config.init,
                             "data_path": data, "memory_limit_mb": config.memory_limit_mb,
                         }
                         fp = fingerprint(request)

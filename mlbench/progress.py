@@ -29,6 +29,9 @@ class RichHooks(Hooks):
         self.task = None
         self.t_cell = 0.0
 
+    def note(self, text: str) -> None:
+        self.console.print(escape(text), highlight=False, soft_wrap=True)
+
     def start(self, total: int, skipped_done: int) -> None:
         if skipped_done:
             self.console.print(f"keeping {skipped_done} cell(s) already done; {total} to run")

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as cfg, sysinfo
+from . import __version__, config as cfg, preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .launcher import Stop
@@ -54,6 +54,7 @@ class Outcome:
 class Hooks:
     """What the CLI shows while the sweep runs (the runner itself prints nothing)."""
 
+    def note(self, text: str) -> None: ...
     def start(self, total: int, skipped_done: int) -> None: ...
     def cell_start(self, cell: Cell, index: int, total: int) -> None: ...
     def message(self, cell: Cell, msg: dict) -> None: ...
@@ -163,6 +164,10 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run = store_run_info(store, config, plan, previous)
         cells = expand(config, config_dir)
         todo, kept = select(cells, previous, plan)
+        if todo:
+            preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
+            run["ceilings"] = preflight.measure(config, out_dir, hooks.note)
+            store.write_run(run)
         del previous
         store.drop_records()
         by_key = {c.key: c for c in todo}
@@ -202,7 +207,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run["ended_at"] = _now()
             try:
                 store.write_run(run)
-                latest = store.finalize(run)
+                latest = store.finalize(run, annotate=_warnings)
             except UserError:
                 if failure is None:
                     raise
@@ -212,6 +217,15 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
                        stop.signal_name if stop.requested else None)
+
+
+def _warnings(latest: list[dict]) -> dict:
+    """Instability and busy-machine warnings per cell, as the report shows them."""
+    from . import stats
+    try:
+        return {"cell_warnings": stats.warnings_by_cell(latest)}
+    except Exception as exc:  # warnings are advice: never lose the results over them
+        return {"cell_warnings_error": f"{type(exc).__name__}: {exc}"}
 
 
 def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[dict]) -> dict:

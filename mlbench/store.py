@@ -254,13 +254,17 @@ class Store:
     def write_run(self, run: dict) -> None:
         atomic_write(self.root / RUN_JSON, json.dumps(run, indent=2, default=str))
 
-    def finalize(self, run: dict) -> list[dict]:
-        """Write results.json and results.csv from the store (latest attempt per cell)."""
+    def finalize(self, run: dict, annotate=None) -> list[dict]:
+        """Write results.json and results.csv from the store (latest attempt per cell).
+
+        `annotate(latest) -> dict` adds derived, per-run keys (e.g. warnings) to results.json.
+        """
         if self._stale or self._index is None:
             self._index = scan_latest(self.jsonl) if self.jsonl.exists() else Index()
             self._stale = False
         latest = self._index.attempts()
-        doc = {"schema": SCHEMA, "run": run, "cells": latest}
+        doc = {"schema": SCHEMA, "run": run, "cells": latest,
+               **(annotate(latest) if annotate and latest else {})}
         atomic_write(self.root / RESULTS_JSON, json.dumps(doc, indent=1, default=str))
         atomic_write(self.root / RESULTS_CSV, to_csv(latest))
         return latest

@@ -32,6 +32,7 @@ from .config import Config
 from .launcher import Stop, run_cell
 from .matrix import Cell, fingerprint, resolve_threads
 
+VERIFY_JSON = "verify.json"
 VERIFY_STEPS = 3
 VERIFY_BATCH = 16
 MAX_COMPARED = 1 << 20  # output values kept per array (gpt2-small's logits are 51M per sample)
@@ -98,7 +99,7 @@ class VerifyReport:
                 "pairs": self.pairs}
 
     def write(self, out_dir: Path) -> Path:
-        path = Path(out_dir) / "verify.json"
+        path = Path(out_dir) / VERIFY_JSON
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1))

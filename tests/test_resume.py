@@ -100,6 +100,12 @@ def test_ctrl_c_stops_the_cell_keeps_results_and_exits_130(tmp_path):
     out = tmp_path / "results"
     proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
     _wait_for_attempts(out / "results.jsonl", 1)
+    # signal while the second cell runs (not in the gap between two cells)
+    second = out / "cells" / "dummy-mlp-cpu-bs2-fp32" / "request.json"
+    t0 = time.monotonic()
+    while not second.exists() and time.monotonic() - t0 < 30:
+        time.sleep(0.02)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

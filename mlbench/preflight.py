@@ -1,0 +1,64 @@
+"""What a run does before its cells: the equivalence gate and the device ceilings.
+
+Owns deciding whether they are needed (a new run, or a resumed one that lacks them), running them
+through mlbench.verify and mlbench.ceiling, and saying what they found. Both live in the run
+directory (verify.json, ceilings.json) where the report finds them. Must not import any ML
+framework.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import catalog, ceiling, gpu, verify
+from .config import Config
+from .matrix import resolve_threads
+
+Say = Callable[[str], None]
+
+
+def real_frameworks(config: Config) -> list[str]:
+    return [f for f in config.frameworks if f in catalog.FRAMEWORKS]
+
+
+def run_gate(config: Config, out_dir: Path, say: Say, again: bool) -> verify.VerifyReport | None:
+    """The equivalence gate for the sweep's models and frameworks (skipped when already done for
+    this run and `again` is false, or when there is nothing to compare)."""
+    frameworks = [f for f in real_frameworks(config) if f != "numpy"]
+    if not config.verify or not frameworks:
+        return None
+    path = out_dir / verify.VERIFY_JSON
+    if path.exists() and not again:
+        return verify.load(path)
+    devices = [d for d in config.devices if gpu.device_present(d)]
+    if not devices:
+        return None
+    say(f"equivalence gate: {len(config.models)} model(s) x {len(frameworks)} framework(s) "
+        f"on {', '.join(devices)} ...")
+    report = verify.verify_models(config, out_dir, frameworks=frameworks, devices=devices)
+    failed = report.failed()
+    if failed:
+        say(f"equivalence gate: {len(failed)} row(s) FAILED; their speed comparisons will be "
+            f"marked not comparable (details: {path})")
+        for row in failed[:10]:
+            say(f"  {row.framework} {row.model_label} {row.device} {row.precision}: {row.reason}")
+    else:
+        say(f"equivalence gate: passed in {report.seconds:.1f} s ({path})")
+    return report
+
+
+def measure(config: Config, out_dir: Path, say: Say) -> dict | None:
+    """The matmul ceiling of every framework on every present device at every precision."""
+    frameworks = real_frameworks(config)
+    devices = [d for d in config.devices if gpu.device_present(d)]
+    if not config.ceiling or not frameworks or not devices:
+        return None
+    pythons = {}
+    for fw in frameworks:
+        s = config.framework_settings.get(fw)
+        pythons[fw] = s.python if s is not None and s.python else sys.executable
+    say("device ceilings (large matrix products) ...")
+    return ceiling.measure_ceilings(out_dir, frameworks, devices, config.precisions,
+                                    python_for=pythons, threads=resolve_threads(config),
+                                    timeout_s=min(config.timeout_s, 600), tf32=config.tf32)
