@@ -164,3 +164,22 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path, capsys):
     rc, _, err = run_inproc(["run", "--config", str(dummy_config(tmp_path)), "--output", target,
                              "--no-report"], capsys)
     assert rc == 2 and "not writable" in err and target in err
+
+
+def test_worker_dies_with_a_killed_orchestrator(tmp_path):
+    import psutil
+    conf = write_config(tmp_path / "c.yaml", batch_sizes=[1],
+                        framework_settings={"dummy": {"options": {"fault": "hang"}}})
+    proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
+    req = tmp_path / "results" / "cells" / "dummy-mlp-cpu-bs1-fp32" / "request.json"
+    t0 = time.monotonic()
+    workers = []
+    while not workers and time.monotonic() - t0 < 30:
+        workers = [c for c in psutil.Process(proc.pid).children()
+                   if "dummy_worker.py" in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert workers and req.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "an orphaned worker kept running after mlbench was killed"

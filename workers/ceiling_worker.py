@@ -137,6 +137,7 @@ def measure(run, n: int, iterations: int, max_s: float) -> dict:
 
 def main() -> None:
     harness.claim_stdout()
+    harness.die_with_parent()
     req = harness.read_request()
     fw = req.get("framework")
     try:

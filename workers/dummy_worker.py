@@ -62,6 +62,7 @@ def fault(kind: str) -> None:
 
 def main() -> None:
     harness.claim_stdout()
+    harness.die_with_parent()
     request = harness.read_request()
     opts = request.get("options") or {}
     kind = opts.get("fault", "none")

@@ -46,6 +46,16 @@ def claim_stdout() -> None:
     sys.stdout = sys.stderr
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if mlbench itself dies (even by SIGKILL), so an orphaned
+    cell never runs on and overlaps the next `--resume` on the same device."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's process-group kill still covers normal exits
+
+
 def emit(msg_type: str, **fields: Any) -> None:
     msg = {"protocol": PROTOCOL, "type": msg_type, **fields}
     line = json.dumps(msg, allow_nan=False, default=_json_default)
@@ -409,6 +419,7 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
     ImportError there becomes a `skip` (framework not installed), never a crash.
     """
     claim_stdout()
+    die_with_parent()
     request = read_request()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
