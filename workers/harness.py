@@ -56,6 +56,18 @@ def die_with_parent() -> None:
         pass  # not Linux: the parent's process-group kill still covers normal exits
 
 
+def cpu_name() -> str:
+    """The CPU model, for a CPU cell's device name."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def emit(msg_type: str, **fields: Any) -> None:
     msg = {"protocol": PROTOCOL, "type": msg_type, **fields}
     line = json.dumps(msg, allow_nan=False, default=_json_default)
@@ -246,7 +258,6 @@ class FrameworkInterface:
 def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
              import_s: float) -> dict:
     """Drive the phases of one cell and return the result metrics."""
-    import numpy as np  # noqa: F401  (numpy is allowed on the worker side)
     import specs
 
     if request.get("mode") == "verify":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
 
 import harness
 from harness import FrameworkInterface, SkipCell
@@ -495,7 +494,7 @@ class TorchBackend(FrameworkInterface):
 def _info(cuda: bool) -> dict:
     info = {"framework_version": torch.__version__,
             "device_name": torch.cuda.get_device_name(0) if cuda
-            else _cpu_name(),
+            else harness.cpu_name(),
             "cuda_version": torch.version.cuda}
     try:
         info["cudnn_version"] = torch.backends.cudnn.version() if torch.version.cuda else None
@@ -503,16 +502,6 @@ def _info(cuda: bool) -> dict:
         info["cudnn_version"] = None
     return info
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def _cell_wants_cuda() -> bool:

@@ -485,20 +485,9 @@ def _info() -> dict:
         details = tf.config.experimental.get_device_details(gpus[0])
         info["device_name"] = details.get("device_name", gpus[0].name)
     else:
-        info["device_name"] = _cpu_name()
+        info["device_name"] = "cpu: " + harness.cpu_name()
     return info
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return "cpu: " + line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return "cpu: " + (platform.processor() or platform.machine())
 
 
 def import_framework() -> dict:
