@@ -126,10 +126,7 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         if not timed_out and not stop.requested:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
-            try:
-                proc.wait(timeout=EXIT_WAIT_S)
-            except subprocess.TimeoutExpired:
-                pass
+            _wait_exit(proc, EXIT_WAIT_S)
     finally:
         _kill_group(proc)
         rc = proc.wait()
@@ -240,13 +237,33 @@ def _kill_group(proc: subprocess.Popen) -> None:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        if proc.poll() is None:
-            try:
-                proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
+        if proc.poll() is None and not _wait_exit(proc, wait):
+            continue
         if not _group_alive(pgid):
             return
+
+
+def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` for the worker to exit; True if it did. Sleeps in the kernel on a
+    pidfd (Popen.wait(timeout) polls with sleeps, which cost milliseconds per cell)."""
+    if proc.poll() is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(fd, selectors.EVENT_READ)
+        ready = sel.select(timeout)
+        sel.close()
+    finally:
+        os.close(fd)
+    return bool(ready) and proc.poll() is not None
 
 
 def _group_alive(pgid: int) -> bool:
