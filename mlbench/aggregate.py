@@ -10,6 +10,9 @@ Per cell also: bootstrap 95% intervals over the per-process values (mlbench.stat
 single process), pyperf-like warnings (instability, extreme values, short samples, busy machine
 or device), achieved FLOP/s from the analytic FLOPs per sample, and MFU against the measured
 ceiling of the run (mlbench.ceiling, ceilings.json) when there is one.
+The equivalence gate's verdicts (mlbench.verify, verify.json next to the results) are read by
+load_parity: a cell that failed the gate is "not comparable" (comparison_frame ranks only the
+others; its vs-best ratios are null); a skipped or unverified cell stays comparable.
 Every field of a record may be missing or of the wrong type (partial runs, older files): such
 values become null. Never imports an ML framework.
 """
@@ -118,6 +121,9 @@ def _flatten(i: int, a: dict) -> dict:
         "order": _int(a.get("order")) or 0,
         "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
         "model_label": f"{model} ({opts})" if opts else model,
+        # the config's label of the model (record field model_label, e.g. "cnn.tiny"): what the
+        # equivalence gate's verify.json names it by
+        "gate_label": _s(a.get("model_label")) or model,
         "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
         "precision": _s(a.get("precision")) or "?", "status": _s(a.get("status")) or "?",
         "reason": _s(a.get("reason")), "exit_code": _int(a.get("exit_code")),
@@ -216,8 +222,8 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
     bootstrap 95% intervals (*_ci_lo/hi, null for a single process) and spread (*_cv); warnings;
     achieved FLOP/s; MFU when `ceilings` ({framework: {device: {precision: FLOP/s}}}) is given."""
     ok = att.filter(pl.col("status") == "ok")
-    ident = ["framework", "model", "options", "model_label", "device", "batch_size",
-             "precision"]
+    ident = ["framework", "model", "options", "model_label", "gate_label", "device",
+             "batch_size", "precision"]
     status = att.group_by("cell_id").agg(
         *[pl.col(c).first() for c in ident], pl.col("order").min().alias("first_order"),
         pl.len().alias("repeats"), (pl.col("status") == "ok").sum().alias("ok_repeats"),
@@ -325,28 +331,95 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
         (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"))
 
 
-def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
+class Parity:
+    """The equivalence gate's verdicts (a verify.VerifyReport) keyed the way the report matches
+    cells: (framework, model_label, device, precision), model_label being the config's label of
+    the model (cells_frame column gate_label, the attempt record's model_label). status():
+    "pass", "fail" (the cell's speed must not be ranked against the others) or "unverified"
+    (skipped, nothing to compare with, or no row for that cell: comparable, but not backed by a
+    parity check)."""
+
+    def __init__(self, report, note: str | None = None):
+        self.report = report
+        self.note = note
+        self._failed = report.failed_cells()
+        self._passed = {(r.framework, r.model_label, r.device, r.precision)
+                        for r in report.rows if r.passed is True}
+
+    def status(self, framework, model_label, device, precision) -> str:
+        key = (framework, model_label, device, precision)
+        return "fail" if key in self._failed else "pass" if key in self._passed else "unverified"
+
+    def comparable(self, framework, model_label, device, precision) -> bool:
+        return (framework, model_label, device, precision) not in self._failed
+
+    @property
+    def rows(self) -> list:
+        return self.report.rows
+
+    @property
+    def n_failed(self) -> int:
+        return len(self._failed)
+
+
+def load_parity(path) -> tuple[Parity | None, str | None]:
+    """verify.json of a run directory (or of the directory holding a results file), as
+    (Parity, None); (None, None) when there is none; (None, why) when it cannot be read."""
+    from pathlib import Path
+    p = Path(path)
+    p = p if p.is_dir() else p.parent
+    f = p / "verify.json"
+    if not f.is_file():
+        return None, None
+    try:
+        from . import verify
+        doc = json.loads(f.read_text())
+        note = doc.get("tolerance_note") if isinstance(doc, dict) else None
+        return Parity(verify.load(f), note if isinstance(note, str) else None), None
+    except Exception as e:  # noqa: BLE001 - any malformed file: the report still renders
+        return None, f"{type(e).__name__}: {e}"[:300]
+
+
+def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.DataFrame:
     """Frameworks side by side for every (model, device, batch, precision) measured by two or
     more frameworks. *_vs_best: how many times slower / bigger than the best framework there,
     with the bootstrap 95% interval of that ratio (*_lo, *_hi; null for a single process) and
-    *_sig: whether the interval excludes 1 (null for the best itself or without an interval)."""
+    *_sig: whether the interval excludes 1 (null for the best itself or without an interval).
+    With `parity` (the equivalence gate): column parity ("pass" / "fail" / "unverified"; null
+    without a gate); a "fail" row is not ranked (its *_vs_best are null) and the best is the
+    best of the other frameworks."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
+    if parity is not None:
+        label = "gate_label" if "gate_label" in ok.columns else "model"
+        status = [parity.status(*r) for r in ok.select(
+            "framework", label, "device", "precision").iter_rows()]
+        ok = ok.with_columns(pl.Series("parity", status, dtype=pl.Utf8))
+    else:
+        ok = ok.with_columns(pl.lit(None, dtype=pl.Utf8).alias("parity"))
+    comparable = pl.col("parity").fill_null("") != "fail"
+
+    def only(c: str) -> pl.Expr:
+        return pl.when(comparable).then(pl.col(c))
+
     n = pl.col("framework").n_unique().over(KEY)
     df = (ok.with_columns(n.alias("frameworks_here")).filter(pl.col("frameworks_here") > 1)
           .with_columns(
-              (pl.col("train_sps").max().over(KEY) / pl.col("train_sps")).alias("train_vs_best"),
-              (pl.col("lat_median") / pl.col("lat_median").min().over(KEY)).alias("lat_vs_best"),
-              (pl.col("mem_bytes") / pl.col("mem_bytes").min().over(KEY)).alias("mem_vs_best"))
+              (only("train_sps").max().over(KEY) / only("train_sps")).alias("train_vs_best"),
+              (only("lat_median") / only("lat_median").min().over(KEY)).alias("lat_vs_best"),
+              (only("mem_bytes") / only("mem_bytes").min().over(KEY)).alias("mem_vs_best"))
           .sort(*KEY, "framework", nulls_last=True))
     extra: dict[str, list] = {f"{m}_vs_best_{x}": [] for m in ("train", "lat")
                               for x in ("lo", "hi", "sig")}
-    rows = df.select(*KEY, "framework", "train_sps", "train_sps_r", "lat_median", "lat_p50_r"
-                     ).to_dicts()
+    rows = df.select(*KEY, "framework", "train_sps", "train_sps_r", "lat_median", "lat_p50_r",
+                     "parity").to_dicts()
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
+        if r["parity"] != "fail":
+            groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
     jobs: list[tuple] = []   # (row index, metric, (a, b))
     for i, r in enumerate(rows):
+        if r["parity"] == "fail":
+            continue
         g = groups[tuple(r[k] for k in KEY)]
         for m, val, reps, higher in (("train", "train_sps", "train_sps_r", True),
                                      ("lat", "lat_median", "lat_p50_r", False)):
@@ -367,7 +440,7 @@ def comparison_frame(cells: pl.DataFrame) -> pl.DataFrame:
                      "train_vs_best", "train_vs_best_lo", "train_vs_best_hi",
                      "train_vs_best_sig", "lat_median", "lat_vs_best", "lat_vs_best_lo",
                      "lat_vs_best_hi", "lat_vs_best_sig", "mem_bytes", "mem_vs_best", "mfu",
-                     "repeats", "n_warnings")
+                     "repeats", "n_warnings", "parity")
 
 
 def failures_frame(att: pl.DataFrame) -> pl.DataFrame:

@@ -233,3 +233,129 @@ def test_figure_hover_keeps_constant_strings_once_per_trace(tmp_path):
     assert max(refs) == len(tr["customdata"][0]) - 1      # renumbered, nothing dangling
     text = figure_json(figs["throughput"])
     assert "<" not in text and json.loads(text)["data"][0] == tr
+
+
+# --- the equivalence gate (verify.json) ---------------------------------------------------------
+
+def _verify_row(fw, passed, reason=None, label="mlp", device="cpu", precision="fp32", **kw):
+    return {"model": "mlp", "model_label": label, "device": device, "precision": precision,
+            "framework": fw, "reference": "numpy" if passed is not None else "-",
+            "passed": passed, "reason": reason,
+            "max_abs_err": kw.get("abs", 1.5e-6), "max_rel_err": kw.get("rel", 3.25e-5),
+            "loss_err": kw.get("loss", 2e-7), "steps_loss_err": kw.get("steps", 4e-7),
+            "params_equal": kw.get("params_equal", True), "data_hash_equal": True,
+            "params": {"trainable": 10_000, "non_trainable": 0}, "status": "ok"}
+
+
+def _write_verify(run_dir, rows):
+    doc = {"tolerances": {"fp32": {"rtol": 5e-4, "atol": 1e-4, "loss_rtol": 5e-4,
+                                   "loss_atol": 1e-4}},
+           "tolerance_note": "outputs pass when |a - ref| <= atol + rtol*|ref|",
+           "steps": 3, "batch_size": 16, "passed": all(r["passed"] is not False for r in rows),
+           "seconds": 1.0, "rows": rows, "pairs": []}
+    (run_dir / "verify.json").write_text(json.dumps(doc))
+
+
+def _three(label=None):
+    """jax fastest (clearly), then pytorch, then tensorflow; 3 repeats each. `label`: the
+    records' model_label (the config's label, which verify.json uses)."""
+    out = []
+    for fw, s in (("jax", 0.010), ("pytorch", 0.015), ("tensorflow", 0.020)):
+        for r, k in enumerate((1.0, 1.02, 0.98)):
+            out.append(fs.attempt(fw, repeat=r, step_times=[s * k] * 10,
+                                  latencies=[s * k / 4] * 10, host_rss=500_000_000))
+            if label:
+                out[-1]["model_label"] = label
+    return out
+
+
+def test_parity_table_rendered_from_verify_json(tmp_path):
+    run = fs.write_store(tmp_path / "r", _three())
+    _write_verify(run, [_verify_row("jax", True), _verify_row("pytorch", True),
+                        _verify_row("tensorflow", None, "skipped: <no GPU>", abs=None, rel=None,
+                                    loss=None, steps=None, params_equal=None)])
+    html = build_report(run, tmp_path / "o").read_text()
+    assert "Parity (equivalence gate)" in html and 'id="parity-table"' in html
+    table = html.split('id="parity-table"', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 4                       # header + 3 rows
+    assert "1.50e-06" in table and "3.25e-05" in table and "4.00e-07" in table
+    assert '"verdict pass">pass' in table and '"verdict skip">skip' in table
+    assert "skipped: &lt;no GPU&gt;" in table and "<no GPU>" not in html   # escaped
+    assert "numpy" in table and "yes" in table
+    assert "atol + rtol*|ref|" in html                    # the tolerances note
+    assert "equivalence gate was not run" not in html
+    assert "not comparable" not in html.split('id="cmp-table"', 1)[1].split("</table>")[0]
+    # tensorflow was not checked: comparable, flagged unverified
+    assert ">unverified</span>" in html
+
+
+def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
+    a = _three(label="mlp.wide")      # matched by the records' model_label, not the display one
+    run = fs.write_store(tmp_path / "r", a)
+    _write_verify(run, [_verify_row("jax", False, "outputs differ beyond tolerance",
+                                    abs=0.3, rel=0.2, label="mlp.wide"),
+                        _verify_row("pytorch", True, label="mlp.wide"),
+                        _verify_row("tensorflow", True, label="mlp.wide")])
+    parity, err = aggregate.load_parity(run)
+    assert err is None and parity.status("jax", "mlp.wide", "cpu", "fp32") == "fail"
+    assert not parity.comparable("jax", "mlp.wide", "cpu", "fp32")
+    assert parity.comparable("pytorch", "mlp.wide", "cpu", "fp32")
+    assert parity.comparable("jax", "mlp.wide", "cpu", "bf16")
+    cells = cells_of(a)
+    cmp = {r["framework"]: r for r in aggregate.comparison_frame(cells, parity).to_dicts()}
+    assert cmp["jax"]["parity"] == "fail" and cmp["jax"]["train_vs_best"] is None
+    assert cmp["jax"]["train_vs_best_lo"] is None and cmp["jax"]["mem_vs_best"] is None
+    assert cmp["pytorch"]["train_vs_best"] == 1.0         # best of the comparable ones
+    assert cmp["tensorflow"]["train_vs_best"] == pytest.approx(4 / 3)
+    # without the gate jax would win
+    plain = {r.aspect: r for r in recommend(cells)}
+    assert plain["train"].winner == "jax"
+    recs = {r.aspect: r for r in recommend(cells, parity)}
+    assert recs["train"].winner == "pytorch"
+    assert "jax" not in recs["train"].text.split("Not comparable")[0]
+    assert all("failed the equivalence gate" in r.text and "jax (fp32)" in r.text
+               for r in recs.values())
+    html = build_report(run, tmp_path / "o").read_text()
+    body = html.split('id="cmp-table"', 1)[1].split("</table>", 1)[0]
+    jax_row = next(tr for tr in body.split("<tr") if "</span>jax" in tr)
+    assert "not comparable (failed parity)" in jax_row and "×" not in jax_row
+    assert 'class="best"' not in jax_row and 'class="not-comparable"' in jax_row
+    best_row = next(tr for tr in body.split("<tr") if 'class="best"' in tr)
+    assert "</span>pytorch" in best_row
+    assert "failed the equivalence gate" in html and '"verdict fail">fail' in html
+    assert "outputs differ beyond tolerance" in html
+
+
+def test_failed_parity_other_precision_still_comparable():
+    from mlbench import verify
+    parity = aggregate.Parity(verify.VerifyReport(rows=[verify.VerifyRow(
+        model="mlp", model_label="mlp", device="cpu", precision="bf16", framework="jax",
+        reference="numpy", passed=False, reason="x")]))
+    cells = cells_of(_three())
+    assert recommend(cells, parity)[0].winner == "jax"     # fp32 cells were not failed
+    cmp = aggregate.comparison_frame(cells, parity).to_dicts()
+    assert {r["parity"] for r in cmp} == {"unverified"}
+
+
+def test_missing_or_broken_verify_json_gives_the_note(tmp_path):
+    run = fs.write_store(tmp_path / "r", _three())
+    html = build_report(run, tmp_path / "o").read_text()
+    assert "equivalence gate was not run" in html
+    assert "speed comparisons are not backed by a parity check" in html
+    assert 'id="parity"' not in html and "unverified" not in html
+    (run / "verify.json").write_text('{"rows": [{"bogus": 1}]}')
+    html = build_report(run, tmp_path / "o2").read_text()
+    assert "verify.json could not be read" in html and 'id="parity"' not in html
+
+
+def test_parity_strings_are_escaped(tmp_path):
+    a = [fs.attempt(fw, model=f"mlp{XSS[0]}") for fw in ("pytorch", "jax")]
+    for x in a:
+        x["model_label"] = f"mlp{XSS[0]}"
+    run = fs.write_store(tmp_path / "r", a)
+    _write_verify(run, [_verify_row("jax", False, XSS[1], label=f"mlp{XSS[0]}"),
+                        _verify_row(f"pytorch{XSS[0]}", True, label=XSS[1])])
+    html = build_report(run, tmp_path / "o").read_text()
+    assert 'id="parity-table"' in html
+    for s in XSS:
+        assert s not in html

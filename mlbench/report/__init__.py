@@ -2,6 +2,8 @@
 
 Owns the pipeline store.load -> aggregate -> figures + recommendations -> render. Rules:
 * zero attempts (an empty or non-mlbench file) is a UserError ("no usable cells");
+* verify.json next to the results (the equivalence gate) adds the parity table; cells that failed
+  it are "not comparable" in the comparison table and cannot win a recommendation;
 * a run where nothing succeeded still renders: the failures table is then the content and the
   page says plainly that nothing succeeded; partial runs say what is missing.
 Never imports an ML framework.
@@ -45,6 +47,9 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         if out.exists() and not out.is_dir():
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
-        return render(out, str(results), run, att, cells, aggregate.comparison_frame(cells),
-                      aggregate.failures_frame(att), build_figures(cells), recommend(cells),
-                      warnings, ceilings=ceiling.load(results))
+        parity, parity_error = aggregate.load_parity(results)
+        return render(out, str(results), run, att, cells,
+                      aggregate.comparison_frame(cells, parity), aggregate.failures_frame(att),
+                      build_figures(cells), recommend(cells, parity), warnings,
+                      ceilings=ceiling.load(results), parity=parity,
+                      parity_error=parity_error)

@@ -15,12 +15,15 @@ Method, per (model, device, aspect):
   it exceeds half the larger within-run relative IQR of the raw samples (memory: 2 %), and the
   sentence says it is a single measurement that should not be over-read;
 * "no clear winner" when no configuration shows a difference beyond the noise, or when the
-  configurations disagree.
+  configurations disagree;
+* with the equivalence gate (verify.json, aggregate.Parity): a (framework, precision) that failed
+  it is not comparable and cannot win or be ranked; the text says which were left out, and which
+  were not checked by the gate (skipped / nothing to compare with: ranked, but "unverified").
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -211,16 +214,43 @@ def _finish(st: dict, ratios: _Ratios) -> Recommendation:
                f"{'s' if len(both) != 1 else ''}.{caveat}{tail}")
 
 
-def recommend(cells: pl.DataFrame) -> list[Recommendation]:
-    """One recommendation per (model, device, aspect) that has ok results."""
+def _listing(pairs: set[tuple[str, str]]) -> str:
+    by: dict[str, list[str]] = {}
+    for fw, prec in sorted(pairs, key=lambda x: (str(x[0]), str(x[1]))):
+        by.setdefault(str(fw), []).append(str(prec))
+    return "; ".join(f"{fw} ({', '.join(precs)})" for fw, precs in by.items())
+
+
+def recommend(cells: pl.DataFrame, parity=None) -> list[Recommendation]:
+    """One recommendation per (model, device, aspect) that has ok results. With `parity`
+    (aggregate.Parity), cells that failed the equivalence gate are left out of the ranking."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
     out: list[Recommendation] = []
     groups: dict[tuple[str, str], list[dict]] = {}
+    failed: dict[tuple[str, str], set] = {}
+    unverified: dict[tuple[str, str], set] = {}
     for row in ok.iter_rows(named=True):
-        groups.setdefault((row["model_label"], row["device"]), []).append(row)
+        key = (row["model_label"], row["device"])
+        groups.setdefault(key, [])
+        st = parity.status(row["framework"], row.get("gate_label") or row.get("model"),
+                           row["device"], row["precision"]) if parity is not None else None
+        if st == "fail":
+            failed.setdefault(key, set()).add((row["framework"], row["precision"]))
+            continue
+        if st == "unverified":
+            unverified.setdefault(key, set()).add((row["framework"], row["precision"]))
+        groups[key].append(row)
     prepared = [_prepare(model, device, asp, groups[(model, device)])
                 for (model, device) in sorted(groups) for asp in ASPECTS]
     ratios = _Ratios([p for st in prepared if isinstance(st, dict) for p in _needed(st)])
     for st in prepared:
-        out.append(st if isinstance(st, Recommendation) else _finish(st, ratios))
+        rec = st if isinstance(st, Recommendation) else _finish(st, ratios)
+        key = (rec.model, rec.device)
+        extra = ""
+        if key in failed:
+            extra += (" Not comparable (failed the equivalence gate), left out of the ranking: "
+                      f"{_listing(failed[key])}.")
+        if key in unverified:
+            extra += f" Unverified by the equivalence gate: {_listing(unverified[key])}."
+        out.append(replace(rec, text=rec.text + extra) if extra else rec)
     return out

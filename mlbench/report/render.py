@@ -54,6 +54,10 @@ def fmt(v, kind: str = "g") -> str:
         return f"{v / 1048576:,.1f}"
     if kind == "pct":
         return f"{v * 100:.1f}%"
+    if kind == "e":
+        return f"{v:.2e}" if isinstance(v, (int, float)) else str(v)
+    if kind == "yn":
+        return "yes" if v is True else "no" if v is False else str(v)
     if kind == "x":
         return f"{v:.2f}×"
     if kind == "flops":
@@ -89,10 +93,20 @@ def _d(x) -> dict:
     return x if isinstance(x, dict) else {}
 
 
-def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: list[str]
-                  ) -> list[str]:
+def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: list[str],
+                  parity=None, parity_error: str | None = None) -> list[str]:
     """Plain statements of what this report cannot show, derived from the data."""
     notes = []
+    if parity_error:
+        notes.append(f"verify.json could not be read ({parity_error}): the equivalence gate's "
+                     "verdicts are unknown, so speed comparisons are not backed by a parity "
+                     "check.")
+    elif parity is None:
+        notes.append("The equivalence gate was not run (no verify.json): speed comparisons are "
+                     "not backed by a parity check.")
+    elif parity.n_failed:
+        notes.append(f"{parity.n_failed} cell(s) failed the equivalence gate: their speed is "
+                     "marked not comparable and they cannot win a recommendation (see Parity).")
     n_ok = cells.filter(pl.col("ok_repeats") > 0).height
     if n_ok == 0:
         notes.append(f"Nothing succeeded: all {att.height} attempts ended without results "
@@ -159,10 +173,35 @@ def _environment(run: dict, cells: pl.DataFrame) -> dict:
     return {"host": host_rows, "gpus": gpus, "frameworks": fws}
 
 
+def _parity_rows(parity) -> list[dict]:
+    """The parity table: one row per (model, device, precision, framework) of verify.json."""
+    if parity is None:
+        return []
+    out = []
+    for r in parity.rows:
+        verdict = {True: "pass", False: "fail"}.get(r.passed, "skip")
+        out.append({"model": r.model_label or r.model, "device": r.device,
+                    "precision": r.precision, "framework": r.framework,
+                    "reference": r.reference, "max_abs_err": r.max_abs_err,
+                    "max_rel_err": r.max_rel_err, "loss_err": r.loss_err,
+                    "steps_loss_err": r.steps_loss_err, "params_equal": r.params_equal,
+                    "data_hash_equal": r.data_hash_equal, "verdict": verdict,
+                    "reason": r.reason})
+    return sorted(out, key=lambda x: tuple(str(x[k]) for k in (
+        "model", "device", "precision", "framework")))
+
+
+def _tolerances(parity) -> list[tuple]:
+    tol = parity.report.tolerances if parity is not None else None
+    if not isinstance(tol, dict):
+        return []
+    return [(prec, t) for prec, t in tol.items() if isinstance(t, dict)]
+
+
 def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
-           ceilings: dict | None = None) -> Path:
+           ceilings: dict | None = None, parity=None, parity_error: str | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
@@ -174,7 +213,10 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "started": run.get("started_at"), "ended": run.get("ended_at"),
         "n_attempts": att.height, "n_cells": cells.height,
         "n_ok": cells.filter(pl.col("ok_repeats") > 0).height,
-        "notes": missing_notes(run, att, cells, warnings),
+        "notes": missing_notes(run, att, cells, warnings, parity, parity_error),
+        "parity": _parity_rows(parity), "parity_ran": parity is not None,
+        "parity_note": parity.note if parity is not None else None,
+        "parity_tolerances": _tolerances(parity),
         "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
