@@ -113,10 +113,10 @@ def run(
 
 
 def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mode: str):
-    """A new run reads --config (or the default); a resumed run reuses its stored config
-    unless a config or overrides are given (then changed cells run again)."""
-    given = path is not None or any(v is not None for v in overrides.values())
-    if mode != "new" and not given:
+    """A new run reads --config (or the default); --resume/--only/--failed reuse the run's stored
+    config unless --config is given; command-line overrides apply on top of either (cells whose
+    request changed run again)."""
+    if mode != "new" and path is None:
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
         if not stored.exists():
@@ -126,7 +126,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             raw = json.loads(stored.read_text())["config"]
         except (ValueError, KeyError, TypeError):
             raise UserError("run.json is not mlbench output", str(stored)) from None
-        return cfg.validate(raw, str(stored)), None, out_dir
+        return cfg.validate(raw, str(stored), overrides), None, out_dir
     conf = cfg.load_config(path, overrides)
     out_dir = output or Path(conf.output_dir)
     return conf, (path.resolve().parent if path else None), out_dir

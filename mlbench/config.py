@@ -249,7 +249,22 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     except OSError as exc:
         raise UserError(f"cannot read config: {exc.strerror}", str(p)) from None
     raw = parse_yaml(text, where)
-    return validate(raw, where, overrides)
+    return validate(_absolute_data_paths(raw, p.resolve().parent), where, overrides)
+
+
+def _absolute_data_paths(raw: dict, base: Path) -> dict:
+    """A model's `data:` is relative to its config file; stored absolute, so a resumed run (from
+    the snapshot in run.json, in any working directory) reads the same file."""
+    models = raw.get("models")
+    if not isinstance(models, list):
+        return raw
+    fixed = []
+    for m in models:
+        if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"] \
+                and not Path(m["data"]).is_absolute():
+            m = {**m, "data": str(base / m["data"])}
+        fixed.append(m)
+    return {**raw, "models": fixed}
 
 
 class _Loader(yaml.SafeLoader):

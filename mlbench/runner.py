@@ -132,11 +132,25 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
     return list(cells), 0
 
 
+def _stored_run_id(out_dir: Path) -> str:
+    import json
+    try:
+        return json.loads((out_dir / "run.json").read_text()).get("run_id", "?")
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
 def archive_existing(out_dir: Path) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     dest = out_dir / "archive" / stamp
+    n = 1
+    while dest.exists():  # two archives in one second
+        n += 1
+        dest = out_dir / "archive" / f"{stamp}-{n}"
     dest.mkdir(parents=True)
-    for name in ("run.json", "results.jsonl", "results.json", "results.csv", "cells"):
+    # verify.json belongs to the archived run; ceilings.json is a host cache and stays
+    for name in ("run.json", "results.jsonl", "results.json", "results.csv", "cells",
+                 "verify.json", "verify"):
         if (out_dir / name).exists():
             shutil.move(str(out_dir / name), str(dest / name))
     return dest
@@ -150,18 +164,18 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
     with RunLock(out_dir):
         store = Store(out_dir)
         previous = store.existing_attempts()  # the latest per cell: all that deciding needs
-        run = store_run_info(store, config, plan, previous)
         if previous and plan.mode == "new":
+            # decided before run.json is touched: a refused run changes nothing on disk
             if not plan.archive:
                 raise UserError(
                     f"already holds {store.index().count} measured attempt(s) of run "
-                    f"{run.get('run_id', '?')}; use --resume to finish it, --archive to move "
+                    f"{_stored_run_id(out_dir)}; use --resume to finish it, --archive to move "
                     "them aside and start anew, or --output for another directory",
                     str(out_dir))
             archive_existing(out_dir)
             previous = []
             store = Store(out_dir)
-            run = store_run_info(store, config, plan, previous)
+        run = store_run_info(store, config, plan, previous)
         cells = expand(config, config_dir)
         todo, kept = select(cells, previous, plan)
         if todo:

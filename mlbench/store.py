@@ -16,6 +16,7 @@ import errno
 import io
 import json
 import os
+import statistics
 import re
 import sys
 from dataclasses import dataclass, field
@@ -335,7 +336,7 @@ def flat_row(a: dict) -> dict:
     train = m.get("train") or {}
     steps = sorted(train.get("step_times_s") or [])
     inf = sorted((m.get("inference") or {}).get("latencies_s") or [])
-    med = steps[len(steps) // 2] if steps else None
+    med = statistics.median(steps) if steps else None
     return {
         "cell_id": a["cell_id"], "repeat": a.get("repeat", 0), "framework": a.get("framework"),
         "model": a.get("model"), "device": a.get("device"), "batch_size": a.get("batch_size"),
@@ -346,7 +347,7 @@ def flat_row(a: dict) -> dict:
         "epoch_time_s": (train.get("epoch_times_s") or [None])[-1],
         "final_loss": (train.get("epoch_losses") or [None])[-1],
         "eval_accuracy": (m.get("eval") or {}).get("accuracy"),
-        "latency_p50_ms": inf[len(inf) // 2] * 1000 if inf else None,
+        "latency_p50_ms": statistics.median(inf) * 1000 if inf else None,
         "peak_device_bytes": (m.get("memory") or {}).get("peak_device_bytes"),
         "host_peak_rss_bytes": a.get("host_peak_rss_bytes"),
         "params_trainable": (m.get("params") or {}).get("trainable"),

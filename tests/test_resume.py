@@ -183,3 +183,51 @@ def test_worker_dies_with_a_killed_orchestrator(tmp_path):
     proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, "an orphaned worker kept running after mlbench was killed"
+
+
+def test_refused_new_run_leaves_the_stored_config_alone(tmp_path, capsys):
+    conf = dummy_config(tmp_path)
+    out = tmp_path / "results"
+    run_inproc(["run", "--config", str(conf), "--no-report"], capsys)
+    before = (out / "run.json").read_bytes()
+    other = write_config(tmp_path / "other.yaml", batch_sizes=[16, 32])
+    rc, _, _ = run_inproc(["run", "--config", str(other), "--output", str(out), "--no-report"],
+                          capsys)
+    assert rc == 2 and (out / "run.json").read_bytes() == before
+    rc, _, err = run_inproc(["run", "--resume", "--output", str(out), "--no-report"], capsys)
+    assert rc == 0 and "0 to run" in err and set(by_cell(out)) == {
+        "dummy-mlp-cpu-bs1-fp32", "dummy-mlp-cpu-bs2-fp32"}
+
+
+def test_resume_overrides_apply_to_the_stored_config(tmp_path, capsys):
+    conf = dummy_config(tmp_path)
+    out = tmp_path / "results"
+    run_inproc(["run", "--config", str(conf), "--no-report"], capsys)
+    rc, _, err = run_inproc(["run", "--resume", "--output", str(out), "--repeats", "2",
+                             "--no-report"], capsys)
+    assert rc == 0
+    attempts, _ = store.read_jsonl(out / "results.jsonl")
+    assert {a["cell_id"] for a in attempts} == {"dummy-mlp-cpu-bs1-fp32", "dummy-mlp-cpu-bs2-fp32"}
+    assert sorted(a["repeat"] for a in attempts) == [0, 0, 1, 1]
+
+
+def test_relative_data_path_survives_resume_from_elsewhere(tmp_path, capsys, monkeypatch):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    conf = write_config(sub / "c.yaml", models=[{"name": "mlp", "data": "my.npz"}])
+    out = sub / "results"
+    run_inproc(["run", "--config", str(conf), "--no-report"], capsys)
+    req = json.loads((out / "cells" / "dummy-mlp-cpu-bs1-fp32" / "request.json").read_text())
+    assert req["data_path"] == str(sub.resolve() / "my.npz")
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_inproc(["run", "--resume", "--output", str(out), "--no-report"], capsys)
+    assert rc == 0 and "0 to run" in err
+
+
+def test_archiving_twice_in_a_second_keeps_both(tmp_path, capsys):
+    conf = dummy_config(tmp_path)
+    out = tmp_path / "results"
+    for _ in range(3):
+        assert run_inproc(["run", "--config", str(conf), "--archive", "--no-report"],
+                          capsys)[0] == 0
+    assert len(list((out / "archive").glob("*/results.jsonl"))) == 2
