@@ -95,11 +95,11 @@ def run(
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
                  "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
-    conf, conf_dir, out_dir = _resolve_config(config, overrides, output, mode)
+    conf, out_dir = _resolve_config(config, overrides, output, mode)
     hooks = progress.RichHooks(err_console)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
     outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
-                               hooks, conf_dir)
+                               hooks)
     prefix = ["mlbench", "run", "--output", str(out_dir)]
     progress.print_summary(outcome, err_console, prefix)
     if report and outcome.latest:
@@ -126,10 +126,9 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             raw = json.loads(stored.read_text())["config"]
         except (ValueError, KeyError, TypeError):
             raise UserError("run.json is not mlbench output", str(stored)) from None
-        return cfg.validate(raw, str(stored), overrides), None, out_dir
+        return cfg.validate(raw, str(stored), overrides), out_dir
     conf = cfg.load_config(path, overrides)
-    out_dir = output or Path(conf.output_dir)
-    return conf, (path.resolve().parent if path else None), out_dir
+    return conf, output or Path(conf.output_dir)
 
 
 @app.command("verify")

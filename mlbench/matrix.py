@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
@@ -50,7 +49,7 @@ def resolve_threads(config: Config) -> int:
     return config.threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def expand(config: Config, config_dir: Path | None = None) -> list[Cell]:
+def expand(config: Config) -> list[Cell]:
     threads = resolve_threads(config)
     cells = []
     for fw in config.frameworks:
@@ -64,9 +63,7 @@ def expand(config: Config, config_dir: Path | None = None) -> list[Cell]:
                         if _excluded(config, fw, model.name, device, bs, prec):
                             continue
                         cid = cell_id(fw, model.id_label, device, bs, prec)
-                        data = model.data
-                        if data and config_dir and not Path(data).is_absolute():
-                            data = str((config_dir / data).resolve())
+                        data = model.data  # absolute: config.load_config resolves it
                         request = {
                             "protocol": 1, "mode": "benchmark", "cell_id": cid,
                             "framework": fw, "model": model.name,

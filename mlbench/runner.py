@@ -157,7 +157,7 @@ def archive_existing(out_dir: Path) -> Path:
 
 
 def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
-              config_dir: Path | None = None, executor: Executor | None = None,
+              executor: Executor | None = None,
               on_finalized: Callable[[Path], None] | None = None) -> Outcome:
     check_interpreters(config)
     prepare_dir(out_dir)
@@ -176,7 +176,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             previous = []
             store = Store(out_dir)
         run = store_run_info(store, config, plan, previous)
-        cells = expand(config, config_dir)
+        cells = expand(config)
         todo, kept = select(cells, previous, plan)
         if todo:
             preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")

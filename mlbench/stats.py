@@ -104,6 +104,15 @@ def _plan_medians(data: np.ndarray, plan: np.ndarray) -> np.ndarray:
     return out
 
 
+def _by_length(arrays: list) -> dict[int, list[int]]:
+    """Indices of the arrays with at least 2 values, grouped by length (one numpy call each)."""
+    by_n: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        if len(a) >= 2:
+            by_n.setdefault(len(a), []).append(i)
+    return by_n
+
+
 def bootstrap_median_ci_many(values_per_cell: list, n_boot: int = N_BOOT,
                              confidence: float = CONFIDENCE, seed: int | None = None) -> list:
     """bootstrap_median_ci for many cells at once (cells with the same number of values share
@@ -111,10 +120,7 @@ def bootstrap_median_ci_many(values_per_cell: list, n_boot: int = N_BOOT,
     2 values get None without any resampling."""
     arrays = [_arr(v) for v in values_per_cell]
     out: list = [None] * len(arrays)
-    by_n: dict[int, list[int]] = {}
-    for i, a in enumerate(arrays):
-        if len(a) >= 2:
-            by_n.setdefault(len(a), []).append(i)
+    by_n = _by_length(arrays)
     alpha = (1 - confidence) / 2
     for n, idxs in by_n.items():
         rng = _rng(seed)
@@ -230,10 +236,7 @@ def cv_many(values_per_cell: list) -> list:
     bit-identical to cv, which reduces each 1-D array the same way."""
     arrays = [_arr(v) for v in values_per_cell]
     out: list = [None] * len(arrays)
-    by_n: dict[int, list[int]] = {}
-    for i, a in enumerate(arrays):
-        if len(a) >= 2:
-            by_n.setdefault(len(a), []).append(i)
+    by_n = _by_length(arrays)
     for idxs in by_n.values():
         data = np.stack([arrays[i] for i in idxs])
         mean = data.mean(axis=1)

@@ -76,13 +76,20 @@ def test_same_parameters_and_same_data_everywhere(sweep):
 def test_run_directory_holds_everything_to_reproduce_a_cell(sweep):
     _, cells, tmp = sweep
     out = tmp / "results"
-    for name in ("run.json", "results.jsonl", "results.json", "results.csv"):
+    # the equivalence gate and the ceilings ran before the cells, in the same run
+    for name in ("run.json", "results.jsonl", "results.json", "results.csv", "verify.json",
+                 "ceilings.json"):
         assert (out / name).exists()
     cell = cells[_cell("pytorch", "mlp")]
     d = out / "cells" / cell["cell_id"]
     assert (d / "request.json").exists()
     cmd = (d / "command.txt").read_text()
     assert "CUDA_VISIBLE_DEVICES=''" in cmd and "pytorch_worker.py --request" in cmd
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in cmd and "XLA_PYTHON_CLIENT_PREALLOCATE=false" in cmd
+    import json
+    verdict = json.loads((out / "verify.json").read_text())
+    assert verdict["passed"] is True and verdict["rows"]
+    assert "cell_warnings" in json.loads((out / "results.json").read_text())
     assert (out / cell["stderr_log"]).exists()
     assert (tmp / "report" / "index.html").exists()
 

@@ -174,9 +174,15 @@ def test_worker_dies_with_a_killed_orchestrator(tmp_path):
     req = tmp_path / "results" / "cells" / "dummy-mlp-cpu-bs1-fp32" / "request.json"
     t0 = time.monotonic()
     workers = []
+    def cmdline(p):
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # a process that is starting or gone
+            return ""
+
     while not workers and time.monotonic() - t0 < 30:
         workers = [c for c in psutil.Process(proc.pid).children()
-                   if "dummy_worker.py" in " ".join(c.cmdline())]
+                   if "dummy_worker.py" in cmdline(c)]
         time.sleep(0.05)
     assert workers and req.exists()
     proc.send_signal(signal.SIGKILL)
