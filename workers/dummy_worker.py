@@ -7,6 +7,10 @@ strikes; `sleep_s` simulated work per phase; `fault_repeats` and `fault_batch_si
 repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
 "<batch_size>:<fault>:<phase>" strings, gives each batch size its own fault and phase, so one
 sweep covers many faults (it overrides `fault` and `phase` for the batch sizes it names).
+`sigkill` is a further fault (the worker SIGKILLs itself, as the kernel's OOM killer would).
+`echo: true` adds what the worker actually got to `settings`: its CPU set (after the harness's
+pinning, as every real worker does), the thread variables of its environment, its argv.
+In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Needs only the standard library, so it starts as fast as Python does.
 """
 from __future__ import annotations
@@ -50,6 +54,8 @@ def fault(kind: str) -> None:
     if kind == "huge_line":
         harness._OUT.write("x" * (80 * 1024 * 1024) + "\n")
         harness._OUT.flush()
+    if kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
     if kind == "silence":
         os._exit(0)
     if kind == "memory_error":
@@ -58,6 +64,13 @@ def fault(kind: str) -> None:
         hog = []
         while True:
             hog.append(bytearray(64 * 1024 * 1024))
+
+
+def _echo() -> dict:
+    env = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+           "TF_NUM_INTEROP_THREADS", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "PYTHONHASHSEED")
+    return {"cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else None, "env": {k: os.environ.get(k) for k in env}, "argv": sys.argv[1:]}
 
 
 def main() -> None:
@@ -79,12 +92,18 @@ def main() -> None:
         if int(bs) == request.get("batch_size"):
             kind, phase = plan_kind, plan_phase
     harness.apply_memory_limit(request)
+    affinity = harness.pin_cpu_threads(request)
+    if request.get("mode") == "verify":
+        harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy")
+        harness.emit("skip", reason="the dummy worker has no model to verify")
+        return
     if kind == "import_error":
         harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy")
         harness.emit("skip", reason="dummy framework is not installed (injected ImportError)")
         return
     harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy",
-                 framework_version="0", device_name="dummy", import_s=0.0)
+                 framework_version="0", device_name="dummy", import_s=0.0,
+                 cpu_affinity=affinity)
     try:
         for ph in PHASES:
             harness.progress(ph)
@@ -107,7 +126,8 @@ def main() -> None:
                                           for _ in range(5)]},
             "memory": {"peak_device_bytes": None,
                        "host_peak_rss_bytes": harness.peak_rss_bytes()},
-            "settings": {"threads": request.get("threads")},
+            "settings": {"threads": request.get("threads"),
+                         **(_echo() if opts.get("echo") else {})},
         })
     except MemoryError as exc:
         harness.emit("error", kind="oom", error_type="MemoryError", message=str(exc))
