@@ -21,16 +21,20 @@ ORIGINAL_OUT = "        return np.asarray(output, dtype=np.float32)\n"
 ORIGINAL_COUNT = ('        return {"trainable": int(sum(p.size for p in self.model.params)), '
                   '"non_trainable": 0}\n')
 ORIGINAL_FP32_ONLY = '        if r["precision"] != "fp32":\n'
+ORIGINAL_BATCH = "        return self._batch(split, index)\n"
 # unit roundoff of each precision: the gate must accept a framework that rounds like that
 ROUNDOFF = {"fp32": 2.0 ** -24, "bf16": 2.0 ** -8, "fp16": 2.0 ** -11}
+# ... and reject an error far beyond what its arithmetic gives (a wrong model): relative and
+# absolute, so it holds for outputs of any size
+REJECT = {"fp32": 0.01, "bf16": 0.25, "fp16": 0.05}
 
 
 def _plant(tmp_path: Path, monkeypatch, rel: float = 0.0, abs_: float = 0.0,
-           trainable_extra: int = 0, non_trainable: int = 0) -> None:
+           trainable_extra: int = 0, non_trainable: int = 0, other_batches: bool = False) -> None:
     d = tmp_path / "workers"
     shutil.copytree(ROOT / "workers", d, ignore=shutil.ignore_patterns("__pycache__"))
     src = (d / "numpy_worker.py").read_text()
-    for original in (ORIGINAL_OUT, ORIGINAL_COUNT, ORIGINAL_FP32_ONLY):
+    for original in (ORIGINAL_OUT, ORIGINAL_COUNT, ORIGINAL_FP32_ONLY, ORIGINAL_BATCH):
         assert original in src, "numpy_worker.py changed: update the planted framework"
     src = src.replace(ORIGINAL_OUT, "        out = np.asarray(output, dtype=np.float64)\n"
                       f"        return (out + {rel!r} * np.abs(out) + {abs_!r})"
@@ -39,6 +43,9 @@ def _plant(tmp_path: Path, monkeypatch, rel: float = 0.0, abs_: float = 0.0,
                       f"self.model.params)) + {trainable_extra}, "
                       f"\"non_trainable\": {non_trainable}}}\n")
     src = src.replace(ORIGINAL_FP32_ONLY, "        if False:\n")  # runs 'bf16' in fp32 math
+    if other_batches:   # what it reports having been fed differs from the canonical data
+        src = src.replace(ORIGINAL_BATCH, "        x, y = self._batch(split, index)\n"
+                          "        return x[::-1], y[::-1]\n")
     (d / "pytorch_worker.py").write_text(src)
     monkeypatch.setenv("MLBENCH_WORKERS_DIR", str(d))
 
@@ -92,11 +99,15 @@ def test_each_precision_accepts_its_rounding_and_rejects_more(tmp_path, capsys, 
     _plant(tmp_path, monkeypatch, rel=2 * ROUNDOFF[precision])
     rc, row, _ = _gate(tmp_path, capsys, precision)
     assert row["passed"] is True and rc == 0, row
-    # ... and an error three times the published tolerance must not
+    # ... an error three times the published tolerance must not ...
     from mlbench.verify import TOLERANCES
     tol = TOLERANCES[precision]
     _plant(tmp_path / "b", monkeypatch, rel=3 * tol["rtol"], abs_=3 * tol["atol"])
     rc, row, _ = _gate(tmp_path / "b", capsys, precision)
+    assert row["passed"] is False and rc == 1, row
+    # ... nor a wrong model, whatever the table says
+    _plant(tmp_path / "c", monkeypatch, rel=REJECT[precision], abs_=REJECT[precision])
+    rc, row, _ = _gate(tmp_path / "c", capsys, precision)
     assert row["passed"] is False and rc == 1, row
 
 
@@ -107,3 +118,10 @@ def test_low_precision_is_not_judged_by_the_fp32_tolerance(tmp_path, capsys, mon
         _plant(where, monkeypatch, rel=0.01)
         rc, row, _ = _gate(where, capsys, precision)
         assert row["passed"] is passes, (precision, row)
+
+
+def test_a_framework_fed_other_batches_fails_the_gate(tmp_path, capsys, monkeypatch):
+    _plant(tmp_path, monkeypatch, other_batches=True)
+    rc, row, _ = _gate(tmp_path, capsys)
+    assert row["passed"] is False and row["data_hash_equal"] is False, row
+    assert "batches" in row["reason"] and rc == 1

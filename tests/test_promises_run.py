@@ -227,3 +227,13 @@ def test_exclude_rules_remove_exactly_the_matching_cells(tmp_path, capsys):
     assert run_inproc(["run", "-c", str(conf), "--no-report"], capsys)[0] == 0
     ran = set(by_cell(tmp_path / "results"))
     assert ran == {"dummy-mlp-cpu-bs1-fp32", "dummy-mlp-cpu-bs1-bf16", "dummy-mlp-cpu-bs2-fp32"}
+
+
+def test_host_memory_is_sampled_by_the_parent_over_the_whole_process_tree(tmp_path, capsys):
+    # a child of the worker holds 200 MB for 1.5 s: the worker's own ru_maxrss cannot see it
+    conf = dummy_config(tmp_path, child_mb=200)
+    assert run_inproc(["run", "-c", str(conf), "--no-report"], capsys)[0] == 0
+    for cell in by_cell(tmp_path / "results").values():
+        own = cell["metrics"]["memory"]["host_peak_rss_bytes"]
+        assert own < 150 << 20, own
+        assert cell["host_peak_rss_bytes"] >= 200 << 20, cell["host_peak_rss_bytes"]

@@ -10,6 +10,8 @@ sweep covers many faults (it overrides `fault` and `phase` for the batch sizes i
 `sigkill` is a further fault (the worker SIGKILLs itself, as the kernel's OOM killer would).
 `echo: true` adds what the worker actually got to `settings`: its CPU set (after the harness's
 pinning, as every real worker does), the thread variables of its environment, its argv.
+`child_mb` (with `child_s`, default 1.5): in the train phase, a child process holds that many
+MB for that long; the worker's own ru_maxrss never sees it, only the parent's sampling does.
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Needs only the standard library, so it starts as fast as Python does.
 """
@@ -109,6 +111,11 @@ def main() -> None:
             harness.progress(ph)
             if sleep_s:
                 time.sleep(sleep_s)
+            if ph == "train" and opts.get("child_mb"):
+                subprocess.run([sys.executable, "-c", "import sys, time; b = b'x' * (int("
+                                "sys.argv[1]) << 20); time.sleep(float(sys.argv[2]))",
+                                str(int(opts["child_mb"])), str(opts.get("child_s", 1.5))],
+                               check=True)
             if ph == phase and kind != "none":
                 fault(kind)
         rng = random.Random(request.get("seed", 0) * 1000 + request.get("repeat", 0))
