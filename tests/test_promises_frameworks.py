@@ -8,6 +8,7 @@ framework that supports it (a regression that skips mixed precision must not pas
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import statistics
@@ -78,3 +79,16 @@ def test_results_csv_throughput_is_batch_over_median_step_time(tiny_run):
         train = c["metrics"]["train"]
         want = train["samples_per_step"] / statistics.median(train["step_times_s"])
         assert float(row["train_samples_per_s"]) == pytest.approx(want, rel=1e-9)
+
+
+def test_pytorch_agrees_with_the_numpy_reference_but_is_not_it(tmp_path, capsys):
+    # the gate's reference itself is checked: a real framework (another implementation of the
+    # same mlp, same weights and batches) agrees with it within fp32 tolerance, and the error is
+    # measured, not zero (a framework compared with itself would give exactly 0)
+    conf = write_config(tmp_path / "g.yaml", frameworks=["pytorch"], batch_sizes=[16], threads=1,
+                        models=[{"name": "mlp", "preset": "tiny"}])
+    rc, text, _ = run_inproc(["verify", "-c", str(conf), "--output", str(tmp_path / "g")], capsys)
+    rows = json.loads((tmp_path / "g" / "verify.json").read_text())["rows"]
+    row = next(r for r in rows if r["framework"] == "pytorch")
+    assert row["reference"] == "numpy" and row["passed"] is True and rc == 0, text
+    assert 0 < row["max_abs_err"] < 1e-4

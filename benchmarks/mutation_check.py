@@ -1,0 +1,538 @@
+"""Mutation check: do the tests notice the quiet bugs that would make mlbench publish wrong numbers?
+
+A curated set of small, realistic bugs (mutants), each: the file, the exact original snippet, its
+replacement, a one-line description and the fast tests related to it. One mutant at a time is
+applied to a scratch COPY of the repository (never the working tree: shutil.copytree into a
+temporary directory, without .git/.venv), and the related tests run there (PYTHONPATH pointing
+at the copy) under a per-mutant timeout. A mutant is
+
+  killed          the related tests fail (or time out, or cannot even be collected);
+  survived        they pass: a bug no test notices;
+  not applicable  its snippet is not in the file any more (the code moved): counted apart.
+
+Survivors are explained below (`equivalent=`: the change cannot alter behaviour, and why; or
+`guarded_by=`: the test that guards it lives on another branch). The kill rate is over the
+applicable mutants; the rate without the equivalent ones is printed too.
+
+    python benchmarks/mutation_check.py                 # all mutants, one at a time
+    python benchmarks/mutation_check.py --list          # the mutants, and whether each applies
+    python benchmarks/mutation_check.py --only verify-self-compare --only store-no-fsync
+    python benchmarks/mutation_check.py --baseline      # without the tests/test_promises_* files
+    python benchmarks/mutation_check.py --jobs 2        # mutants in parallel (a quiet machine)
+
+`--baseline` deselects the test files added for issue 15, so the same mutant set measures the
+suite before and after them. Never imports an ML framework itself.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEW_TESTS = "tests/test_promises_"   # the files issue 15 added (left out by --baseline)
+IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", ".pytest_cache",
+                                "results", "reports", "*.egg-info", ".mypy_cache", ".ruff_cache")
+
+R = "tests/test_promises_run.py::"
+G = "tests/test_promises_gate.py::"
+P = "tests/test_promises_report.py::"
+F = "tests/test_promises_frameworks.py::"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    what: str
+    tests: tuple[str, ...]
+    equivalent: str | None = None   # why this change cannot alter behaviour
+    guarded_by: str | None = None   # the test that kills it lives on another branch
+
+
+M = Mutant
+MUTANTS: list[Mutant] = [
+    # --- launcher: environment, classification, sampling -------------------------------------
+    M("launcher-tf-double-threads", "mlbench/launcher.py",
+      "        **{var: threads for var in _THREAD_VARS},\n",
+      "        **{var: (str(2 * int(threads)) if cell.framework == 'tensorflow' else threads)\n"
+      "           for var in _THREAD_VARS},\n",
+      "one framework given twice the threads",
+      (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs",
+       "tests/test_faults.py", "tests/test_resume.py::test_only_and_failed_rerun_just_those_cells")),
+    M("launcher-cpu-cell-sees-gpu", "mlbench/launcher.py",
+      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "",',
+      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "0",',
+      "a CPU cell can see GPU 0",
+      (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs", "tests/test_faults.py",
+       "tests/test_security.py::test_no_shell_between_mlbench_and_the_worker")),
+    M("launcher-sigkill-ok", "mlbench/launcher.py",
+      '            status, reason = "crashed", f"killed by {sig} before its final protocol message"',
+      '            status, reason = ("ok" if sig == "SIGKILL" else "crashed"), '
+      'f"killed by {sig} before its final protocol message"',
+      "a SIGKILLed worker recorded ok",
+      (R + "test_sigkilled_worker_is_crashed_never_ok", "tests/test_faults.py")),
+    M("launcher-no-diverged-reason", "mlbench/launcher.py",
+      '        prefix = "diverged: " if kind == "diverged" else f"{final.get(\'error_type\', '
+      '\'Error\')}: "',
+      '        prefix = f"{final.get(\'error_type\', \'Error\')}: "',
+      "a diverged loss reported as a plain error",
+      (R + "test_a_diverging_loss_is_failed_with_diverged", "tests/test_faults.py",
+       "tests/test_numpy_worker.py")),
+    M("launcher-oom-as-failed", "mlbench/launcher.py",
+      '        status = "oom" if kind == "oom" else "failed"',
+      '        status = "failed"',
+      "an out-of-memory error recorded as failed",
+      ("tests/test_faults.py",)),
+    M("launcher-timeout-as-crash", "mlbench/launcher.py",
+      "    elif timed_out:\n",
+      "    elif False:\n",
+      "a worker past its wall limit not recorded as timeout",
+      ("tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",)),
+    M("launcher-no-rss-sampling", "mlbench/launcher.py",
+      "                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))",
+      "                watch.peak_rss = max(watch.peak_rss, 0)",
+      "the parent never samples the worker's memory (ru_maxrss alone)",
+      (R + "test_host_memory_is_sampled_by_the_parent_over_the_whole_process_tree",
+       "tests/test_faults.py")),
+    M("launcher-rss-without-children", "mlbench/launcher.py",
+      "                total += child.memory_info().rss",
+      "                pass",
+      "the worker's children left out of its memory",
+      (R + "test_host_memory_is_sampled_by_the_parent_over_the_whole_process_tree",
+       "tests/test_faults.py")),
+    M("launcher-kill-pid-not-group", "mlbench/launcher.py",
+      "            os.killpg(pgid, sig)",
+      "            os.kill(proc.pid, sig)",
+      "a timeout kills the worker but not its grandchildren",
+      ("tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",)),
+    # --- store --------------------------------------------------------------------------------
+    M("store-no-fsync", "mlbench/store.py",
+      "                _write_all(fd, line)\n                os.fsync(fd)\n",
+      "                _write_all(fd, line)\n",
+      "the fsync on append removed",
+      (R + "test_every_appended_attempt_is_fsynced", "tests/test_resume.py")),
+    M("store-first-attempt-wins", "mlbench/store.py",
+      "        latest.pop(key, None)\n        latest[key] = a\n",
+      "        latest.setdefault(key, a)\n",
+      "the first attempt of a cell wins, not the latest",
+      ("tests/test_resume.py", "tests/test_report.py::test_latest_attempt_wins_and_failed_repeat_excluded")),
+    M("store-csv-throughput-from-latency", "mlbench/store.py",
+      '"train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,',
+      '"train_samples_per_s": (train.get("samples_per_step", 0) / statistics.median(inf)) '
+      'if inf else None,',
+      "the CSV's throughput column computed from latencies",
+      (P + "test_csv_throughput_is_batch_over_median_step_time", "tests/test_resume.py",
+       "tests/test_report.py::test_full_report_files")),
+    M("store-torn-line-fatal", "mlbench/store.py",
+      "    except (ValueError, TypeError, UnicodeDecodeError) as exc:\n"
+      "        what = \"torn last line\"",
+      "    except (TypeError, UnicodeDecodeError) as exc:\n        what = \"torn last line\"",
+      "a torn last line makes the store unreadable",
+      ("tests/test_resume.py::test_reader_skips_a_torn_last_line",
+       "tests/test_report.py::test_torn_last_line_is_tolerated")),
+    # --- runner: resume and archive -----------------------------------------------------------
+    M("runner-failed-counts-as-done", "mlbench/runner.py",
+      'DONE = ("ok", "skipped")',
+      'DONE = ("ok", "skipped", "failed", "oom", "crashed")',
+      "failed/oom/crashed cells treated as done by --resume",
+      (R + "test_resume_reruns_every_unfinished_status_and_nothing_done", "tests/test_resume.py")),
+    M("runner-interrupted-counts-as-done", "mlbench/runner.py",
+      'DONE = ("ok", "skipped")',
+      'DONE = ("ok", "skipped", "interrupted", "timeout")',
+      "interrupted/timed-out cells treated as done by --resume",
+      (R + "test_resume_reruns_every_unfinished_status_and_nothing_done", "tests/test_resume.py")),
+    M("runner-resume-ignores-fingerprint", "mlbench/runner.py",
+      '                                         and latest[c.key].get("fingerprint") == c.fingerprint)]',
+      "                                         )]",
+      "a cell whose request changed is not re-run by --resume",
+      (R + "test_resume_reruns_a_cell_whose_model_options_changed", "tests/test_resume.py")),
+    M("runner-archive-keeps-verify", "mlbench/runner.py",
+      '                 "verify.json", "verify"):',
+      '                 "verify"):',
+      "--archive leaves the earlier run's verify.json in place",
+      (R + "test_archive_moves_the_earlier_gate_result_aside", "tests/test_resume.py")),
+    M("runner-failed-exit-0", "mlbench/runner.py",
+      '        return 1 if any(a["status"] in FAILED for a in self.latest) else 0',
+      "        return 0",
+      "a run with failed cells exits 0",
+      ("tests/test_faults.py",)),
+    # --- matrix -------------------------------------------------------------------------------
+    M("matrix-exclude-ignored", "mlbench/matrix.py",
+      "                        if _excluded(config, fw, model.name, device, bs, prec):\n"
+      "                            continue\n",
+      "                        if _excluded(config, fw, model.name, device, bs, prec):\n"
+      "                            pass\n",
+      "exclude: rules ignored",
+      (R + "test_exclude_rules_remove_exactly_the_matching_cells", "tests/test_config.py")),
+    M("matrix-exclude-any-key", "mlbench/matrix.py",
+      "        if given and all(values[k]",
+      "        if given and any(values[k]",
+      "an exclude rule matches when any one of its keys matches",
+      (R + "test_exclude_rules_remove_exactly_the_matching_cells", "tests/test_config.py")),
+    M("matrix-model-options-not-fingerprinted", "mlbench/matrix.py",
+      '_NOT_FINGERPRINTED = ("cell_id", "repeat", "timeout_s")',
+      '_NOT_FINGERPRINTED = ("cell_id", "repeat", "timeout_s", "model_options")',
+      "changed model options do not change the fingerprint",
+      (R + "test_resume_reruns_a_cell_whose_model_options_changed", "tests/test_resume.py")),
+    M("matrix-jax-double-threads", "mlbench/matrix.py",
+      '"threads": threads, "tf32": config.tf32, "options": options,',
+      '"threads": threads * (2 if fw == "jax" else 1), "tf32": config.tf32, '
+      '"options": options,',
+      "one framework's request asks for twice the threads",
+      (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs", "tests/test_resume.py",
+       "tests/test_faults.py")),
+    # --- config -------------------------------------------------------------------------------
+    M("config-gate-off-by-default", "mlbench/config.py",
+      '    verify: bool = Field(True, description="run the equivalence gate before the cells")',
+      '    verify: bool = Field(False, description="run the equivalence gate before the cells")',
+      "the equivalence gate off unless asked for",
+      (R + "test_gate_and_ceilings_run_by_default", "tests/test_config.py")),
+    M("config-typos-ignored", "mlbench/config.py",
+      '    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)',
+      '    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)',
+      "a misspelt config key silently ignored",
+      ("tests/test_config.py",)),
+    # --- the equivalence gate -----------------------------------------------------------------
+    M("verify-self-compare", "mlbench/verify.py",
+      '        verdicts = {fw: ("numpy", _compare(r, ref, tol)) for fw, r in ok.items()}',
+      '        verdicts = {fw: ("numpy", _compare(r, r, tol)) for fw, r in ok.items()}',
+      "the mlp compared with itself instead of the numpy reference",
+      (G + "test_outputs_off_by_one_percent_fail_the_mlp_against_numpy",
+       G + "test_each_precision_accepts_its_rounding_and_rejects_more")),
+    M("verify-params-forced-equal", "mlbench/verify.py",
+      '        params_equal = r["params"] == r["expected_params"]',
+      "        params_equal = True",
+      "parameter counts forced equal",
+      (G + "test_different_parameter_counts_fail_the_gate",)),
+    M("verify-non-trainable-ignored", "mlbench/verify.py",
+      '        params_equal = r["params"] == r["expected_params"]',
+      '        params_equal = r["params"]["trainable"] == r["expected_params"]["trainable"]',
+      "non-trainable parameter counts ignored",
+      (G + "test_different_parameter_counts_fail_the_gate",)),
+    M("verify-fp32-tolerance-everywhere", "mlbench/verify.py",
+      "    tol = TOLERANCES[precision]\n",
+      '    tol = TOLERANCES["fp32"]\n',
+      "bf16/fp16 judged by the fp32 tolerance",
+      (G + "test_low_precision_is_not_judged_by_the_fp32_tolerance",
+       G + "test_each_precision_accepts_its_rounding_and_rejects_more")),
+    M("verify-bf16-tolerance-10x", "mlbench/verify.py",
+      '    "bf16": {"rtol": 5e-2, "atol": 5e-2,',
+      '    "bf16": {"rtol": 5e-1, "atol": 5e-1,',
+      "the bf16 tolerance ten times looser",
+      (G + "test_each_precision_accepts_its_rounding_and_rejects_more",)),
+    M("verify-fp16-tolerance-10x", "mlbench/verify.py",
+      '    "fp16": {"rtol": 1e-2, "atol": 1e-2,',
+      '    "fp16": {"rtol": 1e-1, "atol": 1e-1,',
+      "the fp16 tolerance ten times looser",
+      (G + "test_each_precision_accepts_its_rounding_and_rejects_more",)),
+    M("verify-data-hash-ignored", "mlbench/verify.py",
+      '        data_equal = r["batches_hash"] == want_hash',
+      "        data_equal = True",
+      "a framework fed other batches passes",
+      (G + "test_a_framework_fed_other_batches_fails_the_gate",)),
+    M("verify-nonfinite-check-dropped", "mlbench/verify.py",
+      "        ok &= bool(np.all(np.isfinite(x)))\n",
+      "",
+      "the explicit non-finite check of the outputs removed",
+      (G + "test_outputs_off_by_one_percent_fail_the_mlp_against_numpy",),
+      equivalent="a NaN or inf output already fails the line above: |nan - r| <= tol is False "
+                 "and |inf - r| is inf; the check only restates it"),
+    M("cli-verify-exit-0", "mlbench/cli.py",
+      "    raise typer.Exit(0 if report.passed else 1)",
+      "    raise typer.Exit(0)",
+      "`mlbench verify` exits 0 on a mismatch",
+      (G + "test_outputs_off_by_one_percent_fail_the_mlp_against_numpy",)),
+    M("cli-compare-exit-0", "mlbench/cli.py",
+      "    raise typer.Exit(1 if result.regressed else 0)",
+      "    raise typer.Exit(0)",
+      "`mlbench compare` exits 0 on a regression",
+      (P + "test_compare_exits_1_on_a_regression_and_0_without", "tests/test_compare.py")),
+    M("preflight-gate-ignores-no-verify", "mlbench/preflight.py",
+      "    if not config.verify or not frameworks:",
+      "    if not frameworks:",
+      "--no-verify still runs the gate",
+      (R + "test_no_verify_and_no_ceiling_really_skip", "tests/test_resume.py")),
+    M("preflight-ceiling-ignores-no-ceiling", "mlbench/preflight.py",
+      "    if not config.ceiling or not frameworks or not devices:",
+      "    if not frameworks or not devices:",
+      "--no-ceiling still measures the ceilings",
+      (R + "test_no_verify_and_no_ceiling_really_skip", "tests/test_resume.py")),
+    # --- stats --------------------------------------------------------------------------------
+    M("stats-ratio-interval-swapped", "mlbench/stats.py",
+      "            out[i] = _RATIO_CACHE[keys[i]] = Ratio(_median(xa) / _median(xb), "
+      "float(qs[0, j]),\n                                                   float(qs[1, j]), "
+      "na, nb)",
+      "            out[i] = _RATIO_CACHE[keys[i]] = Ratio(_median(xa) / _median(xb), "
+      "float(qs[1, j]),\n                                                   float(qs[0, j]), "
+      "na, nb)",
+      "the ratio interval's bounds swapped (high-low)",
+      (P + "test_the_ratio_interval_is_low_high_around_the_ratio", "tests/test_stats.py",
+       "tests/test_report.py::test_recommendation_states_ratio_interval")),
+    M("stats-bootstrap-one-sided", "mlbench/stats.py",
+      "        qs = np.quantile(meds, [alpha, 1 - alpha], axis=1)  # 2 x cells",
+      "        qs = np.quantile(meds, [alpha, 0.5], axis=1)  # 2 x cells",
+      "the interval's upper bound is the bootstrap median",
+      ("tests/test_stats.py", "tests/test_report.py::test_intervals_warnings_and_flops_per_cell")),
+    # --- aggregate ----------------------------------------------------------------------------
+    M("aggregate-attempt-throughput-from-latency", "mlbench/aggregate.py",
+      '            .with_columns((pl.col("samples_per_step") / pl.col("step_median"))'
+      '.alias("train_sps"))',
+      '            .with_columns((pl.col("samples_per_step") / pl.col("lat_median"))'
+      '.alias("train_sps"))',
+      "per-attempt throughput computed from latencies",
+      (P + "test_the_planted_winner_wins_every_aspect",
+       P + "test_the_ratio_interval_is_low_high_around_the_ratio",
+       "tests/test_report.py::test_intervals_warnings_and_flops_per_cell")),
+    M("aggregate-cell-throughput-from-latency", "mlbench/aggregate.py",
+      '        (pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"),',
+      '        (pl.col("samples_per_step") / pl.col("lat_median")).alias("train_sps"),',
+      "per-cell throughput (summary) computed from latencies",
+      (P + "test_report_summary_throughput_matches_the_raw_samples",
+       "tests/test_report.py::test_aggregation_from_raw_samples")),
+    M("aggregate-cpu-memory-is-device", "mlbench/aggregate.py",
+      '           .otherwise(pl.col("host_peak_rss_bytes")))',
+      '           .otherwise(pl.col("peak_device_bytes")))',
+      "a CPU cell's memory read from the (absent) device memory",
+      (P + "test_the_planted_winner_wins_every_aspect", "tests/test_report.py")),
+    # --- report -------------------------------------------------------------------------------
+    M("recommend-slowest-wins", "mlbench/report/recommend.py",
+      "    ranked = sorted(scores, key=lambda fw: (_geomean(scores[fw]), fw))",
+      "    ranked = sorted(scores, key=lambda fw: (-_geomean(scores[fw]), fw))",
+      "the slowest framework named the winner",
+      (P + "test_the_planted_winner_wins_every_aspect",
+       "tests/test_report.py::test_recommendation_clear_winner_with_repeats")),
+    M("recommend-latency-higher-wins", "mlbench/report/recommend.py",
+      '           "lat_iqr_rel", False, "inference p50 latency"),',
+      '           "lat_iqr_rel", True, "inference p50 latency"),',
+      "the highest latency named lowest-latency winner",
+      (P + "test_the_planted_winner_wins_every_aspect",
+       "tests/test_report.py::test_recommendation_clear_winner_with_repeats")),
+    M("recommend-interval-inverted", "mlbench/report/recommend.py",
+      '    a, b = (w["reps"], r["reps"]) if asp.higher_is_better else (r["reps"], w["reps"])',
+      '    a, b = (r["reps"], w["reps"]) if asp.higher_is_better else (w["reps"], r["reps"])',
+      "the interval of the inverse ratio printed (\"1.50x [0.54-0.82]\")",
+      (P + "test_the_ratio_interval_is_low_high_around_the_ratio",
+       "tests/test_report.py::test_recommendation_states_ratio_interval")),
+    M("recommend-interval-high-low", "mlbench/report/recommend.py",
+      'where += f", 95% CI of the ratio {rat.lo:.2f}–{rat.hi:.2f}"',
+      'where += f", 95% CI of the ratio {rat.hi:.2f}–{rat.lo:.2f}"',
+      "the interval printed high-low",
+      (P + "test_the_ratio_interval_is_low_high_around_the_ratio",
+       "tests/test_report.py::test_recommendation_states_ratio_interval")),
+    M("render-settings-unescaped", "mlbench/report/template.html.j2",
+      "<td><code>{{ r.settings|fmt('s') }}</code>",
+      "<td><code>{{ r.settings|safe }}</code>",
+      "one field (a cell's settings) rendered without escaping",
+      (P + "test_every_string_of_a_real_record_is_escaped",
+       "tests/test_report.py::test_strings_from_the_data_are_escaped")),
+    M("render-stderr-unescaped", "mlbench/report/template.html.j2",
+      "<pre>{{ f.stderr_tail }}</pre>",
+      "<pre>{{ f.stderr_tail|safe }}</pre>",
+      "a failure's stderr rendered without escaping",
+      (P + "test_every_string_of_a_real_record_is_escaped",
+       "tests/test_report.py::test_strings_from_the_data_are_escaped")),
+    M("render-figure-json-unescaped", "mlbench/report/render.py",
+      '    return (text.replace("<", "\\\\u003c").replace',
+      '    return (text.replace("<", "<").replace',
+      "figure JSON can close its <script> element",
+      (P + "test_every_string_of_a_real_record_is_escaped",
+       "tests/test_report.py::test_strings_from_the_data_are_escaped")),
+    # --- harness (shared worker runtime) ------------------------------------------------------
+    M("harness-no-divergence-check", "workers/harness.py",
+      '            if not (losses[-1] == losses[-1]) or losses[-1] in (float("inf"), '
+      'float("-inf")):',
+      "            if False:",
+      "the NaN/inf divergence check removed",
+      (R + "test_a_diverging_loss_is_failed_with_diverged", "tests/test_numpy_worker.py",
+       "tests/test_faults.py")),
+    M("harness-pin-one-cpu-more", "workers/harness.py",
+      "    if threads < len(allowed):\n        os.sched_setaffinity(0, allowed[:threads])\n"
+      "    return sorted(os.sched_getaffinity(0))",
+      "    if threads < len(allowed):\n        os.sched_setaffinity(0, allowed[:threads + 1])\n"
+      "    return sorted(os.sched_getaffinity(0))",
+      "workers pinned to one CPU more than their thread count",
+      (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs",
+       "tests/test_numpy_worker.py")),
+    M("harness-no-cpu-pinning", "workers/harness.py",
+      "        affinity = pin_cpu_threads(request)\n        t0 = time.perf_counter()",
+      "        affinity = sorted(os.sched_getaffinity(0))\n        t0 = time.perf_counter()",
+      "no CPU pinning for any framework",
+      (F + "test_every_framework_runs_on_the_same_cpus_with_the_same_threads",
+       "tests/test_numpy_worker.py")),
+    M("harness-sync-outside-timing", "workers/harness.py",
+      "            loss = self.sync(self.train_step(i))\n            dt = clock() - t0\n",
+      "            loss = self.train_step(i)\n            dt = clock() - t0\n"
+      "            loss = self.sync(loss)\n",
+      "the device sync moved out of the timed region",
+      ("tests/test_numpy_worker.py",),
+      guarded_by="the block-synced timing test of the worker-timing branch (issue 15 left it "
+                 "to that helper); numpy's sync is a no-op, so no fast test here can see it"),
+    # --- workers ------------------------------------------------------------------------------
+    M("pytorch-double-threads", "workers/pytorch_worker.py",
+      "            torch.set_num_threads(threads)",
+      "            torch.set_num_threads(2 * threads)",
+      "pytorch given twice the threads",
+      (F + "test_every_framework_runs_on_the_same_cpus_with_the_same_threads",
+       "tests/test_pytorch_worker.py::test_tiny_model_trains_evaluates_serves_and_learns")),
+    M("pytorch-bf16-always-skipped", "workers/pytorch_worker.py",
+      '        elif self.precision != "fp32":\n            self._probe_cpu_autocast()',
+      '        elif self.precision != "fp32":\n            raise SkipCell("mixed precision '
+      'skipped")',
+      "pytorch mixed precision always skipped on the CPU",
+      (F + "test_bf16_really_runs_on_the_cpu",
+       "tests/test_pytorch_worker.py::test_mixed_precision_on_cpu_runs_or_skips_with_a_reason")),
+    M("pytorch-bf16-runs-fp32", "workers/pytorch_worker.py",
+      '        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16,',
+      '        self.amp_dtype = {"fp32": None, "bf16": None,',
+      "pytorch 'bf16' silently computed in fp32",
+      (F + "test_bf16_really_runs_on_the_cpu",
+       "tests/test_pytorch_worker.py::test_mixed_precision_on_cpu_runs_or_skips_with_a_reason")),
+    M("tensorflow-double-threads", "workers/tensorflow_worker.py",
+      "            tf.config.threading.set_intra_op_parallelism_threads(threads)",
+      "            tf.config.threading.set_intra_op_parallelism_threads(2 * threads)",
+      "tensorflow given twice the threads",
+      (F + "test_every_framework_runs_on_the_same_cpus_with_the_same_threads",
+       "tests/test_tensorflow_worker.py::test_tiny_model_trains_evaluates_serves_and_learns")),
+    M("jax-pin-two-cpus", "workers/jax_worker.py",
+      "        os.sched_setaffinity(0, allowed[:threads])",
+      "        os.sched_setaffinity(0, allowed[:2 * threads])",
+      "jax pinned to twice its CPUs",
+      (F + "test_every_framework_runs_on_the_same_cpus_with_the_same_threads",),
+      equivalent="harness.main pins every CPU cell to `threads` CPUs before the worker's "
+                 "import_framework runs, so the jax worker's own pin sees exactly that many "
+                 "allowed CPUs and cannot widen the set; it is a second, redundant pin"),
+    M("numpy-no-bias-correction", "workers/numpy_worker.py",
+      "        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t",
+      "        c1, c2 = 1.0, 1.0",
+      "the numpy reference's Adam without bias correction",
+      ("tests/test_numpy_worker.py", F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
+    M("numpy-relu-leaks", "workers/numpy_worker.py",
+      "                h = np.maximum(h, 0.0)",
+      "                h = np.maximum(h, 0.01 * h)",
+      "the numpy reference's ReLU leaks",
+      ("tests/test_numpy_worker.py", F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
+]
+
+
+def applies(m: Mutant, root: Path = ROOT) -> str:
+    """'yes', 'not applicable' (snippet gone) or 'ambiguous' (more than one place)."""
+    try:
+        text = (root / m.file).read_text()
+    except OSError:
+        return "not applicable"
+    n = text.count(m.old)
+    return "yes" if n == 1 else "not applicable" if n == 0 else "ambiguous"
+
+
+def selection(m: Mutant, baseline: bool) -> list[str]:
+    return [t for t in m.tests if not (baseline and t.startswith(NEW_TESTS))]
+
+
+def run_one(m: Mutant, baseline: bool, timeout: float, python: str) -> tuple[str, float, str]:
+    t0 = time.monotonic()
+    state = applies(m)
+    if state != "yes":
+        return state, 0.0, ""
+    tests = selection(m, baseline)
+    if not tests:
+        return "survived", 0.0, "no related test"
+    with tempfile.TemporaryDirectory(prefix=f"mut-{m.name}-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(ROOT, copy, ignore=IGNORE)
+        target = copy / m.file
+        target.write_text(target.read_text().replace(m.old, m.new, 1))
+        env = {k: v for k, v in os.environ.items() if k not in ("MLBENCH_WORKERS_DIR",)}
+        env["PYTHONPATH"] = str(copy)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        try:
+            proc = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                   "-W", "ignore::pytest.PytestUnknownMarkWarning", *tests],
+                                  cwd=copy, env=env, capture_output=True, text=True,
+                                  timeout=timeout, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            return "killed", time.monotonic() - t0, "timeout"
+    tail = (proc.stdout.strip().splitlines() or [""])[-1]
+    if proc.returncode == 0:
+        return "survived", time.monotonic() - t0, tail
+    if proc.returncode == 5:
+        return "error", time.monotonic() - t0, "no tests collected: " + tail
+    return "killed", time.monotonic() - t0, tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", action="append", default=[], help="run just this mutant (repeat)")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--baseline", action="store_true",
+                    help=f"leave out the {NEW_TESTS}* files (the suite before issue 15)")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants at once (default 1)")
+    ap.add_argument("--timeout", type=float, default=420, help="seconds per mutant")
+    ap.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
+    args = ap.parse_args(argv)
+
+    names = [m.name for m in MUTANTS]
+    assert len(set(names)) == len(names), "mutant names must be unique"
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    unknown = set(args.only) - set(names)
+    if unknown:
+        print(f"error: unknown mutant(s) {', '.join(sorted(unknown))} (--only)", file=sys.stderr)
+        return 2
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:<42} {applies(m):<15} {m.file:<32} {m.what}")
+        return 0
+
+    t0 = time.monotonic()
+    print(f"{len(chosen)} mutant(s){' (baseline: without ' + NEW_TESTS + '*)' if args.baseline else ''}"
+          f", {args.jobs} at a time, {args.timeout:g} s each at most", flush=True)
+    results: dict[str, tuple[str, float, str]] = {}
+
+    def job(m: Mutant):
+        res = run_one(m, args.baseline, args.timeout, args.python)
+        print(f"{res[0]:<15} {res[1]:6.1f} s  {m.name:<42} {m.what}"
+              + (f"  [{res[2]}]" if res[0] != "killed" and res[2] else ""), flush=True)
+        return m.name, res
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for name, res in pool.map(job, chosen):
+            results[name] = res
+
+    by = {m.name: m for m in chosen}
+    killed = [n for n, r in results.items() if r[0] == "killed"]
+    survived = [n for n, r in results.items() if r[0] == "survived"]
+    errors = [n for n, r in results.items() if r[0] == "error"]
+    na = [n for n, r in results.items() if r[0] in ("not applicable", "ambiguous")]
+    applicable = len(killed) + len(survived) + len(errors)
+    equivalent = [n for n in survived if by[n].equivalent]
+    print()
+    print(f"killed {len(killed)} / {applicable} applicable"
+          f" = {100 * len(killed) / applicable if applicable else 0:.0f}%"
+          f"; without the {len(equivalent)} equivalent:"
+          f" {100 * len(killed) / max(1, applicable - len(equivalent)):.0f}%"
+          f"; not applicable {len(na)}; errors {len(errors)}")
+    if survived:
+        print("survivors:")
+        for n in survived:
+            m = by[n]
+            why = (f"equivalent: {m.equivalent}" if m.equivalent else
+                   f"guarded elsewhere: {m.guarded_by}" if m.guarded_by else "NOT EXPLAINED")
+            print(f"  {n}: {m.what} -- {why}")
+    for n in na:
+        print(f"  {n}: {results[n][0]} ({by[n].file}: snippet {'gone' if results[n][0] == 'not applicable' else 'not unique'})")
+    print(f"wall time {time.monotonic() - t0:.0f} s")
+    unexplained = [n for n in survived if not (by[n].equivalent or by[n].guarded_by)]
+    return 1 if unexplained or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
