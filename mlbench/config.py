@@ -25,10 +25,11 @@ SAFE_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_NODES = 100_000  # a config is small; more means alias bombs (`a: &a [..]; b: [*a, *a, ..]`)
 MAX_DEPTH = 32
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB: beyond any machine; larger is a typo
-# Below this a CPU worker cannot even import numpy and start under the address-space cap
-# (measured: 140 MB on 2 cores; OpenBLAS reserves per-thread buffers, so more cores need more;
-# `python benchmarks/memory_floor.py` prints the floor of this machine).
-MIN_MEMORY_MB = 256
+# Below this no CPU worker can even import numpy and start under the address-space cap (floor
+# measured by `python benchmarks/memory_floor.py`: 131 MB with one thread, 171 MB with two;
+# OpenBLAS reserves ~40 MB per thread, so a many-core cell needs more: what falls between this
+# and its own floor is recorded `oom` by the worker and the launcher).
+MIN_MEMORY_MB = 160
 MAX_ECHO = 80  # a value echoed in an error is cut to this many characters
 
 PosInt = Annotated[int, Field(gt=0)]
