@@ -80,14 +80,20 @@ class ModelEntry(_Strict):
         base = s.PRESETS.get(self.name, {}).get(self.preset or s.DEFAULT_PRESET[self.name], {})
         for key, value in self.options.items():
             if isinstance(base.get(key), (int, list)) and not isinstance(base.get(key), bool):
-                _check_size_option(self.name, key, value)
+                try:
+                    _check_size_option(self.name, key, value)
+                except ValueError as exc:
+                    raise _KeyError(str(exc), ("options", key)) from None
         try:
             spec = s.model_spec(self.name, opts)
         except s.SpecError as exc:
             raise ValueError(str(exc)) from None
         if self.data is not None:
             from . import userdata
-            userdata.check(self.data, spec)
+            try:
+                userdata.check(self.data, spec)
+            except ValueError as exc:
+                raise _KeyError(str(exc), ("data",)) from None
         return self
 
     @property
@@ -358,7 +364,7 @@ def _absolute_data_paths(raw: dict, base: Path) -> dict:
         return raw
     fixed = []
     for m in models:
-        if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"] \
+        if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"].strip() \
                 and not Path(m["data"]).is_absolute():
             m = {**m, "data": str(base / m["data"])}
         fixed.append(m)
