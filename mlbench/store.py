@@ -152,7 +152,21 @@ def _cut(text: str, n: int) -> str:
 
 
 def load(path: str | Path) -> Loaded:
-    """Load a store from a run directory, its results.jsonl, or a results.json."""
+    """Load a store from a run directory, its results.jsonl, or a results.json. Every record
+    skipped is told on stderr (`warning: <file>:<line>: ...`), at most MAX_SHOWN of them."""
+    loaded = _load(path)
+    for w in loaded.warnings[:MAX_SHOWN]:
+        print(f"warning: {w}", file=sys.stderr)
+    if len(loaded.warnings) > MAX_SHOWN:
+        print(f"warning: {len(loaded.warnings) - MAX_SHOWN} more records skipped",
+              file=sys.stderr)
+    return loaded
+
+
+MAX_SHOWN = 5
+
+
+def _load(path: str | Path) -> Loaded:
     p = Path(path)
     if p.is_dir():
         run = read_run(p / RUN_JSON).raw if _present(p / RUN_JSON) else {}
@@ -160,7 +174,7 @@ def load(path: str | Path) -> Loaded:
             attempts, warnings = read_jsonl(p / RESULTS_JSONL)
             return Loaded(run, attempts, warnings)
         if _present(p / RESULTS_JSON):
-            return load(p / RESULTS_JSON)
+            return _load(p / RESULTS_JSON)
         raise UserError("no results.jsonl or results.json in this directory", str(p))
     if not _present(p):
         raise UserError("results file not found", str(p))
