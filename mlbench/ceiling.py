@@ -132,7 +132,7 @@ def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict 
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CEILINGS_JSON
     host = _host_key()
-    doc = load(run_dir) or {}
+    doc = load(run_dir, cache=True) or {}
     if doc.get("host") != host:
         doc = {}
     doc = {"schema": 1, "host": host, "entries": doc.get("entries") or {}}
@@ -162,15 +162,37 @@ def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict 
     return best_flops(doc)
 
 
-def load(run_dir) -> dict | None:
-    """ceilings.json of a run directory (or of the directory holding a results file)."""
+def load(run_dir, cache: bool = False) -> dict | None:
+    """ceilings.json of a run directory (or of the directory holding a results file), validated
+    (records.Ceilings). None when there is none; a damaged one is a UserError (exit 2), or,
+    with `cache` (the sweep reusing its own measurements), None: it is measured again."""
+    from pydantic import ValidationError
+
+    from . import guards, records
+    from .errors import UserError
     p = Path(run_dir)
     p = p if p.is_dir() else p.parent
-    try:
-        doc = json.loads((p / CEILINGS_JSON).read_text())
-    except (OSError, ValueError):
+    f = p / CEILINGS_JSON
+    if not (f.exists() or f.is_symlink()):
         return None
-    return doc if isinstance(doc, dict) else None
+    try:
+        guards.regular_file(f, CEILINGS_JSON, guards.MAX_CONFIG_BYTES)
+        try:
+            doc = records.parse_json(f.read_bytes())
+        except (OSError, records.BadJSON) as exc:
+            raise UserError(f"ceilings.json is not valid JSON ({exc})", str(f)) from None
+        if not isinstance(doc, dict):
+            raise UserError("ceilings.json is not mlbench output (not a JSON object)", str(f))
+        try:
+            records.Ceilings.model_validate(doc)
+        except ValidationError as exc:
+            raise UserError(f"ceilings.json is not mlbench output ({records.first_problem(exc)})"
+                            "; delete it to measure again", str(f)) from None
+    except UserError:
+        if cache:
+            return None
+        raise
+    return doc
 
 
 def best_flops(doc: dict | None) -> dict:

@@ -6,6 +6,7 @@ comma-separated and repeated. Must not import any ML framework.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, catalog, config as cfg, gpu, sysinfo
+from . import __version__, catalog, config as cfg, gpu, guards, sysinfo
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,6 +28,13 @@ LIST_OPTIONS = ("--frameworks", "--models", "--devices", "--batch-sizes", "--pre
                 "--only")
 
 ListOpt = Optional[list[str]]
+MAX_ERROR_CHARS = 2000  # an echoed value is cut long before this; a safety net for the line
+_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def expand_list_args(argv: list[str]) -> list[str]:
@@ -34,7 +42,7 @@ def expand_list_args(argv: list[str]) -> list[str]:
     out: list[str] = []
     current = None
     for arg in argv:
-        if arg.startswith("-"):
+        if arg.startswith("-") and not (current and _NUMBER.fullmatch(arg)):
             name, eq, value = arg.partition("=")
             current = name if name in LIST_OPTIONS else None
             if current and eq:
@@ -96,37 +104,76 @@ def run(
                  "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
                  "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
-    hooks = progress.RichHooks(err_console)
+    for note in cfg.notes(conf):
+        err_console.print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
+    if report:  # checked before any cell: a finished sweep must not die on its report folder
+        guards.writable_dir(rep_dir, "report directory")
+    hooks = progress.RichHooks(err_console)
     outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
                                hooks)
     prefix = ["mlbench", "run", "--output", str(out_dir)]
     progress.print_summary(outcome, err_console, prefix)
     if report and outcome.latest:
-        try:
-            from .report import build_report
-            index = build_report(out_dir, rep_dir)
-            err_console.print(f"report: {escape(str(index))}")
-        except UserError as exc:
-            err_console.print(f"[yellow]report not written: {escape(str(exc))}[/]")
+        _report_after_sweep(out_dir, rep_dir)
     raise typer.Exit(outcome.exit_code)
+
+
+def _report_after_sweep(out_dir: Path, rep_dir: Path) -> None:
+    """The results are stored already; whatever goes wrong here is a warning and the command
+    that builds the report later, never an error that hides a finished sweep."""
+    import shlex
+    later = shlex.join(["mlbench", "report", "--results", str(out_dir), "--output",
+                        str(rep_dir)])
+    try:
+        from .report import build_report
+        index = build_report(out_dir, rep_dir)
+        err_console.print(f"report: {escape(str(index))}")
+    except Exception as exc:  # noqa: BLE001 - the sweep's results are safe whatever this is
+        what = str(exc) if isinstance(exc, UserError) else \
+            f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        err_console.print(f"warning: report not written: {escape(_cut(what, 300))}; the results "
+                          f"are stored in {escape(str(out_dir))}; build the report later with: "
+                          f"{escape(later)}", highlight=False, soft_wrap=True)
 
 
 def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mode: str):
     """A new run reads --config (or the default); --resume/--only/--failed reuse the run's stored
-    config unless --config is given; command-line overrides apply on top of either (cells whose
-    request changed run again)."""
-    if mode != "new" and path is None:
+    config, with command-line overrides on top (cells whose request changed run again). A
+    --config given with them must be the run's own config: another file would mix two sweeps'
+    cells in one run, so it is refused with the keys that differ."""
+    if mode != "new":
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
-        if not stored.exists():
-            raise UserError("nothing to resume: no run.json here", str(out_dir))
-        import json
-        try:
-            raw = json.loads(stored.read_text())["config"]
-        except (ValueError, KeyError, TypeError):
-            raise UserError("run.json is not mlbench output", str(stored)) from None
-        return cfg.validate(raw, str(stored), overrides), out_dir
+        if not (stored.exists() or stored.is_symlink()):
+            if path is None:
+                raise UserError("nothing to resume: no run.json here", str(out_dir))
+        else:
+            from . import store
+            guards.run_layout(out_dir)
+            raw = store.read_run(stored).config
+            stored_conf = cfg.validate(raw, str(stored), overrides)
+            if path is None:
+                return stored_conf, out_dir
+            conf = cfg.load_config(path, overrides)
+            changed = cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
+            from .matrix import expand
+            before = {c.cell_id for c in expand(stored_conf)}
+            after = {c.cell_id for c in expand(conf)}
+            if before != after:
+                diff = sorted(after - before) or sorted(before - after)
+                raise UserError(
+                    f"--{mode} with a config whose cells differ from the run's "
+                    f"({len(after - before)} new, {len(before - after)} gone, e.g. {diff[0]}); "
+                    f"changed: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}. "
+                    "One run holds one sweep: resume without --config, or start a new run with "
+                    "--archive or another --output", f"{path}: {changed[0] if changed else ''}")
+            if changed:
+                err_console.print(
+                    f"warning: the config differs from the run's stored one in "
+                    f"{escape(', '.join(changed[:6]))}{' ...' if len(changed) > 6 else ''}; "
+                    "cells whose request changed run again", highlight=False, soft_wrap=True)
+            return conf, out_dir
     conf = cfg.load_config(path, overrides)
     return conf, output or Path(conf.output_dir)
 
@@ -168,7 +215,12 @@ def report(
 ) -> None:
     """Write the HTML report (and summary.csv, aggregated.parquet) for a run."""
     from .report import build_report
-    index = build_report(results, output)
+    guards.writable_dir(output, "report directory")
+    try:
+        index = build_report(results, output)
+    except OSError as exc:
+        raise UserError(f"could not write the report: {exc.strerror or exc}",
+                        str(exc.filename or output)) from None
     err_console.print(f"report: {escape(str(index))}")
 
 
@@ -231,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = app(args=args, prog_name="mlbench", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
     except UserError as exc:
-        err_console.print(f"error: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: {escape(_cut(str(exc), MAX_ERROR_CHARS))}", highlight=False,
+                          soft_wrap=True)
         return 2
     except typer.Exit as exc:
         return exc.exit_code

@@ -16,7 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from . import catalog
+from . import catalog, fwoptions
 from .errors import UserError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quick_test.yaml"
@@ -25,6 +25,12 @@ SAFE_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_NODES = 100_000  # a config is small; more means alias bombs (`a: &a [..]; b: [*a, *a, ..]`)
 MAX_DEPTH = 32
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB: beyond any machine; larger is a typo
+# Below this no CPU worker can even import numpy and start under the address-space cap (floor
+# measured by `python benchmarks/memory_floor.py`: 131 MB with one thread, 171 MB with two;
+# OpenBLAS reserves ~40 MB per thread, so a many-core cell needs more: what falls between this
+# and its own floor is recorded `oom` by the worker and the launcher).
+MIN_MEMORY_MB = 160
+MAX_ECHO = 80  # a value echoed in an error is cut to this many characters
 
 PosInt = Annotated[int, Field(gt=0)]
 
@@ -53,8 +59,16 @@ class ModelEntry(_Strict):
     @classmethod
     def _safe_label(cls, v: str | None) -> str | None:
         if v is not None and not SAFE_LABEL_RE.fullmatch(v):
-            raise ValueError("label may use letters, digits, '.', '_' and '-' only "
-                             "(it becomes part of a directory name)")
+            raise ValueError(f"label {_short(v)} is not allowed: 1 to 64 characters, letters, "
+                             "digits, '.', '_' and '-', starting with a letter or digit (it "
+                             "becomes part of a directory name)")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _data_path(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("data is empty; give the path of an .npz file or leave it out")
         return v
 
     @model_validator(mode="after")
@@ -63,11 +77,33 @@ class ModelEntry(_Strict):
         opts = dict(self.options)
         if self.preset is not None:
             opts["preset"] = self.preset
+        base = s.PRESETS.get(self.name, {}).get(self.preset or s.DEFAULT_PRESET[self.name], {})
+        for key, value in self.options.items():
+            if isinstance(base.get(key), (int, list)) and not isinstance(base.get(key), bool):
+                try:
+                    _check_size_option(self.name, key, value)
+                except ValueError as exc:
+                    raise _KeyError(str(exc), ("options", key)) from None
         try:
-            s.model_spec(self.name, opts)
+            spec = s.model_spec(self.name, opts)
         except s.SpecError as exc:
             raise ValueError(str(exc)) from None
+        if self.data is not None:
+            from . import userdata
+            try:
+                userdata.check(self.data, spec)
+            except ValueError as exc:
+                raise _KeyError(str(exc), ("data",)) from None
         return self
+
+    @property
+    def data_info(self):
+        """Rows and dtype note of the user's data (None without data); cached per file."""
+        if self.data is None:
+            return None
+        from . import userdata
+        opts = {**self.options, "preset": self.preset or catalog.specs().DEFAULT_PRESET[self.name]}
+        return userdata.check(self.data, catalog.specs().model_spec(self.name, opts))
 
     @property
     def model_options(self) -> dict:
@@ -93,6 +129,15 @@ class FrameworkSettings(_Strict):
     python: str | None = Field(None, description="interpreter to run this framework's worker")
     options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
         default_factory=dict)
+
+    @field_validator("options", mode="after")
+    @classmethod
+    def _finite(cls, v: dict) -> dict:
+        for key, value in v.items():
+            if isinstance(value, float) and value != value or value in (float("inf"),
+                                                                        float("-inf")):
+                raise ValueError(f"option {key!r} must be finite, got {value!r}")
+        return v
 
     @field_validator("python")
     @classmethod
@@ -150,13 +195,13 @@ class Config(_Strict):
     repeats: int = Field(1, gt=0, le=1000)
     threads: int = Field(0, ge=0, le=4096, description="0: one per physical core")
     timeout_s: float = Field(900, gt=0, le=7 * 24 * 3600, allow_inf_nan=False)
-    memory_limit_mb: int | None = Field(None, gt=0, le=MAX_MEMORY_MB)
+    memory_limit_mb: int | None = Field(None, ge=MIN_MEMORY_MB, le=MAX_MEMORY_MB)
     tf32: bool = False
     init: Literal["canonical", "framework"] = Field(
         "canonical", description="canonical: every framework starts from the same weights")
     verify: bool = Field(True, description="run the equivalence gate before the cells")
     ceiling: bool = Field(True, description="measure each device's matmul ceiling (for MFU)")
-    output_dir: str = "results"
+    output_dir: str = Field("results", min_length=1)
     exclude: list[Exclude] = Field(default_factory=list)
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)
 
@@ -199,6 +244,33 @@ class Config(_Strict):
             out[_check_choice(catalog.canonical_framework(k), allowed, "framework")] = s
         return out
 
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("output_dir is blank; name a directory (default: results)")
+        if "\x00" in v:
+            raise ValueError("output_dir contains a NUL character")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        """What no single key can check: options of frameworks, enough samples per batch."""
+        for fw, settings in self.framework_settings.items():
+            for key, problem in fwoptions.problems(fw, dict(settings.options)):
+                raise _KeyError(problem, ("framework_settings", fw, "options", key))
+        for i, m in enumerate(self.models):
+            info = m.data_info
+            rows = info.train_rows if info else (m.train_samples or self.train_samples)
+            big = max(self.batch_sizes)
+            if rows < 2 * big:
+                loc = (("models", i, "data") if info else ("models", i, "train_samples")
+                       if m.train_samples else ("train_samples",))
+                raise _KeyError(f"{rows} training samples make fewer than two batches of "
+                                f"{big} (the first step is timed apart from the steady state); "
+                                f"give at least {2 * big} samples or smaller batch_sizes", loc)
+        return self
+
     @field_validator("models", mode="after")
     @classmethod
     def _labels_unique(cls, v: list[ModelEntry]) -> list[ModelEntry]:
@@ -210,9 +282,35 @@ class Config(_Strict):
         return v
 
 
+class _KeyError(ValueError):
+    """A cross-key problem that belongs to one key path (reported there, not at the top)."""
+
+    def __init__(self, msg: str, loc: tuple):
+        super().__init__(msg)
+        self.loc = loc
+
+
+def _check_size_option(model: str, key: str, value: Any) -> None:
+    """Size options (input_dim, hidden, widths, ...) are positive integers, or lists of them:
+    `hidden: [-5]` or `input_dim: 0` would only fail inside a worker, an hour later."""
+    if key == "preset":
+        return
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise ValueError(f"option {key!r} of model {model} is an empty list")
+    for x in items:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise ValueError(f"option {key!r} of model {model} must be a positive integer"
+                             f"{' or a list of them' if isinstance(value, list) else ''}, "
+                             f"got {_short(x)}")
+        if not 0 < x <= 1_000_000:
+            raise ValueError(f"option {key!r} of model {model} must be between 1 and "
+                             f"1,000,000, got {x}")
+
+
 def _check_device(d: str) -> str:
     if not DEVICE_RE.fullmatch(d):
-        raise ValueError(f"malformed device {d!r}; use 'cpu' or 'cuda:N' (e.g. cuda:0)")
+        raise ValueError(f"malformed device {_short(d)}; use 'cpu' or 'cuda:N' (e.g. cuda:0)")
     return d
 
 
@@ -220,7 +318,7 @@ def _unique(values: list, what: str) -> list:
     seen = []
     for x in values:
         if x in seen:
-            raise ValueError(f"duplicate {what} {x!r}")
+            raise ValueError(f"duplicate {what} {_short(x)}")
         seen.append(x)
     return values
 
@@ -229,25 +327,31 @@ def _check_choice(value: str, allowed: tuple[str, ...], what: str,
                   shown: tuple[str, ...] | None = None) -> str:
     if value in allowed:
         return value
-    close = difflib.get_close_matches(str(value), allowed, n=1)
+    close = difflib.get_close_matches(str(value)[:200], allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"unknown {what} {value!r}{hint}; allowed: {', '.join(shown or allowed)}")
+    raise ValueError(f"unknown {what} {_short(value)}{hint}; allowed: "
+                     f"{', '.join(shown or allowed)}")
 
 
 # ---------------------------------------------------------------------------------------------
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Load, override and validate. Every problem becomes a UserError naming file and key."""
+    from . import guards
     p = Path(path) if path is not None else DEFAULT_CONFIG
     where = str(path) if path is not None else f"embedded default {DEFAULT_CONFIG.name}"
+    if not str(p).strip():
+        raise UserError("config path is empty", "--config")
+    # a FIFO would block forever, /dev/zero would never end: regular files of sane size only
+    guards.regular_file(p, "config file", guards.MAX_CONFIG_BYTES)
     try:
-        text = p.read_bytes()
-    except FileNotFoundError:
-        raise UserError("config file not found", str(p)) from None
-    except IsADirectoryError:
-        raise UserError("config path is a directory, not a YAML file", str(p)) from None
+        with open(p, "rb") as fh:
+            text = fh.read(guards.MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read config: {exc.strerror}", str(p)) from None
+    if len(text) > guards.MAX_CONFIG_BYTES:
+        raise UserError(f"config file is too large (over {guards.MAX_CONFIG_BYTES:,} bytes)",
+                        str(p))
     raw = parse_yaml(text, where)
     return validate(_absolute_data_paths(raw, p.resolve().parent), where, overrides)
 
@@ -260,7 +364,7 @@ def _absolute_data_paths(raw: dict, base: Path) -> dict:
         return raw
     fixed = []
     for m in models:
-        if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"] \
+        if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"].strip() \
                 and not Path(m["data"]).is_absolute():
             m = {**m, "data": str(base / m["data"])}
         fixed.append(m)
@@ -274,6 +378,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base`: merged keys may be overridden, as yaml.safe_load does
             key = self.construct_object(key_node, deep=True)
             try:
                 hashable = key in seen or True
@@ -347,36 +453,100 @@ def _check_shape(raw: Any, where: str) -> None:
 def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> Config:
     _check_shape(raw, where)
     data = dict(raw)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
+    given = {k for k, v in (overrides or {}).items() if v is not None}
+    for key in given:
+        data[key] = overrides[key]
     try:
-        return Config.model_validate(data)
+        conf = Config.model_validate(data)
     except ValidationError as exc:
-        # A typo shows up twice (an unknown key and a missing one): name the typo first.
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        err = errors[0]
-        loc = _loc(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "missing required key"
-        elif err["type"] == "too_short":
-            msg = "empty list; give at least one value"
-        elif err["type"] == "extra_forbidden":
-            key = err["loc"][-1]
-            parent = _fields_at(err["loc"][:-1])
-            close = difflib.get_close_matches(str(key), parent, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            msg = f"unknown key {key!r}{hint}"
-        elif err["type"] in ("int_parsing", "int_type", "float_parsing", "string_type",
-                             "list_type", "bool_parsing", "dict_type", "model_type",
-                             "int_from_float", "bool_type", "float_type"):
-            msg = f"{msg}, got {_short(err.get('input'))}"
-        origin = "command line" if loc.split(".")[0].split("[")[0] in (overrides or {}) and \
-            (overrides or {}).get(loc.split(".")[0].split("[")[0]) is not None else where
-        raise UserError(msg, f"{origin}: {loc}" if loc else origin) from None
+        raise _user_error(exc, list(data), where, given) from None
     except RecursionError:
         raise UserError("config is recursive (a YAML alias refers to itself)", where) from None
+    from . import matrix  # here, not at the top: matrix imports this module
+    if not matrix.expand(conf):
+        origin = "command line" if given else where
+        raise UserError("the exclude rules remove every cell: nothing would run (loosen "
+                        "exclude, or add frameworks, models, devices or batch sizes)",
+                        f"{origin}: exclude" if conf.exclude else origin)
+    return conf
+
+
+def _user_error(exc: ValidationError, order: list[str], where: str, given: set) -> UserError:
+    """One line for the first problem in file order (a missing key comes last: it must not
+    hide a real bad key), with a count of the others."""
+    def rank(e: dict) -> tuple:
+        top = str(e["loc"][0]) if e["loc"] else ""
+        return (e["type"] == "missing", order.index(top) if top in order else len(order))
+
+    errors = sorted((_normalise(e) for e in exc.errors()), key=rank)
+    err = errors[0]
+    loc = _loc(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        msg = "missing required key"
+    elif err["type"] == "too_short":
+        msg = "empty list; give at least one value"
+    elif err["type"] == "extra_forbidden":
+        key = err["loc"][-1]
+        parent = _fields_at(err["loc"][:-1])
+        close = difflib.get_close_matches(str(key)[:200], parent, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        msg = f"unknown key {_short(key)}{hint}"
+    elif err["type"] in ("int_parsing", "int_type", "float_parsing", "string_type",
+                         "list_type", "bool_parsing", "dict_type", "model_type",
+                         "int_from_float", "bool_type", "float_type", "literal_error",
+                         "greater_than_equal", "greater_than", "less_than_equal",
+                         "string_too_short"):
+        msg = f"{msg}, got {_short(err.get('input'))}"
+        if loc == "memory_limit_mb" and err["type"] == "greater_than_equal":
+            msg += (f"; below {MIN_MEMORY_MB} MB a worker cannot even import numpy and start "
+                    "(use at least that, or leave memory_limit_mb out)")
+    others = len(errors) - 1
+    if others:
+        msg += f" (and {others} more problem{'s' if others > 1 else ''}: " + ", ".join(
+            _loc(e["loc"]) or "(top level)" for e in errors[1:4]) + (" ..." if others > 3
+                                                                      else "") + ")"
+    origin = "command line" if loc.split(".")[0].split("[")[0] in given else where
+    return UserError(msg, f"{origin}: {loc}" if loc else origin)
+
+
+def _normalise(err: dict) -> dict:
+    """A cross-key check names its own key path (see _KeyError)."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _KeyError):
+        return {**err, "loc": tuple(err["loc"]) + tuple(cause.loc), "msg": str(cause)}
+    return err
+
+
+def notes(config: Config) -> list[str]:
+    """Warnings about a valid config: options for a framework that is not in the sweep (they
+    would be silently unused), the user's data cast to the model's dtype."""
+    out = []
+    for fw, settings in config.framework_settings.items():
+        if fw not in config.frameworks and settings.options:
+            out.append(f"framework_settings.{fw}.options are not used: {fw} is not in "
+                       f"frameworks ({', '.join(config.frameworks)})")
+    for m in config.models:
+        info = m.data_info
+        if info is not None and info.note:
+            out.append(info.note)
+    return out
+
+
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two dumped configs (output_dir aside: where a
+    run lives is the command line's business)."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        if not prefix and key == "output_dir":
+            continue
+        va, vb = a.get(key), b.get(key)
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, path)
+        elif va != vb:
+            out.append(path)
+    return out
 
 
 _UNION_TAGS = ("bool", "int", "float", "str")
@@ -415,7 +585,7 @@ def _fields_at(loc: tuple) -> list[str]:
 
 def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
 
 
 def dump(config: Config) -> dict:

@@ -185,22 +185,67 @@ def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
 
 
 def _handle_line(line: bytes, watch: _Watch, on_message: Callable[[dict], None]) -> None:
+    """One protocol line. Survives any bytes: noise is kept (a little) for the record; a final
+    message the store could not hold (NaN, Infinity, ill-typed metrics) becomes a worker error,
+    so the attempt is recorded `failed` with the reason and the sweep goes on."""
     if not line.strip():
         return
+    bad: list[str] = []
+
+    def constant(name: str) -> float:
+        bad.append(name)
+        return 0.0
+
     try:
-        msg = json.loads(line)
+        msg = json.loads(line, parse_constant=constant)
         if not isinstance(msg, dict) or msg.get("protocol") != 1 or "type" not in msg:
             raise ValueError("not a protocol message")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         if len(watch.noise) < 20:
             watch.noise.append(line[:200].decode("utf-8", "replace"))
         return
     kind = msg["type"]
+    problem = f"{bad[0]} in the worker's {kind} message (not JSON)" if bad else None
+    if problem is None and kind == "result":
+        problem = _metrics_problem(msg.get("metrics"))
+    if problem is not None:
+        if kind not in ("result", "skip", "error"):
+            if len(watch.noise) < 20:
+                watch.noise.append(f"<{kind} message dropped: {problem}>")
+            return
+        msg = {"protocol": 1, "type": "error", "kind": "protocol", "error_type": "ProtocolError",
+               "message": f"unusable {kind} message: {problem}"}
+    elif kind == "skip":
+        msg["reason"] = _text(msg.get("reason"))
+    elif kind == "error":
+        msg.update({k: _text(msg.get(k)) for k in ("kind", "error_type", "message", "traceback")
+                    if msg.get(k) is not None})
     if kind == "hello":
         watch.hello = {k: v for k, v in msg.items() if k not in ("protocol", "type")}
-    elif kind in ("result", "skip", "error") and watch.final is None:
+    elif msg["type"] in ("result", "skip", "error") and watch.final is None:
         watch.final = msg
-    on_message(msg)
+    try:
+        on_message(msg)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass  # the progress display choked on an odd field: the measurement goes on
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)[:2000]
+
+
+def _metrics_problem(metrics) -> str | None:
+    """Why a result's metrics could not be stored and read back, or None."""
+    from pydantic import ValidationError
+
+    from . import records
+    try:
+        records.Metrics.model_validate(metrics)
+    except ValidationError as exc:
+        return f"metrics {records.first_problem(exc)}"
+    except RecursionError:
+        return "metrics nested too deeply"
+    return None
 
 
 def _ps(pid: int):
@@ -305,8 +350,10 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
         else:
             status, reason = "crashed", (f"exit code {rc}" if rc else "exited 0") + \
                 " without a final protocol message"
-        if "MemoryError" in tail or "out of memory" in tail.lower():
-            status = "oom"
+        if "MemoryError" in tail or any(s in tail.lower() for s in (
+                "out of memory", "memory allocation still failed", "cannot allocate memory")):
+            status = "oom"  # e.g. OpenBLAS giving up under memory_limit_mb, then exit(1)
+            reason += " (its stderr reports a failed memory allocation)"
     return _finish(record, t0, status, reason, exit_code, sig, stderr_path, watch)
 
 

@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as cfg, preflight, sysinfo
+from . import __version__, config as cfg, guards, preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .launcher import Stop
 from .matrix import Cell, expand
-from .store import STORAGE_ERRNOS, Store, latest_attempts, storage_error
+from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
 
 DONE = ("ok", "skipped")
 FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
@@ -90,8 +90,11 @@ class RunLock:
 
 
 def prepare_dir(out_dir: Path) -> None:
+    if str(out_dir).strip() == "":
+        raise UserError("output directory is empty; name a directory", "output_dir")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError("output path exists and is not a directory", str(out_dir))
+    guards.writable_dir(out_dir, "output directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
@@ -100,6 +103,7 @@ def prepare_dir(out_dir: Path) -> None:
     except OSError as exc:
         raise UserError(f"output directory is not writable: {exc.strerror}", str(out_dir)) \
             from None
+    guards.run_layout(out_dir)
 
 
 def check_interpreters(config: cfg.Config) -> None:
@@ -133,10 +137,9 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
 
 
 def _stored_run_id(out_dir: Path) -> str:
-    import json
     try:
-        return json.loads((out_dir / "run.json").read_text()).get("run_id", "?")
-    except (OSError, ValueError, AttributeError):
+        return read_run(out_dir / "run.json").raw.get("run_id") or "?"
+    except UserError:
         return "?"
 
 
@@ -246,11 +249,7 @@ def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[
     existing = {}
     run_path = store.root / "run.json"
     if previous and run_path.exists():
-        import json
-        try:
-            existing = json.loads(run_path.read_text())
-        except ValueError:
-            existing = {}
+        existing = read_run(run_path).raw  # validated: a damaged run.json is a clear exit 2
     run = {
         "schema": 1,
         "run_id": existing.get("run_id") or uuid.uuid4().hex[:12],

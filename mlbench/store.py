@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import guards, records
 from .errors import UserError
 
 SCHEMA = 1
@@ -57,24 +58,23 @@ def latest_attempts(attempts: list[dict]) -> list[dict]:
 
 
 def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """Parse results.jsonl; a torn or corrupt line is skipped with a warning, never fatal."""
+    """Parse results.jsonl; a torn, corrupt or ill-typed line is skipped with a warning naming
+    the file, the line and the problem, never fatal."""
     attempts, warnings = [], []
-    with open(path, "rb") as fh:
-        data = fh.read()
+    guards.regular_file(path, "results file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", str(path)) from None
     lines = data.split(b"\n")
     for i, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        try:
-            rec = json.loads(raw)
-            if not isinstance(rec, dict) or "cell_id" not in rec or "status" not in rec:
-                raise ValueError("not an attempt record")
-        except (ValueError, UnicodeDecodeError) as exc:
-            torn = i == len(lines) or (i == len(lines) - 1 and not lines[-1])
-            what = "torn last line" if torn else "corrupt line"
-            warnings.append(f"{path}:{i}: skipped {what} ({exc.__class__.__name__})")
-            continue
-        attempts.append(rec)
+        last = i == len(lines) or (i == len(lines) - 1 and not lines[-1])
+        rec = _parse_line(raw, path, i, last, warnings)
+        if rec is not None:
+            attempts.append(rec)
     return attempts, warnings
 
 
@@ -101,6 +101,7 @@ def scan_latest(path: Path) -> Index:
     """Index a results.jsonl by reading each line's head only; parse just the latest line of
     every cell (falling back to its previous line if that one is torn or corrupt)."""
     index = Index()
+    guards.regular_file(path, "results file")
     lines: dict[tuple[str, int], list[tuple[int, int, bool]]] = {}
     parsed: dict[int, dict] = {}
     with open(path, "rb") as fh:
@@ -138,50 +139,106 @@ def scan_latest(path: Path) -> Index:
 def _parse_line(raw: bytes, path: Path, lineno: int, last: bool,
                 warnings: list[str]) -> dict | None:
     try:
-        rec = json.loads(raw)
-        if not isinstance(rec, dict) or "cell_id" not in rec or "status" not in rec:
-            raise ValueError("not an attempt record")
-        attempt_key(rec)
-        return rec
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        what = "torn last line" if last else "corrupt line"
-        warnings.append(f"{path}:{lineno}: skipped {what} ({exc.__class__.__name__})")
+        return records.check_attempt(records.parse_json(raw))
+    except ValueError as exc:  # BadJSON included
+        torn = last and isinstance(exc, records.BadJSON)
+        what = "torn last line" if torn else "corrupt line"
+        warnings.append(f"{path}:{lineno}: skipped {what} ({_cut(str(exc), 160)})")
         return None
 
 
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
 def load(path: str | Path) -> Loaded:
-    """Load a store from a run directory, its results.jsonl, or a results.json."""
+    """Load a store from a run directory, its results.jsonl, or a results.json. Every record
+    skipped is told on stderr (`warning: <file>:<line>: ...`), at most MAX_SHOWN of them."""
+    loaded = _load(path)
+    for w in loaded.warnings[:MAX_SHOWN]:
+        print(f"warning: {w}", file=sys.stderr)
+    if len(loaded.warnings) > MAX_SHOWN:
+        print(f"warning: {len(loaded.warnings) - MAX_SHOWN} more records skipped",
+              file=sys.stderr)
+    return loaded
+
+
+MAX_SHOWN = 5
+
+
+def _load(path: str | Path) -> Loaded:
     p = Path(path)
     if p.is_dir():
-        run = _read_json(p / RUN_JSON) if (p / RUN_JSON).exists() else {}
-        if (p / RESULTS_JSONL).exists():
+        run = read_run(p / RUN_JSON).raw if _present(p / RUN_JSON) else {}
+        if _present(p / RESULTS_JSONL):
             attempts, warnings = read_jsonl(p / RESULTS_JSONL)
             return Loaded(run, attempts, warnings)
-        if (p / RESULTS_JSON).exists():
-            return load(p / RESULTS_JSON)
+        if _present(p / RESULTS_JSON):
+            return _load(p / RESULTS_JSON)
         raise UserError("no results.jsonl or results.json in this directory", str(p))
-    if not p.exists():
+    if not _present(p):
         raise UserError("results file not found", str(p))
+    guards.regular_file(p, "results file")
     if p.suffix == ".jsonl":
         run_path = p.parent / RUN_JSON
-        run = _read_json(run_path) if run_path.exists() else {}
+        run = read_run(run_path).raw if _present(run_path) else {}
         attempts, warnings = read_jsonl(p)
         return Loaded(run, attempts, warnings)
     doc = _read_json(p)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(
             doc.get("cells"), list):
         raise UserError("not an mlbench results file (expected keys schema, run, cells)", str(p))
-    return Loaded(doc.get("run") or {}, doc["cells"], [])
+    run = doc.get("run") or {}
+    if not isinstance(run, dict):
+        raise UserError("not an mlbench results file: 'run' is not a mapping", str(p))
+    attempts, warnings = [], []
+    for i, cell in enumerate(doc["cells"]):
+        try:
+            attempts.append(records.check_attempt(cell))
+        except ValueError as exc:
+            warnings.append(f"{p}: cells[{i}]: skipped ({_cut(str(exc), 160)})")
+    return Loaded(run, attempts, warnings)
 
 
-def _read_json(path: Path) -> dict:
+def _present(p: Path) -> bool:
+    return p.exists() or p.is_symlink()
+
+
+@dataclass
+class RunDoc:
+    """run.json, validated: `raw` as stored (every key kept), `config` the stored config."""
+    raw: dict
+    config: dict
+
+
+def read_run(path: Path) -> RunDoc:
+    """run.json, validated against records.RunInfo; anything else is a UserError (exit 2)."""
+    from pydantic import ValidationError
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"not valid JSON: {exc}", str(path)) from None
+        doc = _read_json(path)
+    except UserError as exc:
+        raise UserError(f"run.json is not mlbench output ({exc.what})", str(path)) from None
+    if not isinstance(doc, dict):
+        raise UserError("run.json is not mlbench output (not a JSON object)", str(path))
+    try:
+        info = records.RunInfo.model_validate(doc)
+    except ValidationError as exc:
+        raise UserError(f"run.json is not mlbench output ({records.first_problem(exc)})",
+                        str(path)) from None
+    return RunDoc(doc, info.config)
+
+
+def _read_json(path: Path):
+    guards.regular_file(path, path.name, guards.MAX_JSON_BYTES)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise UserError(f"cannot read: {exc.strerror}", str(path)) from None
+    try:
+        return records.parse_json(data)
+    except records.BadJSON as exc:
+        raise UserError(f"not valid JSON: {_cut(str(exc), 160)}", str(path)) from None
 
 
 class Store:

@@ -220,6 +220,10 @@ def test_resume_overrides_apply_to_the_stored_config(tmp_path, capsys):
 def test_relative_data_path_survives_resume_from_elsewhere(tmp_path, capsys, monkeypatch):
     sub = tmp_path / "sub"
     sub.mkdir()
+    import numpy as np
+    rows = np.zeros((8, 784), np.float32)
+    np.savez(sub / "my.npz", x_train=rows, y_train=np.arange(8) % 10, x_eval=rows,
+             y_eval=np.arange(8) % 10)
     conf = write_config(sub / "c.yaml", models=[{"name": "mlp", "data": "my.npz"}])
     out = sub / "results"
     run_inproc(["run", "--config", str(conf), "--no-report"], capsys)

@@ -99,6 +99,7 @@ def test_store_refuses_a_cell_directory_that_is_a_link_elsewhere(tmp_path):
 def test_every_cell_id_is_one_plain_path_component():
     conf = cfg.validate({"frameworks": ["torch", "jax"], "devices": ["cpu", "cuda:12"],
                          "batch_sizes": [1, 999999], "precisions": ["fp32", "BF16"],
+                         "train_samples": 2_000_000,
                          "models": ["mlp", {"name": "cnn", "label": "a..b"},
                                     {"name": "cnn", "preset": "tiny",
                                      "options": {"num_classes": 7}}]}, "c.yaml")

@@ -2,9 +2,10 @@
 
 Options (request["options"]): `fault` one of none, raise, exit, segfault, hang, hang_grandchild,
 stdout_noise, c_noise, bad_json, huge_line, silence, memory_error, oom (real allocation under the
-cell's memory limit), import_error; `phase` (build, train, evaluate, inference) where the fault
-strikes; `sleep_s` simulated work per phase; `fault_repeats` and `fault_batch_sizes` (the
-repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
+cell's memory limit), import_error, nan_result (a result holding NaN/Infinity), inf_hello (a
+hello holding -Infinity), binary (raw bytes on the stream); `phase` (build, train, evaluate,
+inference) where the fault strikes; `sleep_s` simulated work per phase; `fault_repeats` and
+`fault_batch_sizes` (the repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
 "<batch_size>:<fault>:<phase>" strings, gives each batch size its own fault and phase, so one
 sweep covers many faults (it overrides `fault` and `phase` for the batch sizes it names).
 `sigkill` is a further fault (the worker SIGKILLs itself, as the kernel's OOM killer would).
@@ -62,6 +63,16 @@ def fault(kind: str) -> None:
         os._exit(0)
     if kind == "memory_error":
         raise MemoryError("injected MemoryError")
+    if kind in ("nan_result", "inf_hello", "binary"):
+        # what a buggy worker could write: NaN/Infinity (not JSON) or raw bytes on the stream
+        line = {"nan_result": '{"protocol": 1, "type": "result", "metrics": {"eval": '
+                              '{"loss": NaN, "accuracy": Infinity}}}',
+                "inf_hello": '{"protocol": 1, "type": "hello", "import_s": -Infinity}',
+                "binary": "\udcff\x00\x1b[2J{\"protocol\": 1, \"type\": "}[kind]
+        harness._OUT.buffer.write(line.encode("utf-8", "surrogateescape") + b"\n")
+        harness._OUT.flush()
+        if kind == "nan_result":
+            os._exit(0)
     if kind == "oom":
         hog = []
         while True:

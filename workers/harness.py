@@ -134,7 +134,9 @@ def is_oom(exc: BaseException) -> bool:
         return True
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(s in text for s in ("out of memory", "resource_exhausted", "resourceexhausted",
-                                    "cuda error: out of memory", "failed to allocate"))
+                                    "cuda error: out of memory", "failed to allocate",
+                                    # a shared library that cannot be mapped under the cap
+                                    "failed to map segment", "cannot allocate memory"))
 
 
 class FrameworkInterface:
@@ -440,6 +442,8 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
         try:
             info = import_framework()
         except ImportError as exc:
+            if is_oom(exc):  # installed, but cannot be loaded under memory_limit_mb
+                raise
             emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
                  python_version=platform.python_version())
             emit("skip", reason=f"{framework} is not installed in {sys.executable}: {exc}")

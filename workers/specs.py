@@ -216,6 +216,12 @@ def make_dataset(spec: dict, request: dict) -> dict:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: np.ascontiguousarray(npz[k]) for k in
                       ("x_train", "y_train", "x_eval", "y_eval")}
+        # the dtype synthetic data has (mlbench checked the file and said so): never fp64
+        x_dtype = input_shape(spec)[1]
+        for k in ("x_train", "x_eval"):
+            arrays[k] = arrays[k].astype(x_dtype, copy=False)
+        for k in ("y_train", "y_eval"):
+            arrays[k] = arrays[k].astype(np.int32, copy=False)
     else:
         n_train, n_eval = int(request["train_samples"]), int(request["eval_samples"])
         rng = np.random.default_rng(int(request["seed"]))

@@ -1,0 +1,216 @@
+"""Typed records of what a run directory stores: one attempt (a results.jsonl line or a cell of
+results.json), run.json, ceilings.json. Every reader validates against these, so a hand-edited
+or damaged file is a warning (a record) or a clear error (a whole file), never a traceback deep
+in the report.
+
+The models check the fields readers rely on and allow the rest (extra="allow"): older and newer
+files keep their extra keys; a validated record is handed on as the dict it was read as.
+Also owns parsing JSON text defensively (depth bounded, NaN/Infinity refused).
+Must not import any ML framework.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+STATUSES = ("ok", "skipped", "failed", "oom", "timeout", "crashed", "interrupted")
+MAX_DEPTH = 64  # no mlbench file nests deeper than ~8; 100k-deep JSON would blow the C stack
+Number = float | int
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Train(_Open):
+    steps_per_epoch: int | None = None
+    samples_per_step: Number | None = None
+    first_step_s: Number | None = None
+    step_times_s: list[Number] | None = None
+    epoch_times_s: list[Number] | None = None
+    epoch_losses: list[Number | None] | None = None
+
+
+class Eval(_Open):
+    loss: Number | None = None
+    accuracy: Number | None = None
+    time_s: Number | None = None
+    samples: int | None = None
+
+
+class Inference(_Open):
+    batch_size: int | None = None
+    latencies_s: list[Number] | None = None
+
+
+class Memory(_Open):
+    peak_device_bytes: int | None = None
+    host_peak_rss_bytes: int | None = None
+
+
+class Params(_Open):
+    trainable: int | None = None
+    non_trainable: int | None = None
+
+
+class Metrics(_Open):
+    params: Params | None = None
+    train: Train | None = None
+    eval: Eval | None = None
+    inference: Inference | None = None
+    memory: Memory | None = None
+    settings: dict[str, Any] | None = None
+    flops_per_sample: dict[str, Number | None] | None = None
+
+
+class Attempt(_Open):
+    """One attempt of one cell (a line of results.jsonl)."""
+    cell_id: str = Field(min_length=1, max_length=1000)
+    repeat: int = Field(0, ge=0, le=1_000_000)
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    order: int = 0
+    run_id: str | None = None
+    fingerprint: str | None = None
+    framework: str | None = None
+    model: str | None = None
+    model_label: str | None = None
+    device: str | None = None
+    batch_size: int | None = None
+    precision: str | None = None
+    reason: str | None = None
+    wall_s: Number | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    host_peak_rss_bytes: int | None = None
+    hello: dict[str, Any] | None = None
+    metrics: Metrics | None = None
+    stderr_tail: str | None = None
+    stderr_log: str | None = None
+
+
+class Session(_Open):
+    started_at: str | None = None
+    mode: str | None = None
+
+
+class RunInfo(_Open):
+    """run.json."""
+    schema_: int | None = Field(None, alias="schema")
+    run_id: str | None = None
+    mlbench_version: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    sessions: list[Session] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+    host: dict[str, Any] | None = None
+    frameworks: dict[str, Any] | None = None
+    ceilings: dict[str, Any] | None = None
+
+
+class Ceiling(_Open):
+    best_flops: Number | None = None
+    median_flops: Number | None = None
+
+
+class CeilingEntry(_Open):
+    framework: str | None = None
+    device: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    size: int | None = None
+    ceilings: dict[str, Ceiling] | None = None
+    hello: dict[str, Any] | None = None
+
+
+class Ceilings(_Open):
+    """ceilings.json."""
+    host: dict[str, Any] | None = None
+    entries: dict[str, CeilingEntry] = Field(default_factory=dict)
+
+
+class BadJSON(ValueError):
+    """Text that is not JSON mlbench could have written: syntax, NaN/Infinity, absurd depth."""
+
+
+def _no_constants(name: str) -> Any:
+    raise BadJSON(f"{name} is not JSON")
+
+
+def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """True if brackets nest deeper than `limit` (strings skipped), before json.loads recurses."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth, in_str, esc = 0, False, False
+    for ch in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == 0x5C:  # backslash
+                esc = True
+            elif ch == 0x22:
+                in_str = False
+        elif ch == 0x22:
+            in_str = True
+        elif ch in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN/Infinity and nesting beyond MAX_DEPTH (BadJSON)."""
+    if nesting_depth_exceeds(text):
+        raise BadJSON(f"nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise BadJSON(f"nested deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise BadJSON("not UTF-8 text") from None
+    except BadJSON:
+        raise
+    except ValueError as exc:
+        raise BadJSON(str(exc).split(":")[0]) from None
+
+
+def is_finite_json(value: Any) -> bool:
+    """No NaN or infinity anywhere in `value` (json.dumps(allow_nan=False) would refuse it)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
+
+
+def first_problem(exc: ValidationError) -> str:
+    """`<field path>: <what>` of the first validation error, short enough for one line."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "list[",
+                                                                          "dict[")))
+    msg = err["msg"]
+    return f"{loc}: {msg}"[:200] if loc else msg[:200]
+
+
+def check_attempt(rec: Any) -> dict:
+    """The record itself if it is an attempt readers can use; ValueError naming the field else."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"not an attempt record (a JSON {type(rec).__name__})")
+    try:
+        Attempt.model_validate(rec)
+    except ValidationError as exc:
+        raise ValueError(first_problem(exc)) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    return rec
