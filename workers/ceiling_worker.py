@@ -74,8 +74,9 @@ def _jax(req):
     if req["device"] != "cpu":
         try:
             jax.devices("gpu")
-        except RuntimeError as exc:  # no CUDA plugin, or it cannot start: the reason is jax's
-            raise harness.DeviceUnusable(f"jax.devices('gpu') failed: {exc}")
+        except Exception as exc:  # no CUDA plugin (a bare AssertionError), driver too old...
+            raise harness.DeviceUnusable(
+                f"jax.devices('gpu') failed: {type(exc).__name__}: {str(exc)[:500]}")
         jax.config.update("jax_default_matmul_precision",
                           "tensorfloat32" if req.get("tf32") else "highest")
     dev = jax.devices()[0]

@@ -448,10 +448,11 @@ def sample_indices(size: int, seed: int):
     VERIFY_SAMPLE distinct ones drawn from the seed, sorted: the same in every framework (and
     every worker process), so the parent compares like with like."""
     import numpy as np
+    dtype = np.uint32 if size < 2 ** 32 else np.int64
     if size <= VERIFY_SAMPLE:
-        return np.arange(size, dtype=np.int64)
+        return np.arange(size, dtype=dtype)
     rng = np.random.default_rng([seed, 0x6A7E])
-    return np.sort(rng.choice(size, VERIFY_SAMPLE, replace=False)).astype(np.int64)
+    return np.sort(rng.choice(size, VERIFY_SAMPLE, replace=False)).astype(dtype)
 
 
 def summary_stats(a, chunk: int = 1 << 22) -> dict:

@@ -330,12 +330,7 @@ class JaxBackend(FrameworkInterface):
         if dev == "cpu":
             return jax.devices("cpu")[0]
         if dev == "cuda" or dev.startswith("cuda:"):
-            try:
-                gpus = jax.devices("gpu")  # CUDA_VISIBLE_DEVICES holds the cell's one GPU
-            except RuntimeError as exc:
-                raise DeviceUnusable(f"device {dev} not present for jax "
-                               f"(JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r}): {exc}")
-            return gpus[0]
+            return gpu_devices(dev)[0]  # CUDA_VISIBLE_DEVICES holds the cell's one GPU
         raise SkipCell(f"device {dev} is not supported by the jax worker (cpu, cuda:N)")
 
     def framework_info(self) -> dict:
@@ -563,10 +558,33 @@ def _compilations(fn) -> int | None:
         return None
 
 
+def cuda_plugins() -> list[str]:
+    """The jax CUDA plugins installed here (found without importing them)."""
+    import importlib.util
+    return [m for m in ("jax_cuda13_plugin", "jax_cuda12_plugin")
+            if importlib.util.find_spec(m) is not None]
+
+
+def gpu_devices(dev: str = "cuda:0") -> list:
+    """jax's GPUs, or DeviceUnusable with jax's own reason (no CUDA plugin, driver too old).
+    With JAX_PLATFORMS=cuda and no plugin jax 0.10 fails with a bare AssertionError, hence the
+    broad except and the plugin list in the reason."""
+    try:
+        gpus = jax.devices("gpu")
+        if gpus:
+            return gpus
+        why = "jax.devices('gpu') is empty"
+    except Exception as exc:  # noqa: BLE001 - RuntimeError, or AssertionError without a backend
+        why = f"jax.devices('gpu') failed: {type(exc).__name__}: {str(exc)[:500]}"
+    raise DeviceUnusable(f"device {dev} not usable by jax {jax.__version__}: {why} "
+                         f"(JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r}, CUDA plugins "
+                         f"installed: {', '.join(cuda_plugins()) or 'none'})")
+
+
 def _device_name(request: dict) -> str:
     try:
         dev = jax.devices("cpu" if request.get("device", "cpu") == "cpu" else "gpu")[0]
-    except RuntimeError:
+    except Exception:  # noqa: BLE001 - no usable backend: check_supported says why
         return f"{request.get('device')} (absent)"
     return f"{dev.platform}: {dev.device_kind}"
 
