@@ -225,3 +225,14 @@ def test_cuda_cell_runs_and_reports_device_memory(tmp_path, framework):
         assert cell["metrics"]["memory"]["peak_device_bytes"] > 0
         assert cell["gpu"]["nvml_peak_process_bytes"] or cell["gpu"]["process_memory_note"]
         assert cell["metrics"]["eval"]["accuracy"] > 0.3
+
+
+def test_run_json_host_records_the_device_mapping(nvml, monkeypatch):
+    from mlbench import sysinfo
+    nvml(TWO)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    host = sysinfo.host()
+    assert host["cuda_devices"]["inherited_cuda_visible_devices"] == "1"
+    assert host["cuda_devices"]["devices"] == [
+        {"device": "cuda:0", "cuda_visible_devices": "1", "uuid": "GPU-bbbb2222", "mig": False,
+         "name": "H200"}]
