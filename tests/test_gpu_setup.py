@@ -130,3 +130,24 @@ def test_written_config_is_the_benchmark_sweep_with_each_python(tmp_path):
     for fw in ("pytorch", "jax", "tensorflow"):
         assert conf.framework_settings[fw].python == sys.executable
     assert conf.framework_settings["pytorch"].options == {"compile": False}
+
+
+def test_gpu_check_script_parses_and_brings_back_at_most_eight_small_files(tmp_path):
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
+    dry = subprocess.run(["bash", str(script), "--dry-run", str(tmp_path / "dry")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert [p.name for p in (tmp_path / "dry").iterdir()] == ["environment.txt"]
+    assert f"pytorch: {sys.executable}" in dry.stdout  # it says which environment it used
+    # the real run on this GPU-less machine: every cell skipped, the files still come back
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    files = list(out.iterdir())
+    assert 3 <= len(files) <= 8 and all(f.is_file() for f in files)
+    assert all(f.stat().st_size < 1_000_000 for f in files)
+    assert "per framework: jax: 10 skipped; pytorch: 10 skipped" in (out / "summary.txt").read_text()
+    assert not list(tmp_path.glob("mlbench-gpu-check.*"))  # the scratch folder is removed
