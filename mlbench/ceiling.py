@@ -25,8 +25,6 @@ from .store import atomic_write
 
 CEILINGS_JSON = "ceilings.json"
 CPU_SIZE, GPU_SIZE = 2048, 8192
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS")
 
 
 def worker_script() -> Path:
@@ -40,18 +38,9 @@ def _host_key() -> dict:
 
 
 def _env(device: str, threads: int) -> dict[str, str]:
-    """The same variables mlbench.launcher.cell_env sets for a cell on `device`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_VISIBLE", "JAX_PLAT"))}
-    env.update({
-        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        "CUDA_VISIBLE_DEVICES": device.split(":")[1] if device.startswith("cuda") else "",
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-        "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_NUM_INTEROP_THREADS": "1", **{v: str(threads) for v in _THREAD_VARS},
-    })
-    if device == "cpu":
-        env["JAX_PLATFORMS"] = "cpu"
-    return env
+    """The same variables mlbench.launcher.device_env sets for a cell on `device`."""
+    from .launcher import device_env
+    return device_env(device, threads, 0)
 
 
 def run_worker(python: str, request: dict, req_path: Path, log_path: Path,
@@ -105,6 +94,12 @@ def run_worker(python: str, request: dict, req_path: Path, log_path: Path,
                                                    if k not in ("protocol", "type")}}
     if timed_out:
         return {"status": "timeout", "reason": f"exceeded {timeout_s:g} s"}
+    if final and final["type"] == "skip" and final.get("kind") == "device" \
+            and request["device"].startswith("cuda"):
+        # NVML sees the device (only present devices are measured): a framework that cannot
+        # use it is broken, not skipped
+        return {"status": "failed", "reason": f"{request.get('framework')} cannot use "
+                f"{request['device']}, which NVML sees: {final.get('reason')}"}
     if final and final["type"] == "skip":
         return {"status": "skipped", "reason": final.get("reason")}
     if final:

@@ -40,23 +40,43 @@ class Stop:
     signal_name: str = ""
 
 
-def cell_env(cell: Cell) -> dict[str, str]:
+JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
+# Allocation failures that are out-of-memory in other words (a crash's stderr tail is read too)
+OOM_MARKERS = ("memoryerror", "out of memory", "resource exhausted", "resource_exhausted",
+               "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+               "cudnn_status_not_enough_workspace", "failed to allocate",
+               "memory allocation still failed", "cannot allocate memory")
+
+
+def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
+    """The environment of every worker process (cells, gate, ceilings) on `device`.
+
+    A GPU process sees exactly its one device: the entry of an inherited CUDA_VISIBLE_DEVICES
+    that `cuda:N` names (gpu.cuda_visible_value), so it never lands on another job's GPU. JAX is
+    told to use CUDA only (JAX_PLATFORMS=cuda: a broken CUDA plugin is a failure, never a
+    silent CPU run) and may grow to the same share of memory as the others."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUDA_VISIBLE", "JAX_PLAT"))}
-    threads = str(cell.request["threads"])
+    cuda = device.startswith("cuda")
     env.update({
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # indices mean the same to NVML and every framework
-        "CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "",
+        "CUDA_VISIBLE_DEVICES": gpu.cuda_visible_value(device) if cuda else "",
+        "JAX_PLATFORMS": "cuda" if cuda else "cpu",
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-        "PYTHONHASHSEED": str(cell.request["seed"]),
+        "PYTHONHASHSEED": str(seed),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTEROP_THREADS": "1",
-        **{var: threads for var in _THREAD_VARS},
+        **{var: str(threads) for var in _THREAD_VARS},
     })
-    if cell.device == "cpu":
-        env["JAX_PLATFORMS"] = "cpu"
+    if cuda:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
+            "XLA_PYTHON_CLIENT_MEM_FRACTION", JAX_MEM_FRACTION)
     return env
+
+
+def cell_env(cell: Cell) -> dict[str, str]:
+    return device_env(cell.device, cell.request["threads"], cell.request["seed"])
 
 
 def command(cell: Cell, request_path: Path) -> list[str]:
@@ -73,7 +93,7 @@ def prepare(cell: Cell, cell_dir: Path) -> tuple[list[str], dict[str, str]]:
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        *_THREAD_VARS)}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", *_THREAD_VARS)}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
     (cell_dir / "command.txt").write_text(line + "\n")
     return argv, env
@@ -333,11 +353,20 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
                                     "killed"
     elif stop.requested:
         status, reason = "interrupted", f"stopped by {stop.signal_name or 'the user'}"
+    elif final is not None and final["type"] == "skip" and final.get("kind") == "device" \
+            and cell.device.startswith("cuda"):
+        # NVML saw the GPU (else the cell never started): a framework that cannot use it is
+        # broken (plugin missing, driver too old), not a cell to leave out quietly
+        status = "failed"
+        reason = (f"{cell.framework} cannot use {cell.device}, which NVML sees: "
+                  f"{final.get('reason')}")
     elif final is not None and final["type"] == "skip":
         status, reason = "skipped", final.get("reason")
     elif final is not None and final["type"] == "error":
         kind = final.get("kind")
-        status = "oom" if kind == "oom" else "failed"
+        oom = kind == "oom" or (kind != "diverged" and is_oom_text(
+            f"{final.get('error_type')}: {final.get('message')}"))
+        status = "oom" if oom else "failed"
         prefix = "diverged: " if kind == "diverged" else f"{final.get('error_type', 'Error')}: "
         reason = prefix + str(final.get("message", ""))[:1000]
         record["traceback"] = final.get("traceback")
@@ -350,11 +379,15 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
         else:
             status, reason = "crashed", (f"exit code {rc}" if rc else "exited 0") + \
                 " without a final protocol message"
-        if "MemoryError" in tail or any(s in tail.lower() for s in (
-                "out of memory", "memory allocation still failed", "cannot allocate memory")):
+        if is_oom_text(tail):
             status = "oom"  # e.g. OpenBLAS giving up under memory_limit_mb, then exit(1)
             reason += " (its stderr reports a failed memory allocation)"
     return _finish(record, t0, status, reason, exit_code, sig, stderr_path, watch)
+
+
+def is_oom_text(text: str) -> bool:
+    low = text.lower()
+    return any(m in low for m in OOM_MARKERS)
 
 
 def _finish(record: dict, t0: float, status: str, reason: str | None, exit_code: int | None,

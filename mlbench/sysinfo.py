@@ -38,6 +38,8 @@ def host() -> dict:
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "gpus": gpu.list_gpus(),
+        # what cuda:N meant: an inherited CUDA_VISIBLE_DEVICES and the physical UUID per device
+        "cuda_devices": gpu.mapping(),
     }
 
 

@@ -13,6 +13,7 @@ from mlbench.config import Config
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))
+import harness  # noqa: E402
 import specs  # noqa: E402
 import weights  # noqa: E402
 
@@ -100,3 +101,66 @@ def test_benchmark_mode_can_start_every_framework_from_the_canonical_weights(tmp
                                    train_samples=64, eval_samples=32))["train"]["epoch_losses"][0]
               for fw in ("numpy", "pytorch")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_gate_artefact_of_a_gpt2_vocabulary_is_bounded(tmp_path):
+    # 16 x 16 x 50,257 logits (51 MB per array in fp32; the whole-array artefact was 103 MB):
+    # the worker keeps a seeded sample of 65,536 values plus whole-tensor statistics
+    model = {"name": "transformer", "preset": "tiny", "options": {"vocab_size": 50257}}
+    config = Config(frameworks=["pytorch"], models=[model], batch_sizes=[16],
+                    precisions=["fp32"], threads=2, timeout_s=300)
+    report = verify.verify_models(config, tmp_path, frameworks=["pytorch", "jax"])
+    assert all(r.passed for r in report.rows), report.render_text()
+    files = sorted(tmp_path.rglob("*.npz"))
+    assert len(files) == 2
+    import numpy as np
+    for f in files:
+        assert f.stat().st_size < 2 * 1024 * 1024, (f, f.stat().st_size)
+        with np.load(f) as npz:
+            assert npz["out_before"].size == harness.VERIFY_SAMPLE
+            idx = npz["index"]
+            assert idx.max() > 16 * 16 * 50257 // 2  # drawn from the whole tensor, not a prefix
+    a, b = (np.load(f)["index"] for f in files)
+    assert np.array_equal(a, b)  # the same elements in every framework
+
+
+def _fake_result(tmp_path, name, before, after, stats=None):
+    import numpy as np
+    path = tmp_path / f"{name}.npz"
+    np.savez(path, index=np.arange(before.size, dtype=np.uint32), out_before=before,
+             out_after=after)
+    return {"outputs": str(path), "output_shape": [before.size], "loss_before": 1.0,
+            "train_losses": [1.0], "loss_after": 1.0,
+            "output_stats": stats or {"before": harness.summary_stats(before),
+                                      "after": harness.summary_stats(after)}}
+
+
+def test_whole_tensor_statistics_catch_what_the_sample_misses(tmp_path):
+    import numpy as np
+    x = np.linspace(-1, 1, 1000, dtype=np.float32)
+    tol = verify.TOLERANCES["fp32"]
+    ref = _fake_result(tmp_path, "ref", x, x)
+    same = _fake_result(tmp_path, "same", x, x)
+    assert verify._compare(same, ref, tol)["agree"]
+    # identical sample, but the unsampled rest of the tensor differs (a larger norm)
+    off = np.concatenate([x, np.full(100_000, 0.01, np.float32)])
+    wide = _fake_result(tmp_path, "wide", x, x, {"before": harness.summary_stats(off),
+                                                 "after": harness.summary_stats(off)})
+    ref["output_stats"] = {"before": harness.summary_stats(np.concatenate(
+        [x, np.zeros(100_000, np.float32)])), "after": harness.summary_stats(
+        np.concatenate([x, np.zeros(100_000, np.float32)]))}
+    c = verify._compare(wide, ref, tol)
+    assert not c["agree"] and "statistics" in c["why"]
+    # a non-finite value anywhere in the tensor fails, even outside the sample
+    nan = np.concatenate([x, [np.nan]]).astype(np.float32)
+    bad = _fake_result(tmp_path, "bad", x, x, {"before": harness.summary_stats(nan),
+                                               "after": harness.summary_stats(x)})
+    assert not verify._compare(bad, _fake_result(tmp_path, "r2", x, x), tol)["agree"]
+
+
+def test_sample_indices_are_seeded_distinct_and_cover_small_outputs():
+    import numpy as np
+    assert np.array_equal(harness.sample_indices(1000, 0), np.arange(1000))
+    a, b = harness.sample_indices(10**7, 0), harness.sample_indices(10**7, 0)
+    assert np.array_equal(a, b) and len(np.unique(a)) == harness.VERIFY_SAMPLE
+    assert not np.array_equal(a, harness.sample_indices(10**7, 1))

@@ -44,7 +44,9 @@ def _torch(req):
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
     gpu = req["device"] != "cpu"
     if gpu and not torch.cuda.is_available():
-        raise harness.SkipCell("CUDA device not visible to torch")
+        raise harness.DeviceUnusable(
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, built with CUDA "
+            f"{torch.version.cuda})")
     dev = torch.device("cuda:0" if gpu else "cpu")
     name = torch.cuda.get_device_name(0) if gpu else platform.processor() or "cpu"
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -70,8 +72,11 @@ def _jax(req):
     import jax
     import jax.numpy as jnp
     if req["device"] != "cpu":
-        if not any(d.platform == "gpu" for d in jax.devices()):
-            raise harness.SkipCell("no GPU visible to jax")
+        try:
+            jax.devices("gpu")
+        except Exception as exc:  # no CUDA plugin (a bare AssertionError), driver too old...
+            raise harness.DeviceUnusable(
+                f"jax.devices('gpu') failed: {type(exc).__name__}: {str(exc)[:500]}")
         jax.config.update("jax_default_matmul_precision",
                           "tensorfloat32" if req.get("tf32") else "highest")
     dev = jax.devices()[0]
@@ -94,7 +99,9 @@ def _tensorflow(req):
     tf.config.experimental.enable_tensor_float_32_execution(bool(req.get("tf32")))
     gpu = req["device"] != "cpu"
     if gpu and not tf.config.list_physical_devices("GPU"):
-        raise harness.SkipCell("no GPU visible to tensorflow")
+        raise harness.DeviceUnusable(
+            f"tf.config.list_physical_devices('GPU') is empty (tensorflow {tf.__version__}, "
+            f"built with CUDA: {tf.test.is_built_with_cuda()})")
     where = "/GPU:0" if gpu else "/CPU:0"
     dtypes = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 
@@ -171,7 +178,7 @@ def main() -> None:
         harness.emit("result", ceilings=out, threads=len(affinity) if affinity else None,
                      **info)
     except harness.SkipCell as exc:
-        harness.emit("skip", reason=str(exc))
+        harness.emit("skip", reason=str(exc), kind=getattr(exc, "kind", None))
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -27,6 +27,13 @@ class SkipCell(Exception):
     """Raised by a worker when the cell cannot run here (device absent, precision unsupported)."""
 
 
+class DeviceUnusable(SkipCell):
+    """The framework cannot use the requested GPU (plugin missing, driver too old, no CUDA
+    build). Sent as a skip of kind "device": the parent makes it a failure when NVML sees that
+    GPU, and leaves it skipped only for a device NVML does not see."""
+    kind = "device"
+
+
 class Diverged(Exception):
     """The training loss became NaN or infinite: reported as a failure, never as a fast result."""
 
@@ -129,14 +136,20 @@ def pin_cpu_threads(request: dict) -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
+OOM_MARKERS = ("out of memory", "resource_exhausted", "resourceexhausted", "resource exhausted",
+               "failed to allocate", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+               "cudnn_status_not_enough_workspace",
+               # a shared library that cannot be mapped under memory_limit_mb
+               "failed to map segment", "cannot allocate memory")
+
+
 def is_oom(exc: BaseException) -> bool:
+    """Out of memory in any of its spellings: host MemoryError, CUDA/XLA/TF allocator messages,
+    and cuBLAS/cuDNN allocation or workspace failures."""
     if isinstance(exc, MemoryError):
         return True
     text = f"{type(exc).__name__}: {exc}".lower()
-    return any(s in text for s in ("out of memory", "resource_exhausted", "resourceexhausted",
-                                    "cuda error: out of memory", "failed to allocate",
-                                    # a shared library that cannot be mapped under the cap
-                                    "failed to map segment", "cannot allocate memory"))
+    return any(s in text for s in OOM_MARKERS)
 
 
 class FrameworkInterface:
@@ -374,7 +387,8 @@ def run_verify(request: dict, make_backend: Callable[[dict], FrameworkInterface]
         try:
             models[key] = _verify_one(sub, key, make_backend)
         except SkipCell as exc:
-            models[key] = {"status": "skipped", "reason": str(exc)}
+            models[key] = {"status": "skipped", "reason": str(exc),
+                           "kind": getattr(exc, "kind", None)}
         except Exception as exc:  # noqa: BLE001 - one model's failure is data, not the end
             models[key] = {"status": "oom" if is_oom(exc) else "error",
                            "reason": f"{type(exc).__name__}: {str(exc)[:1000]}",
@@ -415,13 +429,51 @@ def _verify_one(request: dict, key: str, make_backend) -> dict:
     loss_after = float(backend.evaluate()["loss"])
     path = os.path.join(request["verify_dir"],
                         f"{request['framework']}-{key}-{request['precision']}.npz")
-    np.savez(path, out_before=out_before, out_after=out_after)
+    index = sample_indices(out_before.size, int(request["seed"]))
+    np.savez(path, index=index, out_before=out_before.reshape(-1)[index],
+             out_after=out_after.reshape(-1)[index])
     return {"status": "ok", "params": counts, "expected_params": specs.count_params(spec),
             "weights_hash": weights.params_hash(canon), "data_hash": data["hash"],
             "batches_hash": digest.hexdigest(), "loss_before": loss_before,
             "train_losses": train_losses, "loss_after": loss_after,
             "output_shape": list(out_before.shape), "outputs": path, "perturb": perturb,
+            "output_stats": {"before": summary_stats(out_before),
+                             "after": summary_stats(out_after)},
             "settings": backend.settings()}
+
+
+VERIFY_SAMPLE = 65536  # output values compared per array: gpt2-small's logits are 823M at bs 16
+
+
+def sample_indices(size: int, seed: int):
+    """The flat output indices the gate compares: all of them up to VERIFY_SAMPLE, else
+    VERIFY_SAMPLE distinct ones drawn from the seed, sorted: the same in every framework (and
+    every worker process), so the parent compares like with like."""
+    import numpy as np
+    dtype = np.uint32 if size < 2 ** 32 else np.int64
+    if size <= VERIFY_SAMPLE:
+        return np.arange(size, dtype=dtype)
+    rng = np.random.default_rng([seed, 0x6A7E])
+    return np.sort(rng.choice(size, VERIFY_SAMPLE, replace=False)).astype(dtype)
+
+
+def summary_stats(a, chunk: int = 1 << 22) -> dict:
+    """Max |x|, mean and L2 norm of the whole output (in float64 chunks: no full-size copy),
+    and whether every value is finite: what the sample cannot see."""
+    import numpy as np
+    flat = a.reshape(-1)
+    max_abs, total, sq, finite = 0.0, 0.0, 0.0, True
+    for i in range(0, flat.size, chunk):
+        c = flat[i:i + chunk].astype(np.float64)
+        finite &= bool(np.isfinite(c).all())
+        max_abs = max(max_abs, float(np.abs(c).max(initial=0.0)))
+        total += float(c.sum())
+        sq += float(np.dot(c, c))
+    if not finite:  # JSON has no NaN/inf; the flag says it
+        return {"max_abs": None, "mean": None, "l2": None, "size": int(flat.size),
+                "finite": False}
+    return {"max_abs": max_abs, "mean": total / max(1, flat.size), "l2": sq ** 0.5,
+            "size": int(flat.size), "finite": True}
 
 
 def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
@@ -456,7 +508,7 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
         metrics["import_s"] = import_s
         emit("result", metrics=metrics)
     except SkipCell as exc:
-        emit("skip", reason=str(exc))
+        emit("skip", reason=str(exc), kind=getattr(exc, "kind", None))
     except BaseException as exc:  # every failure is data for the parent
         if isinstance(exc, KeyboardInterrupt):
             raise

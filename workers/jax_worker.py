@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Sequence
 
 import harness
-from harness import FrameworkInterface, SkipCell
+from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
 # imported by import_framework, timed like any framework import
 np = jax = jnp = lax = nn = optax = flax = None
@@ -104,10 +104,11 @@ def _define_models():
             qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h)
             q, k, v = (a.reshape(b, t, self.n_heads, d // self.n_heads)
                        for a in jnp.split(qkv, 3, axis=-1))
-            if self.attention == "fused":
-                # scale 1/sqrt(head_dim); cuDNN flash attention on GPU where it applies, else
-                # XLA with the softmax in float32
-                att = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            if self.attention in ("cudnn", "xla"):
+                # scale 1/sqrt(head_dim); cuDNN's fused (flash) kernel on GPU at bf16/fp16, the
+                # fused kernel torch's SDPA also uses there; else XLA, softmax in float32
+                att = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                                   implementation=self.attention)
             else:
                 att = _explicit_attention(q, k, v)
             att = att.reshape(b, t, d)
@@ -124,7 +125,7 @@ def _define_models():
         n_layers: int
         n_heads: int
         dtype: Any = jnp.float32
-        attention: str = "fused"
+        attention: str = "xla"
         ln_eps: float = 1e-5
 
         @nn.compact
@@ -167,10 +168,28 @@ def _explicit_attention(q, k, v):
 
 
 def attention_kind(precision: str, platform: str) -> str:
-    return "explicit" if (precision == "fp16" and platform == "cpu") else "fused"
+    """'cudnn' (fused flash attention) on a GPU at bf16/fp16, 'explicit' for fp16 on the CPU,
+    else 'xla' (XLA's own attention: every score matrix materialised)."""
+    if platform == "gpu" and precision in ("bf16", "fp16"):
+        return "cudnn"
+    return "explicit" if (precision == "fp16" and platform == "cpu") else "xla"
 
 
-def make_model(spec: dict, dtype, attention: str = "fused") -> Any:
+def cudnn_attention_error(spec: dict, dtype) -> str | None:
+    """None if cuDNN's fused attention compiles and runs (forward and backward) for this
+    transformer's shapes here; else why not (head size, sequence length, cuDNN version...)."""
+    t, n = spec["seq_len"], spec["n_heads"]
+    q = jnp.ones((1, t, n, spec["d_model"] // n), dtype)
+    try:
+        f = jax.jit(jax.grad(lambda q: jax.nn.dot_product_attention(
+            q, q, q, is_causal=True, implementation="cudnn").astype(jnp.float32).sum()))
+        f(q).block_until_ready()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "use XLA's attention"
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     m = spec["model"]
     if m == "mlp":
         return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
@@ -311,12 +330,7 @@ class JaxBackend(FrameworkInterface):
         if dev == "cpu":
             return jax.devices("cpu")[0]
         if dev == "cuda" or dev.startswith("cuda:"):
-            try:
-                gpus = jax.devices("gpu")  # CUDA_VISIBLE_DEVICES holds the cell's one GPU
-            except RuntimeError as exc:
-                raise SkipCell(f"device {dev} not present for jax "
-                               f"(JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r}): {exc}")
-            return gpus[0]
+            return gpu_devices(dev)[0]  # CUDA_VISIBLE_DEVICES holds the cell's one GPU
         raise SkipCell(f"device {dev} is not supported by the jax worker (cpu, cuda:N)")
 
     def framework_info(self) -> dict:
@@ -347,6 +361,11 @@ class JaxBackend(FrameworkInterface):
             self.check_supported()
         self.spec = spec
         self.attention = attention_kind(self.precision, self.device.platform)
+        self.attention_note = None
+        if spec["model"] == "transformer" and self.attention == "cudnn":
+            why = cudnn_attention_error(spec, self.compute_dtype)
+            if why is not None:
+                self.attention, self.attention_note = "xla", f"cudnn unavailable: {why}"
         self.model = make_model(spec, self.compute_dtype, self.attention)
         self.tx = optax.adam(spec["learning_rate"], b1=spec["beta1"], b2=spec["beta2"],
                              eps=spec["adam_eps"])
@@ -519,19 +538,53 @@ class JaxBackend(FrameworkInterface):
             "platform": self.device.platform if self.device is not None else None,
             "attention": getattr(self, "attention", None) if self.request.get("model") ==
             "transformer" else None,
+            "attention_note": getattr(self, "attention_note", None),
+            "xla_python_client_mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
         }
         if hasattr(self, "_train"):
-            out["train_step_compilations"] = self._train._cache_size()
+            out["train_step_compilations"] = _compilations(self._train)
             if self.loss_scaling:
                 out["loss_scale_final"] = float(self.state["scale"])
                 out["skipped_steps"] = int(self.state["skipped"])
         return out
 
 
+def _compilations(fn) -> int | None:
+    """How often a jitted function compiled: a private jaxlib counter, so guarded (None when a
+    jax release renames or drops it; the figure is a diagnostic, never worth a failed cell)."""
+    try:
+        return int(fn._cache_size())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def cuda_plugins() -> list[str]:
+    """The jax CUDA plugins installed here (found without importing them)."""
+    import importlib.util
+    return [m for m in ("jax_cuda13_plugin", "jax_cuda12_plugin")
+            if importlib.util.find_spec(m) is not None]
+
+
+def gpu_devices(dev: str = "cuda:0") -> list:
+    """jax's GPUs, or DeviceUnusable with jax's own reason (no CUDA plugin, driver too old).
+    With JAX_PLATFORMS=cuda and no plugin jax 0.10 fails with a bare AssertionError, hence the
+    broad except and the plugin list in the reason."""
+    try:
+        gpus = jax.devices("gpu")
+        if gpus:
+            return gpus
+        why = "jax.devices('gpu') is empty"
+    except Exception as exc:  # noqa: BLE001 - RuntimeError, or AssertionError without a backend
+        why = f"jax.devices('gpu') failed: {type(exc).__name__}: {str(exc)[:500]}"
+    raise DeviceUnusable(f"device {dev} not usable by jax {jax.__version__}: {why} "
+                         f"(JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r}, CUDA plugins "
+                         f"installed: {', '.join(cuda_plugins()) or 'none'})")
+
+
 def _device_name(request: dict) -> str:
     try:
         dev = jax.devices("cpu" if request.get("device", "cpu") == "cpu" else "gpu")[0]
-    except RuntimeError:
+    except Exception:  # noqa: BLE001 - no usable backend: check_supported says why
         return f"{request.get('device')} (absent)"
     return f"{dev.platform}: {dev.device_kind}"
 

@@ -21,7 +21,7 @@ import math
 import os
 
 import harness
-from harness import FrameworkInterface, SkipCell
+from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
 torch = None  # imported by import_framework, timed like any framework import
 nn = None
@@ -304,7 +304,7 @@ class TorchBackend(FrameworkInterface):
     def check_supported(self) -> None:
         if self.is_cuda:
             if not torch.cuda.is_available():
-                raise SkipCell(
+                raise DeviceUnusable(
                     f"device {self.req_device} not present: torch.cuda.is_available() is False "
                     f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}, "
                     f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
@@ -488,7 +488,26 @@ class TorchBackend(FrameworkInterface):
             "grad_scaler": self.scaler is not None,
             "adam": "fused" if getattr(self, "fused", False) else "default",
             "device": str(self.device), **self.framework_info(),
+            "attention": self._attention_kernel(),
         }
+
+    def _attention_kernel(self) -> str | None:
+        """The kernel F.scaled_dot_product_attention dispatches to for this transformer's
+        shapes, dtype and device (flash, efficient, cudnn or math), asked of torch's own
+        dispatcher (a private function, so guarded: 'sdpa' when it cannot say)."""
+        spec = getattr(self, "spec", None)
+        if not spec or spec["model"] != "transformer":
+            return None
+        try:
+            from torch.nn.attention import SDPBackend
+            n, t = spec["n_heads"], spec["seq_len"]
+            q = torch.zeros(1, n, t, spec["d_model"] // n, device=self.device,
+                            dtype=self.amp_dtype or torch.float32, requires_grad=True)
+            choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
+            names = {int(b): b.name for b in SDPBackend.__members__.values()}
+            return "sdpa-" + names[choice].lower().replace("_attention", "")
+        except Exception:  # noqa: BLE001 - a diagnostic, never worth a failed cell
+            return "sdpa"
 
 
 def _info(cuda: bool) -> dict:

@@ -12,7 +12,7 @@ import math
 import os
 
 import harness
-from harness import FrameworkInterface, SkipCell
+from harness import DeviceUnusable, FrameworkInterface
 
 tf = None     # imported by import_framework, timed like any framework import
 keras = None
@@ -310,8 +310,10 @@ class TensorFlowBackend(FrameworkInterface):
 
     def check_supported(self) -> None:
         if self.dev == "/GPU:0" and not tf.config.list_physical_devices("GPU"):
-            raise SkipCell(f"device {self.device} not present: TensorFlow sees no GPU "
-                           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+            raise DeviceUnusable(
+                f"device {self.device} not present: TensorFlow sees no GPU (tensorflow "
+                f"{tf.__version__}, built with CUDA: {tf.test.is_built_with_cuda()}, "
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         # fp16 and bf16 both run on the CPU in TF 2.21 (Eigen/oneDNN kernels), so no skip here.
 
     # --- build -----------------------------------------------------------------------------
@@ -477,6 +479,10 @@ class TensorFlowBackend(FrameworkInterface):
             "device": self.dev,
             "data_layout": "NHWC",
             "tf_function_traces": dict(self.traces),
+            # the Block's attention is written out (matmul, float32 softmax, matmul), as Keras'
+            # MultiHeadAttention computes it: no fused kernel, unless XLA fuses it
+            "attention": (("xla" if self.options["jit_compile"] else "explicit")
+                          if self.spec["model"] == "transformer" else None),
         }
 
 
