@@ -110,7 +110,7 @@ def _flatten(i: int, a: dict) -> dict:
     rss = [v for v in (_int(a.get("host_peak_rss_bytes")), _int(mem.get("host_peak_rss_bytes")))
            if v is not None]
     trainable, frozen = _int(params.get("trainable")), _int(params.get("non_trainable"))
-    losses = _nums(train.get("epoch_losses"))
+    losses = _nums(train.get("epoch_loss_means") or train.get("epoch_losses"))
     flops = _d(m.get("flops_per_sample"))
     aff = hello.get("cpu_affinity")
     busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),

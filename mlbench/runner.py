@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as cfg, guards, preflight, sysinfo
+from . import __version__, config as cfg, guards, order, preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, LocalExecutor
 from .launcher import Stop
@@ -181,6 +181,8 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         run = store_run_info(store, config, plan, previous)
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
+        todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's
+        run["order"] = order.as_record(todo)
         if todo:
             preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
             run["ceilings"] = preflight.measure(config, out_dir, hooks.note)

@@ -18,13 +18,13 @@ def measured(tmp_path_factory):
     t0 = time.monotonic()
     res = ceiling.measure_ceilings(d, ["numpy", "pytorch", "jax"], ["cpu"], ["fp32", "bf16"],
                                    threads=1, size=128, iterations=3, timeout_s=60,
-                                   max_seconds_per_precision=0.5)
+                                   max_seconds_per_precision=0.5, rounds=2)
     return d, res, time.monotonic() - t0
 
 
 def test_ceiling_worker_measures_every_framework(measured):
     d, res, secs = measured
-    assert secs < 20
+    assert secs < 40  # two rounds of three fresh processes
     for fw in ("numpy", "pytorch", "jax"):
         assert res[fw]["cpu"]["fp32"] > 1e6, res
     assert "bf16" not in res["numpy"]["cpu"]          # skipped, with its reason on disk
@@ -40,12 +40,37 @@ def test_ceilings_are_reused(measured):
     before = (d / "ceilings.json").stat().st_mtime_ns
     t0 = time.monotonic()
     again = ceiling.measure_ceilings(d, ["numpy", "pytorch", "jax"], ["cpu"], ["fp32", "bf16"],
-                                     threads=1, size=128, iterations=3)
+                                     threads=1, size=128, iterations=3, rounds=2)
     assert again == res and time.monotonic() - t0 < 2
     assert (d / "ceilings.json").stat().st_mtime_ns == before
     # another size is another measurement
-    ceiling.measure_ceilings(d, ["numpy"], ["cpu"], ["fp32"], threads=1, size=64, iterations=2)
+    ceiling.measure_ceilings(d, ["numpy"], ["cpu"], ["fp32"], threads=1, size=64, iterations=2,
+                             rounds=1)
     assert json.loads((d / "ceilings.json").read_text())["entries"]["numpy|cpu"]["size"] == 64
+
+
+def test_rounds_interleave_frameworks_and_the_best_round_counts(tmp_path, monkeypatch):
+    calls = []
+    speed = {("a", 0): 5.0, ("a", 1): 9.0, ("a", 2): 7.0, ("b", 0): 3.0, ("b", 1): 2.0,
+             ("b", 2): 4.0, ("c", 0): 1.0, ("c", 1): 1.0, ("c", 2): 1.0}
+
+    def fake_worker(python, request, req_path, log_path, timeout_s):
+        fw, r = request["framework"], len([c for c in calls if c[0] == request["framework"]])
+        calls.append((fw, r))
+        if fw == "c":
+            return {"status": "skipped", "reason": "not here"}
+        v = speed[(fw, r)]
+        return {"status": "ok", "ceilings": {"fp32": {"best_flops": v, "median_flops": v / 2}}}
+
+    monkeypatch.setattr(ceiling, "run_worker", fake_worker)
+    monkeypatch.setattr(ceiling.sysinfo, "framework_version", lambda fw, python: "1")
+    res = ceiling.measure_ceilings(tmp_path, ["a", "b", "c"], ["cpu"], ["fp32"], rounds=3)
+    # round 0: a b c; round 1 starts one later: b a (c skipped once, not asked again); round 2: a b
+    assert calls == [("a", 0), ("b", 0), ("c", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+    assert res == {"a": {"cpu": {"fp32": 9.0}}, "b": {"cpu": {"fp32": 4.0}}}
+    doc = json.loads((tmp_path / "ceilings.json").read_text())
+    assert doc["entries"]["a|cpu"]["ceilings"]["fp32"]["round_best_flops"] == [5.0, 9.0, 7.0]
+    assert doc["entries"]["a|cpu"]["rounds"] == 3 and doc["entries"]["c|cpu"]["status"] == "skipped"
 
 
 def test_unknown_framework_is_skipped(tmp_path):

@@ -42,7 +42,8 @@ def test_every_framework_and_model_runs_ok(sweep):
                 continue
             assert c["status"] == "ok", (c["cell_id"], c.get("reason"), c.get("stderr_tail"))
             m = c["metrics"]
-            assert len(m["train"]["step_times_s"]) == 2 * (1024 // 16) - 1 - 10
+            assert m["train"]["steady_steps"] == 2 * (1024 // 16) - 1 - 10
+            assert len(m["train"]["step_times_s"]) == len(m["train"]["steady_blocks"])
             assert len(m["train"]["warmup_step_times_s"]) == 10
             assert m["train"]["first_step_s"] > 0
             assert len(m["inference"]["latencies_s"]) == 10

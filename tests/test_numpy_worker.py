@@ -19,7 +19,11 @@ def test_reference_mlp_learns_far_above_chance(tmp_path):
     assert r["params"] == specs.count_params(specs.model_spec("mlp", {"preset": "small"}))
     # first step and the warm-up steps (a tenth, at most 10) kept apart
     assert len(r["train"]["warmup_step_times_s"]) == 6
-    assert len(r["train"]["step_times_s"]) == 2048 // 32 - 1 - 6
+    assert r["train"]["steady_steps"] == 2048 // 32 - 1 - 6
+    assert len(r["train"]["step_times_s"]) == len(r["train"]["steady_blocks"]) >= 1
+    # RSS before the model is built (after imports and data): real, and below the peak
+    mem = r["memory"]
+    assert 10 * 2**20 < mem["host_baseline_rss_bytes"] < mem["host_peak_rss_bytes"]
     assert len(r["inference"]["latencies_s"]) == 5
 
 

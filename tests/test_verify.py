@@ -98,7 +98,7 @@ def test_benchmark_mode_can_start_every_framework_from_the_canonical_weights(tmp
     # request `init: canonical`: the same starting point, so the same training trajectory
     from workerutil import result_of, run_worker
     losses = [result_of(run_worker(tmp_path, fw, "mlp", init="canonical",
-                                   train_samples=64, eval_samples=32))["train"]["epoch_losses"][0]
+                                   train_samples=64, eval_samples=32))["train"]["epoch_loss_means"][0]
               for fw in ("numpy", "pytorch")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 

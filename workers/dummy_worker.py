@@ -86,6 +86,18 @@ def _echo() -> dict:
             else None, "env": {k: os.environ.get(k) for k in env}, "argv": sys.argv[1:]}
 
 
+def _train_metrics(rng, bs: int, step: float) -> dict:
+    """Synthetic training figures in the harness' shape: one first step, one warm-up step and
+    eight steady steps in four blocks of two."""
+    blocks = [{"steps": 2, "seconds": 2 * step * (1 + 0.01 * rng.random())} for _ in range(4)]
+    warm = [step * 1.5]
+    return {"steps_per_epoch": 10, "samples_per_step": bs, "first_step_s": 0.01,
+            "warmup_step_times_s": warm, "warmup_s": sum(warm), "steady_blocks": blocks,
+            "step_times_s": [b["seconds"] / b["steps"] for b in blocks],
+            "steady_s": sum(b["seconds"] for b in blocks), "steady_steps": 8,
+            "steps_per_block": 2, "epoch_times_s": [0.02], "epoch_loss_means": [1.0]}
+
+
 def main() -> None:
     harness.claim_stdout()
     harness.die_with_parent()
@@ -135,14 +147,14 @@ def main() -> None:
         harness.emit("result", metrics={
             "params": {"trainable": 1000, "non_trainable": 0},
             "flops_per_sample": {"forward": 2000, "train_step": 6000},
-            "train": {"steps_per_epoch": 10, "samples_per_step": bs, "first_step_s": 0.01,
-                      "step_times_s": [step * (1 + 0.01 * rng.random()) for _ in range(9)],
-                      "epoch_times_s": [0.02], "epoch_losses": [1.0]},
+            "train": _train_metrics(rng, bs, step),
             "eval": {"loss": 1.0, "accuracy": 0.5, "time_s": 0.001, "samples": 64},
             "inference": {"warmup_iterations": 1, "warmup_s": 0.001, "batch_size": bs,
                           "latencies_s": [0.0005 * (1 + 0.01 * rng.random())
-                                          for _ in range(5)]},
+                                          for _ in range(5)],
+                          "loops": 4, "min_sample_s": harness.MIN_SAMPLE_S},
             "memory": {"peak_device_bytes": None,
+                       "host_baseline_rss_bytes": harness.current_rss_bytes(),
                        "host_peak_rss_bytes": harness.peak_rss_bytes()},
             "settings": {"threads": request.get("threads"),
                          **(_echo() if opts.get("echo") else {})},

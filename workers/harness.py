@@ -11,9 +11,11 @@ another virtualenv than mlbench, and must never import mlbench, pydantic, polars
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 import traceback
@@ -107,6 +109,15 @@ def read_request(argv: list[str] | None = None) -> dict:
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size of this process now (/proc/self/statm, Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def apply_memory_limit(request: dict) -> None:
@@ -232,42 +243,171 @@ class FrameworkInterface:
         """Numeric settings that change speed (tf32, matmul precision, compile mode, threads)."""
         return {}
 
+    def sync_losses(self, losses: list) -> list[float]:
+        """Wait for a block's losses (device/async values of `train_step`) and return them as
+        floats. Frameworks override this to fetch the whole block in one host copy."""
+        return [float(self.sync(v)) for v in losses]
+
     # --- shared drivers (the same for every framework) ------------------------------------
-    def train_epoch(self, epoch: int, steps: int, step_times: list[float],
-                    first_step: dict) -> tuple[float, float]:
-        """Run one epoch; append steady-state step times; return (epoch_seconds, mean loss)."""
+    def train_epoch(self, epoch: int, steps: int, rec: "TrainRecord") -> tuple[float, float]:
+        """Run one epoch; record its timing in `rec`; return (epoch_seconds, mean loss).
+
+        The first step of the run (trace/compile) and the warm-up steps are timed one by one,
+        each synced. The rest of the epoch is the steady state, timed in blocks: the steps of a
+        block are dispatched back to back with no host sync, and the block ends with one sync
+        of all its losses *inside* the timed region (`sync_losses`), as a real training loop
+        that logs its loss every K steps does. Blocks never straddle epochs.
+        """
         clock = time.perf_counter
-        losses = []
+        losses: list[float] = []
         t_epoch = clock()
-        for i in range(steps):
+        i = 0
+        while i < steps and rec.needs_synced_step():
             t0 = clock()
-            loss = self.sync(self.train_step(i))
-            dt = clock() - t0
-            if "seconds" not in first_step:
-                first_step["seconds"] = dt  # trace/compile + first step, kept apart
-            elif len(first_step.setdefault("warmup", [])) < first_step.get("warmup_steps", 0):
-                first_step["warmup"].append(dt)  # still settling (caches, autotuning): apart
-            else:
-                step_times.append(dt)
-            losses.append(float(loss))
-            if not (losses[-1] == losses[-1]) or losses[-1] in (float("inf"), float("-inf")):
-                raise Diverged(f"loss became {losses[-1]} at epoch {epoch} step {i}")
-            if (i + 1) % max(1, steps // 4) == 0:
-                progress("train", epoch=epoch, step=i + 1, steps=steps)
+            loss = float(self.sync(self.train_step(i)))
+            rec.add_synced_step(clock() - t0)
+            _check_losses([loss], epoch, i)
+            losses.append(loss)
+            i += 1
+        next_report = _next_report(i, steps)
+        while i < steps:
+            size = rec.next_block(steps - i)
+            pending = []
+            t0 = clock()
+            for j in range(i, i + size):
+                pending.append(self.train_step(j))
+            values = self.sync_losses(pending)  # the sync belongs to the block's time
+            rec.add_block(size, clock() - t0)
+            _check_losses(values, epoch, i)
+            losses.extend(values)
+            i += size
+            if i >= next_report:
+                progress("train", epoch=epoch, step=i, steps=steps)
+                next_report = _next_report(i, steps)
         return clock() - t_epoch, sum(losses) / max(1, len(losses))
 
     def benchmark_inference(self, n_batches: int, warmup: int, iterations: int) -> dict:
+        """Warm-up calls (each synced), then `iterations` samples. A sample times `loops`
+        back-to-back calls and one sync of all their outputs, and records the mean per call:
+        `loops` is 1 for calls of LOOP_BELOW_S or more, otherwise the power of two that makes a
+        sample last at least MIN_SAMPLE_S (pyperf's calibrated `loops`), so that no sample is too
+        short for the clock and the sync to be negligible."""
         clock = time.perf_counter
         t0 = clock()
+        warm = []
         for i in range(warmup):
+            t1 = clock()
             self.sync(self.predict(i % n_batches))
+            warm.append(clock() - t1)
         warmup_s = clock() - t0
+        if len(warm) < 2:  # calibrate on two synced calls of our own (the first may compile)
+            for i in range(2 - len(warm)):
+                t1 = clock()
+                self.sync(self.predict(i % n_batches))
+                warm.append(clock() - t1)
+        loops = calibrate_loops(min(warm[1:] or warm))
         lat = []
-        for i in range(iterations):
+        k = 0
+        for _ in range(iterations):
+            outs = []
             t0 = clock()
-            self.sync(self.predict(i % n_batches))
-            lat.append(clock() - t0)
-        return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat}
+            for _ in range(loops):
+                outs.append(self.predict(k % n_batches))
+                k += 1
+            for out in outs:
+                self.sync(out)
+            lat.append((clock() - t0) / loops)
+            del outs
+        return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat,
+                "loops": loops, "min_sample_s": MIN_SAMPLE_S}
+
+
+# Training blocks last at least this long (block-synced steady state); inference calls shorter
+# than LOOP_BELOW_S are timed in inner loops lasting at least MIN_SAMPLE_S per sample.
+BLOCK_TARGET_S = 0.05
+LOOP_BELOW_S = 0.001
+MIN_SAMPLE_S = 0.002
+
+
+def calibrate_loops(call_s: float) -> int:
+    """pyperf-style: 1 for a call of LOOP_BELOW_S or more, else the smallest power of two of
+    calls that lasts MIN_SAMPLE_S."""
+    if call_s >= LOOP_BELOW_S:
+        return 1
+    loops = 1
+    while loops * max(call_s, 1e-7) < MIN_SAMPLE_S and loops < 1 << 20:
+        loops *= 2
+    return loops
+
+
+def _next_report(done: int, steps: int) -> int:
+    quarter = max(1, steps // 4)
+    return (done // quarter + 1) * quarter
+
+
+def _check_losses(values: list[float], epoch: int, first_index: int) -> None:
+    for n, v in enumerate(values):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise Diverged(f"loss became {v} at epoch {epoch} step {first_index + n}")
+
+
+class TrainRecord:
+    """The timing of a run's training, across its epochs: the first step, the warm-up steps,
+    and the steady-state blocks.
+
+    K, the steps per block, is calibrated from the warm-up steps (the median synced step
+    time): the smallest K whose block lasts BLOCK_TARGET_S, at least 1. Without warm-up steps
+    the first steady block is a probe of one step and K is calibrated from it. An epoch's
+    steady steps are split into floor(n / K) blocks of near-equal size (each >= K steps), or one
+    block when fewer than K steps remain, so that no block is a short remainder.
+    """
+
+    def __init__(self, warmup_steps: int, target_s: float = BLOCK_TARGET_S):
+        self.warmup_steps = warmup_steps
+        self.target_s = target_s
+        self.first_step_s: float | None = None
+        self.warmup: list[float] = []
+        self.blocks: list[dict] = []
+        self.k: int | None = None
+
+    def needs_synced_step(self) -> bool:
+        return self.first_step_s is None or len(self.warmup) < self.warmup_steps
+
+    def add_synced_step(self, seconds: float) -> None:
+        if self.first_step_s is None:
+            self.first_step_s = seconds
+        else:
+            self.warmup.append(seconds)
+
+    def _calibrate(self, step_s: float) -> int:
+        return max(1, math.ceil(self.target_s / max(step_s, 1e-9)))
+
+    def next_block(self, remaining: int) -> int:
+        """The size of the next block, given the steady steps left in this epoch."""
+        if self.k is None and self.warmup:
+            self.k = self._calibrate(statistics.median(self.warmup))
+        if self.k is None:
+            return 1  # no warm-up to calibrate from: a one-step probe block calibrates K
+        count = max(1, remaining // self.k)  # near-equal blocks, none a short remainder
+        return -(-remaining // count)
+
+    def add_block(self, steps: int, seconds: float) -> None:
+        self.blocks.append({"steps": steps, "seconds": seconds})
+        if self.k is None:
+            self.k = self._calibrate(seconds / steps)
+
+    def metrics(self) -> dict:
+        steady_s = sum(b["seconds"] for b in self.blocks)
+        return {
+            "first_step_s": self.first_step_s,
+            "warmup_step_times_s": list(self.warmup),
+            "warmup_s": sum(self.warmup),
+            "steady_blocks": list(self.blocks),
+            "step_times_s": [b["seconds"] / b["steps"] for b in self.blocks],
+            "steady_s": steady_s,
+            "steady_steps": sum(b["steps"] for b in self.blocks),
+            "steps_per_block": self.k,
+        }
 
 
 def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
@@ -290,6 +430,8 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     data = specs.make_dataset(spec, request)
     data_gen_s = clock() - t0
 
+    baseline_rss = current_rss_bytes()  # after imports and data: what the model adds is above
+
     progress("build")
     t0 = clock()
     backend.build_model(spec)
@@ -311,14 +453,13 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     if steps < 2:
         raise ValueError(f"train_samples={n_train} gives {steps} step(s) at batch size {bs}; "
                          "need at least 2 (one for compile, one timed)")
-    step_times: list[float] = []
     # Steps after the first one still settle (TF's step time falls for ~20 steps): the first
     # tenth of the run, at most 10 steps, is kept apart as warm-up, not in the steady state.
-    first_step: dict = {"warmup_steps": min(10, steps * int(request["epochs"]) // 10)}
+    rec = TrainRecord(warmup_steps=min(10, steps * int(request["epochs"]) // 10))
     epoch_times, epoch_losses = [], []
     for epoch in range(int(request["epochs"])):
         progress("train", epoch=epoch, step=0, steps=steps)
-        secs, loss = backend.train_epoch(epoch, steps, step_times, first_step)
+        secs, loss = backend.train_epoch(epoch, steps, rec)
         epoch_times.append(secs)
         epoch_losses.append(loss)
 
@@ -333,6 +474,7 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
                                       int(request["timed_iterations"]))
     mem = backend.get_memory_usage()
     mem["host_peak_rss_bytes"] = peak_rss_bytes()
+    mem["host_baseline_rss_bytes"] = baseline_rss
     return {
         "params": params,
         "flops_per_sample": specs.flops_per_sample(spec),
@@ -344,11 +486,9 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
         "train": {
             "steps_per_epoch": steps,
             "samples_per_step": bs,
-            "first_step_s": first_step.get("seconds"),
-            "warmup_step_times_s": first_step.get("warmup", []),
-            "step_times_s": step_times,
+            **rec.metrics(),
             "epoch_times_s": epoch_times,
-            "epoch_losses": epoch_losses,
+            "epoch_loss_means": epoch_losses,
         },
         "eval": {**ev, "time_s": eval_s, "samples": len(data["y_eval"])},
         "inference": {**inf, "batch_size": bs},

@@ -489,6 +489,9 @@ class JaxBackend(FrameworkInterface):
         value = jax.block_until_ready(value)
         return float(value) if getattr(value, "ndim", None) == 0 else value
 
+    def sync_losses(self, losses):
+        return [float(v) for v in jax.device_get(losses)]  # waits for every step of the block
+
     def evaluate(self) -> dict:
         total = jnp.zeros(3, jnp.float32)  # accumulated on the device, one sync at the end
         for i in range(self.n_eval_batches):

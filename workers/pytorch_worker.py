@@ -428,6 +428,11 @@ class TorchBackend(FrameworkInterface):
             return float(value.item())
         return value  # a prediction: computed (synchronized), left on the device
 
+    def sync_losses(self, losses):
+        if self.is_cuda:
+            torch.cuda.synchronize()
+        return torch.stack(losses).float().cpu().tolist()  # one host copy for the block
+
     def evaluate(self) -> dict:
         self._set_mode(False)
         n = len(self.y_eval)

@@ -428,6 +428,9 @@ class TensorFlowBackend(FrameworkInterface):
             return value[1].numpy()
         return value.numpy()
 
+    def sync_losses(self, losses):
+        return [float(v) for v in tf.stack(losses).numpy()]  # one host copy for the block
+
     def evaluate(self) -> dict:
         loss = correct = count = 0.0
         xe, ye = self.data["x_eval"], self.data["y_eval"]
