@@ -10,8 +10,8 @@ there is no interval: the cell is labelled "single process" and its judgements f
 within-process spread, saying so (like pyperf, which also refuses to infer run-to-run noise from
 one run).
 
-numpy only; never imports an ML framework, polars or plotly (cell_warnings imports
-mlbench.aggregate lazily).
+numpy only; never imports an ML framework, polars, plotly or any other mlbench module (the
+per-cell warnings of records live in mlbench.aggregate.warnings_by_cell: no import cycle).
 """
 from __future__ import annotations
 
@@ -357,20 +357,3 @@ def busy_warnings(machine_before, device_before, device: str | None,
         if isinstance(util, (int, float)) and util >= BUSY_GPU_UTIL_PCT:
             out.append(f"busy device: {device} at {util:.0f}% utilisation before the cell")
     return out
-
-
-def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:
-    """Warnings of every cell in `attempts` (latest attempt per (cell, repeat), as in
-    results.json), exactly as the report shows them: cell_id -> sentences."""
-    from .aggregate import attempts_frame, cells_frame
-    if not attempts:
-        return {}
-    cells = cells_frame(attempts_frame(attempts))
-    return {r["cell_id"]: list(r["warnings"] or [])
-            for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
-
-
-def cell_warnings(attempts_for_cell: list[dict]) -> list[str]:
-    """Warnings of one cell from its attempt records (all repeats)."""
-    by = warnings_by_cell(attempts_for_cell)
-    return [w for ws in by.values() for w in ws]
