@@ -360,3 +360,46 @@ def test_parity_strings_are_escaped(tmp_path):
     assert 'id="parity-table"' in html
     for s in XSS:
         assert s not in html
+
+
+def _planted(fast_step=0.010, slow_step=0.015, fast_lat=0.002, slow_lat=0.003):
+    """pytorch is planted 1.5x faster than jax in training and latency, 3 processes each, with
+    a little noise between processes and none that any warning would flag."""
+    out = []
+    for fw, st, lt in (("pytorch", fast_step, fast_lat), ("jax", slow_step, slow_lat)):
+        for r, k in enumerate((1.0, 1.01, 0.99)):
+            out.append(fs.attempt(fw, repeat=r, step_times=[st * k] * 20,
+                                  latencies=[lt * k] * 20, first_step=0.5 if fw == "jax" else 2.0))
+    return out
+
+
+def test_verdict_names_the_planted_winner_with_its_interval_around_the_ratio(tmp_path):
+    recs = {r.aspect: r for r in recommend(cells_of(_planted()))}
+    for aspect in ("train", "latency"):
+        r = recs[aspect]
+        assert r.winner == "pytorch" and r.runner_up == "jax" and r.verdict == "clear"
+        assert r.ratio == pytest.approx(1.5, rel=0.02)
+        assert r.lo <= r.ratio <= r.hi and r.lo > 1
+        assert "jax " not in r.text.split(":")[0]          # the slower is never the subject
+    # compile: jax's first step is planted 4x shorter: jax wins compile, never pytorch
+    assert recs["compile"].winner in ("jax", None) and recs["compile"].winner != "pytorch"
+    html = build_report(fs.write_store(tmp_path / "run", _planted()), tmp_path / "out") \
+        .read_text()
+    verdict = html[html.index('id="verdict"'):html.index('id="recommendations"')]
+    row = re.search(r"fastest to train</td><td><b>(\w+)</b> over (\w+)</td>"
+                    r"<td class=\"n\">([\d.]+)x \[([\d.]+)-([\d.]+)\]</td>", verdict)
+    assert row, verdict[:2000]
+    assert row.group(1) == "pytorch" and row.group(2) == "jax"
+    ratio, lo, hi = map(float, row.group(3, 4, 5))
+    assert lo <= ratio <= hi, "interval printed inverted or not around the ratio"
+    assert ratio == pytest.approx(1.5, abs=0.02)
+
+
+def test_a_warning_that_voids_the_samples_blocks_the_winner_and_is_quoted():
+    # 0.4 ms steps, one step per sample: "samples too short" voids the training comparison
+    recs = {r.aspect: r for r in recommend(cells_of(_planted(fast_step=0.0004,
+                                                             slow_step=0.0006)))}
+    r = recs["train"]
+    assert r.winner is None and r.verdict == "no-clear-winner"
+    assert "too short" in r.text and any("too short" in w for w in r.warnings)
+    assert recs["latency"].winner == "pytorch"   # latency samples are fine: still a winner

@@ -17,6 +17,7 @@ from plotly.offline import get_plotlyjs
 
 from .. import __version__
 from .. import ceiling as ceiling_mod
+from .. import stats
 from ..aggregate import flat_for_csv
 from .figures import COLOURS, Figure
 from .recommend import Recommendation
@@ -176,8 +177,8 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         else 0
     if single:
         notes.append(f"{single} cell(s) were measured in a single process: they have no "
-                     "confidence interval and their run-to-run noise is unknown (run with "
-                     "repeats >= 3); comparisons involving them fall back to the within-run "
+                     "confidence interval and their run-to-run noise is unknown ("
+                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the within-run "
                      "spread and say so.")
     if "n_warnings" in cells.columns:
         warned = cells.filter(pl.col("n_warnings") > 0).height
@@ -251,7 +252,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity": _parity_rows(parity), "parity_ran": parity is not None,
         "parity_note": parity.note if parity is not None else None,
         "parity_tolerances": _tolerances(parity),
-        "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
+        "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE, "figures": [(f, figure_json(f)) for f in figures],
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
         "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
