@@ -180,9 +180,11 @@ def test_strings_from_the_data_are_escaped(tmp_path):
         assert s not in html                           # ... but never verbatim
     assert "<img src=x" not in html
     body = html.split("</head>", 1)[1]
-    # every <script> in the body is one of ours: the figure calls or the table helper
+    # every <script> in the body is one of ours: the figure calls, the panel selector or the
+    # table helper
     for script in re.findall(r"<script>(.*?)</script>", body, re.S):
-        assert script.startswith(("(function(){var s=", "\n/* Plain table helpers"))
+        assert script.startswith(("(function(){var s=", "\n/* Plain table helpers",
+                                  "window.__panelFigs=[];", "(function(){var sel="))
         if script.startswith("(function(){var s="):
             assert "<" not in script                   # figure JSON has every < escaped
 

@@ -209,7 +209,47 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
                 c_["text"] = c_["text"] + " (log scale)"
     if kind == "bar":
         layout["barmode"] = "group"
+    if len(panels) > MAX_GRID_PANELS:
+        return Figure(fid, title, caption, {"panels": _per_panel(panels, data, layout,
+                                                                  y_title, kind)})
     return Figure(fid, title, caption, {"data": data, "layout": layout})
+
+
+MAX_GRID_PANELS = 6  # beyond: one panel at a time, chosen with the page's panel selector
+
+
+def panel_key(p: tuple) -> str:
+    """The selector's name of a panel (model · device · precision), unescaped: it is only
+    compared in JavaScript and shown as <option> text, which the template escapes."""
+    return " · ".join(map(str, p))
+
+
+def _per_panel(panels: list[tuple], data: list[dict], layout: dict, y_title: str,
+               kind: str) -> dict[str, dict]:
+    """The grid split into one single-panel spec per panel, keyed by panel_key: a big sweep's
+    page draws only the panel the reader selects instead of 144 panels at once."""
+    per: dict[int, list[dict]] = {}
+    for tr in data:
+        ax = tr["xaxis"][1:]
+        per.setdefault(int(ax) - 1 if ax else 0, []).append(tr)
+    out = {}
+    for i, p in enumerate(panels):
+        sfx = "" if i == 0 else str(i + 1)
+        lay, _ = grid_layout([p], y_title, "batch size")
+        for ax in ("xaxis", "yaxis"):
+            src = {k: v for k, v in layout[f"{ax}{sfx}"].items() if k not in ("domain", "anchor")}
+            lay[ax] = {**lay[ax], **src}
+        if lay["yaxis"].get("type") == "log":
+            lay["yaxis"]["title"] = {"text": esc(y_title) + " (log scale)"}
+        if kind == "bar":
+            lay["barmode"] = "group"
+        seen: set = set()
+        traces = []
+        for tr in per.get(i, []):
+            traces.append({**tr, "xaxis": "x", "yaxis": "y", "showlegend": tr["name"] not in seen})
+            seen.add(tr["name"])
+        out[panel_key(p)] = {"data": traces, "layout": lay}
+    return out
 
 
 def _params(cells: pl.DataFrame) -> Figure | None:
