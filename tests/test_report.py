@@ -287,7 +287,7 @@ def test_parity_table_rendered_from_verify_json(tmp_path):
     assert "numpy" in table and "yes" in table
     assert "atol + rtol*|ref|" in html                    # the tolerances note
     assert "equivalence gate was not run" not in html
-    assert "not comparable" not in html.split('id="cmp-table"', 1)[1].split("</table>")[0]
+    assert "not comparable" not in html.split('id="cmp-rows"', 1)[1].split("</template>")[0]
     # tensorflow was not checked: comparable, flagged unverified
     assert ">unverified</span>" in html
 
@@ -319,7 +319,7 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
     assert all("failed the equivalence gate" in r.text and "jax (fp32)" in r.text
                for r in recs.values())
     html = build_report(run, tmp_path / "o").read_text()
-    body = html.split('id="cmp-table"', 1)[1].split("</table>", 1)[0]
+    body = html.split('id="cmp-rows"', 1)[1].split("</template>", 1)[0]  # paged rows
     jax_row = next(tr for tr in body.split("<tr") if "</span>jax" in tr)
     assert "not comparable (failed parity)" in jax_row and "×" not in jax_row
     assert 'class="best"' not in jax_row and 'class="not-comparable"' in jax_row
