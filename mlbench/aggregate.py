@@ -10,9 +10,15 @@ Per cell also: bootstrap 95% intervals over the per-process values (mlbench.stat
 single process), pyperf-like warnings (instability, extreme values, short samples, busy machine
 or device), achieved FLOP/s from the analytic FLOPs per sample, and MFU against the measured
 ceiling of the run (mlbench.ceiling, ceilings.json) when there is one.
-The equivalence gate's verdicts (mlbench.verify, verify.json next to the results) are read by
-load_parity: a cell that failed the gate is "not comparable" (comparison_frame ranks only the
-others; its vs-best ratios are null); a skipped or unverified cell stays comparable.
+The equivalence gate's verdicts (mlbench.parity, verify.json next to the results): a cell that
+failed the gate is "not comparable" (comparison_frame ranks only the others; its vs-best ratios
+are null); a skipped or unverified cell stays comparable.
+Per cell the epoch time is decomposed (first step = compile + one step, warm-up, steady state:
+steps per epoch x median steady step time), compile_s = first step - median steady step time;
+memory is named (mem_figure): on the CPU the working memory (peak RSS - RSS just before the model
+is built), on accelerators the allocator's peak; MFU uses ONE yardstick per device and precision
+(the best matmul ceiling any framework reached in the run), so it ranks cells as achieved FLOP/s
+does. Repeats of a cell id measured under an older fingerprint are left out (latest wins).
 Every field of a record may be missing or of the wrong type (partial runs, older files): such
 values become null. Never imports an ML framework.
 """
@@ -24,7 +30,8 @@ import math
 import numpy as np
 import polars as pl
 
-from . import stats
+from . import ceiling, stats
+from .parity import Parity, load_parity  # noqa: F401 - re-exported for old callers
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
 
@@ -98,32 +105,63 @@ def options_label(opts) -> str:
     return ", ".join(f"{k}={_s(v)}" for k, v in sorted(opts.items()))
 
 
+def _first(*xs):
+    for x in xs:
+        if x is not None:
+            return x
+    return None
+
+
+def _blocks(train: dict) -> list[tuple[float, float]]:
+    """(steps, seconds) of each block-synced steady-state block (new wire format)."""
+    out = []
+    for b in train.get("steady_blocks") or [] if isinstance(train.get("steady_blocks"), list) \
+            else []:
+        if isinstance(b, dict):
+            n, t = _num(b.get("steps")), _num(b.get("seconds"))
+            if n and t is not None and n > 0 and t >= 0:
+                out.append((n, t))
+    return out
+
+
 def _flatten(i: int, a: dict) -> dict:
     m = _d(a.get("metrics"))
     train, ev, mem = _d(m.get("train")), _d(m.get("eval")), _d(m.get("memory"))
+    inf = _d(m.get("inference"))
     hello, gpu, params = _d(a.get("hello")), _d(a.get("gpu")), _d(m.get("params"))
     model = _s(a.get("model")) or "?"
     opts = options_label(a.get("model_options"))
+    # the config's label of the model (record field model_label, e.g. "cnn.tiny", or the user's
+    # label of a data: model): what cells are compared on, and what verify.json names them by
+    label = _s(a.get("model_label")) or model
     dev_peak = _int(mem.get("peak_device_bytes"))
+    nvml_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
     if dev_peak is None:
-        dev_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
+        dev_peak = nvml_peak
+    # one RSS figure per meaning: the peak is the larger of the parent's sampled peak (attempt
+    # record) and the worker's own ru_maxrss; the working memory subtracts the RSS the worker
+    # had just before building the model (imports, runtime and data already loaded)
     rss = [v for v in (_int(a.get("host_peak_rss_bytes")), _int(mem.get("host_peak_rss_bytes")))
            if v is not None]
+    peak_rss = max(rss) if rss else None
+    base_rss = _int(mem.get("host_baseline_rss_bytes"))
+    working = max(0, peak_rss - base_rss) if peak_rss is not None and base_rss else None
     trainable, frozen = _int(params.get("trainable")), _int(params.get("non_trainable"))
-    losses = _nums(train.get("epoch_loss_means") or train.get("epoch_losses"))
+    losses = _nums(train.get("epoch_loss_means")) or _nums(train.get("epoch_losses"))
     flops = _d(m.get("flops_per_sample"))
     aff = hello.get("cpu_affinity")
     busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
                                _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
     settings = _d(m.get("settings"))
+    warm = _nums(train.get("warmup_step_times_s"))
+    blocks = _blocks(train)
+    epochs = _nums(train.get("epoch_times_s"))
     return {
         "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
         "order": _int(a.get("order")) or 0,
         "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
-        "model_label": f"{model} ({opts})" if opts else model,
-        # the config's label of the model (record field model_label, e.g. "cnn.tiny"): what the
-        # equivalence gate's verify.json names it by
-        "gate_label": _s(a.get("model_label")) or model,
+        "model_label": f"{label} ({opts})" if opts else label,
+        "gate_label": label,
         "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
         "precision": _s(a.get("precision")) or "?", "status": _s(a.get("status")) or "?",
         "reason": _s(a.get("reason")), "exit_code": _int(a.get("exit_code")),
@@ -133,28 +171,38 @@ def _flatten(i: int, a: dict) -> dict:
         "framework_version": _s(hello.get("framework_version")),
         "device_name": _s(hello.get("device_name")),
         "samples_per_step": _num(train.get("samples_per_step")) or _num(a.get("batch_size")),
+        "steps_per_epoch": _num(train.get("steps_per_epoch")),
         "first_step_s": _num(train.get("first_step_s")),
-        "epoch_time_s": _median(_nums(train.get("epoch_times_s"))),
-        "final_loss": losses[-1] if losses else None,
+        "warmup_s": _first(_num(train.get("warmup_s")), sum(warm) if warm else None),
+        # the first epoch holds the one-off costs (compile, warm-up): its wall time is "total"
+        "epoch_total_s": epochs[0] if epochs else None,
+        "block_median_s": _median([t for _, t in blocks]) if blocks else None,
+        "train_loss_mean_last_epoch": losses[-1] if losses else None,
         "accuracy": _num(ev.get("accuracy")),
-        "peak_device_bytes": dev_peak, "host_peak_rss_bytes": max(rss) if rss else None,
+        "inference_loops": _num(inf.get("loops")) or 1.0,
+        "peak_device_bytes": dev_peak, "nvml_peak_process_bytes": nvml_peak,
+        "host_peak_rss_bytes": peak_rss, "host_baseline_rss_bytes": base_rss,
+        "host_working_bytes": working,
         "params_trainable": trainable,
         "params_total": None if trainable is None else trainable + (frozen or 0),
         "flops_fwd": _num(flops.get("forward")), "flops_train": _num(flops.get("train_step")),
         "busy": "\n".join(busy) or None,
         "settings": settings_label(settings) if settings else None,
         "step_times_s": _samples(train.get("step_times_s")),
-        "latencies_s": _samples(_d(m.get("inference")).get("latencies_s")),
+        "latencies_s": _samples(inf.get("latencies_s")),
     }
 
 
 _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size": pl.Int64,
            "exit_code": pl.Int64, "peak_device_bytes": pl.Int64, "host_peak_rss_bytes": pl.Int64,
+           "nvml_peak_process_bytes": pl.Int64, "host_baseline_rss_bytes": pl.Int64,
+           "host_working_bytes": pl.Int64,
            "params_trainable": pl.Int64, "params_total": pl.Int64,
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
-           "busy": pl.Utf8, "settings": pl.Utf8}
-for _c in ("wall_s", "samples_per_step", "first_step_s", "epoch_time_s", "final_loss",
-           "accuracy", "flops_fwd", "flops_train"):
+           "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8}
+for _c in ("wall_s", "samples_per_step", "steps_per_epoch", "first_step_s", "warmup_s",
+           "epoch_total_s", "block_median_s", "train_loss_mean_last_epoch", "accuracy",
+           "inference_loops", "flops_fwd", "flops_train"):
     _SCHEMA[_c] = pl.Float64
 
 
@@ -212,15 +260,44 @@ def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
             .join(lt.drop(ext[2:]), on="idx", how="left")
             .join(st.select("idx", *ext[:2]), on="idx", how="left")
             .join(lt.select("idx", *ext[2:]), on="idx", how="left")
-            .with_columns((pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"))
+            .with_columns((pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"),
+                          # compile estimate: the first step minus what a warm step costs
+                          (pl.col("first_step_s") - pl.col("step_median")).clip(lower_bound=0.0)
+                          .alias("compile_s"),
+                          (pl.col("steps_per_epoch") * pl.col("step_median"))
+                          .alias("epoch_steady_s"))
             .sort("order", "idx"))
+
+
+MEM_FIGURES = {  # mem_figure -> what it is, as every table, chart and recommendation says it
+    "device_peak": "peak device memory (the framework allocator's peak)",
+    "working": "working memory (peak RSS minus RSS just before the model is built)",
+    "host_peak": "peak host RSS (whole process, libraries included: this store has no baseline)",
+}
+
+
+def latest_fingerprint_only(att: pl.DataFrame) -> pl.DataFrame:
+    """The attempts of each cell id measured under the fingerprint of its latest attempt (highest
+    order): repeats stored under an older request (another config) are never pooled with it."""
+    if att.is_empty():
+        return att
+    latest = (att.sort("order").group_by("cell_id")
+              .agg(pl.col("fingerprint").last().alias("_fp_latest")))
+    return (att.join(latest, on="cell_id", how="left")
+            .filter(pl.col("_fp_latest").is_null() | pl.col("fingerprint").is_null()
+                    | (pl.col("fingerprint") == pl.col("_fp_latest"))).drop("_fp_latest"))
 
 
 def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame:
     """One row per cell. Pooled over the ok repeats: step/latency median, p90, p99, relative IQR;
-    per-repeat values kept as lists (train_sps_r, lat_p50_r, mem_r) for noise judgements; their
-    bootstrap 95% intervals (*_ci_lo/hi, null for a single process) and spread (*_cv); warnings;
-    achieved FLOP/s; MFU when `ceilings` ({framework: {device: {precision: FLOP/s}}}) is given."""
+    per-repeat values kept as lists (train_sps_r, lat_p50_r, mem_r, compile_r) for noise
+    judgements; their bootstrap 95% intervals (*_ci_lo/hi, null for a single process) and spread
+    (*_cv); warnings (also split into warn_train / warn_latency / warn_all: what voids which
+    samples); achieved FLOP/s; MFU when `ceilings` ({framework: {device: {precision: FLOP/s}}})
+    is given. Repeats under an older fingerprint than the cell's latest are left out
+    (stale_repeats counts them)."""
+    n_all = att.group_by("cell_id").agg(pl.len().alias("_n_all"))
+    att = latest_fingerprint_only(att)
     ok = att.filter(pl.col("status") == "ok")
     ident = ["framework", "model", "options", "model_label", "gate_label", "device",
              "batch_size", "precision"]
@@ -229,18 +306,38 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.len().alias("repeats"), (pl.col("status") == "ok").sum().alias("ok_repeats"),
         pl.col("status").filter(pl.col("status") != "ok").unique().sort().str.join(", ")
         .alias("failed_statuses"))
-    # the per-cell "memory" is device memory on accelerators, host RSS on the CPU
-    mem = (pl.when(pl.col("device") != "cpu").then(pl.col("peak_device_bytes"))
+    status = status.join(n_all, on="cell_id", how="left").with_columns(
+        (pl.col("_n_all") - pl.col("repeats")).alias("stale_repeats")).drop("_n_all")
+    # the per-cell headline memory: the allocator's peak on accelerators; on the CPU the working
+    # memory when the worker recorded its baseline, else (older stores) the whole-process peak
+    on_dev = pl.col("device") != "cpu"
+    has_base = pl.col("host_working_bytes").is_not_null()
+    mem = (pl.when(on_dev).then(pl.col("peak_device_bytes"))
+           .when(has_base).then(pl.col("host_working_bytes"))
            .otherwise(pl.col("host_peak_rss_bytes")))
-    okc = ok.with_columns(mem.cast(pl.Float64).alias("mem")).sort("repeat")
+    fig = (pl.when(on_dev).then(pl.lit("device_peak")).when(has_base).then(pl.lit("working"))
+           .otherwise(pl.lit("host_peak")))
+    okc = ok.with_columns(mem.cast(pl.Float64).alias("mem"), fig.alias("mem_figure"),
+                          (pl.col("block_median_s").fill_null(pl.col("step_median")))
+                          .alias("train_sample_s"),
+                          (pl.col("lat_median") * pl.col("inference_loops"))
+                          .alias("lat_sample_s")).sort("repeat")
     per = okc.group_by("cell_id").agg(
         pl.col("train_sps").drop_nulls().alias("train_sps_r"),
         pl.col("lat_median").drop_nulls().alias("lat_p50_r"),
         pl.col("mem").drop_nulls().alias("mem_r"),
-        pl.col("samples_per_step").median(), pl.col("epoch_time_s").median(),
-        pl.col("first_step_s").median(), pl.col("accuracy").median(),
-        pl.col("final_loss").median(), pl.col("wall_s").median(),
-        pl.col("peak_device_bytes").max(), pl.col("host_peak_rss_bytes").max(),
+        pl.col("compile_s").drop_nulls().alias("compile_r"),
+        pl.col("mem_figure").first(),
+        pl.col("samples_per_step").median(), pl.col("steps_per_epoch").median(),
+        pl.col("epoch_total_s").median(), pl.col("epoch_steady_s").median(),
+        pl.col("first_step_s").median(), pl.col("warmup_s").median(),
+        pl.col("compile_s").median(), pl.col("accuracy").median(),
+        pl.col("train_loss_mean_last_epoch").median(), pl.col("wall_s").median(),
+        pl.col("train_sample_s").median(), pl.col("lat_sample_s").median(),
+        pl.col("inference_loops").max(),
+        pl.col("peak_device_bytes").max(), pl.col("nvml_peak_process_bytes").max(),
+        pl.col("host_peak_rss_bytes").max(), pl.col("host_baseline_rss_bytes").median(),
+        pl.col("host_working_bytes").max(),
         pl.col("params_trainable").max(), pl.col("params_total").max(),
         pl.col("framework_version").drop_nulls().first(),
         pl.col("device_name").drop_nulls().first(),
@@ -270,6 +367,8 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         (pl.col("flops_fwd") * pl.col("batch_size") / pl.col("lat_median")).alias("infer_flops_s"))
     out = _with_intervals_and_warnings(out)
     out = with_mfu(out, ceilings or {})
+    out = out.with_columns(pl.col("mem_figure").replace_strict(
+        MEM_FIGURES, default=None, return_dtype=pl.Utf8).alias("mem_figure_text"))
     return out.sort("model_label", "device", "precision", "batch_size", "framework",
                     nulls_last=True)
 
@@ -281,103 +380,89 @@ def _k(values, c) -> int:
 
 def _with_intervals_and_warnings(cells: pl.DataFrame) -> pl.DataFrame:
     train_r, lat_r = cells["train_sps_r"].to_list(), cells["lat_p50_r"].to_list()
+    comp_r = cells["compile_r"].to_list()
     tr_ci = stats.bootstrap_median_ci_many(train_r)
     la_ci = stats.bootstrap_median_ci_many(lat_r)
+    co_ci = stats.bootstrap_median_ci_many(comp_r)
     tr_cv, la_cv = stats.cv_many(train_r), stats.cv_many(lat_r)
-    needed, basis, warns = [], [], []
+    needed, basis, warns, w_train, w_lat, w_all = [], [], [], [], [], []
     cols = {c: cells[c].to_list() for c in (
-        "step_median", "lat_median", "step_extreme", "step_n", "step_max_rel", "lat_extreme",
-        "lat_n_r", "lat_max_rel", "ok_repeats", "busy")}
+        "train_sample_s", "lat_sample_s", "step_extreme", "step_n", "step_max_rel",
+        "lat_extreme", "lat_n_r", "lat_max_rel", "ok_repeats", "busy")}
     for i, (tcv, lcv) in enumerate(zip(tr_cv, la_cv)):
         worst = max((c for c in (tcv, lcv) if c is not None), default=None)
         needed.append(stats.repeats_needed(worst))
         ok = cols["ok_repeats"][i] or 0
         basis.append(None if ok == 0 else "single process" if ok == 1 else
                      f"bootstrap over {ok} processes")
-        w = stats.judge_from(
-            train_cv=tcv, train_k=_k(train_r[i], tcv), lat_cv=lcv, lat_k=_k(lat_r[i], lcv),
-            step_median=cols["step_median"][i], lat_median=cols["lat_median"][i],
-            step_extreme=cols["step_extreme"][i] or 0, step_n=cols["step_n"][i] or 0,
-            step_max_rel=cols["step_max_rel"][i], lat_extreme=cols["lat_extreme"][i] or 0,
+        # judged per aspect, so a recommendation repeats (and is voided by) only the warnings
+        # about the samples it rests on; "too short" is judged on the duration of one sample
+        # (a steady block, or `loops` inference calls), not of one step
+        wt = stats.judge_from(
+            train_cv=tcv, train_k=_k(train_r[i], tcv), lat_cv=None, lat_k=0,
+            step_median=cols["train_sample_s"][i], step_extreme=cols["step_extreme"][i] or 0,
+            step_n=cols["step_n"][i] or 0, step_max_rel=cols["step_max_rel"][i]) if ok else []
+        wl = stats.judge_from(
+            train_cv=None, train_k=0, lat_cv=lcv, lat_k=_k(lat_r[i], lcv),
+            lat_median=cols["lat_sample_s"][i], lat_extreme=cols["lat_extreme"][i] or 0,
             lat_n=cols["lat_n_r"][i] or 0, lat_max_rel=cols["lat_max_rel"][i]) if ok else []
-        warns.append(w + list(cols["busy"][i] or []))
+        wa = list(cols["busy"][i] or [])
+        w_train.append(wt)
+        w_lat.append(wl)
+        w_all.append(wa)
+        warns.append(wt + wl + wa)
+    lists = pl.List(pl.Utf8)
     extra = pl.DataFrame({
         "train_sps_ci_lo": [c[0] if c else None for c in tr_ci],
         "train_sps_ci_hi": [c[1] if c else None for c in tr_ci],
         "lat_p50_ci_lo": [c[0] if c else None for c in la_ci],
         "lat_p50_ci_hi": [c[1] if c else None for c in la_ci],
+        "compile_ci_lo": [c[0] if c else None for c in co_ci],
+        "compile_ci_hi": [c[1] if c else None for c in co_ci],
         "train_sps_cv": tr_cv, "lat_p50_cv": la_cv, "repeats_needed": needed,
-        "ci_basis": basis, "warnings": warns,
+        "ci_basis": basis, "warnings": warns, "warn_train": w_train, "warn_latency": w_lat,
+        "warn_all": w_all,
     }, schema={"train_sps_ci_lo": pl.Float64, "train_sps_ci_hi": pl.Float64,
                "lat_p50_ci_lo": pl.Float64, "lat_p50_ci_hi": pl.Float64,
+               "compile_ci_lo": pl.Float64, "compile_ci_hi": pl.Float64,
                "train_sps_cv": pl.Float64, "lat_p50_cv": pl.Float64,
-               "repeats_needed": pl.Int64, "ci_basis": pl.Utf8, "warnings": pl.List(pl.Utf8)})
+               "repeats_needed": pl.Int64, "ci_basis": pl.Utf8, "warnings": lists,
+               "warn_train": lists, "warn_latency": lists, "warn_all": lists})
     return pl.concat([cells.drop("lat_n_r", "busy"), extra], how="horizontal").with_columns(
         pl.col("warnings").list.len().alias("n_warnings"))
 
 
 def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
-    """Add ceiling_flops_s (this framework's measured matmul ceiling on the cell's device and
-    precision), mfu (achieved training FLOP/s / ceiling) and mfu_infer; null without a ceiling."""
-    keys = [(fw, dev, prec, c) for fw, devs in (ceilings or {}).items() if isinstance(devs, dict)
-            for dev, precs in devs.items() if isinstance(precs, dict)
-            for prec, c in precs.items() if isinstance(c, (int, float)) and c > 0]
-    table = pl.DataFrame(keys, schema={"framework": pl.Utf8, "device": pl.Utf8,
-                                       "precision": pl.Utf8, "ceiling_flops_s": pl.Float64},
+    """MFU against ONE yardstick per device and precision: ceiling_flops_s is the best matmul
+    FLOP/s any framework reached there in the run (ceiling_framework: which), mfu = achieved
+    training FLOP/s / ceiling_flops_s (so MFU ranks cells exactly as achieved FLOP/s does),
+    mfu_infer likewise for inference. Secondary: own_ceiling_flops_s / mfu_own, against the
+    cell's own framework's ceiling. On a GPU named in ceiling.DATASHEET_TFLOPS also
+    datasheet_flops_s / mfu_datasheet. Nulls where a figure is unknown."""
+    yard = ceiling.yardsticks(ceilings or {})
+    own = [(fw, dev, prec, c) for fw, devs in (ceilings or {}).items() if isinstance(devs, dict)
+           for dev, precs in devs.items() if isinstance(precs, dict)
+           for prec, c in precs.items() if isinstance(c, (int, float)) and c > 0]
+    own_t = pl.DataFrame(own, schema={"framework": pl.Utf8, "device": pl.Utf8,
+                                      "precision": pl.Utf8, "own_ceiling_flops_s": pl.Float64},
                          orient="row")
-    out = cells.drop([c for c in ("ceiling_flops_s", "mfu", "mfu_infer") if c in cells.columns])
-    return out.join(table, on=["framework", "device", "precision"], how="left").with_columns(
+    yard_t = pl.DataFrame([(d, p, v, fw) for (d, p), (v, fw) in yard.items()],
+                          schema={"device": pl.Utf8, "precision": pl.Utf8,
+                                  "ceiling_flops_s": pl.Float64, "ceiling_framework": pl.Utf8},
+                          orient="row")
+    drop = ("ceiling_flops_s", "ceiling_framework", "own_ceiling_flops_s", "mfu", "mfu_infer",
+            "mfu_own", "datasheet_flops_s", "mfu_datasheet")
+    out = cells.drop([c for c in drop if c in cells.columns])
+    sheet = [ceiling.datasheet_flops(n, p, s) if d != "cpu" else None for n, p, s, d in zip(
+        out["device_name"].to_list(), out["precision"].to_list(), out["settings"].to_list(),
+        out["device"].to_list())]
+    out = out.with_columns(pl.Series("datasheet_flops_s", sheet, dtype=pl.Float64))
+    return (out.join(own_t, on=["framework", "device", "precision"], how="left")
+            .join(yard_t, on=["device", "precision"], how="left").with_columns(
         (pl.col("train_flops_s") / pl.col("ceiling_flops_s")).alias("mfu"),
-        (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"))
-
-
-class Parity:
-    """The equivalence gate's verdicts (a verify.VerifyReport) keyed the way the report matches
-    cells: (framework, model_label, device, precision), model_label being the config's label of
-    the model (cells_frame column gate_label, the attempt record's model_label). status():
-    "pass", "fail" (the cell's speed must not be ranked against the others) or "unverified"
-    (skipped, nothing to compare with, or no row for that cell: comparable, but not backed by a
-    parity check)."""
-
-    def __init__(self, report, note: str | None = None):
-        self.report = report
-        self.note = note
-        self._failed = report.failed_cells()
-        self._passed = {(r.framework, r.model_label, r.device, r.precision)
-                        for r in report.rows if r.passed is True}
-
-    def status(self, framework, model_label, device, precision) -> str:
-        key = (framework, model_label, device, precision)
-        return "fail" if key in self._failed else "pass" if key in self._passed else "unverified"
-
-    def comparable(self, framework, model_label, device, precision) -> bool:
-        return (framework, model_label, device, precision) not in self._failed
-
-    @property
-    def rows(self) -> list:
-        return self.report.rows
-
-    @property
-    def n_failed(self) -> int:
-        return len(self._failed)
-
-
-def load_parity(path) -> tuple[Parity | None, str | None]:
-    """verify.json of a run directory (or of the directory holding a results file), as
-    (Parity, None); (None, None) when there is none; (None, why) when it cannot be read."""
-    from pathlib import Path
-    p = Path(path)
-    p = p if p.is_dir() else p.parent
-    f = p / "verify.json"
-    if not f.is_file():
-        return None, None
-    try:
-        from . import verify
-        doc = json.loads(f.read_text())
-        note = doc.get("tolerance_note") if isinstance(doc, dict) else None
-        return Parity(verify.load(f), note if isinstance(note, str) else None), None
-    except Exception as e:  # noqa: BLE001 - any malformed file: the report still renders
-        return None, f"{type(e).__name__}: {e}"[:300]
+        (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"),
+        (pl.col("train_flops_s") / pl.col("own_ceiling_flops_s")).alias("mfu_own"),
+        (pl.col("train_flops_s") / pl.col("datasheet_flops_s")).alias("mfu_datasheet")))
 
 
 def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.DataFrame:
@@ -469,5 +554,20 @@ def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
         raise UserError(what, str(path))
     att = attempts_frame(store.latest_attempts(attempts))
     run = loaded.run if isinstance(loaded.run, dict) else {}
-    from .ceiling import best_flops, load as load_ceilings
-    return run, loaded.warnings, att, cells_frame(att, best_flops(load_ceilings(path)))
+    return run, loaded.warnings, att, cells_frame(att, ceiling.best_flops(ceiling.load(path)))
+
+
+def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:
+    """Warnings of every cell in `attempts` (latest attempt per (cell, repeat), as in
+    results.json), exactly as the report shows them: cell_id -> sentences."""
+    if not attempts:
+        return {}
+    cells = cells_frame(attempts_frame(attempts))
+    return {r["cell_id"]: list(r["warnings"] or [])
+            for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
+
+
+def cell_warnings(attempts_for_cell: list[dict]) -> list[str]:
+    """Warnings of one cell from its attempt records (all repeats)."""
+    by = warnings_by_cell(attempts_for_cell)
+    return [w for ws in by.values() for w in ws]

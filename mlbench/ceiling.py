@@ -4,9 +4,10 @@ the same run as the cells, and model FLOPs utilisation (MFU) against it.
 Owns running workers/ceiling_worker.py once per (framework, device) in a fresh process (the cell
 environment: CUDA_VISIBLE_DEVICES, thread variables, CPU pinning by the worker), the cache
 <run_dir>/ceilings.json (reused while the host, the framework version, the matrix size and the
-tf32 setting are unchanged), and the MFU rule: per framework, a cell's achieved training FLOP/s
-divided by *that framework's* best matmul FLOP/s on that device and precision (what the framework
-itself can reach), with the best over all frameworks kept for the environment table.
+tf32 setting are unchanged), and the MFU rule: ONE yardstick per device and precision, the best
+matmul FLOP/s any framework reached there in the run (yardsticks), so MFU ranks cells exactly as
+achieved FLOP/s does; each framework's own ceiling stays a secondary figure. On a known GPU also
+the datasheet's dense peak (DATASHEET_TFLOPS, keyed by the NVML device name).
 Must not import any ML framework.
 """
 from __future__ import annotations
@@ -268,13 +269,70 @@ def table(doc: dict | None) -> list[dict]:
     return out
 
 
+def yardsticks(best: dict) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(device, precision): (best FLOP/s of any framework, that framework)} from best_flops'
+    {framework: {device: {precision: FLOP/s}}}: the one MFU yardstick per device and precision.
+    Ties go to the framework name first in alphabetical order (deterministic)."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for fw, devs in sorted((best or {}).items(), key=lambda kv: str(kv[0])):
+        for dev, precs in (devs if isinstance(devs, dict) else {}).items():
+            for prec, v in (precs if isinstance(precs, dict) else {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                    if (dev, prec) not in out or v > out[(dev, prec)][0]:
+                        out[(dev, prec)] = (float(v), fw)
+    return out
+
+
 def mfu(achieved_flops: float | None, framework: str, device: str, precision: str,
         ceilings: dict) -> float | None:
-    """Model FLOPs utilisation: achieved FLOP/s over this framework's measured ceiling."""
-    c = ((ceilings.get(framework) or {}).get(device) or {}).get(precision)
-    if achieved_flops is None or not c:
+    """Model FLOPs utilisation: achieved FLOP/s over the device's yardstick (the best ceiling
+    any framework reached on that device and precision); `framework` is not used for the
+    yardstick (kept for callers)."""
+    y = yardsticks(ceilings).get((device, precision))
+    if achieved_flops is None or not y:
         return None
-    return achieved_flops / c
+    return achieved_flops / y[0]
+
+
+# Dense (no structured sparsity) peak TFLOP/s from NVIDIA's public datasheets: H100/H200
+# ("NVIDIA H100 Tensor Core GPU" and "NVIDIA H200" datasheets, SXM and PCIe columns; the sheets
+# print sparse figures for tensor cores, halved here), A100 ("NVIDIA A100 Tensor Core GPU"
+# datasheet, same peaks for 40 GB / 80 GB, SXM and PCIe), L4 and A10 product datasheets, the Ada
+# whitepaper for the RTX 4090 (FP16/BF16 with FP32 accumulate), V100 and T4 datasheets.
+# fp32 = plain FP32 (CUDA cores), tf32 = TF32 tensor cores (fp32 cells run with tf32 enabled).
+# Matched in order on the lower-cased NVML name: the first pattern whose words all occur wins.
+DATASHEET_TFLOPS: list[tuple[tuple[str, ...], dict[str, float]]] = [
+    (("h200",), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    (("h100", "nvl"), {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    (("h100", "pcie"), {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0}),
+    (("h100",), {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4}),
+    (("a100",), {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
+    (("l40s",), {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05}),
+    (("l4",), {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0}),
+    (("a10",), {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0}),
+    (("rtx", "4090"), {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2}),
+    (("v100",), {"fp32": 15.7, "fp16": 125.0}),
+    (("t4",), {"fp32": 8.1, "fp16": 65.0}),
+]
+
+
+def datasheet_flops(device_name: str | None, precision: str | None,
+                    settings: str | None = None) -> float | None:
+    """The datasheet's dense peak FLOP/s for a GPU by its NVML name (e.g. "NVIDIA H100 80GB
+    HBM3") at a cell's precision; fp32 cells whose settings say tf32=True use the TF32 peak.
+    None for an unknown device or precision. Words match whole tokens ("a10" is not "a100")."""
+    if not isinstance(device_name, str) or not isinstance(precision, str):
+        return None
+    import re
+    tokens = set(re.split(r"[^a-z0-9]+", device_name.lower()))
+    prec = precision.lower()
+    if prec == "fp32" and isinstance(settings, str) and re.search(r"tf32=True", settings):
+        prec = "tf32"
+    for words, peaks in DATASHEET_TFLOPS:
+        if all(w in tokens for w in words):
+            v = peaks.get(prec)
+            return v * 1e12 if v else None
+    return None
 
 
 def describe_host() -> str:

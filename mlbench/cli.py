@@ -238,6 +238,14 @@ def compare(
     raise typer.Exit(1 if result.regressed else 0)
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of results.json (generated from mlbench.summary's models)."""
+    from .summary import SCHEMA_FILE, schema_text
+    typer.echo(SCHEMA_FILE.read_text(encoding="utf-8") if SCHEMA_FILE.is_file()
+               else schema_text(), nl=False)
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Frameworks (installed or not), models with presets, detected devices."""

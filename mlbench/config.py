@@ -152,6 +152,8 @@ class Exclude(_Strict):
     """Cells matching every given field are left out of the sweep."""
     framework: str | None = None
     model: str | None = None
+    # the model's label (e.g. cnn.resnet18, or a user's label): excludes one preset of a model
+    label: str | None = None
     device: str | None = None
     batch_size: int | None = Field(None, gt=0, le=1_000_000)
     precision: str | None = None

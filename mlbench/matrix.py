@@ -60,7 +60,8 @@ def expand(config: Config) -> list[Cell]:
             for device in config.devices:
                 for bs in config.batch_sizes:
                     for prec in config.precisions:
-                        if _excluded(config, fw, model.name, device, bs, prec):
+                        if _excluded(config, fw, model.name, device, bs, prec,
+                                     model.id_label):
                             continue
                         cid = cell_id(fw, model.id_label, device, bs, prec)
                         data = model.data  # absolute: config.load_config resolves it
@@ -91,9 +92,10 @@ def fingerprint(request: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _excluded(config: Config, fw: str, model: str, device: str, bs: int, prec: str) -> bool:
+def _excluded(config: Config, fw: str, model: str, device: str, bs: int, prec: str,
+              label: str | None = None) -> bool:
     values = {"framework": fw, "model": model, "device": device, "batch_size": bs,
-              "precision": prec}
+              "precision": prec, "label": label or model}
     for rule in config.exclude:
         given = {k: v for k, v in rule.model_dump().items() if v is not None}
         if given and all(values[k] == (catalog.canonical_framework(v) if k == "framework"

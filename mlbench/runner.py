@@ -226,7 +226,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run["ended_at"] = _now()
             try:
                 store.write_run(run)
-                latest = store.finalize(run, annotate=_warnings)
+                latest = store.finalize(run, annotate=lambda lt: _warnings(lt, out_dir))
             except UserError:
                 if failure is None:
                     raise
@@ -238,13 +238,10 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                        stop.signal_name if stop.requested else None)
 
 
-def _warnings(latest: list[dict]) -> dict:
-    """Instability and busy-machine warnings per cell, as the report shows them."""
-    from . import stats
-    try:
-        return {"cell_warnings": stats.warnings_by_cell(latest)}
-    except Exception as exc:  # warnings are advice: never lose the results over them
-        return {"cell_warnings_error": f"{type(exc).__name__}: {exc}"}
+def _warnings(latest: list[dict], run_dir: Path | None = None) -> dict:
+    """Per cell: warnings and the summary the report shows (mlbench.summary.annotate)."""
+    from . import summary
+    return summary.annotate(latest, run_dir)
 
 
 def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[dict]) -> dict:

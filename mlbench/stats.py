@@ -10,8 +10,8 @@ there is no interval: the cell is labelled "single process" and its judgements f
 within-process spread, saying so (like pyperf, which also refuses to infer run-to-run noise from
 one run).
 
-numpy only; never imports an ML framework, polars or plotly (cell_warnings imports
-mlbench.aggregate lazily).
+numpy only; never imports an ML framework, polars, plotly or any other mlbench module (the
+per-cell warnings of records live in mlbench.aggregate.warnings_by_cell: no import cycle).
 """
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ SHORT_SAMPLE_S = 1e-3    # pyperf: values under 1 ms are dominated by timer and 
 TARGET_REL_HALFWIDTH = 0.05  # "how many repeats": for a +-5% interval at 95%
 BUSY_LOAD_PER_CORE = 0.5  # loadavg_1m above half the logical cores before a cell: busy machine
 BUSY_CPU_PCT = 20.0       # or, when recorded, other processes' CPU use above 20%
-BUSY_GPU_UTIL_PCT = 10.0  # a GPU already this busy, or running other compute processes
+BUSY_GPU_UTIL_PCT = 10.0
+# the one piece of advice on repeats every text gives (2 processes are the minimum for an
+# interval; 3 make a 95% percentile-bootstrap interval of the median worth reading)
+REPEATS_ADVICE = "run with repeats: 3 or more (each repeat is a fresh process)"  # a GPU already this busy, or running other compute processes
 
 
 def _arr(values) -> np.ndarray:
@@ -357,20 +360,3 @@ def busy_warnings(machine_before, device_before, device: str | None,
         if isinstance(util, (int, float)) and util >= BUSY_GPU_UTIL_PCT:
             out.append(f"busy device: {device} at {util:.0f}% utilisation before the cell")
     return out
-
-
-def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:
-    """Warnings of every cell in `attempts` (latest attempt per (cell, repeat), as in
-    results.json), exactly as the report shows them: cell_id -> sentences."""
-    from .aggregate import attempts_frame, cells_frame
-    if not attempts:
-        return {}
-    cells = cells_frame(attempts_frame(attempts))
-    return {r["cell_id"]: list(r["warnings"] or [])
-            for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
-
-
-def cell_warnings(attempts_for_cell: list[dict]) -> list[str]:
-    """Warnings of one cell from its attempt records (all repeats)."""
-    by = warnings_by_cell(attempts_for_cell)
-    return [w for ws in by.values() for w in ws]

@@ -382,7 +382,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size", "precision",
               "status", "reason", "wall_s", "train_samples_per_s", "first_step_s",
-              "epoch_time_s", "final_loss", "eval_accuracy", "latency_p50_ms",
+              "epoch_time_s", "train_loss_mean_last_epoch", "eval_accuracy", "latency_p50_ms",
               "peak_device_bytes", "host_peak_rss_bytes", "params_trainable", "exit_code",
               "signal"]
 
@@ -402,7 +402,9 @@ def flat_row(a: dict) -> dict:
         "train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,
         "first_step_s": train.get("first_step_s"),
         "epoch_time_s": (train.get("epoch_times_s") or [None])[-1],
-        "final_loss": (train.get("epoch_loss_means") or train.get("epoch_losses") or [None])[-1],
+        # the mean training loss over the last epoch (epoch_loss_means; older workers: epoch_losses)
+        "train_loss_mean_last_epoch": (train.get("epoch_loss_means")
+                                       or train.get("epoch_losses") or [None])[-1],
         "eval_accuracy": (m.get("eval") or {}).get("accuracy"),
         "latency_p50_ms": statistics.median(inf) * 1000 if inf else None,
         "peak_device_bytes": (m.get("memory") or {}).get("peak_device_bytes"),

@@ -39,7 +39,8 @@ def test_aggregation_from_raw_samples():
     assert c["lat_median"] == pytest.approx(0.0505)
     assert c["lat_p90"] == pytest.approx(0.0901)   # linear interpolation over 200 samples
     assert c["lat_p99"] == pytest.approx(0.09901)
-    assert c["epoch_time_s"] == pytest.approx((2.0 + 0.11) / 2)  # median per repeat, then over
+    # the first epoch (it holds the one-off costs) per repeat, median over repeats
+    assert c["epoch_total_s"] == pytest.approx((1.0 + 0.11) / 2)
 
 
 def test_latest_attempt_wins_and_failed_repeat_excluded():
@@ -179,9 +180,11 @@ def test_strings_from_the_data_are_escaped(tmp_path):
         assert s not in html                           # ... but never verbatim
     assert "<img src=x" not in html
     body = html.split("</head>", 1)[1]
-    # every <script> in the body is one of ours: the figure calls or the table helper
+    # every <script> in the body is one of ours: the figure calls, the panel selector or the
+    # table helper
     for script in re.findall(r"<script>(.*?)</script>", body, re.S):
-        assert script.startswith(("(function(){var s=", "\n/* Plain table helpers"))
+        assert script.startswith(("(function(){var s=", "\n/* Plain table helpers",
+                                  "window.__panelFigs=[];", "(function(){var sel="))
         if script.startswith("(function(){var s="):
             assert "<" not in script                   # figure JSON has every < escaped
 
@@ -284,7 +287,7 @@ def test_parity_table_rendered_from_verify_json(tmp_path):
     assert "numpy" in table and "yes" in table
     assert "atol + rtol*|ref|" in html                    # the tolerances note
     assert "equivalence gate was not run" not in html
-    assert "not comparable" not in html.split('id="cmp-table"', 1)[1].split("</table>")[0]
+    assert "not comparable" not in html.split('id="cmp-rows"', 1)[1].split("</template>")[0]
     # tensorflow was not checked: comparable, flagged unverified
     assert ">unverified</span>" in html
 
@@ -316,7 +319,7 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
     assert all("failed the equivalence gate" in r.text and "jax (fp32)" in r.text
                for r in recs.values())
     html = build_report(run, tmp_path / "o").read_text()
-    body = html.split('id="cmp-table"', 1)[1].split("</table>", 1)[0]
+    body = html.split('id="cmp-rows"', 1)[1].split("</template>", 1)[0]  # paged rows
     jax_row = next(tr for tr in body.split("<tr") if "</span>jax" in tr)
     assert "not comparable (failed parity)" in jax_row and "×" not in jax_row
     assert 'class="best"' not in jax_row and 'class="not-comparable"' in jax_row
@@ -359,3 +362,46 @@ def test_parity_strings_are_escaped(tmp_path):
     assert 'id="parity-table"' in html
     for s in XSS:
         assert s not in html
+
+
+def _planted(fast_step=0.010, slow_step=0.015, fast_lat=0.002, slow_lat=0.003):
+    """pytorch is planted 1.5x faster than jax in training and latency, 3 processes each, with
+    a little noise between processes and none that any warning would flag."""
+    out = []
+    for fw, st, lt in (("pytorch", fast_step, fast_lat), ("jax", slow_step, slow_lat)):
+        for r, k in enumerate((1.0, 1.01, 0.99)):
+            out.append(fs.attempt(fw, repeat=r, step_times=[st * k] * 20,
+                                  latencies=[lt * k] * 20, first_step=0.5 if fw == "jax" else 2.0))
+    return out
+
+
+def test_verdict_names_the_planted_winner_with_its_interval_around_the_ratio(tmp_path):
+    recs = {r.aspect: r for r in recommend(cells_of(_planted()))}
+    for aspect in ("train", "latency"):
+        r = recs[aspect]
+        assert r.winner == "pytorch" and r.runner_up == "jax" and r.verdict == "clear"
+        assert r.ratio == pytest.approx(1.5, rel=0.02)
+        assert r.lo <= r.ratio <= r.hi and r.lo > 1
+        assert "jax " not in r.text.split(":")[0]          # the slower is never the subject
+    # compile: jax's first step is planted 4x shorter: jax wins compile, never pytorch
+    assert recs["compile"].winner in ("jax", None) and recs["compile"].winner != "pytorch"
+    html = build_report(fs.write_store(tmp_path / "run", _planted()), tmp_path / "out") \
+        .read_text()
+    verdict = html[html.index('id="verdict"'):html.index('id="recommendations"')]
+    row = re.search(r"fastest to train</td><td><b>(\w+)</b> over (\w+)</td>"
+                    r"<td class=\"n\">([\d.]+)x \[([\d.]+)-([\d.]+)\]</td>", verdict)
+    assert row, verdict[:2000]
+    assert row.group(1) == "pytorch" and row.group(2) == "jax"
+    ratio, lo, hi = map(float, row.group(3, 4, 5))
+    assert lo <= ratio <= hi, "interval printed inverted or not around the ratio"
+    assert ratio == pytest.approx(1.5, abs=0.02)
+
+
+def test_a_warning_that_voids_the_samples_blocks_the_winner_and_is_quoted():
+    # 0.4 ms steps, one step per sample: "samples too short" voids the training comparison
+    recs = {r.aspect: r for r in recommend(cells_of(_planted(fast_step=0.0004,
+                                                             slow_step=0.0006)))}
+    r = recs["train"]
+    assert r.winner is None and r.verdict == "no-clear-winner"
+    assert "too short" in r.text and any("too short" in w for w in r.warnings)
+    assert recs["latency"].winner == "pytorch"   # latency samples are fine: still a winner

@@ -119,3 +119,36 @@ def test_failures_only_report_in_browser(tmp_path):
     if os.environ.get("MLBENCH_KEEP_SCREENSHOTS"):
         run_chromium([f"--screenshot={ROOT / 'reports' / 'browser-failures.png'}",
                       "--window-size=1400,1600", index.as_uri()])
+
+
+def test_big_sweep_draws_the_selected_panel_of_every_figure(tmp_path):
+    # over a dozen model x device x precision panels: beyond the grid limit, one panel per figure is
+    # drawn (the selector's first) and every figure shows it without errors
+    index = build_report(fs.write_store(tmp_path / "run", fs.sweep(200, steps=10, latencies=5)),
+                         tmp_path / "report")
+    html = index.read_text(encoding="utf-8")
+    assert 'id="panel-select"' in html and html.count("<option>") > 6
+    res = probe(index, tmp_path)
+    assert res["errors"] == [] and res["figures"] >= 5
+    assert res["plots"] == res["figures"] and res["drawn"] == res["figures"], res
+
+
+def test_long_tables_are_paged_and_the_filter_searches_every_row(tmp_path):
+    attempts = fs.sweep(300, steps=5, latencies=5)
+    index = build_report(fs.write_store(tmp_path / "run", attempts), tmp_path / "report")
+    last = sorted({a["cell_id"] for a in attempts})[-1]
+    script = ("<script>window.addEventListener('load',function(){var b=document.getElementById("
+              "'summary-table').tBodies[0],n0=b.rows.length,i=document.querySelector("
+              "'input[data-table=\"summary-table\"]');i.value=" + json.dumps(last) + ";"
+              "i.dispatchEvent(new Event('input'));var p=document.createElement('pre');"
+              "p.id='__paging';p.textContent=JSON.stringify({first:n0,filtered:b.rows.length,"
+              "text:b.textContent.indexOf(" + json.dumps(last) + ")>=0});"
+              "document.body.appendChild(p);});</script>")
+    page = tmp_path / "paging.html"
+    page.write_text(index.read_text(encoding="utf-8").replace("</body>", script + "</body>", 1),
+                    encoding="utf-8")
+    proc = run_chromium(["--dump-dom", page.as_uri()])
+    m = re.search(r'<pre id="__paging">(.*?)</pre>', proc.stdout, re.S)
+    assert m, proc.stderr[-2000:]
+    res = json.loads(m.group(1))
+    assert res == {"first": 100, "filtered": 1, "text": True}, res

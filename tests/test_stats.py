@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fakestore as fs
-from mlbench import stats
+from mlbench import aggregate, stats
 
 
 def test_bootstrap_ci_contains_true_median():
@@ -82,10 +82,10 @@ def test_cell_warnings_from_records():
     recs = [fs.attempt(repeat=r, step_times=[s] * 20) for r, s in
             enumerate([0.010, 0.0085, 0.0115])]
     recs[0]["machine_before"] = {"loadavg_1m": 15.0, "cores_logical": 16}
-    w = stats.cell_warnings(recs)
+    w = aggregate.cell_warnings(recs)
     assert any("unstable training throughput" in x for x in w)
     assert any("busy machine" in x for x in w)
-    assert stats.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
+    assert aggregate.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
 
 
 def _direct_ci(values, n_boot=stats.N_BOOT):

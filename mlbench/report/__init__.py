@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import aggregate, ceiling
+from ..parity import load_parity
 from ..errors import UserError
 from .figures import build_figures
 from .recommend import recommend
@@ -47,7 +48,7 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         if out.exists() and not out.is_dir():
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
-        parity, parity_error = aggregate.load_parity(results)
+        parity, parity_error = load_parity(results)
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, parity), aggregate.failures_frame(att),
                       build_figures(cells), recommend(cells, parity), warnings,

@@ -149,7 +149,8 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
     groups: dict[tuple, list[dict]] = {}
     need = ["model_label", "device", "precision", "framework", "batch_size", "repeats",
             "ok_repeats"] + [c for sr in series for c in (sr["col"], *sr.get("extra", ()),
-                                                          *sr.get("err", ()))]
+                                                          *sr.get("err", ()),
+                                                          *sr.get("base", ()))]
     for r in df.select(list(dict.fromkeys(need))).sort("batch_size").iter_rows(named=True):
         groups.setdefault((r["model_label"], r["device"], r["precision"], r["framework"]),
                           []).append(r)
@@ -183,26 +184,72 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
                                            for r, v in zip(rows, y)],
                                  "arrayminus": [_r(max(0.0, v - r[err[0]] * sc))
                                                 for r, v in zip(rows, y)]}
+            if "base" in s:  # stacked: drawn on top of the sum of the `base` columns
+                tr["base"] = [_r(sum((r.get(b) or 0.0) for b in s["base"]) * sc) for r in rows]
+                tr["offsetgroup"] = esc(fw)
             if kind == "line":
                 tr.update(type="scatter", mode="lines+markers",
                           line={"color": c, "dash": s.get("dash", "solid")},
                           marker={"symbol": SYMBOLS.get(fw, "circle"), "size": 8, "color": c})
             else:
-                tr.update(type="bar", offsetgroup=name,
+                tr.update(type="bar", offsetgroup=tr.get("offsetgroup", name),
                           marker={"color": c, "pattern": {"shape": s.get("pattern", "")}})
             data.append(tr)
     for i in range(len(panels)):
         sfx = "" if i == 0 else str(i + 1)
         if kind == "line":
-            layout[f"xaxis{sfx}"].update(type="log", tickmode="array", tickvals=batches)
+            layout[f"xaxis{sfx}"].update(type="log", tickmode="array", tickvals=batches,
+                                         title={"text": "batch size (log scale)"})
         else:
             layout[f"xaxis{sfx}"].update(type="category", categoryorder="array",
                                          categoryarray=[str(b) for b in batches])
         if log_y:
             layout[f"yaxis{sfx}"]["type"] = "log"
+            if c_ := layout[f"yaxis{sfx}"].get("title"):
+                c_["text"] = c_["text"] + " (log scale)"
     if kind == "bar":
         layout["barmode"] = "group"
+    if len(panels) > MAX_GRID_PANELS:
+        return Figure(fid, title, caption, {"panels": _per_panel(panels, data, layout,
+                                                                  y_title, kind)})
     return Figure(fid, title, caption, {"data": data, "layout": layout})
+
+
+MAX_GRID_PANELS = 6  # beyond: one panel at a time, chosen with the page's panel selector
+
+
+def panel_key(p: tuple) -> str:
+    """The selector's name of a panel (model · device · precision), unescaped: it is only
+    compared in JavaScript and shown as <option> text, which the template escapes."""
+    return " · ".join(map(str, p))
+
+
+def _per_panel(panels: list[tuple], data: list[dict], layout: dict, y_title: str,
+               kind: str) -> dict[str, dict]:
+    """The grid split into one single-panel spec per panel, keyed by panel_key: a big sweep's
+    page draws only the panel the reader selects instead of 144 panels at once."""
+    per: dict[int, list[dict]] = {}
+    for tr in data:
+        ax = tr["xaxis"][1:]
+        per.setdefault(int(ax) - 1 if ax else 0, []).append(tr)
+    out = {}
+    for i, p in enumerate(panels):
+        sfx = "" if i == 0 else str(i + 1)
+        lay, _ = grid_layout([p], y_title, "batch size")
+        for ax in ("xaxis", "yaxis"):
+            src = {k: v for k, v in layout[f"{ax}{sfx}"].items() if k not in ("domain", "anchor")}
+            lay[ax] = {**lay[ax], **src}
+        if lay["yaxis"].get("type") == "log":
+            lay["yaxis"]["title"] = {"text": esc(y_title) + " (log scale)"}
+        if kind == "bar":
+            lay["barmode"] = "group"
+        seen: set = set()
+        traces = []
+        for tr in per.get(i, []):
+            traces.append({**tr, "xaxis": "x", "yaxis": "y", "showlegend": tr["name"] not in seen})
+            seen.add(tr["name"])
+        out[panel_key(p)] = {"data": traces, "layout": lay}
+    return out
 
 
 def _params(cells: pl.DataFrame) -> Figure | None:
@@ -220,6 +267,7 @@ def _params(cells: pl.DataFrame) -> Figure | None:
                      "y": [r["params_trainable"] for r in rows], "name": esc(fw),
                      "marker": {"color": colour(fw, fws)},
                      "customdata": [[r["params_total"]] for r in rows],
+                     "text": [f"{r['params_trainable']:,}" for r in rows], "textposition": "outside",
                      "hovertemplate": "%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"
                      f"<extra>{esc(fw)}</extra>"})
     layout = {**LAYOUT, "barmode": "group", "height": 380, "yaxis": {"title": {
@@ -240,8 +288,23 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
     cells = cells.with_columns(pl.col("warnings").list.join("<br>· ").alias("warn_h")
                                if "warnings" in cells.columns else pl.lit("").alias("warn_h"))
     cells = _escaped(cells, "warn_h", "warn_h")
-    mem = cells.with_columns((pl.when(pl.col("device") != "cpu")
-                              .then(pl.col("peak_device_bytes"))).alias("dev_mem"))
+    if "ceiling_framework" in cells.columns:
+        cells = _escaped(cells, "ceiling_framework", "ceiling_framework_h")
+    else:
+        cells = cells.with_columns(pl.lit("–").alias("ceiling_framework_h"))
+    for c in ("mfu_own", "mfu_datasheet", "compile_s", "compile_ci_lo", "compile_ci_hi",
+              "epoch_steady_s", "epoch_total_s", "warmup_s", "host_working_bytes",
+              "nvml_peak_process_bytes", "ceiling_flops_s"):
+        if c not in cells.columns:
+            cells = cells.with_columns(pl.lit(None, dtype=pl.Float64).alias(c))
+    on_dev = pl.col("device") != "cpu"
+    mem = cells.with_columns(pl.when(on_dev).then(pl.col("peak_device_bytes")).alias("dev_mem"),
+                             pl.when(on_dev).then(pl.col("nvml_peak_process_bytes"))
+                             .alias("nvml_mem"),
+                             pl.when(~on_dev).then(pl.col("host_working_bytes"))
+                             .alias("host_working_bytes"),
+                             pl.when(~on_dev).then(pl.col("host_peak_rss_bytes"))
+                             .alias("host_peak_rss_bytes"))
     rep = ("<br>95% CI: %{customdata[2]:.6g} – %{customdata[3]:.6g} (%{customdata[4]})"
            "<br>repeat range: %{customdata[5]:.6g} – %{customdata[6]:.6g}"
            "<br>achieved: %{customdata[7]:.4g} FLOP/s · MFU %{customdata[8]:.1%}"
@@ -259,48 +322,78 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                                      "settings_h", "warn_h"],
                        err=("train_sps_ci_lo", "train_sps_ci_hi"))], "samples / s",
                  log_y=True),
-        _faceted(cells, "mfu", "Model FLOPs utilisation (training)",
+        _faceted(cells, "mfu", "Model FLOPs utilisation (training), one yardstick per device",
                  "Achieved training FLOP/s (analytic FLOPs of a training step per sample × "
-                 "samples/s, the same FLOP count for every framework) as a fraction of the "
-                 "matmul ceiling this framework measured on this device and precision in the "
-                 "same run (see Environment).",
-                 [dict(col="mfu", label="", scale=100, hover="batch %{x}<br>MFU: %{y:.3g}%"
-                       "<br>achieved: %{customdata[2]:.4g} FLOP/s<br>ceiling: "
-                       "%{customdata[3]:.4g} FLOP/s<br>settings: %{customdata[4]}",
-                       extra=["train_flops_s", "ceiling_flops_s", "settings_h"])],
-                 "% of ceiling", kind="bar"),
-        _faceted(cells, "epoch", "Training time per epoch",
-                 "Median epoch wall time over epochs and repeats (includes data feeding).",
-                 [dict(col="epoch_time_s", label="", hover="batch %{x}<br>epoch: %{y:.6g} s")],
-                 "seconds per epoch", kind="bar"),
+                 "samples/s, the same FLOP count for every framework) divided by ONE yardstick "
+                 "per device and precision: the best matmul FLOP/s any framework reached on it "
+                 "in this run (see Environment). MFU therefore ranks the cells exactly as "
+                 "achieved FLOP/s does. Hover: the efficiency against the framework's own "
+                 "ceiling and, on a known GPU, against the datasheet's dense peak.",
+                 [dict(col="mfu", label="", scale=100, hover="batch %{x}<br>MFU: %{y:.3g}% of "
+                       "%{customdata[3]:.4s}FLOP/s (best ceiling, %{customdata[4]})<br>achieved: "
+                       "%{customdata[2]:.4s}FLOP/s<br>vs own ceiling: %{customdata[5]:.3p}"
+                       "<br>vs datasheet peak: %{customdata[6]:.3p}<br>settings: "
+                       "%{customdata[7]}",
+                       extra=["train_flops_s", "ceiling_flops_s", "ceiling_framework_h",
+                              "mfu_own", "mfu_datasheet", "settings_h"])],
+                 "% of the best ceiling", kind="bar"),
+        _faceted(cells, "epoch", "Training time per epoch: steady state, warm-up, first step",
+                 "Stacked per framework. Bottom (solid): the steady-state epoch = steps per "
+                 "epoch × median steady-state step time; this part is what the ranking and the "
+                 "verdict use. Middle (light): the warm-up steps. Top (hatched): the first step "
+                 "(trace/compile + one step). Warm-up and first step are one-off costs of the "
+                 "first epoch; hover shows the first epoch's measured wall time.",
+                 [dict(col="epoch_steady_s", label="steady epoch", hover="batch %{x}<br>"
+                       "steady-state epoch: %{customdata[2]:.4s}s<br>first epoch total "
+                       "(measured): %{customdata[3]:.4s}s",
+                       extra=["epoch_steady_s", "epoch_total_s"], base=[]),
+                  dict(col="warmup_s", label="warm-up", opacity=0.55, hover="batch %{x}<br>"
+                       "warm-up: %{customdata[2]:.4s}s", extra=["warmup_s"],
+                       base=["epoch_steady_s"]),
+                  dict(col="first_step_s", label="first step", pattern="/", opacity=0.8,
+                       hover="batch %{x}<br>first step: %{customdata[2]:.4s}s",
+                       extra=["first_step_s"], base=["epoch_steady_s", "warmup_s"])],
+                 "seconds", kind="bar"),
         _faceted(cells, "latency", "Inference latency against batch size",
-                 "Percentiles of the raw per-batch latencies pooled over ok repeats: solid p50, "
-                 "dashed p90, dotted p99. Error bars on p50: bootstrap 95% confidence interval "
-                 "over the per-process p50 values.",
+                 "Percentiles of the per-call latency samples pooled over ok repeats (a sample "
+                 "is the mean over `loops` calls when calls are short): solid p50, dashed p90, "
+                 "dotted p99. Error bars on p50: bootstrap 95% confidence interval over the "
+                 "per-process p50 values.",
                  [dict(col=c, label=p, dash=d, scale=1000, hover=f"batch %{{x}}<br>{p}: "
-                       "%{y:.6g} ms<br>settings: %{customdata[2]}", extra=["settings_h"],
+                       "%{y:.4g} ms<br>settings: %{customdata[2]}", extra=["settings_h"],
                        **({"err": ("lat_p50_ci_lo", "lat_p50_ci_hi")} if p == "p50" else {}))
                   for c, p, d in (("lat_median", "p50", "solid"), ("lat_p90", "p90", "dash"),
                                   ("lat_p99", "p99", "dot"))],
                  "latency (ms)", log_y=True),
-        _faceted(mem, "memory", "Peak memory",
-                 "Solid: peak device memory (accelerators only). Hatched: peak host RSS of the "
-                 "worker process. Maximum over ok repeats.",
-                 [dict(col="dev_mem", label="device", scale=1 / MIB, hover="batch %{x}<br>"
-                       "device peak: %{y:.6g} MiB"),
-                  dict(col="host_peak_rss_bytes", label="host", scale=1 / MIB, pattern="/",
-                       opacity=0.6, hover="batch %{x}<br>host RSS peak: %{y:.6g} MiB")],
+        _faceted(mem, "memory", "Memory: working memory (CPU), allocator peak (GPU)",
+                 "Solid, the headline figure each comparison uses: on the CPU the cell's "
+                 "working memory = peak RSS (max of the parent's sampling and the worker's "
+                 "ru_maxrss) minus the RSS just before the model is built (libraries and data "
+                 "excluded); on accelerators the framework allocator's peak device memory. "
+                 "Hatched, secondary: the whole-process peak RSS on the CPU (libraries "
+                 "included), NVML's per-process figure on GPUs. Maximum over ok repeats.",
+                 [dict(col="dev_mem", label="device peak (allocator)", scale=1 / MIB,
+                       hover="batch %{x}<br>device peak: %{y:.4g} MiB"),
+                  dict(col="host_working_bytes", label="working memory", scale=1 / MIB,
+                       hover="batch %{x}<br>working memory: %{y:.4g} MiB"),
+                  dict(col="host_peak_rss_bytes", label="peak RSS (whole process)",
+                       scale=1 / MIB, pattern="/", opacity=0.5,
+                       hover="batch %{x}<br>whole-process peak RSS: %{y:.4g} MiB"),
+                  dict(col="nvml_mem", label="NVML per process", scale=1 / MIB, pattern="x",
+                       opacity=0.5, hover="batch %{x}<br>NVML per process: %{y:.4g} MiB")],
                  "MiB", kind="bar"),
         _faceted(cells, "accuracy", "Evaluation accuracy",
                  "Accuracy on the held-out synthetic data after training (median over repeats); "
                  "frameworks should agree closely.",
-                 [dict(col="accuracy", label="", hover="batch %{x}<br>accuracy: %{y:.6g}")],
+                 [dict(col="accuracy", label="", hover="batch %{x}<br>accuracy: %{y:.4g}")],
                  "accuracy", kind="bar"),
-        _faceted(cells, "compile", "First step (compile / trace) time",
-                 "Time of the first training step, which includes graph tracing, JIT compilation "
-                 "and autotuning (median over repeats).",
-                 [dict(col="first_step_s", label="", hover="batch %{x}<br>first step: "
-                       "%{y:.6g} s")], "seconds", kind="bar"),
+        _faceted(cells, "compile", "Compile time (estimated)",
+                 "First training step minus the median steady-state step time (never below 0): "
+                 "the cost of tracing, JIT compilation and autotuning. Median over repeats; "
+                 "error bars: bootstrap 95% interval over the per-process values.",
+                 [dict(col="compile_s", label="", hover="batch %{x}<br>compile: %{y:.4g} s"
+                       "<br>first step: %{customdata[2]:.4s}s", extra=["first_step_s"],
+                       err=("compile_ci_lo", "compile_ci_hi"))], "seconds", kind="bar"),
         _params(cells),
     ]
     return [f for f in figs if f is not None]

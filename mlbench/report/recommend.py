@@ -1,8 +1,16 @@
 """Recommendations computed from the per-cell table (mlbench.aggregate.cells_frame).
 
 Owns the judgement "who wins, by how much, and is it beyond the noise" for each model and device
-and for three aspects: training throughput, inference p50 latency, peak memory (device memory on
-accelerators, host RSS on the CPU). Never canned text, never imports an ML framework.
+and for four aspects: steady-state training throughput, compile time (first step - median step),
+inference p50 latency, memory (the figure the cells name: working memory on the CPU, the
+allocator's peak on accelerators), and the overall verdict built from them. Never canned text,
+never imports an ML framework.
+* a warning about the samples an aspect rests on (samples too short, spread too large, extreme
+  values, busy machine) voids them: no winner, "no clear winner" with the warning as the reason,
+  and the warning is repeated in the recommendation;
+* every recommendation carries its ratio and interval (ratio, lo, hi: the 95% CI of the ratio
+  for one shared configuration, the range of the per-configuration CIs for several; none for a
+  single process, where the within-run spread is the guard and the text says so).
 
 Method, per (model, device, aspect):
 * a framework's score is the geometric mean, over the (batch, precision) configurations it shares
@@ -41,16 +49,21 @@ class Aspect:
     spread: str | None  # within-run relative IQR column for single measurements
     higher_is_better: bool
     unit: str
+    warn: str | None = None   # cells_frame list column of warnings that void these samples
+    title: str = ""           # the verdict's row name
 
 
 ASPECTS = (
-    Aspect("train", "trains fastest", "train_sps", "train_sps_r", "step_iqr_rel", True,
-           "training samples/s"),
+    Aspect("train", "trains fastest (steady state)", "train_sps", "train_sps_r", "step_iqr_rel",
+           True, "steady-state training samples/s", "warn_train", "fastest to train"),
+    Aspect("compile", "compiles fastest", "compile_s", "compile_r", None, False,
+           "compile time (first step - median step)", None, "fastest to compile"),
     Aspect("latency", "serves with the lowest latency", "lat_median", "lat_p50_r",
-           "lat_iqr_rel", False, "inference p50 latency"),
+           "lat_iqr_rel", False, "inference p50 latency", "warn_latency", "lowest latency"),
     Aspect("memory", "uses the least memory", "mem_bytes", "mem_r", None, False,
-           "peak memory"),
+           "memory", None, "least memory"),
 )
+SINGLE_BAND = {"memory": 0.02, "compile": 0.10}  # single process: differences within count 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,22 @@ class Recommendation:
     winner: str | None
     verdict: str        # clear | single | no-clear-winner | nothing-to-compare
     text: str
+    runner_up: str | None = None
+    ratio: float | None = None     # > 1: how far ahead the leader is
+    lo: float | None = None        # interval of the ratio (see interval_kind); None: none
+    hi: float | None = None
+    interval_kind: str | None = None
+    warnings: tuple[str, ...] = ()  # warnings about the samples this rests on
+    title: str = ""
+
+    @property
+    def ratio_text(self) -> str:
+        """'1.50x [1.41-1.62]' (low-high around the ratio), or the ratio alone."""
+        if self.ratio is None:
+            return "–"
+        if self.lo is None or self.hi is None:
+            return f"{self.ratio:.2f}x"
+        return f"{self.ratio:.2f}x [{self.lo:.2f}-{self.hi:.2f}]"
 
 
 def _geomean(xs: list[float]) -> float:
@@ -105,7 +134,7 @@ def _judge(asp: Aspect, w: dict, r: dict, ratios: _Ratios) -> str:
         if rat is None or not rat.significant:
             return "="
         return "w" if rat.lo > 1 else "r"
-    band = MEMORY_SINGLE_BAND if asp.spread is None else max(
+    band = SINGLE_BAND.get(asp.key, MEMORY_SINGLE_BAND) if asp.spread is None else max(
         (w["spread"] or 0.0), (r["spread"] or 0.0)) / 2
     ratio = _badness(r["v"], w["v"], asp.higher_is_better)  # > 1 when winner is better
     if abs(math.log(ratio)) <= math.log1p(band):
@@ -116,7 +145,7 @@ def _judge(asp: Aspect, w: dict, r: dict, ratios: _Ratios) -> str:
 def _margin_words(asp: Aspect, ratio: float, runner: str) -> str:
     if asp.key == "train":
         return f"{ratio:.2f}x the {asp.unit} of {runner}"
-    if asp.key == "latency":
+    if asp.key in ("latency", "compile"):
         return f"{asp.unit} {ratio:.2f}x lower than {runner}"
     return f"{(1 - 1 / ratio) * 100:.0f}% less {asp.unit} than {runner} ({ratio:.2f}x)"
 
@@ -130,14 +159,18 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
         v = c.get(asp.value)
         if v is None or not v > 0:
             continue
+        warn = [*(c.get(asp.warn) or [] if asp.warn else []), *(c.get("warn_all") or [])]
         data.setdefault((c["batch_size"], c["precision"]), {})[c["framework"]] = {
             "v": v, "reps": [x for x in (c.get(asp.repeats) or []) if x is not None],
-            "spread": c.get(asp.spread) if asp.spread else None}
+            "spread": c.get(asp.spread) if asp.spread else None, "warn": warn}
+    if asp.key == "memory":  # name the figure the cells use
+        figs = sorted({c.get("mem_figure_text") for c in rows if c.get("mem_figure_text")})
+        asp = replace(asp, unit=" / ".join(figs) if figs else "memory")
     shared = {k: fws for k, fws in data.items() if len(fws) >= 2}
     fws_all = sorted({fw for fws in data.values() for fw in fws})
 
     def rec(winner, verdict, text):
-        return Recommendation(model, device, asp.key, winner, verdict, text)
+        return Recommendation(model, device, asp.key, winner, verdict, text, title=asp.title)
 
     if not shared:
         why = (f"only {fws_all[0]} has {asp.unit} results" if len(fws_all) == 1 else
@@ -172,39 +205,53 @@ def _finish(st: dict, ratios: _Ratios) -> Recommendation:
     model, device, asp = st["model"], st["device"], st["asp"]
     shared, ranked, both = st["shared"], st["ranked"], st["both"]
     winner, runner = ranked[0], ranked[1]
-
-    def rec(winner, verdict, text):
-        return Recommendation(model, device, asp.key, winner, verdict, text)
-
     ratio = _geomean([_badness(shared[k][runner]["v"], shared[k][winner]["v"],
                                asp.higher_is_better) for k in both])
-    calls = {k: _judge(asp, shared[k][winner], shared[k][runner], ratios) for k in both}
     single = any(len(shared[k][fw]["reps"]) < 2 for k in both for fw in (winner, runner))
+    cis = [] if single else [ratios.get(asp, shared[k][winner], shared[k][runner]) for k in both]
+    cis = [r for r in cis if r is not None and r.has_ci]
+    lo = hi = kind = None
+    if cis and len(cis) == len(both):
+        lo, hi = min(r.lo for r in cis), max(r.hi for r in cis)
+        kind = ("95% CI of the ratio" if len(both) == 1 else
+                f"range of the 95% CIs over {len(both)} configurations")
+    warns = tuple(dict.fromkeys(f"{fw} ({_cfg(*k)}): {w}" for k in both for fw in (winner, runner)
+                                for w in shared[k][fw]["warn"]))
+
+    def rec(win, verdict, text):
+        return Recommendation(model, device, asp.key, win, verdict, text, runner, ratio, lo, hi,
+                              kind, warns, asp.title)
+
+    calls = {k: _judge(asp, shared[k][winner], shared[k][runner], ratios) for k in both}
     nw = sum(1 for c in calls.values() if c == "w")
     nr = sum(1 for c in calls.values() if c == "r")
     where = (f"in {_cfg(*both[0])}" if len(both) == 1 else
              f"geometric mean over {len(both)} shared configurations")
     noise = ("half the within-run IQR of the raw samples" if single and asp.spread else
-             f"a {MEMORY_SINGLE_BAND:.0%} band" if single else
+             f"a {SINGLE_BAND.get(asp.key, MEMORY_SINGLE_BAND):.0%} band" if single else
              "the noise (95% CI of the ratio excludes 1)")
-    if len(both) == 1 and not single:
-        rat = ratios.get(asp, shared[both[0]][winner], shared[both[0]][runner])
-        if rat is not None and rat.has_ci:
-            where += f", 95% CI of the ratio {rat.lo:.2f}–{rat.hi:.2f}"
-    caveat = (" Single measurement (1 repeat): do not over-read it; run with repeats >= 2 to "
-              "see the run-to-run noise." if single else "")
+    if lo is not None:
+        where += f", {kind} {lo:.2f}-{hi:.2f}"
+    caveat = (f" Single measurement (1 process): do not over-read it; {stats.REPEATS_ADVICE}."
+              if single else "")
+    void = (" Warnings about the samples: " + "; ".join(warns) + ".") if warns else ""
     if nr and nw:
         flips = ", ".join(_cfg(*k) for k, c in calls.items() if c == "r")
         return rec(None, "no-clear-winner",
                    f"No clear winner for {asp.unit}: {winner} leads overall ("
                    f"{_margin_words(asp, ratio, runner)}, {where}), but {runner} is ahead "
-                   f"beyond noise in {flips}.{caveat}")
+                   f"beyond noise in {flips}.{caveat}{void}")
     if not nw:
         within = ("within the noise: the 95% CIs of the ratio include 1" if not single
                   else f"within {noise}")
         return rec(None, "no-clear-winner",
                    f"No clear winner for {asp.unit}: {winner} and {runner} differ by "
-                   f"{abs(ratio - 1) * 100:.1f}% ({where}), {within}.{caveat}")
+                   f"{abs(ratio - 1) * 100:.1f}% ({where}), {within}.{caveat}{void}")
+    if warns:  # the samples are void: never a winner on them
+        return rec(None, "no-clear-winner",
+                   f"No clear winner for {asp.unit}: {winner} leads ("
+                   f"{_margin_words(asp, ratio, runner)}, {where}), but warnings void the "
+                   "samples it rests on: " + "; ".join(warns) + "." + caveat)
     others = [fw for fw in ranked[2:]]
     tail = f" Also measured: {', '.join(others)}." if others else ""
     return rec(winner, "single" if single else "clear",

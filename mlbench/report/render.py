@@ -12,11 +12,12 @@ from pathlib import Path
 
 import jinja2
 import polars as pl
-from _plotly_utils.utils import PlotlyJSONEncoder
+from plotly.utils import PlotlyJSONEncoder
 from plotly.offline import get_plotlyjs
 
 from .. import __version__
 from .. import ceiling as ceiling_mod
+from .. import stats
 from ..aggregate import flat_for_csv
 from .figures import COLOURS, Figure
 from .recommend import Recommendation
@@ -25,15 +26,24 @@ TEMPLATE = "template.html.j2"
 SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
     ("cell_id", "cell", "s"), ("framework", "framework", "s"), ("model_label", "model", "s"),
     ("device", "device", "s"), ("precision", "precision", "s"), ("batch_size", "batch", "s"),
-    ("ok_repeats", "ok", "s"), ("repeats", "repeats", "s"), ("train_sps", "samples/s", "g"),
-    ("train_sps_ci_lo", "CI95 lo", "g"), ("train_sps_ci_hi", "CI95 hi", "g"),
+    ("params_trainable", "parameters", "int"),
+    ("ok_repeats", "ok", "s"), ("repeats", "repeats", "s"), ("train_sps", "samples/s", "num"),
+    ("train_sps_ci_lo", "CI95 lo", "num"), ("train_sps_ci_hi", "CI95 hi", "num"),
     ("train_sps_cv", "spread", "pct"), ("step_iqr_rel", "step IQR", "pct"),
-    ("train_flops_s", "train FLOP/s", "g"), ("mfu", "MFU", "pct"), ("epoch_time_s", "epoch s", "g"),
-    ("first_step_s", "first step s", "g"), ("lat_median", "p50 ms", "ms"),
-    ("lat_p90", "p90 ms", "ms"), ("lat_p99", "p99 ms", "ms"), ("accuracy", "accuracy", "g"),
-    ("lat_p50_ci_lo", "p50 CI95 lo ms", "ms"), ("lat_p50_ci_hi", "p50 CI95 hi ms", "ms"),
-    ("infer_flops_s", "infer FLOP/s", "g"),
-    ("peak_device_bytes", "device MiB", "mib"), ("host_peak_rss_bytes", "host MiB", "mib"),
+    ("train_flops_s", "train FLOP/s", "flops"), ("mfu", "MFU (one yardstick)", "pct"),
+    ("mfu_own", "vs own ceiling", "pct"), ("mfu_datasheet", "MFU vs datasheet", "pct"),
+    ("epoch_steady_s", "steady epoch", "sec"), ("epoch_total_s", "first epoch total", "sec"),
+    ("first_step_s", "first step", "sec"), ("warmup_s", "warm-up", "sec"),
+    ("compile_s", "compile (est.)", "sec"), ("lat_median", "p50 latency", "sec"),
+    ("lat_p90", "p90 latency", "sec"), ("lat_p99", "p99 latency", "sec"),
+    ("lat_p50_ci_lo", "p50 CI95 lo", "sec"), ("lat_p50_ci_hi", "p50 CI95 hi", "sec"),
+    ("accuracy", "accuracy", "num"), ("train_loss_mean_last_epoch", "train loss (mean, last "
+                                      "epoch)", "num"),
+    ("infer_flops_s", "infer FLOP/s", "flops"),
+    ("mem_bytes", "memory (headline)", "bytes"), ("mem_figure", "memory figure", "s"),
+    ("host_working_bytes", "host working", "bytes"), ("host_peak_rss_bytes", "host peak RSS",
+                                                     "bytes"),
+    ("peak_device_bytes", "device peak", "bytes"),
     ("n_warnings", "warnings", "s"), ("failed_statuses", "failed repeats", "s")]
 
 
@@ -42,18 +52,46 @@ SUMMARY_NUM_COLS = [i for i, (col, _, kind) in enumerate(SUMMARY_COLUMNS, 1)
                     if kind != "s" or col in ("batch_size", "ok_repeats", "repeats")]
 CMP_NUM_COLS = [3, 6, 7, 9, 10, 12, 13, 14, 15, 16]
 
+_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+             (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+
+
+def si(v: float, unit: str = "", digits: int = 4) -> str:
+    """A number with an SI prefix and `digits` significant digits, never in e-notation:
+    5681 -> "5.681 k", 31110 -> "31.11 k", 0.00042 s -> "420 µs". Unitless numbers between
+    0.001 and 1000 keep no prefix ("0.5", "12.5")."""
+    if v == 0:
+        return f"0 {unit}".rstrip()
+    a = abs(v)
+    for scale, prefix in _PREFIXES:
+        if a >= scale * 0.9995 or scale == 1e-9:
+            if not unit and scale < 1 and a >= 1e-3:
+                scale, prefix = 1.0, ""
+            x = v / scale
+            text = f"{x:.{digits}g}"
+            if "e" in text:  # 999.96 k rounds to 1e+03: one prefix up
+                continue
+            return f"{text} {prefix}{unit}".rstrip()
+    return f"{v:.{digits}g} {unit}".rstrip()
+
 
 def fmt(v, kind: str = "g") -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "–"
     if kind == "s":
         return str(v)
+    if kind == "int":
+        return f"{int(v):,}"
+    if kind in ("num", "g"):
+        return si(v) if isinstance(v, (int, float)) else str(v)
+    if kind == "sec":
+        return si(v, "s")
     if kind == "ms":
-        return f"{v * 1000:.4g}"
-    if kind == "mib":
-        return f"{v / 1048576:,.1f}"
+        return si(v, "s")
+    if kind in ("mib", "bytes"):
+        return f"{v / 1048576:.4g} MiB" if abs(v) < 1024 ** 3 else f"{v / 1024 ** 3:.4g} GiB"
     if kind == "pct":
-        return f"{v * 100:.1f}%"
+        return f"{v * 100:.3g}%"
     if kind == "e":
         return f"{v:.2e}" if isinstance(v, (int, float)) else str(v)
     if kind == "yn":
@@ -61,11 +99,8 @@ def fmt(v, kind: str = "g") -> str:
     if kind == "x":
         return f"{v:.2f}×"
     if kind == "flops":
-        for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
-            if abs(v) >= scale:
-                return f"{v / scale:.3g} {unit}FLOP/s"
-        return f"{v:.3g} FLOP/s"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return si(v, "FLOP/s")
+    return str(v)
 
 
 def _env() -> jinja2.Environment:
@@ -142,8 +177,8 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         else 0
     if single:
         notes.append(f"{single} cell(s) were measured in a single process: they have no "
-                     "confidence interval and their run-to-run noise is unknown (run with "
-                     "repeats >= 3); comparisons involving them fall back to the within-run "
+                     "confidence interval and their run-to-run noise is unknown ("
+                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the within-run "
                      "spread and say so.")
     if "n_warnings" in cells.columns:
         warned = cells.filter(pl.col("n_warnings") > 0).height
@@ -217,7 +252,8 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity": _parity_rows(parity), "parity_ran": parity is not None,
         "parity_note": parity.note if parity is not None else None,
         "parity_tolerances": _tolerances(parity),
-        "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
+        "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
+        "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}), "figures": [(f, figure_json(f)) for f in figures],
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
         "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},

@@ -1,0 +1,208 @@
+"""The per-cell summaries that results.json carries, and the JSON Schema of results.json.
+
+Owns the typed shape of results.json (pydantic models: ResultsDoc, CellSummary, ...), the
+conversion of the per-cell table (mlbench.aggregate.cells_frame) into `summaries` (one entry per
+cell_id, all its repeats together, the figures the report shows), `annotate` (what the runner adds
+to results.json at the end of a run) and the schema file shipped as package data
+(mlbench/schema/results.schema.json, generated from these models with model_json_schema:
+`python -m mlbench.summary` rewrites it). Intervals are null, never absent, when a cell has a
+single process. Never imports an ML framework, plotly or the report.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_FILE = Path(__file__).parent / "schema" / "results.schema.json"
+Num = float | None
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Interval(_M):
+    median: Num = Field(description="median (pooled raw samples for throughput; over repeats "
+                                    "otherwise)")
+    ci_low: Num = Field(description="bootstrap 95% interval over the per-process values; null "
+                                    "with a single process")
+    ci_high: Num = Field(description="see ci_low")
+
+
+class Percentiles(_M):
+    p50: Num
+    p90: Num
+    p99: Num
+
+
+class EpochTime(_M):
+    total: Num = Field(description="wall time of the first epoch (holds the one-off costs), "
+                                   "median over repeats, seconds")
+    first_step: Num = Field(description="first training step: trace/compile + one step, s")
+    warmup: Num = Field(description="the warm-up steps after the first one, seconds")
+    steady: Num = Field(description="steady-state epoch: steps per epoch x median steady-state "
+                                    "step time, seconds (what rankings use)")
+
+
+class Memory(_M):
+    headline_bytes: Num = Field(description="the figure comparisons use; see headline_figure")
+    headline_figure: str | None = Field(description="device_peak | working | host_peak")
+    headline_meaning: str | None
+    working_bytes: Num = Field(description="CPU: peak RSS - RSS just before the model is built")
+    host_peak_rss_bytes: Num = Field(description="max of the parent's sampled peak and the "
+                                                 "worker's ru_maxrss (whole process)")
+    host_baseline_rss_bytes: Num = Field(description="worker RSS just before the model is built")
+    peak_device_bytes: Num = Field(description="the framework allocator's peak (accelerators)")
+    nvml_peak_process_bytes: Num = Field(description="NVML's per-process peak (GPUs)")
+
+
+class AchievedFlops(_M):
+    train: Num = Field(description="analytic training FLOPs per sample x samples/s")
+    inference: Num = Field(description="analytic forward FLOPs x batch / p50 latency")
+
+
+class Mfu(_M):
+    value: Num = Field(description="achieved training FLOP/s / yardstick_flops_s")
+    inference: Num = Field(description="achieved inference FLOP/s / yardstick_flops_s")
+    yardstick: str = Field(description="what the yardstick is")
+    yardstick_flops_s: Num = Field(description="best matmul FLOP/s any framework reached on "
+                                               "this device and precision in the run")
+    yardstick_framework: str | None
+    vs_own_ceiling: Num = Field(description="achieved / this framework's own ceiling")
+    vs_datasheet: Num = Field(description="achieved / datasheet dense peak (known GPUs)")
+    datasheet_flops_s: Num
+
+
+class CellSummary(_M):
+    cell_id: str
+    framework: str
+    model_label: str
+    device: str
+    batch_size: int | None
+    precision: str
+    repeats: int = Field(description="repeats under the cell's latest fingerprint")
+    ok_repeats: int
+    stale_repeats: int = Field(description="repeats under an older fingerprint, left out")
+    params_trainable: int | None
+    train_samples_per_s: Interval
+    step_time_s: Percentiles = Field(description="steady-state step time (each sample the "
+                                                 "mean step time of one block), pooled")
+    epoch_time_s: EpochTime
+    compile_s: Interval = Field(description="first step - median steady step time (>= 0)")
+    latency_s: Percentiles = Field(description="per-call inference latency, pooled")
+    latency_p50_ci: Interval
+    memory: Memory
+    achieved_flops: AchievedFlops
+    mfu: Mfu
+    train_loss_mean_last_epoch: Num
+    eval_accuracy: Num
+    ci_basis: str | None = Field(description="'single process' or 'bootstrap over N processes'")
+    warnings: list[str]
+
+
+class Attempt(BaseModel):
+    """One attempt record (raw samples included); the full field list is the store's."""
+    model_config = ConfigDict(extra="allow")
+    cell_id: str
+    status: str
+    repeat: int = 0
+
+
+class ResultsDoc(BaseModel):
+    """results.json: the latest attempt per (cell, repeat) with raw samples, and per cell the
+    summary the report shows."""
+    model_config = ConfigDict(extra="allow")
+    schema_: int = Field(alias="schema")
+    run: dict[str, Any]
+    cells: list[Attempt]
+    cell_warnings: dict[str, list[str]] | None = None
+    summaries: list[CellSummary] | None = None
+    summaries_error: str | None = None
+
+
+def json_schema() -> dict:
+    return ResultsDoc.model_json_schema(by_alias=True)
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=1, sort_keys=True) + "\n"
+
+
+def _f(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def summaries(cells) -> list[dict]:
+    """One summary per row of cells_frame (a polars DataFrame), validated by CellSummary."""
+    out = []
+    for r in cells.iter_rows(named=True):
+        g = r.get
+        s = CellSummary(
+            cell_id=r["cell_id"], framework=r["framework"], model_label=r["model_label"],
+            device=r["device"], batch_size=g("batch_size"), precision=r["precision"],
+            repeats=g("repeats") or 0, ok_repeats=g("ok_repeats") or 0,
+            stale_repeats=g("stale_repeats") or 0, params_trainable=g("params_trainable"),
+            train_samples_per_s=Interval(median=_f(g("train_sps")),
+                                         ci_low=_f(g("train_sps_ci_lo")),
+                                         ci_high=_f(g("train_sps_ci_hi"))),
+            step_time_s=Percentiles(p50=_f(g("step_median")), p90=_f(g("step_p90")),
+                                    p99=_f(g("step_p99"))),
+            epoch_time_s=EpochTime(total=_f(g("epoch_total_s")), first_step=_f(g("first_step_s")),
+                                   warmup=_f(g("warmup_s")), steady=_f(g("epoch_steady_s"))),
+            compile_s=Interval(median=_f(g("compile_s")), ci_low=_f(g("compile_ci_lo")),
+                               ci_high=_f(g("compile_ci_hi"))),
+            latency_s=Percentiles(p50=_f(g("lat_median")), p90=_f(g("lat_p90")),
+                                  p99=_f(g("lat_p99"))),
+            latency_p50_ci=Interval(median=_f(g("lat_median")), ci_low=_f(g("lat_p50_ci_lo")),
+                                    ci_high=_f(g("lat_p50_ci_hi"))),
+            memory=Memory(headline_bytes=_f(g("mem_bytes")), headline_figure=g("mem_figure"),
+                          headline_meaning=g("mem_figure_text"),
+                          working_bytes=_f(g("host_working_bytes")),
+                          host_peak_rss_bytes=_f(g("host_peak_rss_bytes")),
+                          host_baseline_rss_bytes=_f(g("host_baseline_rss_bytes")),
+                          peak_device_bytes=_f(g("peak_device_bytes")),
+                          nvml_peak_process_bytes=_f(g("nvml_peak_process_bytes"))),
+            achieved_flops=AchievedFlops(train=_f(g("train_flops_s")),
+                                         inference=_f(g("infer_flops_s"))),
+            mfu=Mfu(value=_f(g("mfu")), inference=_f(g("mfu_infer")),
+                    yardstick="best matmul FLOP/s of any framework on this device and "
+                              "precision in the run (ceilings.json)",
+                    yardstick_flops_s=_f(g("ceiling_flops_s")),
+                    yardstick_framework=g("ceiling_framework"),
+                    vs_own_ceiling=_f(g("mfu_own")), vs_datasheet=_f(g("mfu_datasheet")),
+                    datasheet_flops_s=_f(g("datasheet_flops_s"))),
+            train_loss_mean_last_epoch=_f(g("train_loss_mean_last_epoch")),
+            eval_accuracy=_f(g("accuracy")), ci_basis=g("ci_basis"),
+            warnings=list(g("warnings") or []))
+        out.append(s.model_dump())
+    return out
+
+
+def annotate(latest: list[dict], run_dir: str | Path | None = None) -> dict:
+    """What results.json adds to the raw attempts at the end of a run: cell_warnings (as
+    before) and summaries. A failure here never loses results: it is recorded instead."""
+    from . import aggregate, ceiling
+    out: dict = {}
+    try:
+        att = aggregate.attempts_frame(latest)
+        cells = aggregate.cells_frame(att, ceiling.best_flops(ceiling.load(run_dir))
+                                      if run_dir is not None else None)
+        out["cell_warnings"] = {r["cell_id"]: list(r["warnings"] or [])
+                                for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
+        out["summaries"] = summaries(cells)
+    except Exception as exc:  # noqa: BLE001 - advice and summaries: never lose the results
+        out["summaries_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return out
+
+
+def validate(doc: dict) -> ResultsDoc:
+    """Validate a results.json document against the models (raises pydantic.ValidationError)."""
+    return ResultsDoc.model_validate(doc)
+
+
+if __name__ == "__main__":  # regenerate the shipped schema file
+    SCHEMA_FILE.write_text(schema_text(), encoding="utf-8")
+    print(SCHEMA_FILE)

@@ -1,0 +1,96 @@
+"""The per-cell figures a user reads: epoch time decomposed, compile estimate, one MFU yardstick,
+working memory, latest fingerprint only, user-data models kept apart. Planted numbers, known
+answers."""
+from __future__ import annotations
+
+import fakestore as fs
+import pytest
+
+from mlbench import aggregate, ceiling
+
+
+def cells_of(attempts, ceilings=None):
+    return aggregate.cells_frame(aggregate.attempts_frame(attempts), ceilings)
+
+
+def new_wire(a: dict, *, first=0.74, warm=(0.02, 0.015), blocks=((20, 0.2), (20, 0.2)),
+             baseline=None, loss_means=None) -> dict:
+    """Turn a fakestore attempt into the new worker wire format (issue 9)."""
+    t = a["metrics"]["train"]
+    t.update(first_step_s=first, warmup_step_times_s=list(warm), warmup_s=sum(warm),
+             steady_blocks=[{"steps": n, "seconds": s} for n, s in blocks],
+             step_times_s=[s / n for n, s in blocks], steps_per_epoch=50)
+    if loss_means is not None:
+        t.pop("epoch_losses", None)
+        t["epoch_loss_means"] = loss_means
+    if baseline is not None:
+        a["metrics"]["memory"]["host_baseline_rss_bytes"] = baseline
+    return a
+
+
+def test_epoch_time_decomposed_and_compile_estimated():
+    a = new_wire(fs.attempt(epoch_times=[1.5]), loss_means=[0.9, 0.4])
+    c = cells_of([a]).row(0, named=True)
+    assert c["first_step_s"] == pytest.approx(0.74)
+    assert c["warmup_s"] == pytest.approx(0.035)
+    assert c["epoch_steady_s"] == pytest.approx(50 * 0.01)      # steps/epoch x median step
+    assert c["epoch_total_s"] == pytest.approx(1.5)
+    assert c["compile_s"] == pytest.approx(0.74 - 0.01)
+    assert c["train_loss_mean_last_epoch"] == pytest.approx(0.4)
+    # a first step faster than a warm step (no compile) is 0, never negative
+    fast = new_wire(fs.attempt(), first=0.001)
+    assert cells_of([fast]).row(0, named=True)["compile_s"] == 0.0
+
+
+def test_cpu_memory_headline_is_working_memory_named():
+    a = new_wire(fs.attempt(host_rss=700_000_000), baseline=650_000_000)
+    a["host_peak_rss_bytes"] = 720_000_000   # the parent's sampled peak is higher: it wins
+    c = cells_of([a]).row(0, named=True)
+    assert c["host_peak_rss_bytes"] == 720_000_000
+    assert c["mem_bytes"] == 70_000_000 and c["mem_figure"] == "working"
+    assert "working memory" in c["mem_figure_text"]
+    old = cells_of([fs.attempt(host_rss=500_000_000)]).row(0, named=True)
+    assert old["mem_figure"] == "host_peak" and old["mem_bytes"] == 500_000_000
+
+
+def test_one_mfu_yardstick_ranks_like_achieved_flops():
+    # torch's own ceiling is low, jax's high: per-own-ceiling MFU would rank torch first
+    ceil = {"pytorch": {"cpu": {"fp32": 1.0e9}}, "jax": {"cpu": {"fp32": 4.0e9}}}
+    att = [fs.attempt("pytorch", step_times=[0.010] * 10),
+           fs.attempt("jax", step_times=[0.008] * 10)]   # jax achieves more FLOP/s
+    c = {r["framework"]: r for r in cells_of(att, ceil).iter_rows(named=True)}
+    assert c["jax"]["train_flops_s"] > c["pytorch"]["train_flops_s"]
+    assert c["jax"]["mfu"] > c["pytorch"]["mfu"]
+    assert c["pytorch"]["mfu_own"] > c["jax"]["mfu_own"]   # the secondary column differs
+    for r in c.values():
+        assert r["ceiling_flops_s"] == 4.0e9 and r["ceiling_framework"] == "jax"
+        assert r["mfu"] == pytest.approx(r["train_flops_s"] / 4.0e9)
+
+
+def test_datasheet_peak_by_nvml_name():
+    assert ceiling.datasheet_flops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4e12)
+    assert ceiling.datasheet_flops("NVIDIA A10", "fp16") == pytest.approx(125e12)
+    assert ceiling.datasheet_flops("NVIDIA A100-SXM4-40GB", "fp32", "tf32=True") == \
+        pytest.approx(156e12)
+    assert ceiling.datasheet_flops("Fake GPU", "bf16") is None
+
+
+def test_repeats_under_an_older_fingerprint_are_not_pooled():
+    old = fs.attempt(repeat=0, step_times=[1.0] * 10, order=1)
+    new = fs.attempt(repeat=1, step_times=[0.01] * 10, order=2)
+    new["fingerprint"] = "fp-new"
+    c = cells_of([old, new]).row(0, named=True)
+    assert c["repeats"] == 1 and c["stale_repeats"] == 1
+    assert c["step_median"] == pytest.approx(0.01)
+
+
+def test_user_data_model_is_not_ranked_against_the_synthetic_one():
+    syn = [fs.attempt(fw) for fw in ("pytorch", "jax")]
+    mine = [fs.attempt(fw, cid=f"{fw}-mine") for fw in ("pytorch", "jax")]
+    for a in mine:
+        a["model_label"] = "mine"
+    cells = cells_of(syn + mine)
+    assert cells["model_label"].n_unique() == 2
+    cmp = aggregate.comparison_frame(cells)
+    for _, g in cmp.group_by("model_label"):
+        assert g.height == 2
