@@ -120,6 +120,11 @@ def _flatten(i: int, a: dict) -> dict:
         "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
         "order": _int(a.get("order")) or 0,
         "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
+        # a variant (e.g. pytorch-compile) is its own competitor under `framework`; what it runs
+        # on and its mode (records before modes existed: the framework, default)
+        "base_framework": _s(a.get("base_framework")) or _s(a.get("framework")) or "?",
+        "mode": _s(a.get("mode")) or "default",
+        "mode_settings": options_label(a.get("mode_settings") or None),
         "model_label": f"{model} ({opts})" if opts else model,
         # the config's label of the model (record field model_label, e.g. "cnn.tiny"): what the
         # equivalence gate's verify.json names it by
@@ -222,8 +227,8 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
     bootstrap 95% intervals (*_ci_lo/hi, null for a single process) and spread (*_cv); warnings;
     achieved FLOP/s; MFU when `ceilings` ({framework: {device: {precision: FLOP/s}}}) is given."""
     ok = att.filter(pl.col("status") == "ok")
-    ident = ["framework", "model", "options", "model_label", "gate_label", "device",
-             "batch_size", "precision"]
+    ident = ["framework", "base_framework", "mode", "mode_settings", "model", "options",
+             "model_label", "gate_label", "device", "batch_size", "precision"]
     status = att.group_by("cell_id").agg(
         *[pl.col(c).first() for c in ident], pl.col("order").min().alias("first_order"),
         pl.len().alias("repeats"), (pl.col("status") == "ok").sum().alias("ok_repeats"),
@@ -326,7 +331,9 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
                                        "precision": pl.Utf8, "ceiling_flops_s": pl.Float64},
                          orient="row")
     out = cells.drop([c for c in ("ceiling_flops_s", "mfu", "mfu_infer") if c in cells.columns])
-    return out.join(table, on=["framework", "device", "precision"], how="left").with_columns(
+    fw = "base_framework" if "base_framework" in out.columns else "framework"  # a variant: its
+    return out.join(table, left_on=[fw, "device", "precision"],            # framework's ceiling
+                    right_on=["framework", "device", "precision"], how="left").with_columns(
         (pl.col("train_flops_s") / pl.col("ceiling_flops_s")).alias("mfu"),
         (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"))
 

@@ -119,10 +119,12 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         notes.append("The run has no end time: it was interrupted or is still running, so cells "
                      "that were never attempted are missing from this report.")
     measured = set(cells.filter(pl.col("ok_repeats") > 0)["framework"].to_list())
+    wanted_measured = measured | (set(cells.filter(pl.col("ok_repeats") > 0)["base_framework"]
+                                      .to_list()) if "base_framework" in cells.columns else set())
     wanted = list(_d(run.get("frameworks"))) or list(
         _d(run.get("config")).get("frameworks") or [])
     for fw in wanted if n_ok else []:
-        if isinstance(fw, str) and fw not in measured:
+        if isinstance(fw, str) and fw not in wanted_measured:
             notes.append(f"No successful results for {fw}.")
     if len(measured) == 1:
         notes.append(f"Only one framework ({next(iter(measured))}) has results: nothing is "
@@ -201,7 +203,8 @@ def _tolerances(parity) -> list[tuple]:
 def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
-           ceilings: dict | None = None, parity=None, parity_error: str | None = None) -> Path:
+           ceilings: dict | None = None, parity=None, parity_error: str | None = None,
+           modes=None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
@@ -218,6 +221,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity_note": parity.note if parity is not None else None,
         "parity_tolerances": _tolerances(parity),
         "recs": by_workload, "figures": [(f, figure_json(f)) for f in figures],
+        "modes": modes,  # report.modes.ModesSection, or None: every framework in its default
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
         "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
