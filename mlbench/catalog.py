@@ -68,6 +68,9 @@ class Modes:
     key: str | None = None
     off: Any = None
     best_values: tuple = field(default=())
+    # the worker's own defaults (workers/<fw>_worker.py OPTIONS): set to these, an option
+    # changes nothing and does not make a mode custom
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 MODES = {
@@ -75,12 +78,14 @@ MODES = {
                      "torch.compile, its default mode (compile: max-autotune where asked)",
                      key="compile", off=False,
                      best_values=(True, "default", "reduce-overhead", "max-autotune",
-                                  "max-autotune-no-cudagraphs")),
+                                  "max-autotune-no-cudagraphs"),
+                     defaults={"compile": False, "channels_last": False}),
     "tensorflow": Modes("tensorflow", "tf.function without XLA", {"jit_compile": True},
                         "tensorflow-xla", "tf.function with XLA (jit_compile: true)",
-                        key="jit_compile", off=False, best_values=(True,)),
+                        key="jit_compile", off=False, best_values=(True,),
+                        defaults={"jit_compile": False}),
     "jax": Modes("jax", "jax.jit (XLA), buffers donated", {}, None,
-                 "its default: jax.jit already compiles with XLA"),
+                 "its default: jax.jit already compiles with XLA", defaults={"donate": True}),
     "numpy": Modes("numpy", "numpy (the reference)", {}, None,
                    "none: the numpy reference has no faster mode"),
     "dummy": Modes("dummy", "fault-injection test worker", {}, None, "none"),
@@ -105,7 +110,9 @@ def classify_mode(framework: str, options: dict) -> str:
     m = MODES.get(framework)
     if m is None:
         return "custom"
-    set_ = {k: v for k, v in options.items() if not (k == m.key and v in (m.off, None))}
+    set_ = {k: v for k, v in options.items()
+            if not ((k == m.key and v is None) or (k in m.defaults and v == m.defaults[k]
+                                                   and type(v) is type(m.defaults[k])))}
     if not set_:
         return "default"
     if m.key is not None and set(set_) == {m.key} and any(
@@ -141,5 +148,6 @@ def modes_table() -> list[dict]:
     """Rows for `mlbench list`: per framework, its default and its best."""
     return [{"framework": fw, "default": m.default, "best": m.best_text,
              "best options": ", ".join(f"{k}: {v}" for k, v in m.best.items()) or "-",
-             "best label": m.best_label or f"{fw} (same cell)"}
+             "best label": m.best_label or (f"{fw} (its default)"
+                                            if m.best_text.startswith("its default") else "-")}
             for fw, m in MODES.items() if fw in FRAMEWORKS]
