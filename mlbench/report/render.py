@@ -18,7 +18,7 @@ from plotly.offline import get_plotlyjs
 from .. import __version__
 from .. import ceiling as ceiling_mod
 from ..aggregate import flat_for_csv
-from .figures import COLOURS, Figure
+from .figures import COLOURS, Figure, bases_of
 from .recommend import Recommendation
 
 TEMPLATE = "template.html.j2"
@@ -193,6 +193,14 @@ def _parity_rows(parity) -> list[dict]:
         "model", "device", "precision", "framework")))
 
 
+def _fw_class(cells: pl.DataFrame) -> dict[str, str]:
+    """The colour swatch class per framework; a variant (pytorch-compile) takes its framework's."""
+    out = {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)}
+    out.update({label: out[base] for label, base in bases_of(cells).items()
+                if base in out and label not in out})
+    return out
+
+
 def _tolerances(parity) -> list[tuple]:
     tol = parity.report.tolerances if parity is not None else None
     if not isinstance(tol, dict):
@@ -224,7 +232,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "modes": modes,  # report.modes.ModesSection, or None: every framework in its default
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
-        "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
+        "fw_class": _fw_class(cells),
         "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
         "summary_num_cols": SUMMARY_NUM_COLS, "cmp_num_cols": CMP_NUM_COLS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
