@@ -283,3 +283,15 @@ def test_real_default_and_best_variants_run_pass_the_gate_and_the_verdict_names_
     assert "Out of the box (each framework&#39;s default mode)" in page
     assert "At its best (each framework in its fastest-training mode)" in page
     assert "= tensorflow best: tf.function with XLA" in page
+
+
+def test_compare_says_when_a_cell_ran_in_another_mode(tmp_path):
+    base, new = tmp_path / "base", tmp_path / "new"
+    write_store(base, [_variant("fast", "pytorch", "best", {"compile": True})], run_doc())
+    write_store(new, [_variant("fast", "pytorch", "custom", {"compile": "max-autotune"})],
+                run_doc())
+    from mlbench.compare import compare
+    text = compare(base, new).render_text()
+    assert "mode changed: fast-mlp-cpu-bs32-fp32 ran best (compile=true)" in text
+    assert "custom (compile=max-autotune) in NEW" in text
+    assert "mode changed" not in compare(base, base).render_text()
