@@ -160,6 +160,11 @@ def _flatten(i: int, a: dict) -> dict:
         "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
         "order": _int(a.get("order")) or 0,
         "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
+        # a variant (e.g. pytorch-compile) is its own competitor under `framework`; what it runs
+        # on and its mode (records before modes existed: the framework, default)
+        "base_framework": _s(a.get("base_framework")) or _s(a.get("framework")) or "?",
+        "mode": _s(a.get("mode")) or "default",
+        "mode_settings": options_label(a.get("mode_settings") or None),
         "model_label": f"{label} ({opts})" if opts else label,
         "gate_label": label,
         "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
@@ -299,8 +304,8 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
     n_all = att.group_by("cell_id").agg(pl.len().alias("_n_all"))
     att = latest_fingerprint_only(att)
     ok = att.filter(pl.col("status") == "ok")
-    ident = ["framework", "model", "options", "model_label", "gate_label", "device",
-             "batch_size", "precision"]
+    ident = ["framework", "base_framework", "mode", "mode_settings", "model", "options",
+             "model_label", "gate_label", "device", "batch_size", "precision"]
     status = att.group_by("cell_id").agg(
         *[pl.col(c).first() for c in ident], pl.col("order").min().alias("first_order"),
         pl.len().alias("repeats"), (pl.col("status") == "ok").sum().alias("ok_repeats"),
@@ -457,7 +462,9 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
         out["device_name"].to_list(), out["precision"].to_list(), out["settings"].to_list(),
         out["device"].to_list())]
     out = out.with_columns(pl.Series("datasheet_flops_s", sheet, dtype=pl.Float64))
-    return (out.join(own_t, on=["framework", "device", "precision"], how="left")
+    fw = "base_framework" if "base_framework" in out.columns else "framework"  # a variant: its
+    return (out.join(own_t, left_on=[fw, "device", "precision"],             # framework's own
+                     right_on=["framework", "device", "precision"], how="left")
             .join(yard_t, on=["device", "precision"], how="left").with_columns(
         (pl.col("train_flops_s") / pl.col("ceiling_flops_s")).alias("mfu"),
         (pl.col("infer_flops_s") / pl.col("ceiling_flops_s")).alias("mfu_infer"),

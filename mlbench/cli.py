@@ -248,7 +248,7 @@ def schema() -> None:
 
 @app.command("list")
 def list_cmd() -> None:
-    """Frameworks (installed or not), models with presets, detected devices."""
+    """Frameworks (installed or not), their modes, models with presets, detected devices."""
     console = Console()
     t = Table(title="frameworks")
     for col in ("framework", "installed", "version", "interpreter"):
@@ -256,6 +256,13 @@ def list_cmd() -> None:
     for fw in catalog.FRAMEWORKS:
         v = sysinfo.framework_version(fw)
         t.add_row(fw, "yes" if v else "no", v or "-", sys.executable)
+    console.print(t)
+    t = Table(title=escape("modes (config `modes: [default, best]` runs both; a variant entry "
+                           "{framework, label, options} any other)"))
+    for col in ("framework", "default (out of the box)", "best", "best options", "best label"):
+        t.add_column(col, no_wrap=col in ("framework", "best label"))
+    for row in catalog.modes_table():
+        t.add_row(*(escape(str(v)) for v in row.values()))
     console.print(t)
     s = catalog.specs()
     t = Table(title="models (trainable parameters per preset)")

@@ -125,6 +125,11 @@ def compare(base: str | Path, new: str | Path, threshold: float = 0.05) -> Compa
         if nr is None:
             res.notes.append(f"not in NEW: {cell}")
             continue
+        if br.get("mode_settings") != nr.get("mode_settings"):  # same label, other mode
+            res.notes.append(f"mode changed: {cell} ran {br.get('mode')} "
+                             f"({br.get('mode_settings') or 'no options'}) in BASE, "
+                             f"{nr.get('mode')} ({nr.get('mode_settings') or 'no options'}) "
+                             "in NEW")
         if br["ok_repeats"] == 0:
             if nr["ok_repeats"] > 0:
                 res.notes.append(f"now has results (had none in BASE): {cell}")

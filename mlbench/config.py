@@ -10,11 +10,11 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      field_validator, model_validator)
 
 from . import catalog, fwoptions
 from .errors import UserError
@@ -125,10 +125,12 @@ class ModelEntry(_Strict):
         return label
 
 
+OptionValue = bool | int | float | str | list[int | float | str]
+
+
 class FrameworkSettings(_Strict):
     python: str | None = Field(None, description="interpreter to run this framework's worker")
-    options: dict[str, bool | int | float | str | list[int | float | str]] = Field(
-        default_factory=dict)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
 
     @field_validator("options", mode="after")
     @classmethod
@@ -146,6 +148,46 @@ class FrameworkSettings(_Strict):
         if v is not None and not (os.path.isfile(v) and os.access(v, os.X_OK)):
             raise ValueError(f"interpreter {v!r} does not exist or is not executable")
         return v
+
+
+class FrameworkVariant(_Strict):
+    """A `frameworks:` entry that is a variant of a framework: its own label (cell ids, the
+    report) and options merged over framework_settings' (e.g. torch.compile, TF's XLA)."""
+    framework: str
+    label: str | None = None
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+    @field_validator("framework")
+    @classmethod
+    def _fw(cls, v: str) -> str:
+        return _check_choice(catalog.canonical_framework(v), catalog.FRAMEWORKS +
+                             catalog.TEST_FRAMEWORKS, "framework", shown=catalog.FRAMEWORKS)
+
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, v: str | None) -> str | None:
+        if v is not None and not SAFE_LABEL_RE.fullmatch(v):
+            raise ValueError(f"label {v!r} may use letters, digits, '.', '_' and '-' only "
+                             "(it becomes part of cell ids and directory names)")
+        return v
+
+
+def _entry_kind(v: Any) -> str:
+    return "framework variant" if isinstance(v, (dict, FrameworkVariant)) else "framework name"
+
+
+class _AtKey(ValueError):
+    """A ValueError from a whole-config check that knows the key path it is about."""
+
+    def __init__(self, msg: str, loc: str):
+        super().__init__(msg)
+        self.loc = loc
+
+
+# A name (`pytorch`, aliases allowed) or a variant mapping; the tags never reach error messages.
+FrameworkEntry = Annotated[Union[Annotated[str, Tag("framework name")],
+                                 Annotated[FrameworkVariant, Tag("framework variant")]],
+                           Discriminator(_entry_kind)]
 
 
 class Exclude(_Strict):
@@ -183,7 +225,11 @@ class Exclude(_Strict):
 
 
 class Config(_Strict):
-    frameworks: list[str] = Field(min_length=1)
+    frameworks: list[FrameworkEntry] = Field(min_length=1)
+    modes: list[Literal["default", "best"]] = Field(
+        default_factory=lambda: ["default"], min_length=1,
+        description="default: each framework out of the box; best: also at its best "
+                    "(catalog.MODES)")
     models: list[ModelEntry] = Field(min_length=1)
     devices: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
     batch_sizes: list[Annotated[int, Field(gt=0, le=1_000_000)]] = Field(min_length=1)
@@ -216,10 +262,70 @@ class Config(_Strict):
 
     @field_validator("frameworks")
     @classmethod
-    def _frameworks(cls, v: list[str]) -> list[str]:
+    def _frameworks(cls, v: list) -> list:
         allowed = catalog.FRAMEWORKS + catalog.TEST_FRAMEWORKS
-        return _unique([_check_choice(catalog.canonical_framework(f), allowed, "framework",
-                                      shown=catalog.FRAMEWORKS) for f in v], "framework")
+        names = _unique([_check_choice(catalog.canonical_framework(f), allowed, "framework",
+                                       shown=catalog.FRAMEWORKS) if isinstance(f, str) else f
+                         for f in v], "framework")
+        for i, f in enumerate(names):
+            if isinstance(f, FrameworkVariant) and f.label is not None:
+                other = catalog.canonical_framework(f.label)
+                if other in allowed and other != f.framework:
+                    raise _AtKey(f"variant label {f.label!r} is the name of another "
+                                 "framework; choose a label that says what it is",
+                                 f"frameworks[{i}].label")
+        return names
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: list[str]) -> list[str]:
+        return _unique(v, "mode")
+
+    @model_validator(mode="after")
+    def _variants_unique(self) -> "Config":
+        seen: dict[str, str] = {}
+        for i, entry in enumerate(self.frameworks):
+            for var in self._entry_variants(entry, f"frameworks[{i}]"):
+                if var.label in seen:
+                    raise _AtKey(f"duplicate framework label {var.label!r} (also "
+                                 f"{seen[var.label]}); give one of them another label",
+                                 f"frameworks[{i}]")
+                seen[var.label] = f"frameworks[{i}]"
+        return self
+
+    def _entry_variants(self, entry: "str | FrameworkVariant",
+                        where: str = "frameworks") -> list[catalog.Variant]:
+        if isinstance(entry, str):
+            s = self.framework_settings.get(entry)
+            return catalog.mode_variants(entry, self.modes, dict(s.options) if s else {})
+        s = self.framework_settings.get(entry.framework)
+        opts = {**(s.options if s else {}), **entry.options}
+        mode = catalog.classify_mode(entry.framework, opts)
+        label = entry.label
+        if label is None:
+            m = catalog.MODES.get(entry.framework)
+            if mode == "default" and not entry.options:
+                label = entry.framework
+            elif mode == "best" and m is not None and m.best_label \
+                    and entry.options == m.best:
+                label = m.best_label
+            else:
+                raise _AtKey(f"a variant of {entry.framework} with options {entry.options} "
+                             "needs a label (e.g. label: "
+                             f"{entry.framework}-{next(iter(entry.options), 'custom')})",
+                             f"{where}.label")
+        return [catalog.Variant(label, entry.framework, opts, mode)]
+
+    @property
+    def variants(self) -> list[catalog.Variant]:
+        """Every competitor of the sweep, in config order: plain entries expanded by `modes`,
+        variant entries as given."""
+        return [v for e in self.frameworks for v in self._entry_variants(e)]
+
+    @property
+    def base_frameworks(self) -> list[str]:
+        """The real frameworks of the sweep (worker scripts), each once, in config order."""
+        return list(dict.fromkeys(v.framework for v in self.variants))
 
     @field_validator("devices")
     @classmethod
@@ -515,6 +621,9 @@ def _user_error(exc: ValidationError, order: list[str], where: str, given: set) 
 def _normalise(err: dict) -> dict:
     """A cross-key check names its own key path (see _KeyError)."""
     cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _AtKey):  # knows its whole key path, e.g. "frameworks[0].label"
+        parts = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", cause.loc))
+        return {**err, "loc": parts, "msg": str(cause)}
     if isinstance(cause, _KeyError):
         return {**err, "loc": tuple(err["loc"]) + tuple(cause.loc), "msg": str(cause)}
     return err
@@ -525,9 +634,9 @@ def notes(config: Config) -> list[str]:
     would be silently unused), the user's data cast to the model's dtype."""
     out = []
     for fw, settings in config.framework_settings.items():
-        if fw not in config.frameworks and settings.options:
+        if fw not in config.base_frameworks and settings.options:
             out.append(f"framework_settings.{fw}.options are not used: {fw} is not in "
-                       f"frameworks ({', '.join(config.frameworks)})")
+                       f"frameworks ({', '.join(config.base_frameworks)})")
     for m in config.models:
         info = m.data_info
         if info is not None and info.note:
@@ -551,7 +660,7 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-_UNION_TAGS = ("bool", "int", "float", "str")
+_UNION_TAGS = ("bool", "int", "float", "str", "framework name", "framework variant")
 
 
 def _loc(parts: tuple) -> str:
@@ -567,6 +676,8 @@ def _loc(parts: tuple) -> str:
 
 
 def _fields_at(loc: tuple) -> list[str]:
+    if loc and loc[-1] == "framework variant":
+        return list(FrameworkVariant.model_fields)
     model: Any = Config
     for p in loc:
         if isinstance(p, int) or model is None:

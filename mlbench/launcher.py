@@ -116,7 +116,10 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
     stderr_path = cell_dir / f"stderr-r{cell.repeat}-{stamp}.log"
     record = {
         "run_id": None, "cell_id": cell.cell_id, "repeat": cell.repeat,
-        "fingerprint": cell.fingerprint, "framework": cell.framework, "model": cell.model.name,
+        "fingerprint": cell.fingerprint, "framework": cell.competitor,
+        # the variant (framework label) above; what it runs on and in which mode here
+        "base_framework": cell.framework, "mode": cell.mode, "mode_settings": cell.mode_settings,
+        "model": cell.model.name,
         "model_label": cell.model.id_label, "model_options": cell.model.model_options,
         "device": cell.device, "batch_size": cell.batch_size, "precision": cell.precision,
         "command": argv, "stderr_log": str(stderr_path.relative_to(cell_dir.parent.parent)),

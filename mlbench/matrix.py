@@ -1,7 +1,11 @@
 """The sweep matrix: a Config expanded into cells, each with its worker request and fingerprint.
 
 Owns cell identity (a path-safe id), the request a worker receives, and the fingerprint that tells
-resume whether a stored result still answers the same question. Must not import ML frameworks.
+resume whether a stored result still answers the same question. Each framework variant of the
+sweep (config.variants: a framework in one mode, e.g. pytorch-compile) is a competitor of its own:
+its label takes the framework's place in the cell id, the request keeps the real framework (it
+picks the worker script) and carries the variant's options, which the fingerprint covers.
+Must not import ML frameworks.
 """
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -33,6 +37,14 @@ class Cell:
     fingerprint: str
     python: str
     timeout_s: float
+    label: str = ""            # the variant's label ("" : the framework's name)
+    mode: str = "default"      # default | best | custom (catalog.classify_mode)
+    mode_settings: dict = field(default_factory=dict)  # the options that define the mode
+
+    @property
+    def competitor(self) -> str:
+        """What the record and the report call this cell's framework: the variant label."""
+        return self.label or self.framework
 
     @property
     def key(self) -> tuple[str, int]:
@@ -52,10 +64,10 @@ def resolve_threads(config: Config) -> int:
 def expand(config: Config) -> list[Cell]:
     threads = resolve_threads(config)
     cells = []
-    for fw in config.frameworks:
+    for var in config.variants:
+        fw, options = var.framework, var.options
         settings = config.framework_settings.get(fw)
         python = (settings.python if settings and settings.python else sys.executable)
-        options = dict(settings.options) if settings else {}
         for model in config.models:
             for device in config.devices:
                 for bs in config.batch_sizes:
@@ -63,7 +75,7 @@ def expand(config: Config) -> list[Cell]:
                         if _excluded(config, fw, model.name, device, bs, prec,
                                      model.id_label):
                             continue
-                        cid = cell_id(fw, model.id_label, device, bs, prec)
+                        cid = cell_id(var.label, model.id_label, device, bs, prec)
                         data = model.data  # absolute: config.load_config resolves it
                         request = {
                             "protocol": 1, "mode": "benchmark", "cell_id": cid,
@@ -83,7 +95,8 @@ def expand(config: Config) -> list[Cell]:
                         for r in range(config.repeats):
                             cells.append(Cell(cid, fw, model, device, bs, prec, r,
                                               {**request, "repeat": r}, fp, python,
-                                              config.timeout_s))
+                                              config.timeout_s, var.label, var.mode,
+                                              dict(options)))
     return cells
 
 

@@ -19,13 +19,21 @@ Say = Callable[[str], None]
 
 
 def real_frameworks(config: Config) -> list[str]:
-    return [f for f in config.frameworks if f in catalog.FRAMEWORKS]
+    """The sweep's ML frameworks (each once, whatever its variants)."""
+    return [f for f in config.base_frameworks if f in catalog.FRAMEWORKS]
+
+
+def gated_variants(config: Config) -> list[str]:
+    """The labels the gate checks: every variant of a real framework but the numpy reference
+    (a compiled mode runs the gate on its own: it must not change the numerics)."""
+    return [v.label for v in config.variants
+            if v.framework in catalog.FRAMEWORKS and v.framework != "numpy"]
 
 
 def run_gate(config: Config, out_dir: Path, say: Say, again: bool) -> verify.VerifyReport | None:
     """The equivalence gate for the sweep's models and frameworks (skipped when already done for
     this run and `again` is false, or when there is nothing to compare)."""
-    frameworks = [f for f in real_frameworks(config) if f != "numpy"]
+    frameworks = gated_variants(config)
     if not config.verify or not frameworks:
         return None
     path = out_dir / verify.VERIFY_JSON

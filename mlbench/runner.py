@@ -257,7 +257,7 @@ def store_run_info(store: Store, config: cfg.Config, plan: Plan, previous: list[
         "sessions": existing.get("sessions", []) + [{"started_at": _now(), "mode": plan.mode}],
         "config": cfg.dump(config),
         "host": sysinfo.host(),
-        "frameworks": sysinfo.frameworks(config.framework_settings, config.frameworks),
+        "frameworks": sysinfo.frameworks(config.framework_settings, config.base_frameworks),
     }
     store.write_run(run)
     return run

@@ -13,6 +13,8 @@ outputs and loss after them (so BN momentum and the optimizer are checked too), 
 trainable / non-trainable parameter counts (against specs.count_params) and the hash of the
 batches each framework read back from its own copy of the data.
 
+Each framework variant of the sweep (config.variants: e.g. pytorch-compile) runs the gate in its
+own process with its own options and gets its own rows, keyed by its label.
 Verdict per (device, precision, model, framework): against numpy where it has a reference (mlp);
 otherwise pairwise: the largest group of frameworks that all agree within tolerance passes, the
 others fail ("disagrees with ..."); a tie (two frameworks that disagree) fails both, since
@@ -163,7 +165,11 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
     out_dir = Path(out_dir)
     work = out_dir / "verify"
     work.mkdir(parents=True, exist_ok=True)
-    frameworks = [f for f in (frameworks or config.frameworks) if f in catalog.FRAMEWORKS]
+    variants = {v.label: v for v in config.variants if v.framework in catalog.FRAMEWORKS}
+    for f in frameworks or ():  # asked for by name, not in the sweep: its plain default
+        if f not in variants and f in catalog.FRAMEWORKS:
+            variants[f] = catalog.Variant(f, f, _options(config, f), "default")
+    frameworks = [f for f in (frameworks or list(variants)) if f in variants]
     precisions = precisions or list(config.precisions)
     devices = devices or list(config.devices)
     entries = [{"key": m.id_label, "model": m.name, "model_options": m.model_options}
@@ -172,21 +178,25 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
     perturb = perturb or {}
     threads = resolve_threads(config)
 
-    def run(fw: str, device: str, precision: str, models: list[dict]) -> dict:
-        tag = f"{fw}-{device.replace(':', '')}-{precision}"
+    def run(label: str, device: str, precision: str, models: list[dict]) -> dict:
+        var = variants.get(label) or catalog.Variant(label, label, _options(config, label),
+                                                     "default")
+        fw = var.framework
+        tag = f"{label}-{device.replace(':', '')}-{precision}"
         cell_dir = work / tag
         cell_dir.mkdir(parents=True, exist_ok=True)
         request = {"protocol": 1, "mode": "verify", "cell_id": f"verify-{tag}", "framework": fw,
                    "device": device, "precision": precision, "seed": config.seed,
                    "threads": threads, "tf32": False,
-                   "options": _options(config, fw), "batch_size": VERIFY_BATCH,
+                   "options": dict(var.options), "batch_size": VERIFY_BATCH,
                    "verify_steps": VERIFY_STEPS, "verify_dir": str(cell_dir.resolve()),
                    "models": models, "memory_limit_mb": config.memory_limit_mb,
-                   "perturb": perturb.get(fw), "repeat": 0}
+                   "perturb": perturb.get(label, perturb.get(fw)), "repeat": 0}
         settings = config.framework_settings.get(fw)
         python = settings.python if settings and settings.python else _python()
         cell = Cell(f"verify-{tag}", fw, _Group(), device, VERIFY_BATCH, precision, 0, request,
-                    fingerprint(request), python, timeout_s or config.timeout_s)
+                    fingerprint(request), python, timeout_s or config.timeout_s, label,
+                    var.mode, dict(var.options))
         record = run_cell(cell, cell_dir, Stop())
         if on_record:
             on_record(tag, record)

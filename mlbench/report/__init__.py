@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import aggregate, ceiling
 from ..parity import load_parity
 from ..errors import UserError
+from . import modes as modes_mod
 from .figures import build_figures
 from .recommend import recommend
 from .render import render
@@ -49,8 +50,10 @@ def build_report(results: str | Path, output: str | Path) -> Path:
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
         parity, parity_error = load_parity(results)
+        modes = modes_mod.build(cells, parity)  # None unless a framework ran in several modes
+        figures = build_figures(cells) + ([modes.figure] if modes and modes.figure else [])
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, parity), aggregate.failures_frame(att),
-                      build_figures(cells), recommend(cells, parity), warnings,
+                      figures, recommend(cells, parity), warnings,
                       ceilings=ceiling.load(results), parity=parity,
-                      parity_error=parity_error)
+                      parity_error=parity_error, modes=modes)

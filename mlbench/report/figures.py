@@ -30,11 +30,37 @@ class Figure:
     spec: dict  # {"data": [...], "layout": {...}}: what Plotly.newPlot takes
 
 
-def colour(fw: str, order: list[str]) -> str:
+def colour(fw: str, order: list[str], bases: dict[str, str] | None = None) -> str:
+    """The framework's fixed colour; a variant of a framework (bases: label -> framework, e.g.
+    pytorch-compile -> pytorch) gets a darker or lighter shade of its framework's hue."""
     if fw in COLOURS:
         return COLOURS[fw]
-    extra = [f for f in order if f not in COLOURS]
+    base = (bases or {}).get(fw)
+    if base in COLOURS:
+        sibs = [f for f in order if f != base and (bases or {}).get(f) == base]
+        return shade(COLOURS[base], sibs.index(fw) if fw in sibs else 0)
+    extra = [f for f in order if f not in COLOURS and (bases or {}).get(f) not in COLOURS]
     return SPARE[extra.index(fw) % len(SPARE)] if fw in extra else SPARE[0]
+
+
+def shade(hex_colour: str, k: int) -> str:
+    """The k-th shade of a colour: darker, lighter, darker still, lighter still, ..."""
+    amount = 0.4 + 0.2 * (k // 2)
+    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    target = 0 if k % 2 == 0 else 255
+    return "#" + "".join(f"{round(c + (target - c) * min(amount, 0.8)):02X}" for c in rgb)
+
+
+def bases_of(df: pl.DataFrame) -> dict[str, str]:
+    """{framework label: the framework it is a variant of} (empty for results without modes)."""
+    if "base_framework" not in df.columns:
+        return {}
+    return dict(df.select("framework", "base_framework").unique().iter_rows())
+
+
+def symbol(fw: str, bases: dict[str, str]) -> str:
+    base = bases.get(fw, fw)
+    return SYMBOLS.get(fw) or (SYMBOLS.get(base, "circle") + "-open")
 
 
 def esc(x) -> str:
@@ -142,6 +168,7 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
         return None
     panels = _panels(df)
     fws = _fws(df)
+    bases = bases_of(df)
     layout, ncols = grid_layout(panels, y_title, "batch size")
     batches = sorted({v for v in df["batch_size"].to_list() if v is not None})
     index = {p: i for i, p in enumerate(panels)}
@@ -157,7 +184,7 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
     for (model, dev, prec, fw), all_rows in sorted(groups.items()):
         i = index[(model, dev, prec)]
         sfx = "" if i == 0 else str(i + 1)
-        c = colour(fw, fws)
+        c = colour(fw, fws, bases)
         for s in series:
             rows = [r for r in all_rows if r[s["col"]] is not None]
             if not rows:
@@ -190,7 +217,7 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
             if kind == "line":
                 tr.update(type="scatter", mode="lines+markers",
                           line={"color": c, "dash": s.get("dash", "solid")},
-                          marker={"symbol": SYMBOLS.get(fw, "circle"), "size": 8, "color": c})
+                          marker={"symbol": symbol(fw, bases), "size": 8, "color": c})
             else:
                 tr.update(type="bar", offsetgroup=tr.get("offsetgroup", name),
                           marker={"color": c, "pattern": {"shape": s.get("pattern", "")}})
@@ -259,13 +286,13 @@ def _params(cells: pl.DataFrame) -> Figure | None:
           .sort("model_label", "framework"))
     if df.is_empty():
         return None
-    fws = _fws(df)
+    fws, bases = _fws(df), bases_of(cells)
     data = []
     for fw in fws:
         rows = df.filter(pl.col("framework") == fw).to_dicts()
         data.append({"type": "bar", "x": [esc(r["model_label"]) for r in rows],
                      "y": [r["params_trainable"] for r in rows], "name": esc(fw),
-                     "marker": {"color": colour(fw, fws)},
+                     "marker": {"color": colour(fw, fws, bases)},
                      "customdata": [[r["params_total"]] for r in rows],
                      "text": [f"{r['params_trainable']:,}" for r in rows], "textposition": "outside",
                      "hovertemplate": "%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"

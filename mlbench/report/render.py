@@ -19,7 +19,7 @@ from .. import __version__
 from .. import ceiling as ceiling_mod
 from .. import stats
 from ..aggregate import flat_for_csv
-from .figures import COLOURS, Figure
+from .figures import COLOURS, Figure, bases_of
 from .recommend import Recommendation
 
 TEMPLATE = "template.html.j2"
@@ -154,10 +154,12 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         notes.append("The run has no end time: it was interrupted or is still running, so cells "
                      "that were never attempted are missing from this report.")
     measured = set(cells.filter(pl.col("ok_repeats") > 0)["framework"].to_list())
+    wanted_measured = measured | (set(cells.filter(pl.col("ok_repeats") > 0)["base_framework"]
+                                      .to_list()) if "base_framework" in cells.columns else set())
     wanted = list(_d(run.get("frameworks"))) or list(
         _d(run.get("config")).get("frameworks") or [])
     for fw in wanted if n_ok else []:
-        if isinstance(fw, str) and fw not in measured:
+        if isinstance(fw, str) and fw not in wanted_measured:
             notes.append(f"No successful results for {fw}.")
     if len(measured) == 1:
         notes.append(f"Only one framework ({next(iter(measured))}) has results: nothing is "
@@ -226,6 +228,14 @@ def _parity_rows(parity) -> list[dict]:
         "model", "device", "precision", "framework")))
 
 
+def _fw_class(cells: pl.DataFrame) -> dict[str, str]:
+    """The colour swatch class per framework; a variant (pytorch-compile) takes its framework's."""
+    out = {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)}
+    out.update({label: out[base] for label, base in bases_of(cells).items()
+                if base in out and label not in out})
+    return out
+
+
 def _tolerances(parity) -> list[tuple]:
     tol = parity.report.tolerances if parity is not None else None
     if not isinstance(tol, dict):
@@ -236,7 +246,8 @@ def _tolerances(parity) -> list[tuple]:
 def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
-           ceilings: dict | None = None, parity=None, parity_error: str | None = None) -> Path:
+           ceilings: dict | None = None, parity=None, parity_error: str | None = None,
+           modes=None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
@@ -254,9 +265,10 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity_tolerances": _tolerances(parity),
         "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
         "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}), "figures": [(f, figure_json(f)) for f in figures],
+        "modes": modes,  # report.modes.ModesSection, or None: every framework in its default
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
-        "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
+        "fw_class": _fw_class(cells),
         "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
         "summary_num_cols": SUMMARY_NUM_COLS, "cmp_num_cols": CMP_NUM_COLS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
