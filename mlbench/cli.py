@@ -84,6 +84,12 @@ def run(
     report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
     report_dir: Annotated[Optional[Path], typer.Option(help="where the report goes "
                           "(default: reports/<run directory name>)")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="local (one cell at a time) or ray (in parallel on a Ray cluster; config: "
+             "executor.kind)")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster to join: auto, host:port or ray://...; none starts one on this "
+             "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
     from . import progress, runner
@@ -96,6 +102,7 @@ def run(
                  "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
                  "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
+    conf = _with_executor(conf, executor, ray_address)
     hooks = progress.RichHooks(err_console)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
     outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
@@ -110,6 +117,22 @@ def run(
         except UserError as exc:
             err_console.print(f"[yellow]report not written: {escape(str(exc))}[/]")
     raise typer.Exit(outcome.exit_code)
+
+
+def _with_executor(conf: cfg.Config, kind: str | None, address: str | None) -> cfg.Config:
+    """--executor / --ray-address on top of the config's `executor:`."""
+    if kind is not None and kind not in ("local", "ray"):
+        raise UserError(f"unknown executor {kind!r}; use local or ray", "--executor")
+    if address is not None and kind == "local":
+        raise UserError("--ray-address needs --executor ray", "--ray-address")
+    if kind is None and address is None:
+        return conf
+    update: dict = {"kind": kind or "ray"}
+    if address is not None:
+        if not address.strip():
+            raise UserError("empty Ray address", "--ray-address")
+        update["address"] = address
+    return conf.model_copy(update={"executor": conf.executor.model_copy(update=update)})
 
 
 def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mode: str):

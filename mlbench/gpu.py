@@ -148,3 +148,11 @@ def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None
         "power_w": (lambda v: None if v is None else v / 1000.0)(
             _try(pynvml.nvmlDeviceGetPowerUsage, h)),
     }
+
+
+def uuid(index: int) -> str | None:
+    """The UUID NVML reports for the GPU at `index` (PCI order), or None when NVML cannot tell."""
+    handles = _pci_order_handles()
+    if not 0 <= index < len(handles):
+        return None
+    return _try(lambda h: _str(pynvml.nvmlDeviceGetUUID(h)), handles[index])

@@ -7,6 +7,7 @@ strikes; `sleep_s` simulated work per phase; `fault_repeats` and `fault_batch_si
 repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
 "<batch_size>:<fault>:<phase>" strings, gives each batch size its own fault and phase, so one
 sweep covers many faults (it overrides `fault` and `phase` for the batch sizes it names).
+Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
 """
 from __future__ import annotations
@@ -84,7 +85,8 @@ def main() -> None:
         harness.emit("skip", reason="dummy framework is not installed (injected ImportError)")
         return
     harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy",
-                 framework_version="0", device_name="dummy", import_s=0.0)
+                 framework_version="0", device_name="dummy", import_s=0.0,
+                 visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         for ph in PHASES:
             harness.progress(ph)
