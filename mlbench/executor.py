@@ -9,7 +9,6 @@ framework, nor ray.
 """
 from __future__ import annotations
 
-import importlib.util
 import platform
 import sys
 from pathlib import Path
@@ -71,10 +70,13 @@ def make_executor(config: Config) -> Executor:
     settings = config.executor
     if settings.kind == "local":
         return LocalExecutor()
-    if importlib.util.find_spec("ray") is None:
+    try:
+        from .ray_executor import RayExecutor
+    except ImportError as exc:
+        if exc.name != "ray" and not str(exc.name or "").startswith("ray."):
+            raise
         raise UserError("the ray executor needs Ray, which is not installed; install it with "
-                        "pip install 'mlbench[ray]'", "executor.kind")
-    from .ray_executor import RayExecutor
+                        "pip install 'mlbench[ray]'", "executor.kind") from None
     pythons = {fw: (s.python if (s := config.framework_settings.get(fw)) and s.python
                     else sys.executable) for fw in config.frameworks}
     return RayExecutor(settings, pythons)

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import psutil
 import ray
 
 from . import gpu, launcher, sysinfo
@@ -49,7 +50,7 @@ NODE_RESOURCE = "mlbench_node"
 TOKEN_FILE = ".mlbench-node-token"
 FILES_KEY = "_node_files"
 MAX_LOG_BYTES = 4 * 1024 * 1024
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 1.0  # after a polite cancel (the task kills its worker group), before force
 WAIT_S = 0.2
 GPU_SLIVER = 0.001  # a GPU cell's share of mlbench_node when cells_per_node.gpu is 0
 LOCAL_OBJECT_STORE = 256 * 1024 * 1024
@@ -140,6 +141,7 @@ def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
 
     def on_cancel(signum, frame) -> None:  # ray.cancel(force=False) arrives as SIGINT
         stop.requested, stop.signal_name = True, "SIGINT"
+        _kill_worker_groups()  # now, not when the launcher looks: force may follow at once
 
     try:
         old = signal.signal(signal.SIGINT, on_cancel)
@@ -175,6 +177,21 @@ def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     yield {"kind": "record", "record": record}
+
+
+def _kill_worker_groups() -> None:
+    """SIGKILL the process group of every worker this Ray worker started (the launcher starts
+    each in its own session: group id == pid), grandchildren included."""
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            if os.getpgid(child.pid) == child.pid:
+                os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def node_info(pythons: dict[str, str]) -> dict:
@@ -407,13 +424,8 @@ class RayExecutor:
         with it, PR_SET_PDEATHSIG). Started cells are recorded interrupted; queued ones not."""
         for gen in inflight:
             ray.cancel(gen, force=False)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while inflight and time.monotonic() < deadline:
-            done = [g for g, f in inflight.items() if f.placement is None or
-                    self._finished(g)]
-            if len(done) == len(inflight):
-                break
-            time.sleep(0.1)
+        if any(f.placement is not None for f in inflight.values()):
+            time.sleep(STOP_GRACE_S)  # a cancelled task's end is not observable from here
         for gen in inflight:
             try:
                 ray.cancel(gen, force=True)
@@ -424,13 +436,6 @@ class RayExecutor:
                 yield self._record(flight.cell, "interrupted",
                                    f"stopped by {stop.signal_name or 'the user'}",
                                    flight.placement, flight.started_at, flight.hello)
-
-    @staticmethod
-    def _finished(gen) -> bool:
-        try:
-            return gen._generator_task_completed()  # noqa: SLF001 - best effort
-        except Exception:
-            return True
 
     @staticmethod
     def _record(cell: Cell, status: str, reason: str, placement: dict | None,
