@@ -92,6 +92,12 @@ def run(
     report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
     report_dir: Annotated[Optional[Path], typer.Option(help="where the report goes "
                           "(default: reports/<run directory name>)")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="local (one cell at a time) or ray (in parallel on a Ray cluster; config: "
+             "executor.kind)")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster to join: auto, host:port or ray://...; none starts one on this "
+             "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
     from . import progress, runner
@@ -106,6 +112,7 @@ def run(
     conf, out_dir = _resolve_config(config, overrides, output, mode)
     for note in cfg.notes(conf):
         err_console.print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
+    conf = _with_executor(conf, executor, ray_address)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
     if report:  # checked before any cell: a finished sweep must not die on its report folder
         guards.writable_dir(rep_dir, "report directory")
@@ -135,6 +142,22 @@ def _report_after_sweep(out_dir: Path, rep_dir: Path) -> None:
         err_console.print(f"warning: report not written: {escape(_cut(what, 300))}; the results "
                           f"are stored in {escape(str(out_dir))}; build the report later with: "
                           f"{escape(later)}", highlight=False, soft_wrap=True)
+
+
+def _with_executor(conf: cfg.Config, kind: str | None, address: str | None) -> cfg.Config:
+    """--executor / --ray-address on top of the config's `executor:`."""
+    if kind is not None and kind not in ("local", "ray"):
+        raise UserError(f"unknown executor {kind!r}; use local or ray", "--executor")
+    if address is not None and kind == "local":
+        raise UserError("--ray-address needs --executor ray", "--ray-address")
+    if kind is None and address is None:
+        return conf
+    update: dict = {"kind": kind or "ray"}
+    if address is not None:
+        if not address.strip():
+            raise UserError("empty Ray address", "--ray-address")
+        update["address"] = address
+    return conf.model_copy(update={"executor": conf.executor.model_copy(update=update)})
 
 
 def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mode: str):

@@ -224,6 +224,21 @@ class Exclude(_Strict):
         return None if v is None else _check_choice(v.lower(), catalog.PRECISIONS, "precision")
 
 
+class CellsPerNode(_Strict):
+    """How many cells may run at once on one node (Ray executor). cpu: 1 means a CPU cell holds
+    its node alone; gpu: 0 means one per GPU of the node."""
+    cpu: int = Field(1, gt=0, le=1000)
+    gpu: int = Field(0, ge=0, le=1000)
+
+
+class ExecutorSettings(_Strict):
+    """Where cells run: `local` (one at a time on this machine) or `ray` (a Ray cluster: no
+    address starts one on this machine, `auto` joins the running one, or host:port / ray://)."""
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, min_length=1, max_length=1000)
+    cells_per_node: CellsPerNode = Field(default_factory=CellsPerNode)
+
+
 class Config(_Strict):
     frameworks: list[FrameworkEntry] = Field(min_length=1)
     modes: list[Literal["default", "best"]] = Field(
@@ -252,6 +267,7 @@ class Config(_Strict):
     output_dir: str = Field("results", min_length=1)
     exclude: list[Exclude] = Field(default_factory=list)
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -1,15 +1,22 @@
 """Executors: how cells reach workers. The runner hands over cells and gets attempt records back.
 
-`LocalExecutor` runs cells one at a time on this machine: CPU cells must never overlap (they would
-measure each other). A cluster executor (e.g. on Ray) implements the same `run` and plugs in
-without touching the runner. Must not import any ML framework.
+An executor is a class with `run` (cells in, one attempt record per cell out, as each finishes),
+`describe` (where cells run, for run.json) and `close`. `LocalExecutor` runs cells one at a time
+on this machine: CPU cells must never overlap (they would measure each other). The Ray executor
+(mlbench.ray_executor, imported only when chosen) runs them in parallel over a Ray cluster through
+the same launcher. Every attempt record carries `placement`: where it ran. Must not import any ML
+framework, nor ray.
 """
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from . import launcher
+from . import gpu, launcher
+from .config import Config
+from .errors import UserError
 from .matrix import Cell
 
 OnMessage = Callable[[Cell, dict], None]
@@ -22,6 +29,22 @@ class Executor(Protocol):
         """Yield one attempt record per cell, as each finishes; stop early when asked."""
         ...
 
+    def describe(self) -> dict:
+        """Where cells run: the executor kind and its nodes (stored in run.json)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (a Ray connection, a cluster it started)."""
+        ...
+
+
+def local_placement(cell: Cell) -> dict:
+    """Where a local cell ran: this host, the cell's own GPU index."""
+    index = int(cell.device.split(":")[1]) if cell.device.startswith("cuda") else None
+    return {"executor": "local", "hostname": platform.node(), "node_id": None,
+            "gpu_ids": [] if index is None else [str(index)],
+            "gpu_uuid": None if index is None else gpu.uuid(index)}
+
 
 class LocalExecutor:
     def run(self, cells: Iterable[Cell], cell_dir: CellDir, stop: launcher.Stop,
@@ -30,5 +53,30 @@ class LocalExecutor:
             if stop.requested:
                 return
             on_start(cell)
-            yield launcher.run_cell(cell, cell_dir(cell), stop,
-                                    lambda msg, c=cell: on_message(c, msg))
+            record = launcher.run_cell(cell, cell_dir(cell), stop,
+                                       lambda msg, c=cell: on_message(c, msg))
+            record["placement"] = local_placement(cell)
+            yield record
+
+    def describe(self) -> dict:
+        return {"kind": "local", "nodes": [{"hostname": platform.node(), "node_id": None}]}
+
+    def close(self) -> None:
+        pass
+
+
+def make_executor(config: Config) -> Executor:
+    """The executor a config asks for. `ray` without Ray installed is a UserError (exit 2)."""
+    settings = config.executor
+    if settings.kind == "local":
+        return LocalExecutor()
+    try:
+        from .ray_executor import RayExecutor
+    except ImportError as exc:
+        if exc.name != "ray" and not str(exc.name or "").startswith("ray."):
+            raise
+        raise UserError("the ray executor needs Ray, which is not installed; install it with "
+                        "pip install 'mlbench[ray]'", "executor.kind") from None
+    pythons = {fw: (s.python if (s := config.framework_settings.get(fw)) and s.python
+                    else sys.executable) for fw in config.frameworks}
+    return RayExecutor(settings, pythons)

@@ -324,3 +324,11 @@ def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None
         "memory_used_bytes": None if mem is None else int(mem.used),
         "power_w": None if power is None else power / 1000.0,
     }
+
+
+def uuid(index: int) -> str | None:
+    """The UUID NVML reports for the GPU at `index` (PCI order), or None when NVML cannot tell."""
+    handles = _pci_order_handles()
+    if not 0 <= index < len(handles):
+        return None
+    return _try(lambda h: _str(pynvml.nvmlDeviceGetUUID(h)), handles[index])

@@ -84,12 +84,16 @@ def command(cell: Cell, request_path: Path) -> list[str]:
             str(request_path)]
 
 
-def prepare(cell: Cell, cell_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """Write request.json and command.txt: any cell can be rerun by hand from these."""
+def prepare(cell: Cell, cell_dir: Path,
+            assigned_gpu: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """Write request.json and command.txt: any cell can be rerun by hand from these.
+    `assigned_gpu`: the GPU a scheduler (Ray) gave this cell, seen instead of cell.device's."""
     req_path = cell_dir.resolve() / "request.json"
     req_path.write_text(json.dumps(cell.request, indent=1))
     argv = command(cell, req_path)
     env = cell_env(cell)
+    if assigned_gpu is not None and cell.device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = assigned_gpu
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
@@ -108,9 +112,16 @@ class _Watch:
 
 
 def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
-             on_message: Callable[[dict], None] = lambda m: None) -> dict:
-    """Run one attempt of `cell`; return its attempt record (never raises for worker faults)."""
-    argv, env = prepare(cell, cell_dir)
+             on_message: Callable[[dict], None] = lambda m: None,
+             assigned_gpu: str | None = None) -> dict:
+    """Run one attempt of `cell`; return its attempt record (never raises for worker faults).
+
+    `assigned_gpu`: the GPU index (PCI order) a scheduler (Ray) assigned to a GPU cell. The
+    worker then sees that GPU, it is the one sampled, and its presence is the scheduler's word
+    (Ray only assigns GPUs its node declares), not NVML's check of the cell's own index."""
+    argv, env = prepare(cell, cell_dir, assigned_gpu)
+    assigned = assigned_gpu is not None and cell.device.startswith("cuda")
+    device = f"cuda:{assigned_gpu}" if assigned else cell.device
     started = datetime.now(timezone.utc)
     stamp = started.strftime("%Y%m%dT%H%M%S%f")
     stderr_path = cell_dir / f"stderr-r{cell.repeat}-{stamp}.log"
@@ -125,12 +136,12 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         "command": argv, "stderr_log": str(stderr_path.relative_to(cell_dir.parent.parent)),
         "started_at": started.isoformat(),
         "machine_before": sysinfo.load_now(),
-        "device_before": gpu.device_state(cell.device),
+        "device_before": gpu.device_state(device),
     }
     watch = _Watch()
     t0 = time.monotonic()
     timed_out = False
-    if not gpu.device_present(cell.device):
+    if not assigned and not gpu.device_present(cell.device):
         # No NVIDIA driver or fewer GPUs than the index: no framework could run this cell.
         record["stderr_log"] = None
         return _finish(record, t0, "skipped", f"device {cell.device} not present on this "
@@ -143,7 +154,7 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
     except OSError as exc:
         return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
                        stderr_path, watch)
-    sampler = gpu.ProcessSampler(proc.pid, cell.device)
+    sampler = gpu.ProcessSampler(proc.pid, device)
     try:
         timed_out = _pump(proc, cell, stop, watch, sampler, on_message)
         if not timed_out and not stop.requested:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from . import __version__, config as cfg, guards, order, preflight, sysinfo
 from .errors import UserError
-from .executor import Executor, LocalExecutor
+from .executor import Executor, make_executor
 from .launcher import Stop
 from .matrix import Cell, expand
 from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
@@ -163,6 +163,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
               executor: Executor | None = None,
               on_finalized: Callable[[Path], None] | None = None) -> Outcome:
     check_interpreters(config)
+    ex = executor or make_executor(config)  # `ray` missing: refused before any write
     prepare_dir(out_dir)
     with RunLock(out_dir):
         store = Store(out_dir)
@@ -184,6 +185,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's
         run["order"] = order.as_record(todo)
         if todo:
+            run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
             preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
             run["ceilings"] = preflight.measure(config, out_dir, hooks.note)
             store.write_run(run)
@@ -203,7 +205,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 index += 1
                 hooks.cell_start(cell, index, len(todo))
 
-            for record in (executor or LocalExecutor()).run(
+            for record in ex.run(
                     todo, lambda c: store.cell_dir(c.cell_id), stop, on_start, hooks.message):
                 record["run_id"] = run["run_id"]
                 store.append(record)
@@ -223,6 +225,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         finally:
             _restore_signals(old)
             hooks.stop()
+            ex.close()
             run["ended_at"] = _now()
             try:
                 store.write_run(run)

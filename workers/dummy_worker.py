@@ -14,6 +14,7 @@ pinning, as every real worker does), the thread variables of its environment, it
 `child_mb` (with `child_s`, default 1.5): in the train phase, a child process holds that many
 MB for that long; the worker's own ru_maxrss never sees it, only the parent's sampling does.
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
+Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
 """
 from __future__ import annotations
@@ -128,7 +129,7 @@ def main() -> None:
         return
     harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy",
                  framework_version="0", device_name="dummy", import_s=0.0,
-                 cpu_affinity=affinity)
+                 cpu_affinity=affinity, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         for ph in PHASES:
             harness.progress(ph)
