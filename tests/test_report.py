@@ -151,12 +151,20 @@ def test_zero_attempts_and_not_mlbench_output(tmp_path):
         build_report(tmp_path / "missing.json", tmp_path / "o")
 
 
-def test_malformed_records_do_not_crash(tmp_path):
-    doc = {"schema": 1, "run": None, "cells": [1, "x", {"cell_id": "c", "status": "ok",
-                                                        "repeat": "zero", "metrics": []}]}
+def test_malformed_records_do_not_crash(tmp_path, capsys):
+    bad = [1, "x", {"cell_id": "c", "status": "ok", "repeat": "zero", "metrics": []}]
+    doc = {"schema": 1, "run": None, "cells": bad}
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    # nothing usable: one clear error, not a traceback
+    with pytest.raises(UserError, match="no line is an attempt record"):
+        build_report(tmp_path / "results.json", tmp_path / "o")
+    # the bad records are skipped with a warning naming each; the good one is reported
+    doc["cells"] = bad + [fs.attempt("pytorch")]
     (tmp_path / "results.json").write_text(json.dumps(doc))
     html = build_report(tmp_path / "results.json", tmp_path / "o").read_text()
     assert "No run record was found" in html
+    err = capsys.readouterr().err
+    assert "cells[0]" in err and "cells[2]" in err and "cells[3]" not in err
 
 
 def test_torn_last_line_is_tolerated(tmp_path):

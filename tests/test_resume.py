@@ -122,7 +122,13 @@ def test_sigterm_is_recorded_too(tmp_path):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2],
                         framework_settings={"dummy": {"options": {"sleep_s": 0.5}}})
     proc = _start(["run", "--config", str(conf), "--no-report"], tmp_path)
-    time.sleep(1.0)
+    # signal once a cell is under way (not while mlbench is still importing: on a loaded
+    # machine that can take more than a second, before the handler exists)
+    first = tmp_path / "results" / "cells" / "dummy-mlp-cpu-bs1-fp32" / "request.json"
+    t0 = time.monotonic()
+    while not first.exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.02)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143

@@ -108,8 +108,8 @@ def test_sigkill_at_random_moments_twenty_times_then_resume(tmp_path):
         progress.append(len(now))
         if (out / "results.json").exists():  # rewritten atomically: whole or the old one
             json.loads((out / "results.json").read_text())
-        if i in torn_at:  # a writer that died mid-line: the next run must skip it and go on
-            with open(jsonl, "ab") as fh:
+        if i in torn_at and jsonl.exists():  # a writer that died mid-line: the next run
+            with open(jsonl, "ab") as fh:         # must skip it and go on
                 fh.write(b'{"run_id": "x", "cell_id": "' + _cell(n).encode() +
                          b'", "repeat": 0, "fingerprint": "0')
     res = run_subprocess(["run", "--config", str(conf), "--resume", "--no-report"], tmp_path)

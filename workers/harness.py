@@ -107,7 +107,20 @@ def read_request(argv: list[str] | None = None) -> dict:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    """Peak resident set size of this process's own memory since it started this program.
+
+    VmHWM of /proc/self/status (Linux), not ru_maxrss: the kernel carries ru_maxrss across
+    execve, so after a fork+exec it starts at the forking parent's RSS (mlbench's own, or a test
+    runner's) and would report that as the worker's peak. ru_maxrss (KiB) only where /proc is
+    missing.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
