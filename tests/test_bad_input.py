@@ -471,3 +471,34 @@ def test_truncated_store_is_read_up_to_the_tear(tmp_path, capsys):
     loaded = store.load(jsonl)
     assert len(loaded.attempts) == 1 and "torn last line" in loaded.warnings[0]
     json.dumps(loaded.attempts)
+
+
+def _worker_options(name: str) -> dict:
+    """The OPTIONS table a worker script defines (read from its source: no framework import)."""
+    import ast
+    from pathlib import Path
+    tree = ast.parse((Path(__file__).parent.parent / "workers" / f"{name}_worker.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OPTIONS":
+            return {k.value: v for k, v in zip(node.value.keys, node.value.values)}
+    return {}
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax", "numpy"])
+def test_the_parent_option_table_matches_each_worker(framework):
+    """mlbench/fwoptions.py publishes what each worker accepts; a worker that grows or drops an
+    option without the table would make the config refuse a good option or pass a bad one."""
+    from mlbench import fwoptions
+    assert set(fwoptions.TABLE[framework]) == set(_worker_options(framework))
+
+
+def test_the_compile_modes_match_the_pytorch_worker():
+    import ast
+    from pathlib import Path
+
+    from mlbench import fwoptions
+    src = (Path(__file__).parent.parent / "workers" / "pytorch_worker.py").read_text()
+    modes = next(ast.literal_eval(n.value) for n in ast.parse(src).body
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") ==
+                 "COMPILE_MODES")
+    assert tuple(modes) == fwoptions.COMPILE_MODES
