@@ -502,3 +502,38 @@ def test_the_compile_modes_match_the_pytorch_worker():
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") ==
                  "COMPILE_MODES")
     assert tuple(modes) == fwoptions.COMPILE_MODES
+
+
+# Input that is odd but sensible: accepted (exit 0), with a warning line where the user would
+# otherwise be surprised. (id, files, args, exit code, words in a `warning:` line or None)
+DUMMY = ("frameworks: [dummy]\nmodels: [{name: mlp, preset: tiny}]\nbatch_sizes: [2]\n"
+         "verify: false\nceiling: false\n")
+ACCEPTED = [
+    ("options for a framework not in the sweep", DUMMY + "framework_settings: {pytorch: "
+     "{options: {compile: true}}}\n", RUN, 0,
+     ["framework_settings.pytorch.options are not used", "pytorch is not in frameworks"]),
+    ("YAML merge keys", "frameworks: [dummy]\nbatch_sizes: [2]\nverify: false\n"
+     "models: [&d {name: mlp, preset: tiny}, {<<: *d, label: m2}]\n", RUN, 0, None),
+    ("float64 data", {"bad.yaml": DATA, "d.npz": _data(x_train=_np().zeros((8, 4)))}, RUN, 0,
+     ["cast x_train float64 -> float32"]),
+    ("int8 labels", {"bad.yaml": DATA, "d.npz": _data(y_train=(_np().arange(8) % 10).astype(
+        "int8"))}, RUN, 0, ["y_train int8 -> int32"]),
+    ("memory limit at the floor", DUMMY + "memory_limit_mb: 160\n", RUN, 0, None),
+    ("batch exactly two per epoch", DUMMY.replace("[2]", "[4]") + "train_samples: 8\n", RUN, 0,
+     None),
+    ("an exclude that leaves one cell", DUMMY.replace("[2]", "[2, 4]") +
+     "exclude: [{batch_size: 2}]\n", RUN, 0, None),
+]
+
+
+@pytest.mark.parametrize("name,files,args,rc,words", ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_odd_but_sensible_input_is_accepted(tmp_path, capsys, name, files, args, rc, words):
+    args, _ = _materialise(tmp_path, files, args, [])
+    got, out, err = run_inproc(args, capsys)
+    assert got == rc, err
+    assert "Traceback" not in out + err and "error:" not in err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    if words is None:
+        assert not warnings, warnings
+    else:
+        assert any(all(w in line for w in words) for line in warnings), err

@@ -151,11 +151,14 @@ def test_zero_attempts_and_not_mlbench_output(tmp_path):
 
 
 def test_malformed_records_do_not_crash(tmp_path):
+    # ill-typed records are skipped with a warning naming the record (issue 14); the rest render
     doc = {"schema": 1, "run": None, "cells": [1, "x", {"cell_id": "c", "status": "ok",
-                                                        "repeat": "zero", "metrics": []}]}
+                                                        "repeat": "zero", "metrics": []},
+                                               fs.attempt("pytorch")]}
     (tmp_path / "results.json").write_text(json.dumps(doc))
     html = build_report(tmp_path / "results.json", tmp_path / "o").read_text()
     assert "No run record was found" in html
+    assert "cells[2]: skipped (repeat" in html
 
 
 def test_torn_last_line_is_tolerated(tmp_path):
