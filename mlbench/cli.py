@@ -221,6 +221,7 @@ def verify_cmd(
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = cfg.load_config(config, overrides)
+    guards.writable_dir(output, "verify output directory")
     report = preflight.run_gate(conf, output, lambda t: err_console.print(escape(t)), again=True)
     if report is None:
         raise UserError("nothing to verify: no ML framework or no present device in the sweep",

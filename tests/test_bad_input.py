@@ -360,6 +360,9 @@ CASES += [
     ("report output under /proc", {"x.json": "{}"}, ["report", "--results", "{tmp}/x.json",
                                                      "--output", "/proc/mlbench-rep"],
      ["/proc/mlbench-rep", "not writable"]),
+    ("verify output under /proc", BASE, ["verify", "--config", CFG, "--output",
+                                         "/proc/mlbench-verify"],
+     ["/proc/mlbench-verify", "not writable"]),
     ("report results /dev/zero", None, ["report", "--results", "/dev/zero", "--output",
                                         "{tmp}/rep"], ["/dev/zero", "a device"]),
     ("report results empty dir", {"d/x": "x"}, ["report", "--results", "{tmp}/d", "--output",
@@ -471,3 +474,69 @@ def test_truncated_store_is_read_up_to_the_tear(tmp_path, capsys):
     loaded = store.load(jsonl)
     assert len(loaded.attempts) == 1 and "torn last line" in loaded.warnings[0]
     json.dumps(loaded.attempts)
+
+
+def _worker_options(name: str) -> dict:
+    """The OPTIONS table a worker script defines (read from its source: no framework import)."""
+    import ast
+    from pathlib import Path
+    tree = ast.parse((Path(__file__).parent.parent / "workers" / f"{name}_worker.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "OPTIONS":
+            return {k.value: v for k, v in zip(node.value.keys, node.value.values)}
+    return {}
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax", "numpy"])
+def test_the_parent_option_table_matches_each_worker(framework):
+    """mlbench/fwoptions.py publishes what each worker accepts; a worker that grows or drops an
+    option without the table would make the config refuse a good option or pass a bad one."""
+    from mlbench import fwoptions
+    assert set(fwoptions.TABLE[framework]) == set(_worker_options(framework))
+
+
+def test_the_compile_modes_match_the_pytorch_worker():
+    import ast
+    from pathlib import Path
+
+    from mlbench import fwoptions
+    src = (Path(__file__).parent.parent / "workers" / "pytorch_worker.py").read_text()
+    modes = next(ast.literal_eval(n.value) for n in ast.parse(src).body
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") ==
+                 "COMPILE_MODES")
+    assert tuple(modes) == fwoptions.COMPILE_MODES
+
+
+# Input that is odd but sensible: accepted (exit 0), with a warning line where the user would
+# otherwise be surprised. (id, files, args, exit code, words in a `warning:` line or None)
+DUMMY = ("frameworks: [dummy]\nmodels: [{name: mlp, preset: tiny}]\nbatch_sizes: [2]\n"
+         "verify: false\nceiling: false\n")
+ACCEPTED = [
+    ("options for a framework not in the sweep", DUMMY + "framework_settings: {pytorch: "
+     "{options: {compile: true}}}\n", RUN, 0,
+     ["framework_settings.pytorch.options are not used", "pytorch is not in frameworks"]),
+    ("YAML merge keys", "frameworks: [dummy]\nbatch_sizes: [2]\nverify: false\n"
+     "models: [&d {name: mlp, preset: tiny}, {<<: *d, label: m2}]\n", RUN, 0, None),
+    ("float64 data", {"bad.yaml": DATA, "d.npz": _data(x_train=_np().zeros((8, 4)))}, RUN, 0,
+     ["cast x_train float64 -> float32"]),
+    ("int8 labels", {"bad.yaml": DATA, "d.npz": _data(y_train=(_np().arange(8) % 10).astype(
+        "int8"))}, RUN, 0, ["y_train int8 -> int32"]),
+    ("memory limit at the floor", DUMMY + "memory_limit_mb: 160\n", RUN, 0, None),
+    ("batch exactly two per epoch", DUMMY.replace("[2]", "[4]") + "train_samples: 8\n", RUN, 0,
+     None),
+    ("an exclude that leaves one cell", DUMMY.replace("[2]", "[2, 4]") +
+     "exclude: [{batch_size: 2}]\n", RUN, 0, None),
+]
+
+
+@pytest.mark.parametrize("name,files,args,rc,words", ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_odd_but_sensible_input_is_accepted(tmp_path, capsys, name, files, args, rc, words):
+    args, _ = _materialise(tmp_path, files, args, [])
+    got, out, err = run_inproc(args, capsys)
+    assert got == rc, err
+    assert "Traceback" not in out + err and "error:" not in err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    if words is None:
+        assert not warnings, warnings
+    else:
+        assert any(all(w in line for w in words) for line in warnings), err

@@ -165,6 +165,7 @@ def test_malformed_records_do_not_crash(tmp_path, capsys):
     assert "No run record was found" in html
     err = capsys.readouterr().err
     assert "cells[0]" in err and "cells[2]" in err and "cells[3]" not in err
+    assert "cells[2]: skipped (repeat" in html  # and the page says what was left out
 
 
 def test_torn_last_line_is_tolerated(tmp_path):

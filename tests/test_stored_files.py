@@ -386,3 +386,18 @@ def test_float64_data_is_cast_and_said(tmp_path, capsys):
     finally:
         sys.path.remove(str(ROOT / "workers"))
     assert data["x_train"].dtype == np.float32 and data["y_eval"].dtype == np.int32
+
+
+def test_a_default_report_folder_in_the_way_stops_the_run_before_any_cell(tmp_path, capsys,
+                                                                           monkeypatch):
+    """From a working directory where ./reports cannot be made (a file is there), `run` with a
+    writable --output is refused up front: no cell runs only to die at the report."""
+    conf = dummy_config(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "reports").write_text("not a folder")
+    monkeypatch.chdir(work)
+    rc, _, err = run_inproc(["run", "--config", str(conf), "--output", str(tmp_path / "out")],
+                            capsys)
+    assert rc == 2 and "report directory" in err and "reports" in err
+    assert not (tmp_path / "out").exists()
