@@ -126,8 +126,13 @@ BACKENDS = {"numpy": _numpy, "pytorch": _torch, "jax": _jax, "tensorflow": _tens
 
 
 def measure(run, n: int, iterations: int, max_s: float) -> dict:
-    run()  # compile / warm up (and fail here when the precision is unsupported)
-    run()
+    run()  # compile (and fail here when the precision is unsupported)
+    # Warm up by time, not by a count: a GPU's clocks and cuBLAS's heuristics settle over a
+    # second or so, which two calls of a large product do not cover.
+    warm, t_warm = 1, time.perf_counter()
+    while warm < 3 or (time.perf_counter() - t_warm < min(1.0, max_s / 5) and warm < 50):
+        run()
+        warm += 1
     times = []
     t_all = time.perf_counter()
     while len(times) < iterations:
@@ -137,7 +142,7 @@ def measure(run, n: int, iterations: int, max_s: float) -> dict:
         if len(times) >= 2 and time.perf_counter() - t_all > max_s:
             break
     flops = 2.0 * n ** 3
-    return {"size": n, "iterations": len(times), "best_s": min(times),
+    return {"size": n, "iterations": len(times), "warmup_calls": warm, "best_s": min(times),
             "median_s": statistics.median(times), "best_flops": flops / min(times),
             "median_flops": flops / statistics.median(times)}
 
