@@ -134,8 +134,9 @@ def render(p: dict, dry_run: bool) -> str:
         lines.append(f"    pip install -c {e['constraints']} {' '.join(e['install'])}")
         shown = [f"{k}=={e['pins'][k]}" for k in key if k in e["pins"]]
         lines.append(f"    pins: {' '.join(shown)}")
-    lines.append(f"  then: every framework must see the GPU ({'; '.join(c[1] for c in CHECKS.values())}),"
-                 " no two packages may own one file, and configs/gpu.yaml gets each python")
+    asked = "; ".join(c[1] for c in CHECKS.values())
+    lines.append(f"  then: every framework must see the GPU ({asked}), no two packages may own "
+                 "one file, and configs/gpu.yaml gets each python")
     return "\n".join(lines)
 
 

@@ -236,3 +236,35 @@ def test_run_json_host_records_the_device_mapping(nvml, monkeypatch):
     assert host["cuda_devices"]["devices"] == [
         {"device": "cuda:0", "cuda_visible_devices": "1", "uuid": "GPU-bbbb2222", "mig": False,
          "name": "H200"}]
+
+
+import jax_worker  # noqa: E402
+
+
+def test_jax_attention_is_cudnn_on_gpu_at_half_precision_else_xla():
+    assert jax_worker.attention_kind("bf16", "gpu") == "cudnn"
+    assert jax_worker.attention_kind("fp16", "gpu") == "cudnn"
+    assert jax_worker.attention_kind("fp32", "gpu") == "xla"
+    assert jax_worker.attention_kind("bf16", "cpu") == "xla"
+    assert jax_worker.attention_kind("fp16", "cpu") == "explicit"
+
+
+def test_cudnn_attention_probe_falls_back_with_a_reason_and_private_counter_is_guarded():
+    jax_worker.import_framework({"device": "cpu", "threads": 0, "tf32": False})
+    spec = {"seq_len": 16, "n_heads": 2, "d_model": 32}
+    why = jax_worker.cudnn_attention_error(spec, jax_worker.jnp.bfloat16)
+    assert why  # no cuDNN on the CPU: the worker then uses XLA and records this reason
+    assert jax_worker._compilations(object()) is None
+    assert jax_worker._compilations(jax_worker.jax.jit(lambda x: x)) == 0
+
+
+@pytest.mark.parametrize("framework,kernels", [
+    ("pytorch", {"sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "sdpa-math"}),
+    ("jax", {"xla"}),
+    ("tensorflow", {"explicit"}),
+])
+def test_every_framework_records_its_attention_kernel(tmp_path, framework, kernels):
+    from workerutil import result_of, run_worker
+    r = result_of(run_worker(tmp_path, framework, "transformer", train_samples=64,
+                             eval_samples=32))
+    assert r["settings"]["attention"] in kernels, r["settings"].get("attention")

@@ -149,5 +149,6 @@ def test_gpu_check_script_parses_and_brings_back_at_most_eight_small_files(tmp_p
     files = list(out.iterdir())
     assert 3 <= len(files) <= 8 and all(f.is_file() for f in files)
     assert all(f.stat().st_size < 1_000_000 for f in files)
-    assert "per framework: jax: 10 skipped; pytorch: 10 skipped" in (out / "summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "per framework: jax: 10 skipped; pytorch: 10 skipped" in summary
     assert not list(tmp_path.glob("mlbench-gpu-check.*"))  # the scratch folder is removed
