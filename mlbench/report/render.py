@@ -180,6 +180,17 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
                      "confidence interval and their run-to-run noise is unknown ("
                      f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the within-run "
                      "spread and say so.")
+    stale = int(cells["stale_repeats"].sum() or 0) if "stale_repeats" in cells.columns else 0
+    if stale:
+        n = cells.filter(pl.col("stale_repeats") > 0).height
+        notes.append(f"{stale} attempt(s) of {n} cell(s) were measured under an older "
+                     "configuration (another request fingerprint) than the cell's latest "
+                     "attempt: they are left out, never pooled with it (the latest fingerprint "
+                     "wins).")
+    figs = sorted({f for f in cells["mem_figure_text"].drop_nulls().to_list()}) \
+        if "mem_figure_text" in cells.columns else []
+    if figs:
+        notes.append("Memory compared: " + "; ".join(figs) + ".")
     if "n_warnings" in cells.columns:
         warned = cells.filter(pl.col("n_warnings") > 0).height
         if warned:
