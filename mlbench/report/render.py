@@ -50,7 +50,7 @@ SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
 # 1-based columns right-aligned as numbers (one CSS rule instead of a class on every cell)
 SUMMARY_NUM_COLS = [i for i, (col, _, kind) in enumerate(SUMMARY_COLUMNS, 1)
                     if kind != "s" or col in ("batch_size", "ok_repeats", "repeats")]
-CMP_NUM_COLS = [3, 6, 7, 9, 10, 12, 13, 14, 15, 16]
+CMP_NUM_COLS = [3, 6, 9, 12, 13, 14, 15, 16]  # the vs-best cells (7, 10) may wrap
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
              (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
