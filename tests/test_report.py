@@ -388,7 +388,8 @@ def test_verdict_names_the_planted_winner_with_its_interval_around_the_ratio(tmp
     html = build_report(fs.write_store(tmp_path / "run", _planted()), tmp_path / "out") \
         .read_text()
     verdict = html[html.index('id="verdict"'):html.index('id="recommendations"')]
-    row = re.search(r"fastest to train</td><td><b>(\w+)</b> over (\w+)</td>"
+    row = re.search(r"fastest to train<br><span class=\"badge\">[^<]*</span></td>"
+                    r"<td><b>(\w+)</b> over (\w+)</td>"
                     r"<td class=\"n\">([\d.]+)x \[([\d.]+)-([\d.]+)\]</td>", verdict)
     assert row, verdict[:2000]
     assert row.group(1) == "pytorch" and row.group(2) == "jax"

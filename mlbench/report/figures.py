@@ -267,7 +267,8 @@ def _params(cells: pl.DataFrame) -> Figure | None:
                      "y": [r["params_trainable"] for r in rows], "name": esc(fw),
                      "marker": {"color": colour(fw, fws)},
                      "customdata": [[r["params_total"]] for r in rows],
-                     "text": [f"{r['params_trainable']:,}" for r in rows], "textposition": "outside",
+                     "text": [f"{r['params_trainable']:,}" for r in rows],
+                     "textposition": "outside",
                      "hovertemplate": "%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"
                      f"<extra>{esc(fw)}</extra>"})
     layout = {**LAYOUT, "barmode": "group", "height": 380, "yaxis": {"title": {

@@ -178,7 +178,8 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
     if single:
         notes.append(f"{single} cell(s) were measured in a single process: they have no "
                      "confidence interval and their run-to-run noise is unknown ("
-                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the within-run "
+                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the "
+                     "within-run "
                      "spread and say so.")
     stale = int(cells["stale_repeats"].sum() or 0) if "stale_repeats" in cells.columns else 0
     if stale:
@@ -264,7 +265,8 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity_note": parity.note if parity is not None else None,
         "parity_tolerances": _tolerances(parity),
         "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
-        "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}), "figures": [(f, figure_json(f)) for f in figures],
+        "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}),
+        "figures": [(f, figure_json(f)) for f in figures],
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
         "fw_class": {fw: f"fw-{i}" for i, fw in enumerate(COLOURS, 1)},
