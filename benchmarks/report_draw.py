@@ -66,7 +66,8 @@ def main(n: int) -> int:
         mb = index.stat().st_size / 1e6
         res = draw(index, t)
         print(f"{n} attempts: build_report {build:.2f} s, index.html {mb:.2f} MB, "
-              f"Chromium: parsed, drawn and loaded in {res.get('load_ms', float('nan')) / 1e3:.2f} s "
+              "Chromium: parsed, drawn and loaded in "
+              f"{res.get('load_ms', float('nan')) / 1e3:.2f} s "
               f"({res.get('drawn')} of "
               f"{res.get('plots')} plots), chromium process {res['chromium_wall_s']:.2f} s")
         ok = mb < 15 and res.get("load_ms", 1e9) < 3000

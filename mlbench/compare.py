@@ -1,7 +1,9 @@
 """`mlbench compare BASE NEW`: per-cell change of the headline metrics between two runs.
 
-Owns the regression rule. Metrics: training samples/s (higher is better), inference p50 latency
-and peak memory (lower is better), all from mlbench.aggregate.cells_frame. A metric regressed when
+Owns the regression rule. Metrics: steady-state training samples/s (higher is better), inference
+p50 latency and the cell's headline memory figure (lower is better; working memory on the CPU,
+allocator peak on accelerators; two runs whose figures differ are "not comparable" on memory),
+all from mlbench.aggregate.cells_frame. A metric regressed when
 it got worse by more than `threshold` (a fraction: 0.05 = 5 %) and
 * with >= 2 ok repeats on both sides: the bootstrap 95% interval of new/base (ratio of the
   medians of the per-process values, mlbench.stats.ratio_ci) excludes 1 (significant);
@@ -22,7 +24,7 @@ from .errors import UserError
 METRICS = (  # column, per-repeat column, label, higher is better, display scale, unit
     ("train_sps", "train_sps_r", "train samples/s", True, 1.0, ""),
     ("lat_median", "lat_p50_r", "inference p50", False, 1000.0, " ms"),
-    ("mem_bytes", "mem_r", "peak memory", False, 1 / 1048576, " MiB"),
+    ("mem_bytes", "mem_r", "memory (headline figure)", False, 1 / 1048576, " MiB"),
 )
 
 
@@ -90,6 +92,11 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, threshold: floa
     if bv is None and nv is None:
         return None
     name = label + unit
+    if col == "mem_bytes" and base.get("mem_figure") != new.get("mem_figure"):
+        # e.g. whole-process RSS (an older store) against working memory: not the same figure
+        return Row(cell, name, bv and bv * scale, nv and nv * scale, None, "not comparable",
+                   False, f"different memory figures: {base.get('mem_figure')} vs "
+                   f"{new.get('mem_figure')}")
     if bv is None or nv is None or bv <= 0:
         return Row(cell, name, bv and bv * scale, nv and nv * scale, None,
                    "not comparable", False, "missing on one side")

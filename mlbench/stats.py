@@ -32,10 +32,10 @@ SHORT_SAMPLE_S = 1e-3    # pyperf: values under 1 ms are dominated by timer and 
 TARGET_REL_HALFWIDTH = 0.05  # "how many repeats": for a +-5% interval at 95%
 BUSY_LOAD_PER_CORE = 0.5  # loadavg_1m above half the logical cores before a cell: busy machine
 BUSY_CPU_PCT = 20.0       # or, when recorded, other processes' CPU use above 20%
-BUSY_GPU_UTIL_PCT = 10.0
+BUSY_GPU_UTIL_PCT = 10.0  # a GPU already this busy, or running other compute processes
 # the one piece of advice on repeats every text gives (2 processes are the minimum for an
 # interval; 3 make a 95% percentile-bootstrap interval of the median worth reading)
-REPEATS_ADVICE = "run with repeats: 3 or more (each repeat is a fresh process)"  # a GPU already this busy, or running other compute processes
+REPEATS_ADVICE = "run with repeats: 3 or more (each repeat is a fresh process)"
 
 
 def _arr(values) -> np.ndarray:

@@ -79,3 +79,15 @@ def test_change_carries_its_interval(tmp_path):
                                      _run(tmp_path, "n1", [0.020])).rows
                   if r.metric == "train samples/s")
     assert single.change_lo is None and single.significant is None
+
+
+def test_memory_of_different_figures_is_not_compared(tmp_path):
+    # BASE from an older store (whole-process RSS), NEW with the worker's baseline (working
+    # memory): a 10x "improvement" that is only a change of figure must not be reported
+    base = fs.write_store(tmp_path / "b", [fs.attempt(host_rss=800_000_000)])
+    a = fs.attempt(host_rss=800_000_000)
+    a["metrics"]["memory"]["host_baseline_rss_bytes"] = 720_000_000
+    new = fs.write_store(tmp_path / "n", [a])
+    rows = [r for r in compare(base, new).rows if r.metric.startswith("memory")]
+    assert len(rows) == 1 and rows[0].verdict == "not comparable"
+    assert "host_peak vs working" in rows[0].note and not rows[0].regressed

@@ -397,7 +397,8 @@ def test_verdict_names_the_planted_winner_with_its_interval_around_the_ratio(tmp
     html = build_report(fs.write_store(tmp_path / "run", _planted()), tmp_path / "out") \
         .read_text()
     verdict = html[html.index('id="verdict"'):html.index('id="recommendations"')]
-    row = re.search(r"fastest to train</td><td><b>(\w+)</b> over (\w+)</td>"
+    row = re.search(r"fastest to train<br><span class=\"badge\">[^<]*</span></td>"
+                    r"<td><b>(\w+)</b> over (\w+)</td>"
                     r"<td class=\"n\">([\d.]+)x \[([\d.]+)-([\d.]+)\]</td>", verdict)
     assert row, verdict[:2000]
     assert row.group(1) == "pytorch" and row.group(2) == "jax"
@@ -414,3 +415,29 @@ def test_a_warning_that_voids_the_samples_blocks_the_winner_and_is_quoted():
     assert r.winner is None and r.verdict == "no-clear-winner"
     assert "too short" in r.text and any("too short" in w for w in r.warnings)
     assert recs["latency"].winner == "pytorch"   # latency samples are fine: still a winner
+
+
+def test_epoch_chart_stacks_first_step_and_warmup_on_the_steady_epoch():
+    from mlbench.report.figures import build_figures
+    a = fs.attempt(step_times=[0.01] * 10, first_step=0.7)
+    t = a["metrics"]["train"]
+    t.update(warmup_s=0.05, steps_per_epoch=40)
+    fig = next(f for f in build_figures(cells_of([a])) if f.id == "epoch")
+    by = {tr["name"].split(" ", 1)[1]: tr for tr in fig.spec["data"]}
+    steady, warm, first = by["steady epoch"], by["warm-up"], by["first step"]
+    assert steady["y"] == [pytest.approx(0.4)] and steady["base"] == [0.0]
+    assert warm["y"] == [pytest.approx(0.05)] and warm["base"] == [pytest.approx(0.4)]
+    assert first["y"] == [pytest.approx(0.7)] and first["base"] == [pytest.approx(0.45)]
+    assert steady["offsetgroup"] == warm["offsetgroup"] == first["offsetgroup"]  # one stack
+    assert "steady" in fig.caption and "ranking" in fig.caption
+
+
+def test_numbers_use_si_prefixes_never_e_notation(tmp_path):
+    from mlbench.report.render import si
+    assert (si(5681), si(31110), si(0.00042, "s"), si(1.2345e11, "FLOP/s")) == \
+        ("5.681 k", "31.11 k", "420 µs", "123.5 GFLOP/s")
+    html = build_report(fs.write_store(tmp_path / "r", fs.sweep(60, steps=10, latencies=5)),
+                        tmp_path / "o").read_text()
+    rows = html.split('id="summary-rows"', 1)[1].split("</template>", 1)[0]
+    assert not re.search(r"\d[eE][+-]\d", rows)
+    assert re.search(r"<td>\d{2},\d{3}<td>", rows)   # parameter counts as whole numbers

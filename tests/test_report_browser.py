@@ -152,3 +152,28 @@ def test_long_tables_are_paged_and_the_filter_searches_every_row(tmp_path):
     assert m, proc.stderr[-2000:]
     res = json.loads(m.group(1))
     assert res == {"first": 100, "filtered": 1, "text": True}, res
+
+
+def test_tables_fit_or_scroll_whole_at_1400_px(tmp_path):
+    index = build_report(fs.write_store(tmp_path / "run", fs.sweep(120, steps=10, latencies=5,
+                                                                   repeats=2)),
+                         tmp_path / "report")
+    script = ("<script>window.addEventListener('load',function(){var o={page:document."
+              "documentElement.scrollWidth,view:window.innerWidth,t:{}};document.querySelectorAll("
+              "'.scroll').forEach(function(s){var t=s.querySelector('table');o.t[t.id]={client:"
+              "s.clientWidth,scroll:s.scrollWidth,ovx:getComputedStyle(s).overflowX};});var p="
+              "document.createElement('pre');p.id='__fit';p.textContent=JSON.stringify(o);"
+              "document.body.appendChild(p);});</script>")
+    page = tmp_path / "fit.html"
+    page.write_text(index.read_text(encoding="utf-8").replace("</body>", script + "</body>", 1),
+                    encoding="utf-8")
+    proc = run_chromium(["--window-size=1400,1000", "--dump-dom", page.as_uri()])
+    m = re.search(r'<pre id="__fit">(.*?)</pre>', proc.stdout, re.S)
+    assert m, proc.stderr[-2000:]
+    res = json.loads(m.group(1))
+    assert res["page"] <= res["view"], res          # nothing sticks out of the page
+    for tid in ("verdict-table", "cmp-table", "warnings-table"):
+        t = res["t"][tid]
+        assert t["scroll"] <= t["client"], (tid, t)   # fits: no column cut or hidden
+    s = res["t"]["summary-table"]                   # too wide to fit: scrolls in its own box
+    assert s["ovx"] == "auto" and s["scroll"] > s["client"]

@@ -130,3 +130,13 @@ def test_cv_many_and_judge_from_match_the_one_cell_forms():
     reps = [100.0, 80.0, 125.0]
     assert stats.judge(train_r=reps, lat_r=[1.0, 1.0], step_median=0.0004) == stats.judge_from(
         train_cv=stats.cv(reps), train_k=3, lat_cv=0.0, lat_k=2, step_median=0.0004)
+
+
+def test_stats_imports_no_other_mlbench_module():
+    # no aggregate <-> stats cycle: stats is the bottom layer (numpy only)
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(stats))
+    rel = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+           and (n.level > 0 or (n.module or "").startswith("mlbench"))]
+    assert rel == [], [ast.dump(n) for n in rel]

@@ -75,13 +75,16 @@ def test_datasheet_peak_by_nvml_name():
     assert ceiling.datasheet_flops("Fake GPU", "bf16") is None
 
 
-def test_repeats_under_an_older_fingerprint_are_not_pooled():
+def test_repeats_under_an_older_fingerprint_are_not_pooled(tmp_path):
     old = fs.attempt(repeat=0, step_times=[1.0] * 10, order=1)
     new = fs.attempt(repeat=1, step_times=[0.01] * 10, order=2)
     new["fingerprint"] = "fp-new"
     c = cells_of([old, new]).row(0, named=True)
     assert c["repeats"] == 1 and c["stale_repeats"] == 1
     assert c["step_median"] == pytest.approx(0.01)
+    from mlbench.report import build_report
+    html = build_report(fs.write_store(tmp_path / "r", [old, new]), tmp_path / "o").read_text()
+    assert "latest fingerprint" in html and "1 attempt(s) of 1 cell(s)" in html
 
 
 def test_user_data_model_is_not_ranked_against_the_synthetic_one():

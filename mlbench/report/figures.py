@@ -294,7 +294,8 @@ def _params(cells: pl.DataFrame) -> Figure | None:
                      "y": [r["params_trainable"] for r in rows], "name": esc(fw),
                      "marker": {"color": colour(fw, fws, bases)},
                      "customdata": [[r["params_total"]] for r in rows],
-                     "text": [f"{r['params_trainable']:,}" for r in rows], "textposition": "outside",
+                     "text": [f"{r['params_trainable']:,}" for r in rows],
+                     "textposition": "outside",
                      "hovertemplate": "%{x}<br>trainable: %{y:,}<br>total: %{customdata[0]:,}"
                      f"<extra>{esc(fw)}</extra>"})
     layout = {**LAYOUT, "barmode": "group", "height": 380, "yaxis": {"title": {
@@ -332,9 +333,10 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                              .alias("host_working_bytes"),
                              pl.when(~on_dev).then(pl.col("host_peak_rss_bytes"))
                              .alias("host_peak_rss_bytes"))
-    rep = ("<br>95% CI: %{customdata[2]:.6g} – %{customdata[3]:.6g} (%{customdata[4]})"
-           "<br>repeat range: %{customdata[5]:.6g} – %{customdata[6]:.6g}"
-           "<br>achieved: %{customdata[7]:.4g} FLOP/s · MFU %{customdata[8]:.1%}"
+    rep = ("<br>95% CI: %{customdata[2]:.4s} – %{customdata[3]:.4s} (%{customdata[4]})"
+           "<br>repeat range: %{customdata[5]:.4s} – %{customdata[6]:.4s}"
+           "<br>achieved: %{customdata[7]:.4s}FLOP/s · MFU %{customdata[8]:.3p} (one "
+           "yardstick per device)"
            "<br>settings: %{customdata[9]}<br>warnings: %{customdata[10]}")
     figs = [
         _faceted(cells, "throughput", "Training throughput against batch size",
@@ -343,7 +345,7 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                  "of the median over the per-process values (none for a single process). "
                  "Hover for the repeat range, achieved FLOP/s, MFU, the cell's numeric "
                  "settings and its warnings.",
-                 [dict(col="train_sps", label="", hover="batch %{x}<br>samples/s: %{y:.6g}"
+                 [dict(col="train_sps", label="", hover="batch %{x}<br>samples/s: %{y:.4s}"
                        + rep, extra=["train_sps_ci_lo", "train_sps_ci_hi", "ci_basis_h",
                                      "train_sps_min", "train_sps_max", "train_flops_s", "mfu",
                                      "settings_h", "warn_h"],

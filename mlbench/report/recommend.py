@@ -19,9 +19,10 @@ Method, per (model, device, aspect):
 * the margin is the geometric mean of runner-up/winner over the configurations both measured;
 * noise, per shared configuration: with >= 2 ok repeats on both sides, the ratio of the medians of
   the per-process values gets a bootstrap 95% interval (mlbench.stats.ratio_ci) and the difference
-  counts only when that interval excludes 1 (significant). With a single repeat the difference counts only when
-  it exceeds half the larger within-run relative IQR of the raw samples (memory: 2 %), and the
-  sentence says it is a single measurement that should not be over-read;
+  counts only when that interval excludes 1 (significant). With a single repeat the difference
+  counts only when it exceeds half the larger within-run relative IQR of the raw samples
+  (memory: 2 %, compile time: 10 %), and the sentence says it is a single measurement that
+  should not be over-read;
 * "no clear winner" when no configuration shows a difference beyond the noise, or when the
   configurations disagree;
 * with the equivalence gate (verify.json, aggregate.Parity): a (framework, precision) that failed
@@ -81,6 +82,7 @@ class Recommendation:
     interval_kind: str | None = None
     warnings: tuple[str, ...] = ()  # warnings about the samples this rests on
     title: str = ""
+    unit: str = ""                  # the figure compared (e.g. "working memory (...)")
 
     @property
     def ratio_text(self) -> str:
@@ -170,7 +172,8 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
     fws_all = sorted({fw for fws in data.values() for fw in fws})
 
     def rec(winner, verdict, text):
-        return Recommendation(model, device, asp.key, winner, verdict, text, title=asp.title)
+        return Recommendation(model, device, asp.key, winner, verdict, text, title=asp.title,
+                              unit=asp.unit)
 
     if not shared:
         why = (f"only {fws_all[0]} has {asp.unit} results" if len(fws_all) == 1 else
@@ -220,7 +223,7 @@ def _finish(st: dict, ratios: _Ratios) -> Recommendation:
 
     def rec(win, verdict, text):
         return Recommendation(model, device, asp.key, win, verdict, text, runner, ratio, lo, hi,
-                              kind, warns, asp.title)
+                              kind, warns, asp.title, asp.unit)
 
     calls = {k: _judge(asp, shared[k][winner], shared[k][runner], ratios) for k in both}
     nw = sum(1 for c in calls.values() if c == "w")

@@ -50,7 +50,7 @@ SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
 # 1-based columns right-aligned as numbers (one CSS rule instead of a class on every cell)
 SUMMARY_NUM_COLS = [i for i, (col, _, kind) in enumerate(SUMMARY_COLUMNS, 1)
                     if kind != "s" or col in ("batch_size", "ok_repeats", "repeats")]
-CMP_NUM_COLS = [3, 6, 7, 9, 10, 12, 13, 14, 15, 16]
+CMP_NUM_COLS = [3, 6, 9, 12, 13, 14, 15, 16]  # the vs-best cells (7, 10) may wrap
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
              (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
@@ -180,8 +180,20 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
     if single:
         notes.append(f"{single} cell(s) were measured in a single process: they have no "
                      "confidence interval and their run-to-run noise is unknown ("
-                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the within-run "
+                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the "
+                     "within-run "
                      "spread and say so.")
+    stale = int(cells["stale_repeats"].sum() or 0) if "stale_repeats" in cells.columns else 0
+    if stale:
+        n = cells.filter(pl.col("stale_repeats") > 0).height
+        notes.append(f"{stale} attempt(s) of {n} cell(s) were measured under an older "
+                     "configuration (another request fingerprint) than the cell's latest "
+                     "attempt: they are left out, never pooled with it (the latest fingerprint "
+                     "wins).")
+    figs = sorted({f for f in cells["mem_figure_text"].drop_nulls().to_list()}) \
+        if "mem_figure_text" in cells.columns else []
+    if figs:
+        notes.append("Memory compared: " + "; ".join(figs) + ".")
     if "n_warnings" in cells.columns:
         warned = cells.filter(pl.col("n_warnings") > 0).height
         if warned:
@@ -264,7 +276,8 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "parity_note": parity.note if parity is not None else None,
         "parity_tolerances": _tolerances(parity),
         "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
-        "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}), "figures": [(f, figure_json(f)) for f in figures],
+        "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}),
+        "figures": [(f, figure_json(f)) for f in figures],
         "modes": modes,  # report.modes.ModesSection, or None: every framework in its default
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
