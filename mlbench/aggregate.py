@@ -532,7 +532,8 @@ def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.Da
                      "train_vs_best", "train_vs_best_lo", "train_vs_best_hi",
                      "train_vs_best_sig", "lat_median", "lat_vs_best", "lat_vs_best_lo",
                      "lat_vs_best_hi", "lat_vs_best_sig", "mem_bytes", "mem_vs_best", "mfu",
-                     "repeats", "n_warnings", "parity")
+                     "repeats", "n_warnings", "parity",
+                     *[c for c in ("mode", "mode_settings") if c in df.columns])
 
 
 def failures_frame(att: pl.DataFrame) -> pl.DataFrame:

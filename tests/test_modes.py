@@ -301,3 +301,11 @@ def test_compare_says_when_a_cell_ran_in_another_mode(tmp_path):
     assert "mode changed: fast-mlp-cpu-bs32-fp32 ran best (compile=true)" in text
     assert "custom (compile=max-autotune) in NEW" in text
     assert "mode changed" not in compare(base, base).render_text()
+
+
+def test_comparison_table_names_the_mode_of_a_variant(tmp_path):
+    _planted(tmp_path)
+    from mlbench.report import build_report
+    page = build_report(tmp_path, tmp_path / "report").read_text()
+    table = page.split('id="cmp-table"')[1].split("</table>")[0]
+    assert "pytorch-compile <span class=\"badge\" title=\"compile=true\">best mode</span>" in table
