@@ -171,6 +171,14 @@ class FrameworkVariant(_Strict):
                              "(it becomes part of cell ids and directory names)")
         return v
 
+    @model_validator(mode="after")
+    def _options_known(self) -> "FrameworkVariant":
+        """A variant's options are checked like framework_settings' (a typo such as `compiel`
+        is a config error, not a failed cell)."""
+        for key, problem in fwoptions.problems(self.framework, dict(self.options)):
+            raise _KeyError(problem, ("options", key))
+        return self
+
 
 def _entry_kind(v: Any) -> str:
     return "framework variant" if isinstance(v, (dict, FrameworkVariant)) else "framework name"

@@ -200,6 +200,10 @@ BAD = [
     ("misspelt key", "frameworks: [{framework: torch, labl: x}]\n", "frameworks[0].labl",
      "did you mean 'label'"),
     ("unknown mode", "frameworks: [pytorch]\nmodes: [fastest]\n", "modes[0]", "'best'"),
+    ("misspelt variant option", "frameworks: [{framework: tf, label: tf-x, options: "
+     "{jit_compiel: true}}]\n", "frameworks[0].options.jit_compiel", "did you mean 'jit_compile'"),
+    ("variant option of the wrong type", "frameworks: [{framework: torch, label: t-c, options: "
+     "{compile: fastest}}]\n", "frameworks[0].options.compile", "must be true, false or one of"),
 ]
 
 
