@@ -204,6 +204,29 @@ def node_info(pythons: dict[str, str]) -> dict:
     return {**host, "frameworks": frameworks}
 
 
+def node_kind(info: dict | None) -> str:
+    """A node's hardware-and-software kind: cells (and ceilings) compare only within one kind.
+    CPU model, GPU models, framework versions; not the hostname."""
+    if not info:
+        return "unknown"
+    gpus = ",".join(sorted(g.get("name", "?") for g in info.get("gpus") or [])) or "no GPU"
+    fws = ",".join(f"{fw}={(v or {}).get('version')}" for fw, v in
+                   sorted((info.get("frameworks") or {}).items()))
+    return f"{info.get('cpu_model', '?')} | {gpus} | {fws}"
+
+
+def ceilings_here(config, driver_host: str) -> dict:
+    """The device ceilings of this node (run on a node of each kind by on_each_kind): measured in
+    a scratch directory, returned whole (ceilings.json) to the driver. On the driver's own host
+    they are the run's `ceilings` already: not measured twice."""
+    from . import ceiling, preflight
+    if platform.node() == driver_host:
+        return {"same_as_driver": True, "hostname": driver_host}
+    with tempfile.TemporaryDirectory(prefix="mlbench-ceilings-") as d:
+        best = preflight.measure(config, Path(d), lambda text: None)
+        return {"ceilings": best, "doc": ceiling.load(Path(d)), "hostname": platform.node()}
+
+
 # ------------------------------------------------------------------------------- the driver
 
 @dataclass
@@ -227,6 +250,7 @@ class RayExecutor:
         self._owns_connection = False
         self._task = None
         self._nodes: list[dict] | None = None
+        self._kinds: dict[str, str] = {}
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -290,8 +314,36 @@ class RayExecutor:
                 entry["info_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             out.append(entry)
         self._nodes = out
+        self._kinds = {n["node_id"]: node_kind(n.get("info")) for n in out}
         return {"kind": "ray", "address": self.settings.address,
                 "cells_per_node": self.settings.cells_per_node.model_dump(), "nodes": out}
+
+    def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
+        """Run fn(*args) on one node of every node kind, holding that node alone with all its
+        GPUs (nothing else runs there meanwhile): {kind: {"node_id", "hostname", "result" or
+        "error"}}. For what must be measured where the cells run: ceilings, the gate."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        if self._nodes is None:
+            self.describe()
+        first: dict[str, dict] = {}
+        for n in self._nodes or []:
+            first.setdefault(self._kinds[n["node_id"]], n)
+        task = ray.remote(fn)
+        refs = {kind: task.options(
+            num_cpus=0, num_gpus=n.get("gpus") or 0, max_retries=0, retry_exceptions=False,
+            resources={NODE_RESOURCE: 1}, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["node_id"], soft=False)).remote(*args) for kind, n in first.items()}
+        out = {}
+        for kind, ref in refs.items():
+            n = first[kind]
+            entry = {"node_id": n["node_id"], "hostname": n.get("hostname")}
+            try:
+                entry["result"] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                text = str(exc).strip().splitlines()
+                entry["error"] = f"{type(exc).__name__}: {(text or [''])[-1][:300]}"
+            out[kind] = entry
+        return out
 
     def options(self, cell: Cell) -> dict:
         """The Ray task options of a cell: its resources, and no retry ever (a benchmark rerun
@@ -397,6 +449,8 @@ class RayExecutor:
             on_message(flight.cell, msg)
             return None
         record = item["record"]
+        placement = record.get("placement") or {}
+        placement["node_kind"] = self._kinds.get(placement.get("node_id"))
         files = record.pop(FILES_KEY, None)
         if files:
             self._write_files(root, files)

@@ -183,6 +183,11 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
             preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
             run["ceilings"] = preflight.measure(config, out_dir, hooks.note)
+            if config.executor.kind == "ray" and run["ceilings"] is not None:
+                # MFU must use the ceiling of the hardware a cell ran on: every node kind's
+                from .ray_executor import ceilings_here
+                run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config,
+                                                          run["host"]["hostname"])
             store.write_run(run)
         del previous
         store.drop_records()

@@ -33,7 +33,7 @@ def cluster():
     """Head (runs no cells: no mlbench_node) + node A (2 logical GPUs) + node B (2 logical GPUs,
     told it does not share the run directory, so it ships its files back)."""
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        [str(ROOT), str(ROOT / "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False, "object_store_memory": STORE})
     c.add_node(num_gpus=2, **NODE)
@@ -134,8 +134,7 @@ def test_results_have_the_schema_of_a_local_run(cluster, tmp_path, capsys):
                        str(tmp_path / "local")], capsys)[0] == 0
     ray_cells, local_cells = _cells(tmp_path / "ray"), _cells(tmp_path / "local")
     assert [sorted(c) for c in ray_cells] == [sorted(c) for c in local_cells]
-    assert [sorted(c["placement"]) for c in local_cells][0] <= \
-        sorted(ray_cells[0]["placement"])
+    assert set(local_cells[0]["placement"]) <= set(ray_cells[0]["placement"])
     header = (tmp_path / "ray" / "results.csv").read_text().splitlines()[0]
     assert header == (tmp_path / "local" / "results.csv").read_text().splitlines()[0]
     loaded = store.load(tmp_path / "ray" / "results.json")
@@ -249,3 +248,22 @@ def test_kill_9_of_the_driver_then_resume_loses_and_duplicates_nothing(cluster, 
     assert len(ids) == len(set(ids)) == 6  # every cell once: none lost, none measured twice
     assert all(a["status"] == "ok" for a in attempts)
     assert attempts[:len(kept)] == kept
+
+
+def _held() -> dict:
+    return ray.get_runtime_context().get_assigned_resources()
+
+
+def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
+    from mlbench.config import ExecutorSettings
+    from mlbench.ray_executor import RayExecutor
+    ex = RayExecutor(ExecutorSettings(kind="ray", address=cluster.address),
+                     {"dummy": sys.executable})
+    desc = ex.describe()
+    kinds = {ex._kinds[n["node_id"]] for n in desc["nodes"]}
+    out = ex.on_each_kind(_held)
+    assert set(out) == kinds  # A and B are the same hardware here: measured once, not twice
+    for entry in out.values():
+        assert entry["node_id"] in _cell_nodes()
+        # nothing else can run there meanwhile: the whole node resource and every GPU
+        assert entry["result"]["mlbench_node"] == 1 and entry["result"]["GPU"] == 2
