@@ -58,7 +58,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mlbench-ray-scale-"))
     t0 = time.perf_counter()
     # 4 logical CPUs: Ray keeps that many idle worker processes warm (a GPU node has more cores)
-    ray.init(num_cpus=4, num_gpus=4, resources={NODE_RESOURCE: 1}, include_dashboard=False,
+    ray.init(address="local", num_cpus=4, num_gpus=4, resources={NODE_RESOURCE: 1}, include_dashboard=False,
              object_store_memory=200 * 1024 * 1024, logging_level="ERROR", log_to_driver=False)
     start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -97,6 +97,20 @@ def main() -> None:
     append_ms = (time.perf_counter() - t0) / 200 * 1000
     print(f"driver: one durable append {append_ms:.2f} ms (write+fsync), record "
           f"{len(line)} bytes")
+
+    @ray.remote(num_cpus=0)
+    def stream(n: int):
+        for i in range(n):
+            yield {"kind": "messages", "msgs": [{"type": "progress", "phase": "train", "i": i}]}
+
+    ray.get(next(stream.remote(1)))
+    t0 = time.perf_counter()
+    items = 2000
+    for ref in stream.remote(items):
+        ray.get(ref)
+    per_item = (time.perf_counter() - t0) / items * 1000
+    print(f"streamed items (one per progress batch): {per_item:.2f} ms each at the driver, "
+          f"one stream")
 
     if not args.skip_wall:
         local_s, _ = sweep(conf(tmp, "wall-l", 16, "cpu", 0.5, "local"), tmp / "wall-l")
