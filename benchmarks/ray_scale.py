@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import ray
@@ -58,7 +59,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mlbench-ray-scale-"))
     t0 = time.perf_counter()
     # 4 logical CPUs: Ray keeps that many idle worker processes warm (a GPU node has more cores)
-    ray.init(address="local", num_cpus=4, num_gpus=4, resources={NODE_RESOURCE: 1}, include_dashboard=False,
+    ray.init(address="local", num_cpus=4, num_gpus=4, resources={NODE_RESOURCE: 1},
+             include_dashboard=False,
              object_store_memory=200 * 1024 * 1024, logging_level="ERROR", log_to_driver=False)
     start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -117,12 +119,12 @@ def main() -> None:
         sweep(conf(tmp, "warm-g2", 8, "cuda:0", 0.0, "ray"), tmp / "warm-g2")
         ray_s, cells = sweep(conf(tmp, "wall-r", 16, "cuda:0", 0.5, "ray"), tmp / "wall-r")
         gpus = {tuple(a["placement"]["gpu_ids"]) for a in cells}
-        spans = sorted((a["started_at"], a["ended_at"]) for a in cells)
-        from datetime import datetime
-        busy = sum((datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds()
-                   for s, e in spans)
+        spans = [(datetime.fromisoformat(a["started_at"]), datetime.fromisoformat(a["ended_at"]))
+                 for a in cells]
+        busy = sum((e - s).total_seconds() for s, e in spans)
+        first_to_last = (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds()
         print(f"  ray: sum of cell walls {busy:.1f} s over 4 GPUs = {busy / 4:.1f} s ideal; "
-              f"first start to last end {(datetime.fromisoformat(max(e for _, e in spans)) - datetime.fromisoformat(spans[0][0])).total_seconds():.1f} s")
+              f"first start to last end {first_to_last:.1f} s")
         print(f"16 dummy cells of 2 s: local {local_s:.1f} s, ray on 4 logical GPUs "
               f"{ray_s:.1f} s (GPUs used: {len(gpus)}); speed-up {local_s / ray_s:.2f}x "
               f"(goal >= 3.6x, i.e. within 10% of 4x)")

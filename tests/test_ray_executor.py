@@ -32,8 +32,8 @@ NODE = {"num_cpus": 1, "object_store_memory": STORE, "resources": {"mlbench_node
 def cluster():
     """Head (runs no cells: no mlbench_node) + node A (2 logical GPUs) + node B (2 logical GPUs,
     told it does not share the run directory, so it ships its files back)."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "tests")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    before = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), *before])
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False, "object_store_memory": STORE})
     c.add_node(num_gpus=2, **NODE)
