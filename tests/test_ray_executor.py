@@ -25,7 +25,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 STORE = 100 * 1024 * 1024
-NODE = {"num_cpus": 1, "object_store_memory": STORE, "resources": {"mlbench_node": 1}}
+NODE = {"num_cpus": 4, "object_store_memory": STORE, "resources": {"mlbench_node": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +115,14 @@ def test_gpu_cells_run_concurrently_each_on_its_own_gpu(cluster, tmp_path, capsy
 
 
 def test_a_cpu_cell_never_shares_its_node(cluster, tmp_path, capsys):
-    conf = _conf(tmp_path, devices=["cpu", "cuda:0"], batch_sizes=[1, 2, 3],
-                 options={"sleep_s": 0.15})
+    conf = _conf(tmp_path, devices=["cpu", "cuda:0"], batch_sizes=[1, 2, 3, 4],
+                 options={"sleep_s": 0.4})
     assert _run(cluster, conf, capsys=capsys) == 0
     cells = _cells(tmp_path / "results")
-    assert [c["status"] for c in cells] == ["ok"] * 6
+    assert [c["status"] for c in cells] == ["ok"] * 8
+    gpu = [c for c in cells if c["device"] != "cpu"]
+    assert any(a["placement"]["node_id"] == b["placement"]["node_id"] and _overlap(a, b)
+               for i, a in enumerate(gpu) for b in gpu[i + 1:]), "nodes ran nothing at once"
     for cpu in (c for c in cells if c["device"] == "cpu"):
         for other in cells:
             if other is not cpu and other["placement"]["node_id"] == \
