@@ -178,6 +178,8 @@ def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
             runner.join()
         if old is not None:
             signal.signal(signal.SIGINT, old)
+        if scratch is not None and kind != "record":  # failed or cancelled: nothing to ship
+            shutil.rmtree(scratch, ignore_errors=True)
     if kind == "error":
         raise RuntimeError(value)
     record = value
