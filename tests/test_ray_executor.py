@@ -87,6 +87,40 @@ def test_without_ray_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "results").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("args, fields, where", [
+    (["--executor", "slurm"], {}, "--executor"),
+    (["--executor", "local", "--ray-address", "auto"], {}, "--ray-address"),
+    ([], {"executor": {"kind": "slurm"}}, "executor.kind"),
+    ([], {"executor": {"kind": "ray", "cells_per_node": {"cpu": 0}}},
+     "executor.cells_per_node.cpu"),
+])
+def test_bad_executor_input_is_one_line_exit_2(tmp_path, capsys, args, fields, where):
+    conf = write_config(tmp_path / "c.yaml", **fields)
+    rc, _, err = run_inproc(["run", "--config", str(conf), "--no-report", *args], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and where in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
+    from mlbench import config as cfg, matrix
+    from mlbench.ray_executor import RayExecutor
+    conf = cfg.load_config(write_config(tmp_path / "c.yaml", devices=["cpu", "cuda:0"],
+                                        batch_sizes=[1]))
+    cpu, gpu = matrix.expand(conf)
+    for per_node, fits in ((cfg.CellsPerNode(), None), (cfg.CellsPerNode(gpu=3), 3)):
+        ex = RayExecutor(cfg.ExecutorSettings(kind="ray", cells_per_node=per_node))
+        o_cpu, o_gpu = ex.options(cpu), ex.options(gpu)
+        assert o_cpu["resources"]["mlbench_node"] == 1 and o_cpu["num_gpus"] == 0
+        assert o_gpu["num_gpus"] == 1 and o_gpu["resources"]["mlbench_node"] > 0
+        share = o_gpu["resources"]["mlbench_node"]
+        if fits:  # exactly `fits` GPU cells fit on a node's one mlbench_node
+            assert fits * share <= 1 < (fits + 1) * share
+        for o in (o_cpu, o_gpu):  # never retried silently, no CPU accounting of Ray's
+            assert o["max_retries"] == 0 and o["retry_exceptions"] is False
+            assert o["num_cpus"] == 0
+
+
 def test_gpu_cells_run_concurrently_each_on_its_own_gpu(cluster, tmp_path, capsys):
     conf = _conf(tmp_path, devices=["cuda:0"], batch_sizes=[1, 2, 3, 4],
                  options={"sleep_s": 0.5})
