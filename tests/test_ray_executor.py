@@ -121,6 +121,18 @@ def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
             assert o["num_cpus"] == 0
 
 
+def test_files_shipped_from_a_node_never_land_outside_the_run_directory(tmp_path):
+    from mlbench.config import ExecutorSettings
+    from mlbench.ray_executor import RayExecutor
+    root = tmp_path / "run"
+    root.mkdir()
+    RayExecutor(ExecutorSettings(kind="ray"))._write_files(root, {
+        "cells/c1/stderr-r0-x.log": "log text", "../escaped.txt": "no",
+        "cells/../../escaped2.txt": "no", str(tmp_path / "abs.txt"): "no"})
+    assert (root / "cells" / "c1" / "stderr-r0-x.log").read_text() == "log text"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["stderr-r0-x.log"]
+
+
 def test_gpu_cells_run_concurrently_each_on_its_own_gpu(cluster, tmp_path, capsys):
     conf = _conf(tmp_path, devices=["cuda:0"], batch_sizes=[1, 2, 3, 4],
                  options={"sleep_s": 0.5})
