@@ -316,3 +316,21 @@ def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
         assert entry["node_id"] in _cell_nodes()
         # nothing else can run there meanwhile: the whole node resource and every GPU
         assert entry["result"]["mlbench_node"] == 1 and entry["result"]["GPU"] == 2
+
+
+def test_ceilings_are_measured_on_each_node_kind_and_come_back(cluster, tmp_path):
+    from mlbench import config as cfg
+    from mlbench.ray_executor import RayExecutor, ceilings_here
+    conf = cfg.load_config(write_config(tmp_path / "c.yaml", frameworks=["numpy"],
+                                        batch_sizes=[8]))
+    ex = RayExecutor(cfg.ExecutorSettings(kind="ray", address=cluster.address),
+                     {"numpy": sys.executable})
+    # as if the driver were another machine: the node measures instead of deferring to it
+    out = ex.on_each_kind(ceilings_here, conf, "driver-elsewhere")
+    assert out and all("error" not in e for e in out.values())
+    for entry in out.values():
+        assert entry["result"]["ceilings"]["numpy"]["cpu"]["fp32"] > 0
+        assert entry["result"]["doc"]["entries"]["numpy|cpu"]["status"] == "ok"
+    same = ex.on_each_kind(ceilings_here, conf, __import__("platform").node())
+    assert all(e["result"] == {"same_as_driver": True, "hostname": e["hostname"]}
+               for e in same.values())
