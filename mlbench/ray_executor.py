@@ -23,6 +23,7 @@ MAX_LOG_BYTES); the driver writes them into its run directory under the same rel
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import queue
@@ -381,10 +382,10 @@ class RayExecutor:
         is explicit: --failed)."""
         cpn = self.settings.cells_per_node
         if cell.device.startswith("cuda"):
-            share = round(1 / cpn.gpu, 4) if cpn.gpu else GPU_SLIVER
+            share = _share(cpn.gpu) if cpn.gpu else GPU_SLIVER
             res = {"num_gpus": 1, "resources": {NODE_RESOURCE: share}}
         else:
-            res = {"num_gpus": 0, "resources": {NODE_RESOURCE: round(1 / cpn.cpu, 4)}}
+            res = {"num_gpus": 0, "resources": {NODE_RESOURCE: _share(cpn.cpu)}}
         return {"num_cpus": 0, "max_retries": 0, "retry_exceptions": False, **res}
 
     # -- the sweep ----------------------------------------------------------------------------
@@ -562,6 +563,11 @@ class RayExecutor:
             "protocol_noise": None, "stderr_tail": None, "host_peak_rss_bytes": None,
             "metrics": None, "placement": placement,
         }
+
+
+def _share(n: int) -> float:
+    """1/n of mlbench_node in Ray's resolution (1e-4), rounded down: exactly n fit (n <= 64)."""
+    return math.floor(10_000 / n) / 10_000
 
 
 def _now() -> str:

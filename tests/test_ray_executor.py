@@ -108,7 +108,8 @@ def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
     conf = cfg.load_config(write_config(tmp_path / "c.yaml", devices=["cpu", "cuda:0"],
                                         batch_sizes=[1]))
     cpu, gpu = matrix.expand(conf)
-    for per_node, fits in ((cfg.CellsPerNode(), None), (cfg.CellsPerNode(gpu=3), 3)):
+    for per_node, fits in ((cfg.CellsPerNode(), None), (cfg.CellsPerNode(gpu=3), 3),
+                           (cfg.CellsPerNode(gpu=7), 7), (cfg.CellsPerNode(gpu=64), 64)):
         ex = RayExecutor(cfg.ExecutorSettings(kind="ray", cells_per_node=per_node))
         o_cpu, o_gpu = ex.options(cpu), ex.options(gpu)
         assert o_cpu["resources"]["mlbench_node"] == 1 and o_cpu["num_gpus"] == 0
