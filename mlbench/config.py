@@ -235,8 +235,8 @@ class Exclude(_Strict):
 class CellsPerNode(_Strict):
     """How many cells may run at once on one node (Ray executor). cpu: 1 means a CPU cell holds
     its node alone; gpu: 0 means one per GPU of the node."""
-    cpu: int = Field(1, gt=0, le=1000)
-    gpu: int = Field(0, ge=0, le=1000)
+    cpu: int = Field(1, gt=0, le=64)
+    gpu: int = Field(0, ge=0, le=64)
 
 
 class ExecutorSettings(_Strict):

@@ -37,13 +37,18 @@ class Executor(Protocol):
         """Release what the executor holds (a Ray connection, a cluster it started)."""
         ...
 
+    def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
+        """Run fn(*args) once on a node of every node kind (hardware and framework versions),
+        holding that node alone: {kind: {"node_id", "hostname", "result" or "error"}}."""
+        ...
+
 
 def local_placement(cell: Cell) -> dict:
     """Where a local cell ran: this host, the cell's own GPU index."""
     index = int(cell.device.split(":")[1]) if cell.device.startswith("cuda") else None
     return {"executor": "local", "hostname": platform.node(), "node_id": None,
             "gpu_ids": [] if index is None else [str(index)],
-            "gpu_uuid": None if index is None else gpu.uuid(index)}
+            "gpu_uuid": None if index is None else gpu.uuid(index), "node_kind": "local"}
 
 
 class LocalExecutor:
@@ -60,6 +65,9 @@ class LocalExecutor:
 
     def describe(self) -> dict:
         return {"kind": "local", "nodes": [{"hostname": platform.node(), "node_id": None}]}
+
+    def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
+        return {"local": {"node_id": None, "hostname": platform.node(), "result": fn(*args)}}
 
     def close(self) -> None:
         pass

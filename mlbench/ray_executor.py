@@ -23,6 +23,7 @@ MAX_LOG_BYTES); the driver writes them into its run directory under the same rel
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import queue
@@ -52,6 +53,9 @@ FILES_KEY = "_node_files"
 MAX_LOG_BYTES = 4 * 1024 * 1024
 STOP_GRACE_S = 1.0  # after a polite cancel (the task kills its worker group), before force
 WAIT_S = 0.2
+EVENT_DRIVEN_UP_TO = 64  # tasks in flight; above this the driver polls every BATCH_S
+BATCH_S = 0.05
+FORWARD_S = 0.5  # a node sends a cell's progress messages in batches, at most this often
 GPU_SLIVER = 0.001  # a GPU cell's share of mlbench_node when cells_per_node.gpu is 0
 LOCAL_OBJECT_STORE = 256 * 1024 * 1024
 # Per node: MLBENCH_PYTHON_<FRAMEWORK>=/path/to/python overrides the config's interpreter there.
@@ -114,7 +118,8 @@ def _collect(cell_dir: Path, root: Path) -> dict[str, str]:
 
 def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
     """The Ray task (a streaming generator): run one cell through the launcher on this node.
-    Yields {"kind": "start"}, then {"kind": "message"} per protocol message, then the record."""
+    Yields {"kind": "start"}, then {"kind": "messages"} (the protocol messages, batched every
+    FORWARD_S: one Ray object per batch, not per message), then the record."""
     ctx = ray.get_runtime_context()
     gpu_ids = [str(g) for g in (ctx.get_accelerator_ids() or {}).get("GPU", [])]
     placement = node_placement(gpu_ids)
@@ -150,15 +155,23 @@ def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
     runner = threading.Thread(target=work, name="mlbench-cell", daemon=True)
     runner.start()
     kind, value = "error", "no result"
+    batch: list[dict] = []
+    sent = time.monotonic()
     try:
         while True:
             try:
-                kind, value = inbox.get(timeout=0.5)
+                kind, value = inbox.get(timeout=FORWARD_S)
             except queue.Empty:
-                continue
-            if kind != "message":
+                kind = "idle"
+            if kind == "message":
+                batch.append(value)
+            elif kind != "idle":
                 break
-            yield {"kind": "message", "msg": value}
+            if batch and time.monotonic() - sent >= FORWARD_S:
+                yield {"kind": "messages", "msgs": batch}
+                batch, sent = [], time.monotonic()
+        if batch:
+            yield {"kind": "messages", "msgs": batch}
     finally:
         if runner.is_alive():  # cancelled or closed early: the launcher kills the group
             stop.requested = True
@@ -166,6 +179,8 @@ def cell_task(cell: Cell, cell_dir: str, token: str) -> Iterator[dict]:
             runner.join()
         if old is not None:
             signal.signal(signal.SIGINT, old)
+        if scratch is not None and kind != "record":  # failed or cancelled: nothing to ship
+            shutil.rmtree(scratch, ignore_errors=True)
     if kind == "error":
         raise RuntimeError(value)
     record = value
@@ -204,6 +219,43 @@ def node_info(pythons: dict[str, str]) -> dict:
     return {**host, "frameworks": frameworks}
 
 
+def node_kind(info: dict | None) -> str:
+    """A node's hardware-and-software kind: cells (and ceilings) compare only within one kind.
+    CPU model, GPU models, framework versions; not the hostname."""
+    if not info:
+        return "unknown"
+    gpus = ",".join(sorted(g.get("name", "?") for g in info.get("gpus") or [])) or "no GPU"
+    fws = ",".join(f"{fw}={(v or {}).get('version')}" for fw, v in
+                   sorted((info.get("frameworks") or {}).items()))
+    return f"{info.get('cpu_model', '?')} | {gpus} | {fws}"
+
+
+def ceilings_here(config, driver_host: str) -> dict:
+    """The device ceilings of this node (run on a node of each kind by on_each_kind): measured in
+    a scratch directory, returned whole (ceilings.json) to the driver. On the driver's own host
+    they are the run's `ceilings` already: not measured twice."""
+    from . import ceiling, preflight
+    if platform.node() == driver_host:
+        return {"same_as_driver": True, "hostname": driver_host}
+    with tempfile.TemporaryDirectory(prefix="mlbench-ceilings-") as d:
+        best = preflight.measure(config, Path(d), lambda text: None)
+        return {"ceilings": best, "doc": ceiling.load(Path(d)), "hostname": platform.node()}
+
+
+def gate_here(config, driver_host: str) -> dict:
+    """The equivalence gate on this node (by on_each_kind: once per framework environment and
+    device kind), in a scratch directory; its verify.json document back to the driver. The
+    driver's own host ran it already (verify.json)."""
+    from . import preflight
+    if platform.node() == driver_host:
+        return {"same_as_driver": True, "hostname": driver_host}
+    with tempfile.TemporaryDirectory(prefix="mlbench-gate-") as d:
+        report = preflight.run_gate(config, Path(d), lambda text: None, again=True)
+        return {"verify": None if report is None else report.to_json(),
+                "passed": None if report is None else report.passed,
+                "hostname": platform.node()}
+
+
 # ------------------------------------------------------------------------------- the driver
 
 @dataclass
@@ -227,6 +279,9 @@ class RayExecutor:
         self._owns_connection = False
         self._task = None
         self._nodes: list[dict] | None = None
+        self._kinds: dict[str, str] = {}
+        self._capacity: tuple[bool, bool] = (True, True)
+        self._after_loss = False  # after a node loss, vanished capacity fails cells
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -241,7 +296,8 @@ class RayExecutor:
                 if self.settings.address:
                     ray.init(address=self.settings.address, **kwargs)
                 else:
-                    ray.init(resources={NODE_RESOURCE: 1},
+                    # "local": a new cluster here, never one someone else left running
+                    ray.init(address="local", resources={NODE_RESOURCE: 1},
                              object_store_memory=LOCAL_OBJECT_STORE, **kwargs)
                 self._owns_connection = True
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError from ray.init
@@ -290,18 +346,46 @@ class RayExecutor:
                 entry["info_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             out.append(entry)
         self._nodes = out
+        self._kinds = {n["node_id"]: node_kind(n.get("info")) for n in out}
         return {"kind": "ray", "address": self.settings.address,
                 "cells_per_node": self.settings.cells_per_node.model_dump(), "nodes": out}
+
+    def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
+        """Run fn(*args) on one node of every node kind, holding that node alone with all its
+        GPUs (nothing else runs there meanwhile): {kind: {"node_id", "hostname", "result" or
+        "error"}}. For what must be measured where the cells run: ceilings, the gate."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        if self._nodes is None:
+            self.describe()
+        first: dict[str, dict] = {}
+        for n in self._nodes or []:
+            first.setdefault(self._kinds[n["node_id"]], n)
+        task = ray.remote(fn)
+        refs = {kind: task.options(
+            num_cpus=0, num_gpus=n.get("gpus") or 0, max_retries=0, retry_exceptions=False,
+            resources={NODE_RESOURCE: 1}, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["node_id"], soft=False)).remote(*args) for kind, n in first.items()}
+        out = {}
+        for kind, ref in refs.items():
+            n = first[kind]
+            entry = {"node_id": n["node_id"], "hostname": n.get("hostname")}
+            try:
+                entry["result"] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                text = str(exc).strip().splitlines()
+                entry["error"] = f"{type(exc).__name__}: {(text or [''])[-1][:300]}"
+            out[kind] = entry
+        return out
 
     def options(self, cell: Cell) -> dict:
         """The Ray task options of a cell: its resources, and no retry ever (a benchmark rerun
         is explicit: --failed)."""
         cpn = self.settings.cells_per_node
         if cell.device.startswith("cuda"):
-            share = round(1 / cpn.gpu, 4) if cpn.gpu else GPU_SLIVER
+            share = _share(cpn.gpu) if cpn.gpu else GPU_SLIVER
             res = {"num_gpus": 1, "resources": {NODE_RESOURCE: share}}
         else:
-            res = {"num_gpus": 0, "resources": {NODE_RESOURCE: round(1 / cpn.cpu, 4)}}
+            res = {"num_gpus": 0, "resources": {NODE_RESOURCE: _share(cpn.cpu)}}
         return {"num_cpus": 0, "max_retries": 0, "retry_exceptions": False, **res}
 
     # -- the sweep ----------------------------------------------------------------------------
@@ -316,6 +400,7 @@ class RayExecutor:
         root = cell_dir(todo[0]).parent.parent
         (root / TOKEN_FILE).write_text(token)
         nodes = self._cell_nodes()
+        self._capacity = self._read_capacity()
         window = max(8, 2 * sum(1 + int((n.get("Resources") or {}).get("GPU", 0))
                                 for n in nodes))
         inflight: dict = {}
@@ -328,14 +413,18 @@ class RayExecutor:
                 cell = todo.popleft()
                 missing = self._cannot_run(cell)
                 if missing:
-                    yield self._record(cell, missing[0], missing[1], None, None, None)
+                    yield self._record(cell, *missing, None, None, None)
                     continue
                 d = cell_dir(cell)
                 gen = self._task.options(**self.options(cell)).remote(cell, str(d), token)
                 inflight[gen] = _Flight(cell, d)
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
-            if ready and len(inflight) > 1:
-                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+            refs = list(inflight)
+            if len(refs) <= EVENT_DRIVEN_UP_TO:  # react to each item at once
+                ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_S)
+                if ready and len(refs) > 1:
+                    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            else:  # ray.wait costs ~1 us per ref: take what is ready every BATCH_S instead
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=BATCH_S)
             for gen in ready:
                 record = self._advance(gen, inflight[gen], stop, on_start, on_message, root)
                 if record is not None:
@@ -345,21 +434,30 @@ class RayExecutor:
                     yield record
             if lost_seen:  # capacity changed: cells that no alive node can run fail now
                 lost_seen = 0
+                self._capacity = self._read_capacity()
+                self._after_loss = True
                 for gen, f in list(inflight.items()):
                     missing = self._cannot_run(f.cell) if f.placement is None else None
                     if missing:
                         ray.cancel(gen, force=True)
                         del inflight[gen]
-                        yield self._record(f.cell, "failed", missing[1].replace(
-                            "in the Ray cluster", "left in the Ray cluster"), None, None, None)
+                        yield self._record(f.cell, *missing, None, None, None)
+
+    def _read_capacity(self) -> tuple[bool, bool]:
+        """(any cell node alive, any of them with a GPU): read at the start and after a loss."""
+        nodes = self._cell_nodes()
+        return bool(nodes), any((n.get("Resources") or {}).get("GPU", 0) >= 1 for n in nodes)
 
     def _cannot_run(self, cell: Cell) -> tuple[str, str] | None:
-        nodes = self._cell_nodes()
-        if not nodes:
-            return "failed", "no node in the Ray cluster declares mlbench_node"
-        if cell.device.startswith("cuda") and not any(
-                (n.get("Resources") or {}).get("GPU", 0) >= 1 for n in nodes):
-            return "skipped", f"device {cell.device}: no GPU in the Ray cluster"
+        """(status, reason) for a cell no alive node can run: skipped when the cluster never had
+        a GPU (like an absent device locally); failed when the nodes that could were lost."""
+        any_node, any_gpu = self._capacity
+        left = " left" if self._after_loss else ""
+        if not any_node:
+            return "failed", f"no node{left} in the Ray cluster declares mlbench_node"
+        if cell.device.startswith("cuda") and not any_gpu:
+            return ("failed" if self._after_loss else "skipped"), \
+                f"device {cell.device}: no GPU{left} in the Ray cluster"
         return None
 
     def _advance(self, gen, flight: _Flight, stop: launcher.Stop,
@@ -390,13 +488,16 @@ class RayExecutor:
                 time.monotonic()
             on_start(flight.cell)
             return None
-        if kind == "message":
-            msg = item["msg"]
-            if msg.get("type") == "hello":
-                flight.hello = {k: v for k, v in msg.items() if k not in ("protocol", "type")}
-            on_message(flight.cell, msg)
+        if kind == "messages":
+            for msg in item["msgs"]:
+                if msg.get("type") == "hello":
+                    flight.hello = {k: v for k, v in msg.items()
+                                    if k not in ("protocol", "type")}
+                on_message(flight.cell, msg)
             return None
         record = item["record"]
+        placement = record.get("placement") or {}
+        placement["node_kind"] = self._kinds.get(placement.get("node_id"))
         files = record.pop(FILES_KEY, None)
         if files:
             self._write_files(root, files)
@@ -423,7 +524,10 @@ class RayExecutor:
         process group), then force the stragglers (their Ray worker dies; the cell's worker dies
         with it, PR_SET_PDEATHSIG). Started cells are recorded interrupted; queued ones not."""
         for gen in inflight:
-            ray.cancel(gen, force=False)
+            try:
+                ray.cancel(gen, force=False)
+            except Exception:  # finished meanwhile
+                pass
         if any(f.placement is not None for f in inflight.values()):
             time.sleep(STOP_GRACE_S)  # a cancelled task's end is not observable from here
         for gen in inflight:
@@ -459,6 +563,11 @@ class RayExecutor:
             "protocol_noise": None, "stderr_tail": None, "host_peak_rss_bytes": None,
             "metrics": None, "placement": placement,
         }
+
+
+def _share(n: int) -> float:
+    """1/n of mlbench_node in Ray's resolution (1e-4), rounded down: exactly n fit (n <= 64)."""
+    return math.floor(10_000 / n) / 10_000
 
 
 def _now() -> str:

@@ -188,6 +188,14 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
             preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
             run["ceilings"] = preflight.measure(config, out_dir, hooks.note)
+            if config.executor.kind == "ray":
+                # the gate and the ceilings where the cells run: once per node kind
+                from .ray_executor import ceilings_here, gate_here
+                host = run["host"]["hostname"]
+                if config.verify and preflight.real_frameworks(config):
+                    run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
+                if run["ceilings"] is not None:
+                    run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
             store.write_run(run)
         del previous
         store.drop_records()

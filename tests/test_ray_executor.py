@@ -25,15 +25,15 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 STORE = 100 * 1024 * 1024
-NODE = {"num_cpus": 1, "object_store_memory": STORE, "resources": {"mlbench_node": 1}}
+NODE = {"num_cpus": 4, "object_store_memory": STORE, "resources": {"mlbench_node": 1}}
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """Head (runs no cells: no mlbench_node) + node A (2 logical GPUs) + node B (2 logical GPUs,
     told it does not share the run directory, so it ships its files back)."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    before = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), *before])
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False, "object_store_memory": STORE})
     c.add_node(num_gpus=2, **NODE)
@@ -87,6 +87,53 @@ def test_without_ray_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "results").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("args, fields, where", [
+    (["--executor", "slurm"], {}, "--executor"),
+    (["--executor", "local", "--ray-address", "auto"], {}, "--ray-address"),
+    ([], {"executor": {"kind": "slurm"}}, "executor.kind"),
+    ([], {"executor": {"kind": "ray", "cells_per_node": {"cpu": 0}}},
+     "executor.cells_per_node.cpu"),
+])
+def test_bad_executor_input_is_one_line_exit_2(tmp_path, capsys, args, fields, where):
+    conf = write_config(tmp_path / "c.yaml", **fields)
+    rc, _, err = run_inproc(["run", "--config", str(conf), "--no-report", *args], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and where in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
+    from mlbench import config as cfg, matrix
+    from mlbench.ray_executor import RayExecutor
+    conf = cfg.load_config(write_config(tmp_path / "c.yaml", devices=["cpu", "cuda:0"],
+                                        batch_sizes=[1]))
+    cpu, gpu = matrix.expand(conf)
+    for per_node, fits in ((cfg.CellsPerNode(), None), (cfg.CellsPerNode(gpu=3), 3),
+                           (cfg.CellsPerNode(gpu=7), 7), (cfg.CellsPerNode(gpu=64), 64)):
+        ex = RayExecutor(cfg.ExecutorSettings(kind="ray", cells_per_node=per_node))
+        o_cpu, o_gpu = ex.options(cpu), ex.options(gpu)
+        assert o_cpu["resources"]["mlbench_node"] == 1 and o_cpu["num_gpus"] == 0
+        assert o_gpu["num_gpus"] == 1 and o_gpu["resources"]["mlbench_node"] > 0
+        share = o_gpu["resources"]["mlbench_node"]
+        if fits:  # exactly `fits` GPU cells fit on a node's one mlbench_node
+            assert fits * share <= 1 < (fits + 1) * share
+        for o in (o_cpu, o_gpu):  # never retried silently, no CPU accounting of Ray's
+            assert o["max_retries"] == 0 and o["retry_exceptions"] is False
+            assert o["num_cpus"] == 0
+
+
+def test_files_shipped_from_a_node_never_land_outside_the_run_directory(tmp_path):
+    from mlbench.config import ExecutorSettings
+    from mlbench.ray_executor import RayExecutor
+    root = tmp_path / "run"
+    root.mkdir()
+    RayExecutor(ExecutorSettings(kind="ray"))._write_files(root, {
+        "cells/c1/stderr-r0-x.log": "log text", "../escaped.txt": "no",
+        "cells/../../escaped2.txt": "no", str(tmp_path / "abs.txt"): "no"})
+    assert (root / "cells" / "c1" / "stderr-r0-x.log").read_text() == "log text"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["stderr-r0-x.log"]
+
+
 def test_gpu_cells_run_concurrently_each_on_its_own_gpu(cluster, tmp_path, capsys):
     conf = _conf(tmp_path, devices=["cuda:0"], batch_sizes=[1, 2, 3, 4],
                  options={"sleep_s": 0.5})
@@ -115,11 +162,14 @@ def test_gpu_cells_run_concurrently_each_on_its_own_gpu(cluster, tmp_path, capsy
 
 
 def test_a_cpu_cell_never_shares_its_node(cluster, tmp_path, capsys):
-    conf = _conf(tmp_path, devices=["cpu", "cuda:0"], batch_sizes=[1, 2, 3],
-                 options={"sleep_s": 0.15})
+    conf = _conf(tmp_path, devices=["cpu", "cuda:0"], batch_sizes=[1, 2, 3, 4],
+                 options={"sleep_s": 0.4})
     assert _run(cluster, conf, capsys=capsys) == 0
     cells = _cells(tmp_path / "results")
-    assert [c["status"] for c in cells] == ["ok"] * 6
+    assert [c["status"] for c in cells] == ["ok"] * 8
+    gpu = [c for c in cells if c["device"] != "cpu"]
+    assert any(a["placement"]["node_id"] == b["placement"]["node_id"] and _overlap(a, b)
+               for i, a in enumerate(gpu) for b in gpu[i + 1:]), "nodes ran nothing at once"
     for cpu in (c for c in cells if c["device"] == "cpu"):
         for other in cells:
             if other is not cpu and other["placement"]["node_id"] == \
@@ -134,8 +184,7 @@ def test_results_have_the_schema_of_a_local_run(cluster, tmp_path, capsys):
                        str(tmp_path / "local")], capsys)[0] == 0
     ray_cells, local_cells = _cells(tmp_path / "ray"), _cells(tmp_path / "local")
     assert [sorted(c) for c in ray_cells] == [sorted(c) for c in local_cells]
-    assert [sorted(c["placement"]) for c in local_cells][0] <= \
-        sorted(ray_cells[0]["placement"])
+    assert set(local_cells[0]["placement"]) <= set(ray_cells[0]["placement"])
     header = (tmp_path / "ray" / "results.csv").read_text().splitlines()[0]
     assert header == (tmp_path / "local" / "results.csv").read_text().splitlines()[0]
     loaded = store.load(tmp_path / "ray" / "results.json")
@@ -249,3 +298,40 @@ def test_kill_9_of_the_driver_then_resume_loses_and_duplicates_nothing(cluster, 
     assert len(ids) == len(set(ids)) == 6  # every cell once: none lost, none measured twice
     assert all(a["status"] == "ok" for a in attempts)
     assert attempts[:len(kept)] == kept
+
+
+def _held() -> dict:
+    return ray.get_runtime_context().get_assigned_resources()
+
+
+def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
+    from mlbench.config import ExecutorSettings
+    from mlbench.ray_executor import RayExecutor
+    ex = RayExecutor(ExecutorSettings(kind="ray", address=cluster.address),
+                     {"dummy": sys.executable})
+    desc = ex.describe()
+    kinds = {ex._kinds[n["node_id"]] for n in desc["nodes"]}
+    out = ex.on_each_kind(_held)
+    assert set(out) == kinds  # A and B are the same hardware here: measured once, not twice
+    for entry in out.values():
+        assert entry["node_id"] in _cell_nodes()
+        # nothing else can run there meanwhile: the whole node resource and every GPU
+        assert entry["result"]["mlbench_node"] == 1 and entry["result"]["GPU"] == 2
+
+
+def test_ceilings_are_measured_on_each_node_kind_and_come_back(cluster, tmp_path):
+    from mlbench import config as cfg
+    from mlbench.ray_executor import RayExecutor, ceilings_here
+    conf = cfg.load_config(write_config(tmp_path / "c.yaml", frameworks=["numpy"],
+                                        batch_sizes=[8]))
+    ex = RayExecutor(cfg.ExecutorSettings(kind="ray", address=cluster.address),
+                     {"numpy": sys.executable})
+    # as if the driver were another machine: the node measures instead of deferring to it
+    out = ex.on_each_kind(ceilings_here, conf, "driver-elsewhere")
+    assert out and all("error" not in e for e in out.values())
+    for entry in out.values():
+        assert entry["result"]["ceilings"]["numpy"]["cpu"]["fp32"] > 0
+        assert entry["result"]["doc"]["entries"]["numpy|cpu"]["status"] == "ok"
+    same = ex.on_each_kind(ceilings_here, conf, __import__("platform").node())
+    assert all(e["result"] == {"same_as_driver": True, "hostname": e["hostname"]}
+               for e in same.values())
