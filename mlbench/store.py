@@ -345,7 +345,8 @@ def flat_row(a: dict) -> dict:
         "train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,
         "first_step_s": train.get("first_step_s"),
         "epoch_time_s": (train.get("epoch_times_s") or [None])[-1],
-        "final_loss": (train.get("epoch_loss_means") or train.get("epoch_losses") or [None])[-1],
+        "final_loss": (train.get("epoch_loss_means") or train.get("epoch_losses")
+                       or [None])[-1],
         "eval_accuracy": (m.get("eval") or {}).get("accuracy"),
         "latency_p50_ms": statistics.median(inf) * 1000 if inf else None,
         "peak_device_bytes": (m.get("memory") or {}).get("peak_device_bytes"),
