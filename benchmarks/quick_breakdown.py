@@ -24,10 +24,11 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("import", "data_gen", "build", "load_data", "first_step", "train_steady", "eval",
-         "inference", "remainder")
+PARTS = ("import", "data_gen", "build", "load_data", "first_step", "train_warmup",
+         "train_steady", "eval", "inference", "remainder")
 LABELS = {"import": "process start + imports", "data_gen": "data generation", "build": "build",
           "load_data": "load_data", "first_step": "first step (trace/compile)",
+          "train_warmup": "training warm-up steps",
           "train_steady": "steady-state training", "eval": "evaluation",
           "inference": "inference (warm-up + timed)",
           "remainder": "remainder (start/exit, orchestration)"}
@@ -44,16 +45,19 @@ def split_cell(cell: dict) -> dict[str, float]:
         "build": float(m.get("build_s") or 0.0),
         "load_data": float(m.get("load_data_s") or 0.0),
         "first_step": float(train.get("first_step_s") or 0.0),
-        "train_steady": float(sum(train.get("step_times_s") or [])),
+        "train_warmup": float(train.get("warmup_s") or 0.0),
+        "train_steady": float(train.get("steady_s") or 0.0),
         "eval": float((m.get("eval") or {}).get("time_s") or 0.0),
-        "inference": float(inf.get("warmup_s") or 0.0) + float(sum(inf.get("latencies_s") or [])),
+        # a latency sample is the mean of `loops` calls
+        "inference": float(inf.get("warmup_s") or 0.0)
+        + float(sum(inf.get("latencies_s") or [])) * int(inf.get("loops") or 1),
     }
     wall = float(cell.get("wall_s") or 0.0)
     out["remainder"] = wall - sum(out.values())
     out["wall"] = wall
     # what the epoch loop spent beyond its steps (progress messages, loss checks)
     out["epoch_overhead"] = float(sum(train.get("epoch_times_s") or [])) - out["first_step"] \
-        - out["train_steady"]
+        - out["train_warmup"] - out["train_steady"]
     return out
 
 
@@ -74,12 +78,33 @@ def table(title: str, rows: dict[str, dict[str, float]], columns: list[str]) -> 
         print(f"{label:<{width}}" + "".join(f"{x:>14}" for x in cells))
 
 
+def epochs_table(cells: list[dict]) -> None:
+    """Per cell: the epoch's wall time and its parts (first step, warm-up, steady state), and
+    the steady state's block-synced rate (the figure the report ranks on)."""
+    print(f"\nepoch time, decomposed (seconds; last column: steady samples/s)\n"
+          f"{'cell':<40}{'epoch total':>12}{'first step':>11}{'warm-up':>9}{'steady':>9}"
+          f"{'steps':>7}{'blocks':>7}{'K':>5}{'samples/s':>11}")
+    for c in sorted(cells, key=lambda c: c["cell_id"]):
+        t = (c.get("metrics") or {}).get("train") or {}
+        if c.get("status") != "ok" or not t.get("steady_s"):
+            print(f"{c['cell_id']:<40} {c.get('status')}")
+            continue
+        rate = t["samples_per_step"] * t["steady_steps"] / t["steady_s"]
+        print(f"{c['cell_id']:<40}{sum(t['epoch_times_s']):12.3f}{t['first_step_s']:11.3f}"
+              f"{t['warmup_s']:9.3f}{t['steady_s']:9.3f}{t['steady_steps']:7d}"
+              f"{len(t['steady_blocks']):7d}{t.get('steps_per_block') or 0:5d}{rate:11.0f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "quick_test.yaml"))
     ap.add_argument("--keep", help="write the run here instead of a temporary directory")
     ap.add_argument("--goal-s", type=float, default=180.0)
+    ap.add_argument("--results", help="read this finished run directory instead of running")
     args = ap.parse_args()
+    if args.results:
+        epochs_table(json.loads((Path(args.results) / "results.json").read_text())["cells"])
+        return 0
 
     tmp = None
     if args.keep:
@@ -131,6 +156,7 @@ def main() -> int:
     ok = total < args.goal_s
     print(f"goal: the quick sweep under {args.goal_s:.0f}s on this {os.cpu_count()}-CPU machine: "
           f"{'MET' if ok else 'NOT MET'} ({total:.1f}s)")
+    epochs_table(cells)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -60,9 +60,9 @@ def _torch(req):
         g = torch.Generator(device=dev).manual_seed(0)
         a = torch.randn(n, n, device=dev, dtype=dt, generator=g)
         b = torch.randn(n, n, device=dev, dtype=dt, generator=g)
-        # A preallocated product: torch's CPU allocator hands a 16 MB buffer back to the OS on
-        # free, so torch.matmul(a, b) page-faults a fresh output (4096 pages) on every call,
-        # which the ceiling (the matmul itself) must not pay; XLA and TF keep theirs cached.
+        # A preallocated product: torch.matmul(a, b) gets a fresh 16 MB output from the OS on
+        # every CPU call (~2400 minor page faults); the ceiling times the product alone. (The
+        # faults cost ~0.2 ms of ~60 ms here: they were not why torch's ceiling read low.)
         c = torch.empty(n, n, device=dev, dtype=dt)
 
         def run():
