@@ -6,9 +6,11 @@ applied to a scratch COPY of the repository (never the working tree: shutil.copy
 temporary directory, without .git/.venv), and the related tests run there (PYTHONPATH pointing
 at the copy) under a per-mutant timeout. A mutant is
 
-  killed          the related tests fail (or time out, or cannot even be collected);
+  killed          the related tests fail (pytest exit 1, or 2 when the mutant cannot even be
+                  imported), or time out;
   survived        they pass: a bug no test notices;
-  not applicable  its snippet is not in the file any more (the code moved): counted apart.
+  not applicable  its snippet is not in the file any more (the code moved): counted apart;
+  error           a selected test does not exist, or pytest could not run (exit 3, 4, 5).
 
 Survivors are explained below (`equivalent=`: the change cannot alter behaviour, and why; or
 `guarded_by=`: the test that guards it lives on another branch). The kill rate is over the
@@ -68,15 +70,19 @@ MUTANTS: list[Mutant] = [
       "           for var in _THREAD_VARS},\n",
       "one framework given twice the threads",
       (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs",
-       "tests/test_faults.py", "tests/test_resume.py::test_only_and_failed_rerun_just_those_cells")),
+       "tests/test_faults.py",
+       "tests/test_resume.py::test_only_and_failed_rerun_just_those_cells")),
     M("launcher-cpu-cell-sees-gpu", "mlbench/launcher.py",
-      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "",',
-      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") else "0",',
+      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") '
+      'else "",',
+      '"CUDA_VISIBLE_DEVICES": cell.device.split(":")[1] if cell.device.startswith("cuda") '
+      'else "0",',
       "a CPU cell can see GPU 0",
       (R + "test_every_framework_gets_the_same_cpu_set_and_thread_knobs", "tests/test_faults.py",
        "tests/test_security.py::test_no_shell_between_mlbench_and_the_worker")),
     M("launcher-sigkill-ok", "mlbench/launcher.py",
-      '            status, reason = "crashed", f"killed by {sig} before its final protocol message"',
+      '            status, reason = "crashed", f"killed by {sig} before its final protocol '
+      'message"',
       '            status, reason = ("ok" if sig == "SIGKILL" else "crashed"), '
       'f"killed by {sig} before its final protocol message"',
       "a SIGKILLed worker recorded ok",
@@ -125,7 +131,8 @@ MUTANTS: list[Mutant] = [
       "        latest.pop(key, None)\n        latest[key] = a\n",
       "        latest.setdefault(key, a)\n",
       "the first attempt of a cell wins, not the latest",
-      ("tests/test_resume.py", "tests/test_report.py::test_latest_attempt_wins_and_failed_repeat_excluded")),
+      ("tests/test_resume.py",
+       "tests/test_report.py::test_latest_attempt_wins_and_failed_repeat_excluded")),
     M("store-csv-throughput-from-latency", "mlbench/store.py",
       '"train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,',
       '"train_samples_per_s": (train.get("samples_per_step", 0) / statistics.median(inf)) '
@@ -152,7 +159,8 @@ MUTANTS: list[Mutant] = [
       "interrupted/timed-out cells treated as done by --resume",
       (R + "test_resume_reruns_every_unfinished_status_and_nothing_done", "tests/test_resume.py")),
     M("runner-resume-ignores-fingerprint", "mlbench/runner.py",
-      '                                         and latest[c.key].get("fingerprint") == c.fingerprint)]',
+      '                                         and latest[c.key].get("fingerprint") == '
+      'c.fingerprint)]',
       "                                         )]",
       "a cell whose request changed is not re-run by --resume",
       (R + "test_resume_reruns_a_cell_whose_model_options_changed", "tests/test_resume.py")),
@@ -402,7 +410,7 @@ MUTANTS: list[Mutant] = [
       "            tf.config.threading.set_intra_op_parallelism_threads(2 * threads)",
       "tensorflow given twice the threads",
       (F + "test_every_framework_runs_on_the_same_cpus_with_the_same_threads",
-       "tests/test_tensorflow_worker.py::test_tiny_model_trains_evaluates_serves_and_learns")),
+       "tests/test_tensorflow_worker.py::test_tiny_model_trains_evaluates_and_serves")),
     M("jax-pin-two-cpus", "workers/jax_worker.py",
       "        os.sched_setaffinity(0, allowed[:threads])",
       "        os.sched_setaffinity(0, allowed[:2 * threads])",
@@ -415,12 +423,14 @@ MUTANTS: list[Mutant] = [
       "        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t",
       "        c1, c2 = 1.0, 1.0",
       "the numpy reference's Adam without bias correction",
-      ("tests/test_numpy_worker.py", F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
+      ("tests/test_numpy_worker.py",
+       F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
     M("numpy-relu-leaks", "workers/numpy_worker.py",
       "                h = np.maximum(h, 0.0)",
       "                h = np.maximum(h, 0.01 * h)",
       "the numpy reference's ReLU leaks",
-      ("tests/test_numpy_worker.py", F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
+      ("tests/test_numpy_worker.py",
+       F + "test_pytorch_agrees_with_the_numpy_reference_but_is_not_it")),
 ]
 
 
@@ -434,6 +444,21 @@ def applies(m: Mutant, root: Path = ROOT) -> str:
     return "yes" if n == 1 else "not applicable" if n == 0 else "ambiguous"
 
 
+def missing_tests(m: Mutant, root: Path = ROOT) -> list[str]:
+    """Selected tests that do not exist (a renamed test would otherwise read as a kill)."""
+    out = []
+    for t in m.tests:
+        path, _, name = t.partition("::")
+        try:
+            text = (root / path).read_text()
+        except OSError:
+            out.append(t)
+            continue
+        if name and f"def {name}(" not in text:
+            out.append(t)
+    return out
+
+
 def selection(m: Mutant, baseline: bool) -> list[str]:
     return [t for t in m.tests if not (baseline and t.startswith(NEW_TESTS))]
 
@@ -443,6 +468,8 @@ def run_one(m: Mutant, baseline: bool, timeout: float, python: str) -> tuple[str
     state = applies(m)
     if state != "yes":
         return state, 0.0, ""
+    if missing_tests(m):
+        return "error", 0.0, "no such test: " + ", ".join(missing_tests(m))
     tests = selection(m, baseline)
     if not tests:
         return "survived", 0.0, "no related test"
@@ -464,8 +491,8 @@ def run_one(m: Mutant, baseline: bool, timeout: float, python: str) -> tuple[str
     tail = (proc.stdout.strip().splitlines() or [""])[-1]
     if proc.returncode == 0:
         return "survived", time.monotonic() - t0, tail
-    if proc.returncode == 5:
-        return "error", time.monotonic() - t0, "no tests collected: " + tail
+    if proc.returncode in (3, 4, 5):   # internal error, usage error, nothing collected
+        return "error", time.monotonic() - t0, f"pytest exit {proc.returncode}: " + tail
     return "killed", time.monotonic() - t0, tail
 
 
@@ -489,11 +516,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.list:
         for m in MUTANTS:
-            print(f"{m.name:<42} {applies(m):<15} {m.file:<32} {m.what}")
+            gone = missing_tests(m)
+            print(f"{m.name:<42} {applies(m):<15} {m.file:<32} {m.what}"
+                  + (f"  [no such test: {', '.join(gone)}]" if gone else ""))
         return 0
 
     t0 = time.monotonic()
-    print(f"{len(chosen)} mutant(s){' (baseline: without ' + NEW_TESTS + '*)' if args.baseline else ''}"
+    base = f" (baseline: without {NEW_TESTS}*)" if args.baseline else ""
+    print(f"{len(chosen)} mutant(s){base}"
           f", {args.jobs} at a time, {args.timeout:g} s each at most", flush=True)
     results: dict[str, tuple[str, float, str]] = {}
 
@@ -528,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"guarded elsewhere: {m.guarded_by}" if m.guarded_by else "NOT EXPLAINED")
             print(f"  {n}: {m.what} -- {why}")
     for n in na:
-        print(f"  {n}: {results[n][0]} ({by[n].file}: snippet {'gone' if results[n][0] == 'not applicable' else 'not unique'})")
+        where = "gone" if results[n][0] == "not applicable" else "not unique"
+        print(f"  {n}: {results[n][0]} ({by[n].file}: snippet {where})")
     print(f"wall time {time.monotonic() - t0:.0f} s")
     unexplained = [n for n in survived if not (by[n].equivalent or by[n].guarded_by)]
     return 1 if unexplained or errors else 0
