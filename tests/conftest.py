@@ -13,6 +13,9 @@ FRAMEWORK_FILES = {"test_pytorch_worker.py", "test_tensorflow_worker.py", "test_
                    "test_gpu.py"}
 FRAMEWORK_FIXTURES = {"measured"}  # test_ceiling.py: real ceiling workers of pytorch and jax
 REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
+# No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.
+# The part a developer runs after every edit is `pytest -m "not framework and not slow"`.
+SLOW_FILES = {"test_soak.py", "test_ray_executor.py", "test_report_browser.py"}
 
 
 def _runs_a_framework(item) -> bool:
@@ -28,3 +31,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _runs_a_framework(item):
             item.add_marker(pytest.mark.framework)
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

@@ -273,6 +273,7 @@ def real_sweep(tmp_path_factory):
     return proc, tmp
 
 
+@pytest.mark.framework
 def test_real_default_and_best_variants_run_pass_the_gate_and_the_verdict_names_modes(
         real_sweep):
     proc, tmp = real_sweep
@@ -311,5 +312,6 @@ def test_comparison_table_names_the_mode_of_a_variant(tmp_path):
     _planted(tmp_path)
     from mlbench.report import build_report
     page = build_report(tmp_path, tmp_path / "report").read_text()
-    table = page.split('id="cmp-table"')[1].split("</table>")[0]
+    # the comparison rows wait in their <template> (the table pages them in)
+    table = page.split('<template id="cmp-rows">')[1].split("</template>")[0]
     assert "pytorch-compile <span class=\"badge\" title=\"compile=true\">best mode</span>" in table
