@@ -79,8 +79,9 @@ class KerasBackend(FrameworkInterface):
         else:
             raise SkipCell(f"{spec['model']} has no Keras 3 builder yet (built-in: "
                            f"{', '.join(BUILDERS)}; or a model file with keras())")
-        shape, dtype = specs.input_shape(spec)
-        model(np.zeros((1, *shape), dtype))  # variables now, in a fixed order
+        if not model.built:  # a Sequential without an Input: variables now, in a fixed order
+            shape, dtype = specs.input_shape(spec)
+            model(np.zeros((1, *shape), dtype))
         model.compile(optimizer=keras.optimizers.Adam(
             learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
             epsilon=spec["adam_eps"]),
