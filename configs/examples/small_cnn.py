@@ -42,3 +42,15 @@ def tensorflow(width=8):
         L.Conv2D(width, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
         L.Conv2D(2 * width, 3, padding="same", activation="relu"),
         L.GlobalAveragePooling2D(), L.Dense(INPUT["num_classes"])])
+
+
+def keras(width=8):
+    """The same CNN once more in Keras 3: add keras-jax, keras-torch or keras-tensorflow to
+    frameworks to see what Keras costs on top of each native framework."""
+    import keras
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input(INPUT["shape"]),
+        L.Conv2D(width, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+        L.Conv2D(2 * width, 3, padding="same", activation="relu"),
+        L.GlobalAveragePooling2D(), L.Dense(INPUT["num_classes"])])
