@@ -12,8 +12,8 @@ Training is Keras' own compiled step: `model.compile(optimizer=Adam, loss=sparse
 cross-entropy from logits, jit_compile="auto")` then `train_on_batch` (jax: jitted; tensorflow:
 tf.function, XLA where Keras finds it safe; torch: eager); inference is `predict_on_batch`. Both
 return host values, so each step is synced: the harness's block timing still holds (the sync
-is in the step). Keras' Adam adds eps to the uncorrected sqrt(v) (see tensorflow_worker.SpecAdam):
-the same on every Keras backend, 1e-8 away from torch/optax.
+is in the step). The optimizer is the spec's Adam (tensorflow_worker.SpecAdam, in keras.ops:
+backend-neutral), so a built-in model under Keras matches the native frameworks in the gate.
 Imports the harness, specs, numpy and keras (with its backend) only; never mlbench.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ class KerasBackend(FrameworkInterface):
         if not model.built:  # a Sequential without an Input: variables now, in a fixed order
             shape, dtype = specs.input_shape(spec)
             model(np.zeros((1, *shape), dtype))
-        model.compile(optimizer=keras.optimizers.Adam(
+        model.compile(optimizer=_spec_adam()(
             learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
             epsilon=spec["adam_eps"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -174,10 +174,19 @@ class KerasBackend(FrameworkInterface):
 
     def settings(self) -> dict:
         return {"backend": keras.backend.backend(), "keras_version": keras.__version__,
-                "train_step": "model.compile + train_on_batch",
+                "train_step": "model.compile + train_on_batch", "adam": "spec (SpecAdam)",
                 "jit_compile": getattr(self.model, "jit_compile", None)
                 if getattr(self, "model", None) is not None else None,
                 "precision_policy": PRECISIONS[self.precision], **_info()}
+
+
+def _spec_adam():
+    """The spec's Adam (eps added to sqrt(v_hat), as torch and optax do), not Keras' own rule:
+    tensorflow_worker.SpecAdam, written in keras.ops only, so it runs on every Keras backend
+    (that module imports no framework at import time; its `keras` is pointed at ours)."""
+    import tensorflow_worker
+    tensorflow_worker.keras = keras
+    return tensorflow_worker._spec_adam_cls()
 
 
 def _gpu_visible() -> bool:
