@@ -215,7 +215,7 @@ def test_native_example_runs_in_three_frameworks(tmp_path, capsys):
 
 
 @pytest.mark.framework
-def test_keras_example_runs_on_three_backends_with_exact_gate(tmp_path, capsys):
+def test_keras_example_runs_on_its_backends_with_exact_gate(tmp_path, capsys):
     # two of the three backends (CI time: keras-jax's functional build is the slowest; the
     # worker code is the same for all three)
     conf = _example(tmp_path, "keras_model.yaml", frameworks=["keras-torch", "keras-tensorflow"])
