@@ -142,9 +142,9 @@ def check_input(value: object, path: str) -> dict:
     if kind in SHAPE_RANK:
         shape = value["shape"]
         if not isinstance(shape, (list, tuple)) or len(shape) != SHAPE_RANK[kind]:
+            form = "[H, W, C]" if kind == "image" else "[D]"
             raise ValueError(f"{where}: shape of a {kind} must be a list of "
-                             f"{SHAPE_RANK[kind]} integers ({'[H, W, C]' if kind == 'image' else '[D]'}"
-                             f"), got {shape!r}")
+                             f"{SHAPE_RANK[kind]} integers ({form}), got {shape!r}")
         out["shape"] = [size(s, "shape") for s in shape]
         out["num_classes"] = size(value["num_classes"], "num_classes")
         if out["num_classes"] < 2:

@@ -194,10 +194,9 @@ def _gpu_visible() -> bool:
 
 
 def _info() -> dict:
+    import importlib
     backend = keras.backend.backend()
-    version = {"jax": lambda: __import__("jax").__version__,
-               "torch": lambda: __import__("torch").__version__,
-               "tensorflow": lambda: __import__("tensorflow").__version__}[backend]()
+    version = importlib.import_module(backend).__version__  # jax, torch or tensorflow
     return {"framework_version": f"keras {keras.__version__} / {backend} {version}",
             "device_name": harness.cpu_name()}
 
