@@ -16,12 +16,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax", "numpy")
+FRAMEWORKS = ("pytorch", "tensorflow", "jax", "numpy", "keras-jax", "keras-torch",
+              "keras-tensorflow")
+# One Keras 3 model on each Keras backend: workers/keras_worker.py serves the three.
+KERAS = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
 TEST_FRAMEWORKS = ("dummy",)  # the fault-injection worker of the test suite and benchmarks
 ALIASES = {"torch": "pytorch", "tf": "tensorflow", "flax": "jax", "np": "numpy"}
 # The distribution whose version `mlbench list` shows, per framework.
 DISTRIBUTIONS = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "numpy": "numpy",
-                 "dummy": None}
+                 "dummy": None, **{k: "keras" for k in KERAS}}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -31,6 +34,8 @@ def workers_dir() -> Path:
 
 
 def worker_script(framework: str) -> Path:
+    if framework in KERAS:
+        return workers_dir() / "keras_worker.py"
     return workers_dir() / f"{framework}_worker.py"
 
 
@@ -89,6 +94,8 @@ MODES = {
     "numpy": Modes("numpy", "numpy (the reference)", {}, None,
                    "none: the numpy reference has no faster mode"),
     "dummy": Modes("dummy", "fault-injection test worker", {}, None, "none"),
+    # Keras 3: model.compile (jit_compile auto) + train_on_batch; no other mode
+    **{k: Modes(k, "Keras compile", {}, None, "the default") for k in KERAS},
 }
 MODE_NAMES = ("default", "best")
 
@@ -150,4 +157,4 @@ def modes_table() -> list[dict]:
              "best options": ", ".join(f"{k}: {v}" for k, v in m.best.items()) or "-",
              "best label": m.best_label or (f"{fw} (its default)"
                                             if m.best_text.startswith("its default") else "-")}
-            for fw, m in MODES.items() if fw in FRAMEWORKS]
+            for fw, m in MODES.items() if fw in FRAMEWORKS and fw not in KERAS]  # one mode each

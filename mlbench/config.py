@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
-                      field_validator, model_validator)
+                      ValidationInfo, field_validator, model_validator)
 
 from . import catalog, fwoptions
 from .errors import UserError
@@ -40,7 +40,11 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    """One model of the sweep: a name, a preset, size overrides, optionally the user's data."""
+    """One model of the sweep: a name, a preset, size overrides, optionally the user's data;
+    or the user's own model file (`source`, see mlbench/usermodel.py), its options passed to
+    the file's builder functions as keyword arguments."""
+    source: str | None = Field(None, description="the user's model file (.py, relative to the "
+                                                 "config) or an importable module name")
     name: str
     preset: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -52,8 +56,21 @@ class ModelEntry(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("source") is not None:  # the user's own model: a name of their own
+            if v in catalog.models() or not SAFE_LABEL_RE.fullmatch(v):
+                raise ValueError(f"name {_short(v)} of a model with a source must be 1 to 64 "
+                                 "letters, digits, '.', '_' or '-', and not a built-in model's")
+            return v
         return _check_choice(v, catalog.models(), "model")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None:
+            from . import usermodel
+            usermodel.inspect(usermodel.resolve(v, Path.cwd()))  # ValueError: one sentence
+        return v
 
     @field_validator("label")
     @classmethod
@@ -74,6 +91,17 @@ class ModelEntry(_Strict):
     @model_validator(mode="after")
     def _spec_valid(self) -> "ModelEntry":
         s = catalog.specs()
+        if self.source is not None:
+            if self.preset is not None:
+                raise _KeyError("a model with a source has no presets (pass sizes in options)",
+                                ("preset",))
+            if self.data is not None:
+                from . import userdata
+                try:
+                    userdata.check(self.data, self.spec)
+                except ValueError as exc:
+                    raise _KeyError(str(exc), ("data",)) from None
+            return self
         opts = dict(self.options)
         if self.preset is not None:
             opts["preset"] = self.preset
@@ -97,16 +125,40 @@ class ModelEntry(_Strict):
         return self
 
     @property
+    def user_model(self) -> dict | None:
+        """What a worker needs to build the user's model (None for a built-in one); its sha256
+        is in every cell's fingerprint, so an edited file is re-run by --resume."""
+        if self.source is None:
+            return None
+        from . import usermodel
+        info = usermodel.inspect(usermodel.resolve(self.source, Path.cwd()))
+        return {"name": self.name, "path": info.path, "sha256": info.sha256,
+                "input": info.input, "options": dict(self.options),
+                "flops_per_sample": info.flops_per_sample}
+
+    @property
+    def spec(self) -> dict:
+        """The worker-side spec of this model (workers/specs.py), for checks in the parent."""
+        s = catalog.specs()
+        if self.source is not None:
+            return s.user_spec(self.user_model)
+        return s.model_spec(self.name, self.model_options)
+
+    @property
     def data_info(self):
         """Rows and dtype note of the user's data (None without data); cached per file."""
         if self.data is None:
             return None
         from . import userdata
+        if self.source is not None:
+            return userdata.check(self.data, self.spec)
         opts = {**self.options, "preset": self.preset or catalog.specs().DEFAULT_PRESET[self.name]}
         return userdata.check(self.data, catalog.specs().model_spec(self.name, opts))
 
     @property
     def model_options(self) -> dict:
+        if self.source is not None:
+            return dict(self.options)
         opts = dict(self.options)
         opts["preset"] = self.preset or catalog.specs().DEFAULT_PRESET[self.name]
         return opts
@@ -115,7 +167,7 @@ class ModelEntry(_Strict):
     def id_label(self) -> str:
         if self.label:
             return self.label
-        default = catalog.specs().DEFAULT_PRESET[self.name]
+        default = None if self.source else catalog.specs().DEFAULT_PRESET[self.name]
         label = self.name if (self.preset in (None, default)) else f"{self.name}.{self.preset}"
         if self.options:
             import hashlib
@@ -391,6 +443,16 @@ class Config(_Strict):
         for fw, settings in self.framework_settings.items():
             for key, problem in fwoptions.problems(fw, dict(settings.options)):
                 raise _KeyError(problem, ("framework_settings", fw, "options", key))
+        from . import usermodel
+        for i, m in enumerate(self.models):
+            if m.source is not None:
+                info = usermodel.inspect(usermodel.resolve(m.source, Path.cwd()))
+                why = usermodel.check_frameworks(info, self.base_frameworks)
+                if why:
+                    raise _KeyError(why, ("models", i, "source"))
+                why = usermodel.check_options(info, m.options, self.base_frameworks)
+                if why:
+                    raise _KeyError(why, ("models", i, "options"))
         for i, m in enumerate(self.models):
             info = m.data_info
             rows = info.train_rows if info else (m.train_samples or self.train_samples)
@@ -499,6 +561,12 @@ def _absolute_data_paths(raw: dict, base: Path) -> dict:
         if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"].strip() \
                 and not Path(m["data"]).is_absolute():
             m = {**m, "data": str(base / m["data"])}
+        if isinstance(m, dict) and isinstance(m.get("source"), str) and m["source"].strip():
+            from . import usermodel
+            try:  # the user's model file, likewise (a module name: found from the config's folder)
+                m = {**m, "source": usermodel.resolve(m["source"], base)}
+            except ValueError:
+                pass  # validation reports it, naming the key
         fixed.append(m)
     return {**raw, "models": fixed}
 

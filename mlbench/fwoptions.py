@@ -23,6 +23,7 @@ TABLE: dict[str, dict[str, tuple[str, Any]] | None] = {
     "tensorflow": {"jit_compile": ("true or false", lambda v: isinstance(v, bool))},
     "jax": {"donate": ("true or false", lambda v: isinstance(v, bool))},
     "numpy": {},
+    "keras-jax": {}, "keras-torch": {}, "keras-tensorflow": {},
     "dummy": None,
 }
 

@@ -91,6 +91,8 @@ def expand(config: Config) -> list[Cell]:
                             "init": config.init,
                             "data_path": data, "memory_limit_mb": config.memory_limit_mb,
                         }
+                        if model.source is not None:  # its file's hash: fingerprinted
+                            request["user_model"] = model.user_model
                         fp = fingerprint(request)
                         for r in range(config.repeats):
                             cells.append(Cell(cid, fw, model, device, bs, prec, r,

@@ -431,9 +431,14 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     if request.get("mode") == "verify":
         return run_verify(request, make_backend)
     backend = make_backend(request)
-    spec = specs.model_spec(request["model"], request.get("model_options") or {})
+    spec = specs.request_spec(request)
+    user = spec["model"] == "user"  # the user's own model file (workers/usermodel.py)
     if request.get("mode") == "count":
-        return {"params": backend.count_parameters_abstract(spec),
+        if user:  # nothing abstract about a user's builder: build it and count
+            backend.check_supported()
+            backend.build_model(spec)
+        return {"params": backend.count_parameters() if user else
+                backend.count_parameters_abstract(spec),
                 "flops_per_sample": specs.flops_per_sample(spec), "model_spec": spec}
     backend.check_supported()
     clock = time.perf_counter
@@ -451,14 +456,17 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     if request.get("init", "framework") == "canonical":
         # the same starting weights in every framework (workers/weights.py), instead of each
         # framework's default initialisers: same trajectory, comparable accuracy
-        import weights
-        backend.load_canonical(weights.canonical_params(spec, int(request["seed"])))
+        load_initial_weights(backend, spec, int(request["seed"]))
     build_s = clock() - t0
     params = backend.count_parameters()
 
     t0 = clock()
     backend.load_data(data)
     load_s = clock() - t0
+    flops = specs.flops_per_sample(spec)
+    if user:
+        check_user_output(backend, spec, min(int(request["batch_size"]), len(data["y_eval"])))
+        flops = user_flops(backend, spec)
 
     bs = int(request["batch_size"])
     n_train = len(data["y_train"])
@@ -490,7 +498,7 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     mem["host_baseline_rss_bytes"] = baseline_rss
     return {
         "params": params,
-        "flops_per_sample": specs.flops_per_sample(spec),
+        "flops_per_sample": flops,
         "model_spec": spec,
         "data_hash": data["hash"],
         "data_gen_s": data_gen_s,
@@ -534,7 +542,8 @@ def run_verify(request: dict, make_backend: Callable[[dict], FrameworkInterface]
     models = {}
     for entry in request["models"]:
         sub = {k: v for k, v in request.items() if k != "models"}
-        sub.update(model=entry["model"], model_options=entry.get("model_options") or {})
+        sub.update(model=entry["model"], model_options=entry.get("model_options") or {},
+                   user_model=entry.get("user_model"))
         key = entry.get("key") or entry["model"]
         progress("verify", model=key)
         try:
@@ -554,28 +563,29 @@ def _verify_one(request: dict, key: str, make_backend) -> dict:
 
     import numpy as np
     import specs
-    import weights
 
     steps = int(request.get("verify_steps", 3))
     bs = int(request["batch_size"])
     request = {**request, "train_samples": steps * bs, "eval_samples": bs, "data_path": None}
     backend = make_backend(request)
-    spec = specs.model_spec(request["model"], request.get("model_options") or {})
+    spec = specs.request_spec(request)
     backend.check_supported()
     perturb = request.get("perturb")
     build_spec = dict(spec, **PERTURBATIONS[perturb]) if perturb else spec
     backend.build_model(build_spec)
     counts = backend.count_parameters()
-    canon = weights.canonical_params(spec, int(request["seed"]), exercise=True)
-    backend.load_canonical(canon)
+    weights_hash = load_initial_weights(backend, spec, int(request["seed"]), exercise=True)
     data = specs.make_dataset(spec, request)
     backend.load_data(data)
+    if spec["model"] == "user":
+        check_user_output(backend, spec, bs)
     digest = hashlib.sha256()
     for split, index in [("train", i) for i in range(steps)] + [("eval", 0)]:
         for a in backend.received_batch(split, index):
             a = np.ascontiguousarray(a)
             digest.update(f"{split}{index}{a.shape}{a.dtype}".encode() + a.tobytes())
-    out_before = backend.to_numpy(backend.predict(0))
+    raw_before = backend.predict(0)
+    out_before = backend.to_numpy(raw_before)
     loss_before = float(backend.evaluate()["loss"])
     train_losses = [float(backend.sync(backend.train_step(i))) for i in range(steps)]
     out_after = backend.to_numpy(backend.predict(0))
@@ -586,13 +596,61 @@ def _verify_one(request: dict, key: str, make_backend) -> dict:
     np.savez(path, index=index, out_before=out_before.reshape(-1)[index],
              out_after=out_after.reshape(-1)[index])
     return {"status": "ok", "params": counts, "expected_params": specs.count_params(spec),
-            "weights_hash": weights.params_hash(canon), "data_hash": data["hash"],
+            "weights_hash": weights_hash, "data_hash": data["hash"],
+            "output_dtype": _dtype_name(raw_before),
             "batches_hash": digest.hexdigest(), "loss_before": loss_before,
             "train_losses": train_losses, "loss_after": loss_after,
             "output_shape": list(out_before.shape), "outputs": path, "perturb": perturb,
             "output_stats": {"before": summary_stats(out_before),
                              "after": summary_stats(out_after)},
             "settings": backend.settings()}
+
+
+def load_initial_weights(backend: FrameworkInterface, spec: dict, seed: int,
+                         exercise: bool = False) -> str | None:
+    """Give every framework the same starting weights; return their hash (None: none shared).
+
+    Built-in models: the canonical weights of workers/weights.py. A user's model: the weights a
+    backend can share (`load_shared`: a Keras 3 model on any backend gets the same seeded
+    weights); a natively written one keeps its framework's own initialisation (None).
+    """
+    if spec["model"] == "user":
+        share = getattr(backend, "load_shared", None)
+        return share(seed) if share is not None else None
+    import weights
+    canon = weights.canonical_params(spec, seed, exercise=exercise)
+    backend.load_canonical(canon)
+    return weights.params_hash(canon)
+
+
+def check_user_output(backend: FrameworkInterface, spec: dict, rows: int) -> None:
+    """A user's builder must map a batch of INPUT to logits of the right shape: one forward
+    pass on eval batch 0 before anything is timed, so a wrong model fails with its shape."""
+    import usermodel
+    out = backend.predict(0)
+    usermodel.check_logits(spec, backend.to_numpy(out).shape, rows,
+                           getattr(backend, "user_function", backend.name))
+
+
+def user_flops(backend: FrameworkInterface, spec: dict) -> dict:
+    """FLOPs per sample of a user's model: the file's own figure, else the framework's count
+    (`count_flops`: torch's FlopCounterMode, XLA's cost analysis), else unknown (MFU n/a)."""
+    import usermodel
+    fwd, source = usermodel.file_flops(spec), "model file"
+    if fwd is None and hasattr(backend, "count_flops"):
+        try:
+            fwd, source = backend.count_flops(), f"counted by {backend.name}"
+        except Exception:  # noqa: BLE001 - a count is a bonus; without it MFU is n/a
+            fwd = None
+    spec["flops_source"] = source if fwd else "unknown (MFU n/a)"  # reported in model_spec
+    if not fwd:
+        return {"forward": None, "train_step": None}
+    return {"forward": int(fwd), "train_step": 3 * int(fwd)}
+
+
+def _dtype_name(value) -> str:
+    import usermodel
+    return usermodel.dtype_name(value)
 
 
 VERIFY_SAMPLE = 65536  # output values compared per array: gpt2-small's logits are 823M at bs 16

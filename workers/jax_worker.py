@@ -7,6 +7,7 @@ Imports the harness, specs, numpy, jax, flax and optax only (jax/flax/optax in i
 """
 from __future__ import annotations
 
+import inspect
 import os
 from functools import partial
 from typing import Any, Sequence
@@ -191,6 +192,9 @@ def cudnn_attention_error(spec: dict, dtype) -> str | None:
 
 def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     m = spec["model"]
+    if m == "user":  # the user's own file: its jax(**options), a Flax linen module
+        import usermodel
+        return usermodel.build(spec, "jax", nn.Module, "a flax.linen.Module")
     if m == "mlp":
         return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
     if m == "cnn":
@@ -367,6 +371,9 @@ class JaxBackend(FrameworkInterface):
             if why is not None:
                 self.attention, self.attention_note = "xla", f"cudnn unavailable: {why}"
         self.model = make_model(spec, self.compute_dtype, self.attention)
+        # built-in models take `train`; a user's module may not (then it has no BN/dropout)
+        self.takes_train = spec["model"] != "user" or "train" in inspect.signature(
+            type(self.model).__call__).parameters
         self.tx = optax.adam(spec["learning_rate"], b1=spec["beta1"], b2=spec["beta2"],
                              eps=spec["adam_eps"])
         dummy = _dummy_input(spec)
@@ -411,11 +418,12 @@ class JaxBackend(FrameworkInterface):
         variables = {"params": params}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
+        kw = {"train": train} if self.takes_train else {}
         if train and self.has_bn:
-            logits, updates = self.model.apply(variables, x, train=True, mutable=["batch_stats"])
+            logits, updates = self.model.apply(variables, x, mutable=["batch_stats"], **kw)
             batch_stats = updates["batch_stats"]
         else:
-            logits = self.model.apply(variables, x, train=train)
+            logits = self.model.apply(variables, x, **kw)
         return logits.astype(jnp.float32), batch_stats  # logits and loss in float32
 
     def _train_fn(self, state, x_all, y_all, index):
@@ -512,6 +520,13 @@ class JaxBackend(FrameworkInterface):
 
     def to_numpy(self, output):
         return np.asarray(jax.block_until_ready(output), dtype=np.float32)
+
+    def count_flops(self) -> int | None:
+        """Forward FLOPs per sample of a user's model, from XLA's cost analysis."""
+        cost = self._predict.lower(self.state["params"], self.state["batch_stats"],
+                                   self.data["x_eval"], np.int32(0)).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return int(cost["flops"] / self.bs) if cost and cost.get("flops") else None
 
     def received_batch(self, split: str, index: int) -> tuple:
         s = slice(index * self.bs, (index + 1) * self.bs)

@@ -21,6 +21,7 @@ import math
 import os
 
 import harness
+import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
 torch = None  # imported by import_framework, timed like any framework import
@@ -157,6 +158,9 @@ def _lstm_cls():
 
 def build_model(spec: dict):
     m = spec["model"]
+    if m == "user":  # the user's own file: its pytorch(**options) (workers/usermodel.py)
+        import usermodel
+        return usermodel.build(spec, "pytorch", nn.Module, "a torch.nn.Module")
     if m == "mlp":
         return build_mlp(spec)
     if m == "cnn":
@@ -341,7 +345,7 @@ class TorchBackend(FrameworkInterface):
         if self.is_cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
         model = build_model(spec).to(self.device)
-        self.channels_last = bool(self.options["channels_last"]) and spec["model"] == "cnn"
+        self.channels_last = bool(self.options["channels_last"]) and specs.kind(spec) == "image"
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -354,6 +358,14 @@ class TorchBackend(FrameworkInterface):
             self.scaler = torch.amp.GradScaler(self.device_type)
         self.fwd = model if self.compile_mode == "none" else torch.compile(
             model, mode=None if self.compile_mode == "default" else self.compile_mode)
+
+    def count_flops(self) -> int | None:
+        """Forward FLOPs per sample of a user's model, by torch.utils.flop_counter."""
+        from torch.utils.flop_counter import FlopCounterMode
+        self._set_mode(False)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.model(self.x_eval[:1])
+        return int(counter.get_total_flops()) or None
 
     def _fused_adam_ok(self) -> bool:
         try:
@@ -373,9 +385,9 @@ class TorchBackend(FrameworkInterface):
     def load_data(self, data: dict) -> None:
         def x_to_device(a):
             t = torch.from_numpy(a)
-            if self.spec["model"] == "transformer":
+            if specs.kind(self.spec) == "tokens":
                 t = t.long()
-            if self.spec["model"] == "cnn":  # NHWC in numpy -> NCHW (or channels_last) in torch
+            if specs.kind(self.spec) == "image":  # NHWC in numpy -> NCHW (or channels_last)
                 t = t.permute(0, 3, 1, 2)
                 fmt = torch.channels_last if self.channels_last else torch.contiguous_format
                 return t.to(self.device).contiguous(memory_format=fmt)
@@ -389,7 +401,7 @@ class TorchBackend(FrameworkInterface):
         self.sync(None)
 
     def _loss(self, out, y, reduction="mean"):
-        if self.spec["model"] == "transformer":  # averaged over every token
+        if specs.kind(self.spec) == "tokens":  # averaged over every token
             return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
                                    reduction=reduction)
         return F.cross_entropy(out, y, reduction=reduction)
@@ -458,10 +470,10 @@ class TorchBackend(FrameworkInterface):
     def received_batch(self, split: str, index: int) -> tuple:
         s = slice(index * self.bs, (index + 1) * self.bs)
         x = getattr(self, f"x_{split}")[s]
-        if self.spec["model"] == "cnn":
+        if specs.kind(self.spec) == "image":
             x = x.permute(0, 2, 3, 1)  # back to the canonical NHWC
         x = x.cpu().numpy()
-        if self.spec["model"] == "transformer":
+        if specs.kind(self.spec) == "tokens":
             x = x.astype("int32")  # torch indexes with int64; the tokens are the int32 ones
         return x, getattr(self, f"y_{split}")[s].cpu().numpy().astype("int32")
 

@@ -101,6 +101,32 @@ def model_spec(model: str, options: dict | None = None) -> dict:
     return spec
 
 
+def user_spec(user: dict) -> dict:
+    """The spec of the user's own model (`models[].source`, see usermodel.py in this folder):
+    its INPUT (kind image | vector | tokens) drives the data, loss and checks as a built-in
+    model's sizes do; its options go to the file's builder functions."""
+    inp = dict(user["input"])
+    return {"model": "user", "name": user["name"], "source": user["path"],
+            "sha256": user.get("sha256"), "input": inp,
+            "options": dict(user.get("options") or {}),
+            "flops_per_sample": user.get("flops_per_sample"), **HYPER}
+
+
+def request_spec(request: dict) -> dict:
+    """The spec a worker request asks for: the user's model or a built-in one."""
+    if request.get("user_model"):
+        return user_spec(request["user_model"])
+    return model_spec(request["model"], request.get("model_options") or {})
+
+
+def kind(spec: dict) -> str:
+    """What a model eats: image (NHWC), vector, tokens (next-token LM) or sequence (lstm)."""
+    if spec["model"] == "user":
+        return spec["input"]["kind"]
+    return {"mlp": "vector", "cnn": "image", "transformer": "tokens",
+            "lstm": "sequence"}[spec["model"]]
+
+
 # ----------------------------------------------------------------------------------------------
 # Parameter counts (trainable, non-trainable) — the number every framework must reproduce.
 
@@ -132,8 +158,11 @@ def _cnn_layers(spec: dict):
     yield ("fc", c, spec["num_classes"])
 
 
-def count_params(spec: dict) -> dict:
+def count_params(spec: dict) -> dict | None:
+    """None for a user's model: nothing analytic; the gate compares the frameworks' counts."""
     m = spec["model"]
+    if m == "user":
+        return None
     trainable = non_trainable = 0
     if m == "mlp":
         dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
@@ -166,6 +195,9 @@ def flops_per_sample(spec: dict) -> dict:
     """Analytic FLOPs (a multiply-add is 2) per sample; a training step counts 3x forward."""
     m = spec["model"]
     fwd = 0
+    if m == "user":  # the file's literal, else counted by the worker's framework (or unknown)
+        f = spec.get("flops_per_sample")
+        return {"forward": f, "train_step": 3 * f if f else None}
     if m == "mlp":
         dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
         fwd = sum(2 * a * b for a, b in zip(dims, dims[1:]))
@@ -192,6 +224,11 @@ def flops_per_sample(spec: dict) -> dict:
 def input_shape(spec: dict) -> tuple:
     """Shape of one input sample (canonical numpy layout) and its dtype name."""
     m = spec["model"]
+    if m == "user":
+        inp = spec["input"]
+        if inp["kind"] == "tokens":
+            return (inp["seq_len"],), "int32"
+        return tuple(inp["shape"]), "float32"
     if m == "mlp":
         return (spec["input_dim"],), "float32"
     if m == "cnn":
@@ -202,6 +239,8 @@ def input_shape(spec: dict) -> tuple:
 
 
 def num_classes(spec: dict) -> int:
+    if spec["model"] == "user":
+        return spec["input"].get("vocab_size") or spec["input"]["num_classes"]
     return spec["vocab_size"] if spec["model"] == "transformer" else spec["num_classes"]
 
 
@@ -240,10 +279,12 @@ def _generate(spec: dict, n: int, rng):
     import numpy as np
 
     m = spec["model"]
-    if m == "transformer":
+    k = kind(spec)
+    if k == "tokens":
         # A noisy order-1 Markov chain: each token has one likely successor. Next-token accuracy
         # well above 1/vocab is only reachable by learning the chain.
-        v, t = spec["vocab_size"], spec["seq_len"]
+        src = spec["input"] if m == "user" else spec
+        v, t = src["vocab_size"], src["seq_len"]
         successor = rng.permutation(v)
         tokens = np.empty((n, t + 1), dtype=np.int32)
         tokens[:, 0] = rng.integers(0, v, n)
@@ -255,13 +296,13 @@ def _generate(spec: dict, n: int, rng):
     classes = num_classes(spec)
     y = rng.integers(0, classes, n).astype(np.int32)
     shape, _ = input_shape(spec)
-    if m == "cnn":
+    if k == "image":
         # Smooth class templates (low-frequency patterns) plus pixel noise.
-        s, c = spec["image_size"], spec["channels"]
+        h, w, c = shape
         coarse = rng.standard_normal((classes, 4, 4, c))
-        reps = math.ceil(s / 4)
-        templates = np.kron(coarse, np.ones((1, reps, reps, 1)))[:, :s, :s, :]
-    elif m == "lstm":
+        rh, rw = math.ceil(h / 4), math.ceil(w / 4)
+        templates = np.kron(coarse, np.ones((1, rh, rw, 1)))[:, :h, :w, :]
+    elif k == "sequence":
         # Each class is a different mix of sinusoids over time.
         t, f = spec["seq_len"], spec["input_dim"]
         freq = rng.uniform(0.5, 3.0, (classes, 1, f))
@@ -272,6 +313,6 @@ def _generate(spec: dict, n: int, rng):
         templates = rng.standard_normal((classes, *shape))
     # Signal-to-noise chosen so one epoch of the quick config lands well above chance but
     # below 100%: accuracy still tells a model that learned from one that did not.
-    signal = {"mlp": 0.15, "cnn": 0.4, "lstm": 0.8}[m]
+    signal = {"vector": 0.15, "image": 0.4, "sequence": 0.8}[k]
     x = templates[y] * signal + rng.standard_normal((n, *shape))
     return x.astype(np.float32), y

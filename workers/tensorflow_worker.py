@@ -103,6 +103,13 @@ def build_keras_model(spec: dict):
     """The Keras functional model of `spec` (float32 outputs under every precision policy)."""
     layers = keras.layers
     m = spec["model"]
+    if m == "user":  # the user's own file: its tensorflow(**options), a Keras model, built
+        import specs
+        import usermodel
+        model = usermodel.build(spec, "tensorflow", keras.Model, "a Keras model")
+        shape, dtype = specs.input_shape(spec)
+        model(tf.zeros((1, *shape), dtype), training=False)  # variables now, not in a trace
+        return model
     bn = dict(epsilon=spec["bn_eps"], momentum=1.0 - spec["bn_momentum"])  # keras 0.9 == torch 0.1
     if m == "mlp":
         inp = keras.Input((spec["input_dim"],), dtype="float32")

@@ -1,0 +1,182 @@
+"""The user's own model file (`models: [{name: mine, source: my_model.py}]`), read at config time.
+
+Owns: finding the file (a path relative to the config, or an importable module name looked up on
+sys.path without importing anything), parsing it with `ast` (never importing it: it imports
+frameworks, which the parent never does), reading `INPUT` as a literal and checking its kind and
+sizes, listing the builder functions (`pytorch`, `jax`, `tensorflow`, `keras`) and their keyword
+parameters, and the file's content hash (part of every cell's fingerprint, so an edited file is
+re-run by --resume). Each problem is a ValueError of one sentence naming the file (and line).
+Must not import an ML framework, and must never import or execute the user's file.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+KINDS = {"image": ("shape", "num_classes"), "vector": ("shape", "num_classes"),
+         "tokens": ("seq_len", "vocab_size")}
+SHAPE_RANK = {"image": 3, "vector": 1}
+# the function a framework calls; keras-* all run the one Keras 3 model
+BUILDERS = {"pytorch": "pytorch", "jax": "jax", "tensorflow": "tensorflow",
+            "keras-jax": "keras", "keras-torch": "keras", "keras-tensorflow": "keras"}
+MAX_BYTES = 2_000_000
+MAX_SIZE = 1_000_000
+
+
+@dataclass(frozen=True)
+class UserModelFile:
+    path: str                        # absolute
+    sha256: str
+    input: dict
+    functions: dict[str, tuple[frozenset, bool]]   # name -> (keyword names, takes **kwargs)
+    flops_per_sample: int | None     # a literal `flops_per_sample = N`, else None
+
+    def builders(self) -> list[str]:
+        return [f for f in ("pytorch", "jax", "tensorflow", "keras") if f in self.functions]
+
+
+def resolve(source: str, base: Path) -> str:
+    """The absolute path of `source`: a .py path (relative to `base`, the config's folder) or a
+    dotted module name found on sys.path (without importing it or its packages)."""
+    text = source.strip()
+    if not text:
+        raise ValueError("source is empty; give the path of a .py file or a module name")
+    if text.endswith(".py") or os.sep in text or "/" in text:
+        p = Path(text).expanduser()
+        return str(p if p.is_absolute() else (base / p).resolve())
+    parts = text.split(".")
+    if not all(x.isidentifier() for x in parts):
+        raise ValueError(f"source {text!r} is neither a .py file nor a module name")
+    for root in [str(base), *sys.path]:
+        stem = Path(root or ".", *parts)
+        for cand in (stem.with_suffix(".py"), stem / "__init__.py"):
+            if cand.is_file():
+                return str(cand.resolve())
+    raise ValueError(f"model module {text!r} not found (not a .py file, and not on the "
+                     "Python path)")
+
+
+def inspect(path: str) -> UserModelFile:
+    """Read and check the file at `path` (absolute); ValueError naming the file otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ValueError(f"model file {path} not found") from None
+    if not os.path.isfile(path):
+        raise ValueError(f"model file {path} is not a regular file")
+    if st.st_size > MAX_BYTES:
+        raise ValueError(f"model file {path} is larger than {MAX_BYTES:,} bytes")
+    return _inspect(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _inspect(path: str, size: int, mtime_ns: int) -> UserModelFile:
+    raw = Path(path).read_bytes()
+    try:
+        tree = ast.parse(raw, filename=path)
+    except SyntaxError as exc:
+        raise ValueError(f"syntax error in model file {path}, line {exc.lineno}: "
+                         f"{exc.msg}") from None
+    except ValueError as exc:  # NUL bytes
+        raise ValueError(f"model file {path} cannot be parsed: {exc}") from None
+    assigned: dict[str, ast.expr] = {}
+    functions: dict[str, tuple[frozenset, bool]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    assigned[t.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                and node.value is not None:
+            assigned[node.target.id] = node.value
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = frozenset(x.arg for x in a.args + a.kwonlyargs)
+            functions[node.name] = (names, a.kwarg is not None)
+    if "INPUT" not in assigned:
+        raise ValueError(f"model file {path} defines no INPUT (e.g. INPUT = {{'kind': 'image', "
+                         "'shape': [32, 32, 3], 'num_classes': 10}})")
+    try:
+        value = ast.literal_eval(assigned["INPUT"])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"INPUT in model file {path} (line {assigned['INPUT'].lineno}) must be "
+                         "a literal dict (no names or calls)") from None
+    flops = None
+    if "flops_per_sample" in assigned:
+        try:
+            f = ast.literal_eval(assigned["flops_per_sample"])
+            flops = f if isinstance(f, int) and not isinstance(f, bool) and f > 0 else None
+        except (ValueError, TypeError, SyntaxError):
+            flops = None  # a function: the worker asks it
+    return UserModelFile(path, hashlib.sha256(raw).hexdigest(), check_input(value, path),
+                         functions, flops)
+
+
+def check_input(value: object, path: str) -> dict:
+    where = f"INPUT in model file {path}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a dict, got {type(value).__name__}")
+    kind = value.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{where} has kind {kind!r}; allowed: {', '.join(KINDS)}")
+    want = KINDS[kind]
+    extra = sorted(set(value) - {"kind", *want}, key=str)
+    missing = [k for k in want if k not in value]
+    if missing or extra:
+        raise ValueError(f"{where}: kind {kind!r} takes exactly {', '.join(want)}"
+                         + (f" (missing {', '.join(missing)})" if missing else "")
+                         + (f" (unknown {', '.join(map(str, extra))})" if extra else ""))
+
+    def size(x: object, key: str) -> int:
+        if isinstance(x, bool) or not isinstance(x, int) or not 0 < x <= MAX_SIZE:
+            raise ValueError(f"{where}: {key} must be a positive integer up to {MAX_SIZE:,}, "
+                             f"got {x!r}")
+        return x
+
+    out = {"kind": kind}
+    if kind in SHAPE_RANK:
+        shape = value["shape"]
+        if not isinstance(shape, (list, tuple)) or len(shape) != SHAPE_RANK[kind]:
+            form = "[H, W, C]" if kind == "image" else "[D]"
+            raise ValueError(f"{where}: shape of a {kind} must be a list of "
+                             f"{SHAPE_RANK[kind]} integers ({form}), got {shape!r}")
+        out["shape"] = [size(s, "shape") for s in shape]
+        out["num_classes"] = size(value["num_classes"], "num_classes")
+        if out["num_classes"] < 2:
+            raise ValueError(f"{where}: num_classes must be at least 2")
+    else:
+        out["seq_len"] = size(value["seq_len"], "seq_len")
+        out["vocab_size"] = size(value["vocab_size"], "vocab_size")
+    return out
+
+
+def check_frameworks(info: UserModelFile, frameworks: list[str]) -> str | None:
+    """A sentence when a framework of the sweep has no builder in the file, else None."""
+    for fw in frameworks:
+        fn = BUILDERS.get(fw)
+        if fn is None:
+            continue  # numpy (the mlp reference: it skips other models), test workers
+        if fn not in info.functions:
+            have = ", ".join(f"{b}()" for b in info.builders()) or "none"
+            return (f"model file {info.path} has no {fn}() for framework {fw} (it has: {have})")
+    return None
+
+
+def check_options(info: UserModelFile, options: dict, frameworks: list[str]) -> str | None:
+    """A sentence when an option is not a keyword parameter of a builder the sweep calls."""
+    for fw in frameworks:
+        fn = BUILDERS.get(fw)
+        if fn is None or fn not in info.functions:
+            continue
+        names, star = info.functions[fn]
+        for key in options:
+            if not star and key not in names:
+                known = ", ".join(sorted(names)) or "none"
+                return (f"option {key!r} is not a parameter of {fn}() in model file "
+                        f"{info.path} (its parameters: {known})")
+    return None

@@ -1,0 +1,223 @@
+"""Keras 3 worker: one Keras model, run on the backend the framework names (keras-jax,
+keras-torch, keras-tensorflow).
+
+Owns: choosing the Keras backend for this process (KERAS_BACKEND, set before keras is imported,
+from the request's framework: process isolation makes one backend per cell natural), building
+the model (the user's file's `keras(**options)`, or the built-in mlp), the train/predict/evaluate
+primitives of `harness.FrameworkInterface` the Keras way, and the shared starting weights of the
+equivalence gate (`load_shared`: one seeded numpy draw per weight, in `model.weights` order,
+which is the same on every backend, so every backend starts from the very same numbers).
+
+Training is Keras' own compiled step: `model.compile(optimizer=Adam, loss=sparse categorical
+cross-entropy from logits, jit_compile="auto")` then `train_on_batch` (jax: jitted; tensorflow:
+tf.function, XLA where Keras finds it safe; torch: eager); inference is `predict_on_batch`. Both
+return host values, so each step is synced: the harness's block timing still holds (the sync
+is in the step). The optimizer is the spec's Adam (tensorflow_worker.SpecAdam, in keras.ops:
+backend-neutral), so a built-in model under Keras matches the native frameworks in the gate.
+Imports the harness, specs, numpy and keras (with its backend) only; never mlbench.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import harness
+import specs
+from harness import DeviceUnusable, FrameworkInterface, SkipCell
+
+keras = None  # imported by import_framework, after KERAS_BACKEND is set
+np = None
+
+BACKENDS = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def build_mlp(spec: dict):
+    layers = keras.layers
+    inp = keras.Input((spec["input_dim"],), dtype="float32")
+    x = inp
+    for width in spec["hidden"]:
+        x = layers.Dense(width, activation="relu")(x)
+    return keras.Model(inp, layers.Dense(spec["num_classes"], dtype="float32")(x))
+
+
+BUILDERS = {"mlp": build_mlp}
+
+
+class KerasBackend(FrameworkInterface):
+    user_function = "keras"
+
+    def __init__(self, request: dict):
+        super().__init__(request)
+        self.name = request["framework"]
+        opts = dict(request.get("options") or {})
+        if opts:
+            raise ValueError(f"unknown {self.name} option(s) {', '.join(map(repr, opts))}; "
+                             "it takes none")
+        self.precision = request.get("precision", "fp32")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}")
+        self.device = str(request.get("device", "cpu"))
+
+    def framework_info(self) -> dict:
+        return _info()
+
+    def check_supported(self) -> None:
+        if self.device != "cpu" and not _gpu_visible():
+            raise DeviceUnusable(f"device {self.device} not present: keras on "
+                                 f"{keras.backend.backend()} sees no GPU")
+
+    def build_model(self, spec: dict) -> None:
+        self.spec = spec
+        keras.utils.set_random_seed(int(self.request["seed"]))
+        keras.mixed_precision.set_global_policy(PRECISIONS[self.precision])
+        if spec["model"] == "user":
+            import usermodel
+            model = usermodel.build(spec, "keras", keras.Model, "a Keras 3 model")
+        elif spec["model"] in BUILDERS:
+            model = BUILDERS[spec["model"]](spec)
+        else:
+            raise SkipCell(f"{spec['model']} has no Keras 3 builder yet (built-in: "
+                           f"{', '.join(BUILDERS)}; or a model file with keras())")
+        if not model.built:  # a Sequential without an Input: variables now, in a fixed order
+            shape, dtype = specs.input_shape(spec)
+            model(np.zeros((1, *shape), dtype))
+        model.compile(optimizer=_spec_adam()(
+            learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
+            epsilon=spec["adam_eps"]),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile="auto")
+        self.model = model
+
+    def count_parameters(self) -> dict:
+        def n(ws):
+            return int(sum(int(np.prod(w.shape)) for w in ws))
+        return {"trainable": n(self.model.trainable_weights),
+                "non_trainable": n(self.model.non_trainable_weights)}
+
+    def count_parameters_abstract(self, spec: dict) -> dict:
+        self.build_model(spec)
+        return self.count_parameters()
+
+    def load_data(self, data: dict) -> None:
+        self.bs = int(self.request["batch_size"])
+        convert = keras.ops.convert_to_tensor
+        self.host = {k: data[k] for k in ("x_train", "y_train", "x_eval", "y_eval")}
+        self.data = {k: convert(v) for k, v in self.host.items()}  # on the device once
+
+    def _slice(self, key: str, index: int):
+        return self.data[key][index * self.bs:(index + 1) * self.bs]
+
+    def train_step(self, batch_index: int):
+        return self.model.train_on_batch(self._slice("x_train", batch_index),
+                                         self._slice("y_train", batch_index))
+
+    def predict(self, batch_index: int):
+        return self.model.predict_on_batch(self._slice("x_eval", batch_index))
+
+    def sync(self, value):
+        if isinstance(value, (list, tuple)):
+            value = value[0]
+        return float(value) if np.ndim(value) == 0 else value  # host values already
+
+    def evaluate(self) -> dict:
+        n = len(self.host["y_eval"])
+        loss = correct = 0.0
+        for start in range(0, n, self.bs):
+            logits = np.asarray(self.model.predict_on_batch(
+                self.data["x_eval"][start:start + self.bs]), dtype=np.float64)
+            y = self.host["y_eval"][start:start + self.bs]
+            z = logits - logits.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            loss -= float(np.take_along_axis(logp, y[..., None], axis=-1).sum())
+            correct += float((logits.argmax(axis=-1) == y).sum())
+        count = self.host["y_eval"].size  # samples, or tokens
+        return {"loss": loss / count, "accuracy": correct / count}
+
+    # --- the equivalence gate --------------------------------------------------------------
+    def load_shared(self, seed: int) -> str:
+        """The same starting weights on every backend: constant-initialised weights (biases,
+        BN) kept, every other weight drawn from one seeded numpy generator (Glorot-uniform
+        bounds), in `model.weights` order. Returns their hash."""
+        rng = np.random.default_rng([seed, 0x4B3])
+        new, digest = [], hashlib.sha256()
+        for w in self.model.get_weights():
+            if w.size and not np.all(w == w.flat[0]):
+                fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else w.shape[0]
+                limit = (6.0 / (fan_in + w.shape[-1])) ** 0.5
+                w = rng.uniform(-limit, limit, w.shape).astype(w.dtype)
+            new.append(w)
+            digest.update(str(w.shape).encode() + w.tobytes())
+        self.model.set_weights(new)
+        return digest.hexdigest()
+
+    def load_canonical(self, params: dict) -> None:
+        import weights
+        if self.spec["model"] != "mlp":
+            raise SkipCell(f"no canonical weights for {self.spec['model']} under Keras yet")
+        dense = [x for x in self.model.layers if isinstance(x, keras.layers.Dense)]
+        used = set()
+        values = []
+        for i, _ in enumerate(dense):
+            for part in ("kernel", "bias"):
+                used.add(f"dense{i}.{part}")
+                values.append(params[f"dense{i}.{part}"])
+        self.model.set_weights(values)
+        weights.check_consumed(params, used, self.name)
+
+    def to_numpy(self, output):
+        return np.asarray(output, dtype=np.float32)
+
+    def received_batch(self, split: str, index: int) -> tuple:
+        return (keras.ops.convert_to_numpy(self._slice(f"x_{split}", index)),
+                keras.ops.convert_to_numpy(self._slice(f"y_{split}", index)))
+
+    def settings(self) -> dict:
+        return {"backend": keras.backend.backend(), "keras_version": keras.__version__,
+                "train_step": "model.compile + train_on_batch", "adam": "spec (SpecAdam)",
+                "jit_compile": getattr(self.model, "jit_compile", None)
+                if getattr(self, "model", None) is not None else None,
+                "precision_policy": PRECISIONS[self.precision], **_info()}
+
+
+def _spec_adam():
+    """The spec's Adam (eps added to sqrt(v_hat), as torch and optax do), not Keras' own rule:
+    tensorflow_worker.SpecAdam, written in keras.ops only, so it runs on every Keras backend
+    (that module imports no framework at import time; its `keras` is pointed at ours)."""
+    import tensorflow_worker
+    tensorflow_worker.keras = keras
+    return tensorflow_worker._spec_adam_cls()
+
+
+def _gpu_visible() -> bool:
+    return bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _info() -> dict:
+    import importlib
+    backend = keras.backend.backend()
+    version = importlib.import_module(backend).__version__  # jax, torch or tensorflow
+    return {"framework_version": f"keras {keras.__version__} / {backend} {version}",
+            "device_name": harness.cpu_name()}
+
+
+def import_framework() -> dict:
+    """Set the backend named by the request's framework, then import keras (timed)."""
+    global keras, np
+    framework = harness.read_request().get("framework", "")
+    if framework not in BACKENDS:
+        raise ValueError(f"keras worker got framework {framework!r}; known: "
+                         f"{', '.join(BACKENDS)}")
+    os.environ["KERAS_BACKEND"] = BACKENDS[framework]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy
+    import keras as keras_module
+    keras, np = keras_module, numpy
+    if keras.backend.backend() != BACKENDS[framework]:
+        raise ImportError(f"keras runs on {keras.backend.backend()}, not {BACKENDS[framework]}")
+    return _info()
+
+
+if __name__ == "__main__":
+    harness.main(KerasBackend, harness.read_request().get("framework", "keras"),
+                 import_framework)
