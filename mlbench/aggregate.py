@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from . import ceiling, stats
+from . import ceiling, hardware, stats
 from .parity import Parity, load_parity  # noqa: F401 - re-exported for old callers
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -560,9 +560,11 @@ def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
         what = ("not mlbench output: no line is an attempt record" if loaded.warnings
                 else "no usable cells: the results contain no attempts")
         raise UserError(what, str(path))
-    att = attempts_frame(store.latest_attempts(attempts))
     run = loaded.run if isinstance(loaded.run, dict) else {}
-    return run, loaded.warnings, att, cells_frame(att, ceiling.best_flops(ceiling.load(path)))
+    latest, ceilings = hardware.split_by_kind(store.latest_attempts(attempts), run,
+                                              ceiling.best_flops(ceiling.load(path)))
+    att = attempts_frame(latest)
+    return run, loaded.warnings, att, cells_frame(att, ceilings)
 
 
 def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:

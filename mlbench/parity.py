@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import hardware
+
 
 class Parity:
     """The equivalence gate's verdicts (a verify.VerifyReport) keyed the way the report matches
@@ -26,11 +28,14 @@ class Parity:
                         for r in report.rows if r.passed is True}
 
     def status(self, framework, model_label, device, precision) -> str:
-        key = (framework, model_label, device, precision)
+        # a device labelled with its hardware kind (mlbench.hardware) is judged by the gate of
+        # the device it names
+        key = (framework, model_label, hardware.base_device(device), precision)
         return "fail" if key in self._failed else "pass" if key in self._passed else "unverified"
 
     def comparable(self, framework, model_label, device, precision) -> bool:
-        return (framework, model_label, device, precision) not in self._failed
+        return (framework, model_label, hardware.base_device(device), precision) \
+            not in self._failed
 
     @property
     def rows(self) -> list:

@@ -184,18 +184,28 @@ def summaries(cells) -> list[dict]:
 def annotate(latest: list[dict], run_dir: str | Path | None = None) -> dict:
     """What results.json adds to the raw attempts at the end of a run: cell_warnings (as
     before) and summaries. A failure here never loses results: it is recorded instead."""
-    from . import aggregate, ceiling
+    from . import aggregate, ceiling, hardware
     out: dict = {}
     try:
+        best = ceiling.best_flops(ceiling.load(run_dir)) if run_dir is not None else None
+        latest, best = hardware.split_by_kind(latest, _run_doc(run_dir), best)
         att = aggregate.attempts_frame(latest)
-        cells = aggregate.cells_frame(att, ceiling.best_flops(ceiling.load(run_dir))
-                                      if run_dir is not None else None)
+        cells = aggregate.cells_frame(att, best)
         out["cell_warnings"] = {r["cell_id"]: list(r["warnings"] or [])
                                 for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
         out["summaries"] = summaries(cells)
     except Exception as exc:  # noqa: BLE001 - advice and summaries: never lose the results
         out["summaries_error"] = f"{type(exc).__name__}: {exc}"[:500]
     return out
+
+
+def _run_doc(run_dir: str | Path | None) -> dict | None:
+    """run.json of `run_dir` (its ceilings_by_kind), or None."""
+    try:
+        doc = json.loads((Path(run_dir) / "run.json").read_text()) if run_dir else None
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def validate(doc: dict) -> ResultsDoc:
