@@ -8,12 +8,17 @@ their CUDA plugins, every nvidia-*/cuda-* library, triton, numpy, ml-dtypes) for
 CPython 3.11: exact pins where a package pins (torch and TensorFlow pin their CUDA libraries),
 else the newest release that satisfies every requirement seen. Pure-Python dependencies float.
 
-    /path/to/python .ci/gpu/lock.py            (needs `packaging`; writes .ci/gpu/*.txt)
+    MLBENCH_INDEX_URL=<simple index URL> /path/to/python .ci/gpu/lock.py
+                                               (needs `packaging`; writes .ci/gpu/*.txt)
+
+The index is the PEP 503 "simple" index pip installs from: MLBENCH_INDEX_URL, else pip's own
+PIP_INDEX_URL; the tool names no host of its own.
 """
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sys
 import urllib.request
@@ -26,7 +31,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-INDEX = "https://pypi.org/simple/"
+INDEX = (os.environ.get("MLBENCH_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or "").rstrip("/") + "/"
 ENV = {**default_environment(), "platform_machine": "x86_64", "sys_platform": "linux",
        "platform_system": "Linux", "python_version": "3.11", "python_full_version": "3.11.7",
        "implementation_name": "cpython"}
@@ -138,6 +143,9 @@ def resolve(roots: list[str]) -> dict[str, Version]:
 
 
 def main() -> None:
+    if INDEX == "/":
+        raise SystemExit("error: set MLBENCH_INDEX_URL (or PIP_INDEX_URL) to the simple index "
+                         "to read package metadata from")
     here = Path(__file__).resolve().parent
     for filename, roots in SETS.items():
         print(filename, file=sys.stderr)
