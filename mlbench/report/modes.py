@@ -188,7 +188,7 @@ def _figure(costs: pl.DataFrame) -> Figure | None:
         return None
     panels = sorted({(r[0], r[1], r[2]) for r in costs.select(
         "model_label", "device", "precision").iter_rows()})
-    layout, _ = grid_layout(panels, "compile time (s)", "steady-state step time (ms)")
+    layout, _ = grid_layout(panels, "compile time (s)", "steady-state step time (ms, log scale)")
     fws = sorted(set(costs["framework"].to_list()))
     bases = bases_of(costs)
     index = {p: i for i, p in enumerate(panels)}
