@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from . import ceiling, hardware, stats
-from .parity import Parity, load_parity  # noqa: F401 - re-exported for old callers
+from .parity import Parity
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
 
@@ -561,10 +561,19 @@ def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
                 else "no usable cells: the results contain no attempts")
         raise UserError(what, str(path))
     run = loaded.run if isinstance(loaded.run, dict) else {}
-    latest, ceilings = hardware.split_by_kind(store.latest_attempts(attempts), run,
-                                              ceiling.best_flops(ceiling.load(path)))
+    att, cells = frames(store.latest_attempts(attempts), run,
+                        ceiling.best_flops(ceiling.load(path)))
+    return run, loaded.warnings, att, cells
+
+
+def frames(latest: list[dict], run: dict | None, ceilings: dict | None
+           ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(attempts_frame, cells_frame) of the latest attempts, cells of different hardware kinds
+    kept apart (mlbench.hardware) and each kind's MFU from its own ceilings: what the report,
+    `compare` and results.json's summaries all read."""
+    latest, ceilings = hardware.split_by_kind(latest, run, ceilings)
     att = attempts_frame(latest)
-    return run, loaded.warnings, att, cells_frame(att, ceilings)
+    return att, cells_frame(att, ceilings)
 
 
 def warnings_by_cell(attempts: list[dict]) -> dict[str, list[str]]:

@@ -184,13 +184,11 @@ def summaries(cells) -> list[dict]:
 def annotate(latest: list[dict], run_dir: str | Path | None = None) -> dict:
     """What results.json adds to the raw attempts at the end of a run: cell_warnings (as
     before) and summaries. A failure here never loses results: it is recorded instead."""
-    from . import aggregate, ceiling, hardware
+    from . import aggregate, ceiling
     out: dict = {}
     try:
         best = ceiling.best_flops(ceiling.load(run_dir)) if run_dir is not None else None
-        latest, best = hardware.split_by_kind(latest, _run_doc(run_dir), best)
-        att = aggregate.attempts_frame(latest)
-        cells = aggregate.cells_frame(att, best)
+        _, cells = aggregate.frames(latest, _run_doc(run_dir), best)
         out["cell_warnings"] = {r["cell_id"]: list(r["warnings"] or [])
                                 for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
         out["summaries"] = summaries(cells)

@@ -293,7 +293,12 @@ def test_real_default_and_best_variants_run_pass_the_gate_and_the_verdict_names_
     page = (tmp / "report" / "index.html").read_text()
     assert "Out of the box (each framework&#39;s default mode)" in page
     assert "At its best (each framework in its fastest-training mode)" in page
-    assert "= tensorflow best: tf.function with XLA" in page
+    # "at its best" names the mode of tensorflow that trained faster in this very run (on a tiny
+    # CPU model either may win: the promise is that the measured winner's mode is named)
+    sps = {x["cell_id"].split("-mlp")[0]: x["train_samples_per_s"]["median"] for x in
+           json.loads((tmp / "results" / "results.json").read_text())["summaries"]}
+    faster = "best" if sps["tensorflow-xla"] > sps["tensorflow"] else "default"
+    assert f"= tensorflow {faster}: tf.function" in page, (faster, sps)
 
 
 def test_compare_says_when_a_cell_ran_in_another_mode(tmp_path):

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from mlbench import aggregate
+from mlbench import parity as parity_mod
 from mlbench.errors import UserError
 from mlbench.report import build_report
 from mlbench.report.recommend import recommend
@@ -308,7 +309,7 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
                                     abs=0.3, rel=0.2, label="mlp.wide"),
                         _verify_row("pytorch", True, label="mlp.wide"),
                         _verify_row("tensorflow", True, label="mlp.wide")])
-    parity, err = aggregate.load_parity(run)
+    parity, err = parity_mod.load_parity(run)
     assert err is None and parity.status("jax", "mlp.wide", "cpu", "fp32") == "fail"
     assert not parity.comparable("jax", "mlp.wide", "cpu", "fp32")
     assert parity.comparable("pytorch", "mlp.wide", "cpu", "fp32")
@@ -340,7 +341,7 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
 
 def test_failed_parity_other_precision_still_comparable():
     from mlbench import verify
-    parity = aggregate.Parity(verify.VerifyReport(rows=[verify.VerifyRow(
+    parity = parity_mod.Parity(verify.VerifyReport(rows=[verify.VerifyRow(
         model="mlp", model_label="mlp", device="cpu", precision="bf16", framework="jax",
         reference="numpy", passed=False, reason="x")]))
     cells = cells_of(_three())

@@ -25,7 +25,7 @@ Method, per (model, device, aspect):
   should not be over-read;
 * "no clear winner" when no configuration shows a difference beyond the noise, or when the
   configurations disagree;
-* with the equivalence gate (verify.json, aggregate.Parity): a (framework, precision) that failed
+* with the equivalence gate (verify.json, parity.Parity): a (framework, precision) that failed
   it is not comparable and cannot win or be ranked; the text says which were left out, and which
   were not checked by the gate (skipped / nothing to compare with: ranked, but "unverified").
 """
@@ -273,7 +273,7 @@ def _listing(pairs: set[tuple[str, str]]) -> str:
 
 def recommend(cells: pl.DataFrame, parity=None) -> list[Recommendation]:
     """One recommendation per (model, device, aspect) that has ok results. With `parity`
-    (aggregate.Parity), cells that failed the equivalence gate are left out of the ranking."""
+    (parity.Parity), cells that failed the equivalence gate are left out of the ranking."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
     out: list[Recommendation] = []
     groups: dict[tuple[str, str], list[dict]] = {}
