@@ -283,7 +283,7 @@ def make_cells(tmp: Path, fw: str, model: str, preset: str, bs: int, threads: in
     (cell,) = matrix.expand(cfg.load_config(conf))
     d = tmp / "cells" / cell.cell_id
     d.mkdir(parents=True, exist_ok=True)
-    argv, env = launcher.prepare(cell, d)
+    argv, env = launcher.prepare(launcher.cell_job(cell), d)
     return cell, argv, env
 
 

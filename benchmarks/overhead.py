@@ -53,8 +53,8 @@ def run_loop(conf: Path, out: Path) -> float:
     jobs = []
     for cell in cells:
         d = out / "cells" / cell.cell_id
-        argv = launcher.command(cell, d.resolve() / "request.json")
-        jobs.append((argv, launcher.cell_env(cell)))
+        job = launcher.cell_job(cell)
+        jobs.append((launcher.command(job, d.resolve() / "request.json"), launcher.job_env(job)))
     t0 = time.perf_counter()
     for argv, env in jobs:
         subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -1,6 +1,8 @@
 """What can be benchmarked: frameworks, their worker scripts, and the model specs of workers/.
 
-Owns the framework names and aliases, where the worker scripts live, the table of each
+Owns the framework table (REGISTRY: one entry per framework with its worker script,
+distribution, extra environment, report colour and ceiling backend; the launcher, the ceilings,
+sysinfo, preflight and the report read it), the names and aliases, the table of each
 framework's modes (what "out of the box" and "at its best" mean: MODES, the one place that says
 so; `mlbench list` prints it) and the variant of a framework a sweep runs, and read-only access to
 workers/specs.py (loaded from its file: that module is stdlib-only at import time, so reading
@@ -16,15 +18,50 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-FRAMEWORKS = ("pytorch", "tensorflow", "jax", "numpy", "keras-jax", "keras-torch",
-              "keras-tensorflow")
-# One Keras 3 model on each Keras backend: workers/keras_worker.py serves the three.
-KERAS = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
-TEST_FRAMEWORKS = ("dummy",)  # the fault-injection worker of the test suite and benchmarks
+@dataclass(frozen=True)
+class Framework:
+    """One framework, everything mlbench needs to know about it: adding a framework is its
+    worker file plus one entry of REGISTRY.
+
+    `worker`: its worker script in workers/; `distributions`: the installed distribution(s)
+    whose version is reported (the first installed wins); `env`: extra environment of its
+    worker processes; `colour`/`symbol`: its fixed colour and marker in every figure;
+    `ceiling`: its backend in workers/ceiling_worker.py (None: no ceiling of its own);
+    `test_only`: a worker of the test suite, not offered to users."""
+    name: str
+    worker: str
+    distributions: tuple[str, ...]
+    colour: str | None  # None: the report's spare colours
+    symbol: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    ceiling: str | None = None
+    test_only: bool = False
+
+
+REGISTRY: dict[str, Framework] = {f.name: f for f in (
+    Framework("pytorch", "pytorch_worker.py", ("torch",), "#D55E00", "circle",
+              ceiling="pytorch"),
+    Framework("tensorflow", "tensorflow_worker.py", ("tensorflow", "tensorflow-cpu"), "#0072B2",
+              "square", ceiling="tensorflow"),
+    Framework("jax", "jax_worker.py", ("jax",), "#009E73", "diamond", ceiling="jax"),
+    Framework("numpy", "numpy_worker.py", ("numpy",), "#7F7F7F", "x", ceiling="numpy"),
+    # One Keras 3 model on each Keras backend: workers/keras_worker.py serves the three.
+    Framework("keras-jax", "keras_worker.py", ("keras",), "#56B4E9", "triangle-up",
+              env={"KERAS_BACKEND": "jax"}),
+    Framework("keras-torch", "keras_worker.py", ("keras",), "#E69F00", "triangle-down",
+              env={"KERAS_BACKEND": "torch"}),
+    Framework("keras-tensorflow", "keras_worker.py", ("keras",), "#CC79A7", "star",
+              env={"KERAS_BACKEND": "tensorflow"}),
+    # the fault-injection worker of the test suite and benchmarks
+    Framework("dummy", "dummy_worker.py", (), None, None, test_only=True),
+)}
+FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if not f.test_only)
+TEST_FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if f.test_only)
+KERAS = {n: f.env["KERAS_BACKEND"] for n, f in REGISTRY.items() if "KERAS_BACKEND" in f.env}
 ALIASES = {"torch": "pytorch", "tf": "tensorflow", "flax": "jax", "np": "numpy"}
 # The distribution whose version `mlbench list` shows, per framework.
-DISTRIBUTIONS = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "numpy": "numpy",
-                 "dummy": None, **{k: "keras" for k in KERAS}}
+DISTRIBUTIONS = {n: (f.distributions[0] if f.distributions else None)
+                 for n, f in REGISTRY.items()}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -34,9 +71,14 @@ def workers_dir() -> Path:
 
 
 def worker_script(framework: str) -> Path:
-    if framework in KERAS:
-        return workers_dir() / "keras_worker.py"
-    return workers_dir() / f"{framework}_worker.py"
+    entry = REGISTRY.get(framework)
+    return workers_dir() / (entry.worker if entry else f"{framework}_worker.py")
+
+
+def framework_env(framework: str) -> dict[str, str]:
+    """The extra environment of `framework`'s worker processes."""
+    entry = REGISTRY.get(framework)
+    return dict(entry.env) if entry else {}
 
 
 def canonical_framework(name: str) -> str:

@@ -1,8 +1,9 @@
 """The device ceiling: achievable matmul FLOP/s per framework, device and precision, measured in
 the same run as the cells, and model FLOPs utilisation (MFU) against it.
 
-Owns running workers/ceiling_worker.py once per (framework, device) in a fresh process (the cell
-environment: CUDA_VISIBLE_DEVICES, thread variables, CPU pinning by the worker), the cache
+Owns running workers/ceiling_worker.py once per (framework, device) in a fresh process, started
+by the one spawner (mlbench.launcher: the cell environment, timeout, process-group kill, Ctrl-C;
+CPU pinning by the worker), the cache
 <run_dir>/ceilings.json (reused while the host, the framework version, the matrix size and the
 tf32 setting are unchanged), and the MFU rule: ONE yardstick per device and precision, the best
 matmul FLOP/s any framework reached there in the run (yardsticks), so MFU ranks cells exactly as
@@ -15,18 +16,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import selectors
-import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
-from . import catalog, sysinfo
+from . import catalog, launcher, sysinfo
+from .protocol import CeilingRequest
 from .store import atomic_write
 
 CEILINGS_JSON = "ceilings.json"
 CPU_SIZE, GPU_SIZE = 2048, 8192
 ROUNDS = 3  # interleaved rounds per (framework, device); the best round counts
+Launch = Callable[..., dict]  # launcher.launch, or an executor's (Executor.launch)
 
 
 def worker_script() -> Path:
@@ -39,74 +40,22 @@ def _host_key() -> dict:
             "gpus": [g.get("name") for g in h.get("gpus") or []]}
 
 
-def _env(device: str, threads: int) -> dict[str, str]:
-    """The same variables mlbench.launcher.device_env sets for a cell on `device`."""
-    from .launcher import device_env
-    return device_env(device, threads, 0)
-
-
-def run_worker(python: str, request: dict, req_path: Path, log_path: Path,
-               timeout_s: float) -> dict:
-    """One ceiling worker process; returns {"status": ok|skipped|failed|timeout|crashed, ...}."""
-    req_path.write_text(json.dumps(request, indent=1))
-    argv = [python, "-u", str(worker_script()), "--request", str(req_path)]
-    hello, final = None, None
-    with open(log_path, "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err, env=_env(request["device"], request["threads"]),
-                                start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    buf = b""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    timed_out = False
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            if not sel.select(timeout=min(1.0, left)):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(msg, dict) and msg.get("type") == "hello":
-                    hello = msg
-                elif isinstance(msg, dict) and msg.get("type") in ("result", "skip", "error"):
-                    final = final or msg
-    finally:
-        sel.close()
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
-        rc = proc.wait()
-        proc.stdout.close()
-    if final and final["type"] == "result":
-        return {"status": "ok", "hello": hello, **{k: v for k, v in final.items()
-                                                   if k not in ("protocol", "type")}}
-    if timed_out:
-        return {"status": "timeout", "reason": f"exceeded {timeout_s:g} s"}
-    if final and final["type"] == "skip" and final.get("kind") == "device" \
-            and request["device"].startswith("cuda"):
-        # NVML sees the device (only present devices are measured): a framework that cannot
-        # use it is broken, not skipped
-        return {"status": "failed", "reason": f"{request.get('framework')} cannot use "
-                f"{request['device']}, which NVML sees: {final.get('reason')}"}
-    if final and final["type"] == "skip":
-        return {"status": "skipped", "reason": final.get("reason")}
-    if final:
-        return {"status": "failed", "reason": f"{final.get('error_type')}: {final.get('message')}"}
-    return {"status": "crashed", "reason": f"exit code {rc} without a final message"}
+def run_worker(python: str, request: dict, job_dir: Path, timeout_s: float,
+               stop: launcher.Stop | None = None, launch: Launch | None = None) -> dict:
+    """One ceiling worker process, started like every worker (`launch`: the one spawner,
+    mlbench.launcher.launch, unless an executor passes its own): the cell environment, the
+    timeout, the process-group kill, Ctrl-C. Returns {"status": ok|skipped|failed|oom|timeout|
+    crashed|interrupted, "reason", "hello", and the result message's fields when ok}."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job = launcher.Job(worker_script(), python, request, request["framework"],
+                       request["device"], int(request["threads"]), timeout_s)
+    rec = (launch or launcher.launch)(job, job_dir, stop or launcher.Stop())
+    final = rec.get("final") or {}
+    out = {"status": rec["status"], "reason": rec.get("reason"), "hello": rec.get("hello"),
+           "stderr_log": rec.get("stderr_log")}
+    if rec["status"] == "ok":
+        out.update({k: v for k, v in final.items() if k not in ("protocol", "type")})
+    return out
 
 
 def _entry_reusable(entry: dict, version: str | None, size: int, tf32: bool,
@@ -143,7 +92,8 @@ def _best_of_rounds(results: list[dict]) -> dict:
 def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict | None = None,
                      threads: int = 0, timeout_s: float = 300.0, size: int | None = None,
                      iterations: int = 10, tf32: bool = False,
-                     max_seconds_per_precision: float = 5.0, rounds: int = ROUNDS) -> dict:
+                     max_seconds_per_precision: float = 5.0, rounds: int = ROUNDS,
+                     stop: launcher.Stop | None = None, launch: Launch | None = None) -> dict:
     """Measure (or reuse from <run_dir>/ceilings.json) the matmul ceiling of every framework on
     every device at every precision. Returns {framework: {device: {precision: best FLOP/s}}}
     (precisions skipped by the framework, and failed measurements, are absent). The full record,
@@ -152,7 +102,7 @@ def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict 
     Robust to ordering and to a busy moment: `rounds` rounds, each a fresh worker process per
     (framework, device), interleaved across frameworks (round r starts with the framework after
     the one that started round r-1, so none is always first or always last), best of the rounds
-    per framework."""
+    per framework. `stop` (Ctrl-C) ends the measuring; what was stopped is not reused."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CEILINGS_JSON
@@ -180,12 +130,13 @@ def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict 
         for fw, dev, python, version, n in todo[shift:] + todo[:shift]:
             if results.get((fw, dev)) and results[(fw, dev)][-1].get("status") not in ("ok",):
                 continue  # skipped or broken: another round would say the same
-            request = {"framework": fw, "device": dev, "precisions": list(precisions),
-                       "size": n, "iterations": iterations, "threads": threads,
-                       "tf32": bool(tf32), "max_seconds_per_precision": max_seconds_per_precision}
+            entry = catalog.REGISTRY.get(fw)
+            request = CeilingRequest(
+                framework=fw, backend=entry.ceiling if entry else None, device=dev,
+                precisions=list(precisions), size=n, iterations=iterations, threads=threads,
+                tf32=bool(tf32), max_seconds_per_precision=max_seconds_per_precision).to_wire()
             tag = f"{fw}-{dev.replace(':', '')}-r{r}"
-            res = run_worker(python, request, work / f"{tag}.request.json",
-                             work / f"{tag}.stderr.log", timeout_s)
+            res = run_worker(python, request, work / tag, timeout_s, stop, launch)
             results.setdefault((fw, dev), []).append({**res, "round": r})
     for fw, dev, python, version, n in todo:
         doc["entries"][f"{fw}|{dev}"] = {"framework": fw, "device": dev, "size": n,

@@ -1,7 +1,9 @@
 """Executors: how cells reach workers. The runner hands over cells and gets attempt records back.
 
 An executor is a class with `run` (cells in, one attempt record per cell out, as each finishes),
-`describe` (where cells run, for run.json) and `close`. `LocalExecutor` runs cells one at a time
+`describe` (where cells run, for run.json), `on_each_kind` (the gate and the ceilings once per
+node kind), `launch` (one worker that is not a cell: a gate process, a ceiling; every worker,
+cells included, starts through mlbench.launcher.launch, the one spawner) and `close`. `LocalExecutor` runs cells one at a time
 on this machine: CPU cells must never overlap (they would measure each other). The Ray executor
 (mlbench.ray_executor, imported only when chosen) runs them in parallel over a Ray cluster through
 the same launcher. Every attempt record carries `placement`: where it ran. Must not import any ML
@@ -42,6 +44,12 @@ class Executor(Protocol):
         holding that node alone: {kind: {"node_id", "hostname", "result" or "error"}}."""
         ...
 
+    def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
+               on_message: Callable[[dict], None] = lambda m: None) -> dict:
+        """Start one worker that is not a cell (a gate process, a ceiling) where this executor
+        runs workers, through the one spawner; its attempt record."""
+        ...
+
 
 def local_placement(cell: Cell) -> dict:
     """Where a local cell ran: this host, the cell's own GPU index."""
@@ -68,6 +76,10 @@ class LocalExecutor:
 
     def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
         return {"local": {"node_id": None, "hostname": platform.node(), "result": fn(*args)}}
+
+    def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
+               on_message: Callable[[dict], None] = lambda m: None) -> dict:
+        return launcher.launch(job, job_dir, stop, on_message)
 
     def close(self) -> None:
         pass

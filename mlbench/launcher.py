@@ -1,9 +1,12 @@
-"""Run one cell in a fresh worker process and classify what happened.
+"""The one spawner: every worker process mlbench starts (a cell, the gate, a ceiling) starts here.
 
-Owns the per-cell environment, the request and command files, reading the JSON-line protocol,
-the wall-clock timeout that kills the worker's whole process group, host-memory and GPU sampling,
-and the attempt record with its status: ok, skipped, failed, oom, timeout, crashed, interrupted.
-A broken worker is data, never an exception. Must not import any ML framework.
+Owns the worker's environment (one builder: device, threads, the framework's own variables),
+the request and command files, reading the JSON-line protocol (parsed by mlbench.protocol), the
+wall-clock timeout that kills the worker's whole process group, Ctrl-C/SIGTERM (`Stop`),
+host-memory and GPU sampling, the stderr log, and the attempt record with its status: ok,
+skipped, failed, oom, timeout, crashed, interrupted. `launch` runs any `Job`; `run_cell` is a
+sweep cell's job plus the cell's identity in the record. A broken worker is data, never an
+exception. Must not import any ML framework.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, gpu, sysinfo
+from . import catalog, gpu, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -29,13 +32,13 @@ SAMPLE_EVERY_S = 0.5
 STDERR_TAIL = 4000
 EXIT_GRACE_S = 30.0
 EXIT_WAIT_S = 2.0  # after EOF on the protocol stream, before the process group is killed
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS")
 
 
 @dataclass
 class Stop:
-    """Set by the runner's signal handler: stop the running cell, record it as interrupted."""
+    """Set by the runner's signal handler: stop the running worker, record it as interrupted."""
     requested: bool = False
     signal_name: str = ""
 
@@ -46,6 +49,32 @@ OOM_MARKERS = ("memoryerror", "out of memory", "resource exhausted", "resource_e
                "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
                "cudnn_status_not_enough_workspace", "failed to allocate",
                "memory allocation still failed", "cannot allocate memory")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker process to start: a cell, one gate process, one ceiling measurement.
+
+    `script`: the worker file; `request`: the request file's content (mlbench.protocol);
+    `framework`: the base framework (its extra environment, and the reasons given);
+    `assigned_gpu`: the GPU index a scheduler (Ray) gave it, seen instead of `device`'s."""
+    script: Path
+    python: str
+    request: dict
+    framework: str
+    device: str
+    threads: int
+    timeout_s: float
+    seed: int = 0
+    log_tag: str = "r0"  # the stderr log: stderr-<log_tag>-<timestamp>.log
+    assigned_gpu: str | None = None
+
+    @property
+    def sampled_device(self) -> str:
+        """The device as this process sees it (a Ray-assigned GPU, else `device`)."""
+        if self.assigned_gpu is not None and self.device.startswith("cuda"):
+            return f"cuda:{self.assigned_gpu}"
+        return self.device
 
 
 def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
@@ -67,7 +96,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTEROP_THREADS": "1",
-        **{var: str(threads) for var in _THREAD_VARS},
+        **{var: str(threads) for var in THREAD_VARS},
     })
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
@@ -75,31 +104,42 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
     return env
 
 
+def job_env(job: Job) -> dict[str, str]:
+    """The one environment builder: the device's variables, the framework's own
+    (catalog.Framework.env, e.g. KERAS_BACKEND), and a scheduler's GPU assignment."""
+    env = device_env(job.device, job.threads, job.seed)
+    env.update(catalog.framework_env(job.framework))
+    if job.assigned_gpu is not None and job.device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = job.assigned_gpu
+    return env
+
+
+def cell_job(cell: Cell, assigned_gpu: str | None = None) -> Job:
+    return Job(catalog.worker_script(cell.framework), cell.python, cell.request, cell.framework,
+               cell.device, int(cell.request["threads"]), cell.timeout_s,
+               int(cell.request["seed"]), f"r{cell.repeat}", assigned_gpu)
+
+
 def cell_env(cell: Cell) -> dict[str, str]:
-    return device_env(cell.device, cell.request["threads"], cell.request["seed"])
+    return job_env(cell_job(cell))
 
 
-def command(cell: Cell, request_path: Path) -> list[str]:
-    return [cell.python, "-u", str(catalog.worker_script(cell.framework)), "--request",
-            str(request_path)]
+def command(job: Job, request_path: Path) -> list[str]:
+    return [job.python, "-u", str(job.script), "--request", str(request_path)]
 
 
-def prepare(cell: Cell, cell_dir: Path,
-            assigned_gpu: str | None = None) -> tuple[list[str], dict[str, str]]:
-    """Write request.json and command.txt: any cell can be rerun by hand from these.
-    `assigned_gpu`: the GPU a scheduler (Ray) gave this cell, seen instead of cell.device's."""
-    req_path = cell_dir.resolve() / "request.json"
-    req_path.write_text(json.dumps(cell.request, indent=1))
-    argv = command(cell, req_path)
-    env = cell_env(cell)
-    if assigned_gpu is not None and cell.device.startswith("cuda"):
-        env["CUDA_VISIBLE_DEVICES"] = assigned_gpu
+def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """Write request.json and command.txt: any worker can be rerun by hand from these."""
+    req_path = job_dir.resolve() / "request.json"
+    req_path.write_text(json.dumps(job.request, indent=1))
+    argv = command(job, req_path)
+    env = job_env(job)
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", *_THREAD_VARS)}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", *THREAD_VARS, *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
-    (cell_dir / "command.txt").write_text(line + "\n")
+    (job_dir / "command.txt").write_text(line + "\n")
     return argv, env
 
 
@@ -109,6 +149,7 @@ class _Watch:
     final: dict | None = None
     noise: list[str] = field(default_factory=list)
     peak_rss: int = 0
+    foreign: int | None = None  # the protocol version of a worker that speaks another one
 
 
 def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
@@ -119,13 +160,7 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
     `assigned_gpu`: the GPU index (PCI order) a scheduler (Ray) assigned to a GPU cell. The
     worker then sees that GPU, it is the one sampled, and its presence is the scheduler's word
     (Ray only assigns GPUs its node declares), not NVML's check of the cell's own index."""
-    argv, env = prepare(cell, cell_dir, assigned_gpu)
-    assigned = assigned_gpu is not None and cell.device.startswith("cuda")
-    device = f"cuda:{assigned_gpu}" if assigned else cell.device
-    started = datetime.now(timezone.utc)
-    stamp = started.strftime("%Y%m%dT%H%M%S%f")
-    stderr_path = cell_dir / f"stderr-r{cell.repeat}-{stamp}.log"
-    record = {
+    head = {
         "run_id": None, "cell_id": cell.cell_id, "repeat": cell.repeat,
         "fingerprint": cell.fingerprint, "framework": cell.competitor,
         # the variant (framework label) above; what it runs on and in which mode here
@@ -133,19 +168,43 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         "model": cell.model.name,
         "model_label": cell.model.id_label, "model_options": cell.model.model_options,
         "device": cell.device, "batch_size": cell.batch_size, "precision": cell.precision,
-        "command": argv, "stderr_log": str(stderr_path.relative_to(cell_dir.parent.parent)),
+    }
+    record = launch(cell_job(cell, assigned_gpu), cell_dir, stop, on_message)
+    log = record.get("stderr_log")
+    if log is not None:
+        record["stderr_log"] = str(Path(log).relative_to(cell_dir.parent.parent))
+    record.pop("final", None)
+    return {**head, **record}
+
+
+def launch(job: Job, job_dir: Path, stop: Stop,
+           on_message: Callable[[dict], None] = lambda m: None) -> dict:
+    """Start `job`'s worker in a fresh process group, read its protocol stream, enforce the
+    timeout and the stop request, kill the whole group, classify. Returns the attempt record
+    (status, reason, hello, metrics, stderr log, ...; `final`: the final message itself)."""
+    argv, env = prepare(job, job_dir)
+    assigned = job.assigned_gpu is not None and job.device.startswith("cuda")
+    device = job.sampled_device
+    started = datetime.now(timezone.utc)
+    stamp = started.strftime("%Y%m%dT%H%M%S%f")
+    stderr_path = job_dir / f"stderr-{job.log_tag}-{stamp}.log"
+    record = {
+        "command": argv, "stderr_log": str(stderr_path),
         "started_at": started.isoformat(),
         "machine_before": sysinfo.load_now(),
         "device_before": gpu.device_state(device),
     }
     watch = _Watch()
     t0 = time.monotonic()
-    timed_out = False
-    if not assigned and not gpu.device_present(cell.device):
-        # No NVIDIA driver or fewer GPUs than the index: no framework could run this cell.
+    if not assigned and not gpu.device_present(job.device):
+        # No NVIDIA driver or fewer GPUs than the index: no framework could run this job.
         record["stderr_log"] = None
-        return _finish(record, t0, "skipped", f"device {cell.device} not present on this "
+        return _finish(record, t0, "skipped", f"device {job.device} not present on this "
                        f"machine ({gpu.describe()})", None, None, stderr_path, watch)
+    if stop.requested:  # stopped before it started: nothing to kill
+        record["stderr_log"] = None
+        return _finish(record, t0, "interrupted", f"stopped by {stop.signal_name or 'the user'}",
+                       None, None, stderr_path, watch)
     try:
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -155,8 +214,9 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
                        stderr_path, watch)
     sampler = gpu.ProcessSampler(proc.pid, device)
+    timed_out = False
     try:
-        timed_out = _pump(proc, cell, stop, watch, sampler, on_message)
+        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, on_message)
         if not timed_out and not stop.requested:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
@@ -166,13 +226,13 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         rc = proc.wait()
         proc.stdout.close()
     record["gpu"] = sampler.summary()
-    return _classify(record, t0, rc, timed_out, stop, cell, stderr_path, watch)
+    return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 
-def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
+def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
           sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None]) -> bool:
     """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
-    deadline = time.monotonic() + cell.timeout_s
+    deadline = time.monotonic() + timeout_s
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     fd = proc.stdout.fileno()
@@ -219,67 +279,26 @@ def _pump(proc: subprocess.Popen, cell: Cell, stop: Stop, watch: _Watch,
 
 
 def _handle_line(line: bytes, watch: _Watch, on_message: Callable[[dict], None]) -> None:
-    """One protocol line. Survives any bytes: noise is kept (a little) for the record; a final
-    message the store could not hold (NaN, Infinity, ill-typed metrics) becomes a worker error,
-    so the attempt is recorded `failed` with the reason and the sweep goes on."""
-    if not line.strip():
+    """One protocol line (mlbench.protocol.parse_line). Noise is kept (a little) for the
+    record; a final message the store could not hold (NaN, ill-typed metrics) arrives as a
+    protocol error, so the attempt is recorded `failed` with the reason and the sweep goes on;
+    a message of another protocol version is remembered for the reason."""
+    got = protocol.parse_line(line)
+    if got.foreign is not None and watch.foreign is None:
+        watch.foreign = got.foreign
+    if got.noise is not None and len(watch.noise) < 20:
+        watch.noise.append(got.noise)
+    msg = got.message
+    if msg is None:
         return
-    bad: list[str] = []
-
-    def constant(name: str) -> float:
-        bad.append(name)
-        return 0.0
-
-    try:
-        msg = json.loads(line, parse_constant=constant)
-        if not isinstance(msg, dict) or msg.get("protocol") != 1 or "type" not in msg:
-            raise ValueError("not a protocol message")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        if len(watch.noise) < 20:
-            watch.noise.append(line[:200].decode("utf-8", "replace"))
-        return
-    kind = msg["type"]
-    problem = f"{bad[0]} in the worker's {kind} message (not JSON)" if bad else None
-    if problem is None and kind == "result":
-        problem = _metrics_problem(msg.get("metrics"))
-    if problem is not None:
-        if kind not in ("result", "skip", "error"):
-            if len(watch.noise) < 20:
-                watch.noise.append(f"<{kind} message dropped: {problem}>")
-            return
-        msg = {"protocol": 1, "type": "error", "kind": "protocol", "error_type": "ProtocolError",
-               "message": f"unusable {kind} message: {problem}"}
-    elif kind == "skip":
-        msg["reason"] = _text(msg.get("reason"))
-    elif kind == "error":
-        msg.update({k: _text(msg.get(k)) for k in ("kind", "error_type", "message", "traceback")
-                    if msg.get(k) is not None})
-    if kind == "hello":
+    if msg["type"] == "hello":
         watch.hello = {k: v for k, v in msg.items() if k not in ("protocol", "type")}
-    elif msg["type"] in ("result", "skip", "error") and watch.final is None:
+    elif msg["type"] in protocol.FINAL and watch.final is None:
         watch.final = msg
     try:
         on_message(msg)
     except (TypeError, ValueError, KeyError, AttributeError):
         pass  # the progress display choked on an odd field: the measurement goes on
-
-
-def _text(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)[:2000]
-
-
-def _metrics_problem(metrics) -> str | None:
-    """Why a result's metrics could not be stored and read back, or None."""
-    from pydantic import ValidationError
-
-    from . import records
-    try:
-        records.Metrics.model_validate(metrics)
-    except ValidationError as exc:
-        return f"metrics {records.first_problem(exc)}"
-    except RecursionError:
-        return "metrics nested too deeply"
-    return None
 
 
 def _ps(pid: int):
@@ -353,7 +372,7 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cell: Cell,
+def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, job: Job,
               stderr_path: Path, watch: _Watch) -> dict:
     final = watch.final
     sig = signal.Signals(-rc).name if rc < 0 and -rc in signal.Signals._value2member_map_ \
@@ -363,16 +382,16 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
         status, reason = "ok", None
         record["metrics"] = final.get("metrics")
     elif timed_out:
-        status, reason = "timeout", f"exceeded the {cell.timeout_s:g} s limit; process group " \
+        status, reason = "timeout", f"exceeded the {job.timeout_s:g} s limit; process group " \
                                     "killed"
     elif stop.requested:
         status, reason = "interrupted", f"stopped by {stop.signal_name or 'the user'}"
     elif final is not None and final["type"] == "skip" and final.get("kind") == "device" \
-            and cell.device.startswith("cuda"):
+            and job.device.startswith("cuda"):
         # NVML saw the GPU (else the cell never started): a framework that cannot use it is
         # broken (plugin missing, driver too old), not a cell to leave out quietly
         status = "failed"
-        reason = (f"{cell.framework} cannot use {cell.device}, which NVML sees: "
+        reason = (f"{job.framework} cannot use {job.device}, which NVML sees: "
                   f"{final.get('reason')}")
     elif final is not None and final["type"] == "skip":
         status, reason = "skipped", final.get("reason")
@@ -384,6 +403,8 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, cel
         prefix = "diverged: " if kind == "diverged" else f"{final.get('error_type', 'Error')}: "
         reason = prefix + str(final.get("message", ""))[:1000]
         record["traceback"] = final.get("traceback")
+    elif watch.foreign is not None:
+        status, reason = "crashed", protocol.version_mismatch(watch.foreign)
     else:
         tail = _tail(stderr_path)
         if sig:
@@ -416,6 +437,7 @@ def _finish(record: dict, t0: float, status: str, reason: str | None, exit_code:
     peaks = [p for p in (watch.peak_rss, worker_peak) if p]
     record["host_peak_rss_bytes"] = max(peaks) if peaks else None
     record.setdefault("metrics", None)
+    record["final"] = watch.final
     return record
 
 

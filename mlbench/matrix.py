@@ -19,6 +19,7 @@ import psutil
 
 from . import catalog
 from .config import Config, ModelEntry
+from .protocol import BenchRequest
 
 # Request fields that do not change what is measured, left out of the fingerprint.
 _NOT_FINGERPRINTED = ("cell_id", "repeat", "timeout_s")
@@ -76,23 +77,20 @@ def expand(config: Config) -> list[Cell]:
                                      model.id_label):
                             continue
                         cid = cell_id(var.label, model.id_label, device, bs, prec)
-                        data = model.data  # absolute: config.load_config resolves it
-                        request = {
-                            "protocol": 1, "mode": "benchmark", "cell_id": cid,
-                            "framework": fw, "model": model.name,
-                            "model_options": model.model_options, "device": device,
-                            "batch_size": bs, "precision": prec, "epochs": config.epochs,
-                            "seed": config.seed,
-                            "train_samples": model.train_samples or config.train_samples,
-                            "eval_samples": model.eval_samples or config.eval_samples,
-                            "warmup_iterations": config.warmup_iterations,
-                            "timed_iterations": config.timed_iterations,
-                            "threads": threads, "tf32": config.tf32, "options": options,
-                            "init": config.init,
-                            "data_path": data, "memory_limit_mb": config.memory_limit_mb,
-                        }
-                        if model.source is not None:  # its file's hash: fingerprinted
-                            request["user_model"] = model.user_model
+                        request = BenchRequest(
+                            cell_id=cid, framework=fw, model=model.name,
+                            model_options=model.model_options, device=device, batch_size=bs,
+                            precision=prec, epochs=config.epochs, seed=config.seed,
+                            train_samples=model.train_samples or config.train_samples,
+                            eval_samples=model.eval_samples or config.eval_samples,
+                            warmup_iterations=config.warmup_iterations,
+                            timed_iterations=config.timed_iterations, threads=threads,
+                            tf32=config.tf32, options=options, init=config.init,
+                            data_path=model.data,  # absolute: config.load_config resolves it
+                            memory_limit_mb=config.memory_limit_mb,
+                            # a user's model file's hash: fingerprinted
+                            user_model=model.user_model if model.source is not None else None,
+                        ).to_wire()
                         fp = fingerprint(request)
                         for r in range(config.repeats):
                             cells.append(Cell(cid, fw, model, device, bs, prec, r,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import catalog, ceiling, gpu, verify
+from . import catalog, ceiling, gpu, launcher, verify
 from .config import Config
 from .matrix import resolve_threads
 
@@ -30,9 +30,13 @@ def gated_variants(config: Config) -> list[str]:
             if v.framework in catalog.FRAMEWORKS and v.framework != "numpy"]
 
 
-def run_gate(config: Config, out_dir: Path, say: Say, again: bool) -> verify.VerifyReport | None:
+def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
+             stop: launcher.Stop | None = None,
+             launch: verify.Launch | None = None) -> verify.VerifyReport | None:
     """The equivalence gate for the sweep's models and frameworks (skipped when already done for
-    this run and `again` is false, or when there is nothing to compare)."""
+    this run and `again` is false, or when there is nothing to compare). Its workers start
+    through `launch` (an executor's, else the one spawner) and stop with `stop`; a stopped
+    gate returns None."""
     frameworks = gated_variants(config)
     if not config.verify or not frameworks:
         return None
@@ -44,7 +48,10 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool) -> verify.Ver
         return None
     say(f"equivalence gate: {len(config.models)} model(s) x {len(frameworks)} framework(s) "
         f"on {', '.join(devices)} ...")
-    report = verify.verify_models(config, out_dir, frameworks=frameworks, devices=devices)
+    report = verify.verify_models(config, out_dir, frameworks=frameworks, devices=devices,
+                                  stop=stop, launch=launch)
+    if stop is not None and stop.requested:
+        return None
     failed = report.failed()
     if failed:
         say(f"equivalence gate: {len(failed)} row(s) FAILED; their speed comparisons will be "
@@ -56,8 +63,10 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool) -> verify.Ver
     return report
 
 
-def measure(config: Config, out_dir: Path, say: Say) -> dict | None:
-    """The matmul ceiling of every framework on every present device at every precision."""
+def measure(config: Config, out_dir: Path, say: Say, stop: launcher.Stop | None = None,
+            launch: verify.Launch | None = None) -> dict | None:
+    """The matmul ceiling of every framework on every present device at every precision
+    (started through `launch`, stopped by `stop`, as the gate)."""
     frameworks = real_frameworks(config)
     devices = [d for d in config.devices if gpu.device_present(d)]
     if not config.ceiling or not frameworks or not devices:
@@ -69,4 +78,5 @@ def measure(config: Config, out_dir: Path, say: Say) -> dict | None:
     say("device ceilings (large matrix products) ...")
     return ceiling.measure_ceilings(out_dir, frameworks, devices, config.precisions,
                                     python_for=pythons, threads=resolve_threads(config),
-                                    timeout_s=min(config.timeout_s, 600), tf32=config.tf32)
+                                    timeout_s=min(config.timeout_s, 600), tf32=config.tf32,
+                                    stop=stop, launch=launch)

@@ -377,6 +377,13 @@ class RayExecutor:
             out[kind] = entry
         return out
 
+    def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
+               on_message: Callable[[dict], None] = lambda m: None) -> dict:
+        """A gate or ceiling worker of the driver's own preflight: the one spawner, here. The
+        nodes that run cells measure their own through on_each_kind (gate_here,
+        ceilings_here), each with the same spawner on its node."""
+        return launcher.launch(job, job_dir, stop, on_message)
+
     def options(self, cell: Cell) -> dict:
         """The Ray task options of a cell: its resources, and no retry ever (a benchmark rerun
         is explicit: --failed)."""

@@ -5,7 +5,8 @@ in the report.
 
 The models check the fields readers rely on and allow the rest (extra="allow"): older and newer
 files keep their extra keys; a validated record is handed on as the dict it was read as.
-Also owns parsing JSON text defensively (depth bounded, NaN/Infinity refused).
+Also the typed messages a worker writes (mlbench.protocol validates each line against them), and
+owns parsing JSON text defensively (depth bounded, NaN/Infinity refused).
 Must not import any ML framework.
 """
 from __future__ import annotations
@@ -64,6 +65,42 @@ class Metrics(_Open):
     memory: Memory | None = None
     settings: dict[str, Any] | None = None
     flops_per_sample: dict[str, Number | None] | None = None
+
+
+# --- the messages a worker writes (workers/wire.py; parsed by mlbench.protocol) -----------------
+
+class Hello(_Open):
+    pid: int | None = None
+    python: str | None = None
+    framework: str | None = None
+    framework_version: str | None = None
+    import_s: Number | None = None
+
+
+class Progress(_Open):
+    phase: str | None = None
+
+
+class Result(_Open):
+    """A final answer: `metrics` (a cell, the gate, a count) or `ceilings` (a ceiling worker)."""
+    metrics: Metrics | None = None
+    ceilings: dict[str, dict[str, Any]] | None = None
+
+
+class Skip(_Open):
+    reason: str | None = None
+    kind: str | None = None
+
+
+class Error(_Open):
+    kind: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+MESSAGE_MODELS: dict[str, type[_Open]] = {"hello": Hello, "progress": Progress,
+                                           "result": Result, "skip": Skip, "error": Error}
 
 
 class Attempt(_Open):

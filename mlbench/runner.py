@@ -184,24 +184,19 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         todo, kept = select(cells, previous, plan)
         todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's
         run["order"] = order.as_record(todo)
-        if todo:
-            run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
-            preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new")
-            run["ceilings"] = preflight.measure(config, out_dir, hooks.note)
-            if config.executor.kind == "ray":
-                # the gate and the ceilings where the cells run: once per node kind
-                from .ray_executor import ceilings_here, gate_here
-                host = run["host"]["hostname"]
-                if config.verify and preflight.real_frameworks(config):
-                    run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
-                if run["ceilings"] is not None:
-                    run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
-            store.write_run(run)
+        stop = Stop()
+        old = _install_signals(stop)  # Ctrl-C stops the gate and the ceilings too
+        try:
+            if todo:
+                _preflight(config, out_dir, plan, hooks, ex, run, stop)
+                store.write_run(run)
+        except BaseException:
+            _restore_signals(old)
+            ex.close()
+            raise
         del previous
         store.drop_records()
         by_key = {c.key: c for c in todo}
-        stop = Stop()
-        old = _install_signals(stop)
         ran = 0
         failure: BaseException | None = None
         try:
@@ -247,6 +242,27 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
                        stop.signal_name if stop.requested else None)
+
+
+def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,
+               run: dict, stop: Stop) -> None:
+    """The gate and the ceilings before the cells, their workers started through the executor
+    (ex.launch) and stopped by Ctrl-C; on a cluster also once per node kind, where cells run."""
+    run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
+    preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new", stop=stop,
+                       launch=ex.launch)
+    if stop.requested:
+        return
+    run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
+                                       launch=ex.launch)
+    if config.executor.kind == "ray" and not stop.requested:
+        # the gate and the ceilings where the cells run: once per node kind
+        from .ray_executor import ceilings_here, gate_here
+        host = run["host"]["hostname"]
+        if config.verify and preflight.real_frameworks(config):
+            run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
+        if run["ceilings"] is not None:
+            run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
 
 
 def _warnings(latest: list[dict], run_dir: Path | None = None) -> dict:

@@ -78,10 +78,14 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     return attempts, warnings
 
 
-# The head of every line Store.append writes (the launcher's record starts run_id, cell_id,
-# repeat). Matching it lets resume find the latest line per cell without parsing 100,000 lines
-# of step times; a line that does not match is parsed in full, so other writers still work.
-_HEAD = re.compile(rb'\{"run_id": (?:null|"[^"\\]*"), "cell_id": "([^"\\]*)", "repeat": (\d+),')
+# The head of every line Store.append writes: it puts the identity first, whatever the order
+# of the record it is given. Matching it lets resume find the latest line per cell without
+# parsing 100,000 lines of step times; a line that does not match (another writer, another key
+# order, an escaped id) is parsed in full, so any valid line still counts. _OLD_HEAD: the
+# lines of mlbench <= 0.1 (the launcher's record began run_id, cell_id, repeat).
+_HEAD = re.compile(rb'\{"cell_id": "([^"\\]*)", "repeat": (\d+)[,}]')
+_OLD_HEAD = re.compile(rb'\{"run_id": (?:null|"[^"\\]*"), "cell_id": "([^"\\]*)", '
+                       rb'"repeat": (\d+),')
 
 
 @dataclass
@@ -109,7 +113,7 @@ def scan_latest(path: Path) -> Index:
         for raw in fh:
             lineno += 1
             start, offset = offset, offset + len(raw)
-            m = _HEAD.match(raw)
+            m = _HEAD.match(raw) or _OLD_HEAD.match(raw)
             if m:
                 key = (m[1].decode("utf-8", "replace"), int(m[2]))
             else:
@@ -284,7 +288,9 @@ class Store:
         last line, which readers skip. A failed write (disk full) is taken back, so the lines
         before it stay exactly as they were, and becomes a UserError."""
         index = self.index()
-        record = {**record, "schema": SCHEMA, "order": self._order + 1}
+        # identity first (the head scan_latest reads), then the rest in the record's order
+        record = {"cell_id": record.get("cell_id"), "repeat": record.get("repeat", 0),
+                  **record, "schema": SCHEMA, "order": self._order + 1}
         line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
         what = f"could not store the attempt of cell {record.get('cell_id')}"
         try:

@@ -45,10 +45,10 @@ def host() -> dict:
 
 def framework_version(framework: str, python: str | None = None) -> str | None:
     """Installed version of the framework's main distribution, or None when not installed."""
-    dist = catalog.DISTRIBUTIONS.get(framework)
-    if dist is None:
+    entry = catalog.REGISTRY.get(framework)
+    names = list(entry.distributions) if entry else []
+    if not names:
         return None
-    names = [dist] + (["tensorflow-cpu"] if dist == "tensorflow" else [])
     if python in (None, sys.executable):
         for name in names:
             try:

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import catalog
+from . import catalog, launcher
 from .config import Config
-from .launcher import Stop, run_cell
-from .matrix import Cell, fingerprint, resolve_threads
+from .matrix import resolve_threads
+from .protocol import VerifyRequest
 
 VERIFY_JSON = "verify.json"
 VERIFY_STEPS = 3
@@ -146,27 +147,29 @@ def load(path: Path) -> VerifyReport:
 
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Group:
-    """The `model` of a verify Cell: the launcher records these three fields."""
-    name: str = "verify"
-    id_label: str = "verify"
-    model_options: dict = field(default_factory=dict)
+Launch = Callable[..., dict]  # launcher.launch, or an executor's (Executor.launch)
 
 
 def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
                   precisions: list[str] | None = None, devices: list[str] | None = None,
                   perturb: dict[str, str] | None = None, timeout_s: float | None = None,
-                  on_record: Callable[[str, dict], None] | None = None) -> VerifyReport:
+                  on_record: Callable[[str, dict], None] | None = None,
+                  stop: launcher.Stop | None = None,
+                  launch: Launch | None = None) -> VerifyReport:
     """Run the gate for the models of `config` and write `<out_dir>/verify.json`.
 
     frameworks/precisions/devices default to the config's (the dummy worker is left out; the
     numpy reference runs on the CPU at fp32 whenever an mlp is in the sweep). `perturb`
     ({framework: 'bn_eps'|'ln_eps'|'bn_momentum'}) is test-only: it deliberately alters that
     framework's model. `on_record(label, attempt_record)` is called after each worker process.
+    Every worker starts through `launch` (the one spawner, mlbench.launcher.launch, unless an
+    executor passes its own) and stops with `stop` (Ctrl-C): a gate stopped half-way is not
+    written (nothing half-checked is kept as a verdict).
     TF32 is always off in the gate (it checks the model, not the speed knobs).
     """
     t0 = time.monotonic()
+    stop = stop or launcher.Stop()
+    launch = launch or launcher.launch
     out_dir = Path(out_dir)
     work = out_dir / "verify"
     work.mkdir(parents=True, exist_ok=True)
@@ -189,21 +192,21 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
                                                      "default")
         fw = var.framework
         tag = f"{label}-{device.replace(':', '')}-{precision}"
-        cell_dir = work / tag
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        request = {"protocol": 1, "mode": "verify", "cell_id": f"verify-{tag}", "framework": fw,
-                   "device": device, "precision": precision, "seed": config.seed,
-                   "threads": threads, "tf32": False,
-                   "options": dict(var.options), "batch_size": VERIFY_BATCH,
-                   "verify_steps": VERIFY_STEPS, "verify_dir": str(cell_dir.resolve()),
-                   "models": models, "memory_limit_mb": config.memory_limit_mb,
-                   "perturb": perturb.get(label, perturb.get(fw)), "repeat": 0}
+        job_dir = work / tag
+        job_dir.mkdir(parents=True, exist_ok=True)
+        request = VerifyRequest(
+            cell_id=f"verify-{tag}", framework=fw, device=device, precision=precision,
+            seed=config.seed, threads=threads, options=dict(var.options),
+            batch_size=VERIFY_BATCH, verify_steps=VERIFY_STEPS,
+            verify_dir=str(job_dir.resolve()), models=models,
+            memory_limit_mb=config.memory_limit_mb,
+            perturb=perturb.get(label, perturb.get(fw))).to_wire()
         settings = config.framework_settings.get(fw)
-        python = settings.python if settings and settings.python else _python()
-        cell = Cell(f"verify-{tag}", fw, _Group(), device, VERIFY_BATCH, precision, 0, request,
-                    fingerprint(request), python, timeout_s or config.timeout_s, label,
-                    var.mode, dict(var.options))
-        record = run_cell(cell, cell_dir, Stop())
+        python = settings.python if settings and settings.python else sys.executable
+        job = launcher.Job(catalog.worker_script(fw), python, request, fw, device, threads,
+                           timeout_s or config.timeout_s, config.seed)
+        record = launch(job, job_dir, stop)
+        record.pop("final", None)
         if on_record:
             on_record(tag, record)
         if record["status"] != "ok":
@@ -227,18 +230,14 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
                 rows += r
                 pairs += p
     report = VerifyReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
-    report.write(out_dir)
+    if not stop.requested:
+        report.write(out_dir)
     return report
 
 
 def _options(config: Config, fw: str) -> dict:
     s = config.framework_settings.get(fw)
     return dict(s.options) if s else {}
-
-
-def _python() -> str:
-    import sys
-    return sys.executable
 
 
 # --- comparison --------------------------------------------------------------------------------

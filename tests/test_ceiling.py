@@ -54,7 +54,7 @@ def test_rounds_interleave_frameworks_and_the_best_round_counts(tmp_path, monkey
     speed = {("a", 0): 5.0, ("a", 1): 9.0, ("a", 2): 7.0, ("b", 0): 3.0, ("b", 1): 2.0,
              ("b", 2): 4.0, ("c", 0): 1.0, ("c", 1): 1.0, ("c", 2): 1.0}
 
-    def fake_worker(python, request, req_path, log_path, timeout_s):
+    def fake_worker(python, request, job_dir, timeout_s, stop=None, launch=None):
         fw, r = request["framework"], len([c for c in calls if c[0] == request["framework"]])
         calls.append((fw, r))
         if fw == "c":

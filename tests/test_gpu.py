@@ -163,7 +163,8 @@ def test_gpu_cell_env_forbids_jax_cpu_fallback_and_evens_memory(nvml, monkeypatc
     c = launcher.device_env("cpu", 2, 7)
     assert c["JAX_PLATFORMS"] == "cpu" and c["CUDA_VISIBLE_DEVICES"] == ""
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in c
-    assert ceiling._env("cuda:0", 2)["JAX_PLATFORMS"] == "cuda"  # ceilings run the same way
+    job = launcher.Job(ceiling.worker_script(), sys.executable, {}, "jax", "cuda:0", 2, 60)
+    assert launcher.job_env(job)["JAX_PLATFORMS"] == "cuda"  # ceilings run the same way
 
 
 def _cell(framework: str, device: str) -> Cell:
@@ -194,7 +195,7 @@ def test_ceiling_worker_that_cannot_use_a_gpu_nvml_sees_is_failed(nvml, tmp_path
     nvml(TWO)
     req = {"framework": "pytorch", "device": "cuda:0", "precisions": ["fp32"], "threads": 1,
            "size": 64, "iterations": 1}
-    out = ceiling.run_worker(sys.executable, req, tmp_path / "r.json", tmp_path / "e.log", 120)
+    out = ceiling.run_worker(sys.executable, req, tmp_path / "job", 120)
     assert out["status"] == "failed" and "torch.cuda.is_available() is False" in out["reason"]
 
 

@@ -8,8 +8,9 @@ the reason a precision was skipped. Same discipline as a cell: protocol on the c
 CPU pinning from the request, CUDA_VISIBLE_DEVICES set by the parent, the tf32 setting of the
 sweep applied exactly as the framework workers apply it.
 
-Request (JSON file, `--request`): {framework, device, precisions, size, iterations, threads,
-tf32, max_seconds_per_precision}. Imports the harness, numpy and the one framework only.
+Request (JSON file, `--request`; `mode: ceiling` of workers/wire.py): {framework, backend (its
+entry in BACKENDS; mlbench's framework table names it), device, precisions, size, iterations,
+threads, tf32, max_seconds_per_precision}. Imports the harness, numpy and the one framework only.
 """
 from __future__ import annotations
 
@@ -164,15 +165,16 @@ def main() -> None:
     harness.die_with_parent()
     req = harness.read_request()
     fw = req.get("framework")
+    backend = req["backend"] if "backend" in req else fw  # mlbench's framework table says
     try:
         affinity = harness.pin_cpu_threads(req)
-        if fw not in BACKENDS:
+        if backend not in BACKENDS:
             harness.emit("hello", pid=os.getpid(), python=sys.executable, framework=fw)
             harness.emit("skip", reason=f"no ceiling measurement for framework {fw!r}")
             return
         t0 = time.perf_counter()
         try:
-            info, make = BACKENDS[fw](req)
+            info, make = BACKENDS[backend](req)
         except ImportError as exc:
             harness.emit("hello", pid=os.getpid(), python=sys.executable, framework=fw)
             harness.emit("skip", reason=f"{fw} is not installed in {sys.executable}: {exc}")

@@ -4,7 +4,8 @@ Options (request["options"]): `fault` one of none, raise, exit, segfault, hang, 
 stdout_noise, c_noise, bad_json, huge_line, silence, memory_error, oom (real allocation under the
 cell's memory limit), import_error, nan_result (a result holding NaN/Infinity), inf_hello (a
 hello holding -Infinity), binary (raw bytes on the stream); `phase` (build, train, evaluate,
-inference) where the fault strikes; `sleep_s` simulated work per phase; `fault_repeats` and
+inference) where the fault strikes; `foreign_protocol` (well-formed messages of protocol 99, a
+worker of another mlbench version); `sleep_s` simulated work per phase; `fault_repeats` and
 `fault_batch_sizes` (the repeats and batch sizes the fault applies to; default all); `fault_plan`, a list of
 "<batch_size>:<fault>:<phase>" strings, gives each batch size its own fault and phase, so one
 sweep covers many faults (it overrides `fault` and `phase` for the batch sizes it names).
@@ -28,6 +29,7 @@ import sys
 import time
 
 import harness
+import wire
 
 PHASES = ("build", "train", "evaluate", "inference")
 
@@ -74,6 +76,12 @@ def fault(kind: str) -> None:
         harness._OUT.flush()
         if kind == "nan_result":
             os._exit(0)
+    if kind == "foreign_protocol":
+        # a worker of another mlbench version: well-formed messages of protocol 99
+        for msg in ({"type": "hello", "pid": os.getpid()}, {"type": "result", "metrics": {}}):
+            harness._OUT.write(wire.encode({**msg, "protocol": 99}) + "\n")
+        harness._OUT.flush()
+        os._exit(0)
     if kind == "oom":
         hog = []
         while True:

@@ -21,7 +21,9 @@ import time
 import traceback
 from typing import Any, Callable
 
-PROTOCOL = 1
+import wire
+
+PROTOCOL = wire.PROTOCOL
 _OUT = None  # the protocol stream: a private duplicate of the original fd 1
 
 
@@ -78,20 +80,11 @@ def cpu_name() -> str:
 
 
 def emit(msg_type: str, **fields: Any) -> None:
-    msg = {"protocol": PROTOCOL, "type": msg_type, **fields}
-    line = json.dumps(msg, allow_nan=False, default=_json_default)
+    """Write one protocol message (workers/wire.py) on the claimed stdout."""
+    line = wire.encode(wire.message(msg_type, **fields))
     out = _OUT if _OUT is not None else sys.__stdout__
     out.write(line + "\n")
     out.flush()
-
-
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, without importing numpy here
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
 
 
 def progress(phase: str, **fields: Any) -> None:

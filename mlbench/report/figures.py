@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-COLOURS = {"pytorch": "#D55E00", "tensorflow": "#0072B2", "jax": "#009E73", "numpy": "#7F7F7F",
-           "keras-jax": "#56B4E9", "keras-torch": "#E69F00", "keras-tensorflow": "#CC79A7"}
-SYMBOLS = {"pytorch": "circle", "tensorflow": "square", "jax": "diamond", "numpy": "x",
-           "keras-jax": "triangle-up", "keras-torch": "triangle-down",
-           "keras-tensorflow": "star"}
+from .. import catalog
+
+# each framework's fixed colour and marker: its entry of the framework table
+COLOURS = {n: f.colour for n, f in catalog.REGISTRY.items() if f.colour}
+SYMBOLS = {n: f.symbol for n, f in catalog.REGISTRY.items() if f.symbol}
 SPARE = ["#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 NCOLS = 3
 MIB = 1024 * 1024
