@@ -13,7 +13,7 @@ from mlbench.config import Config
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))
-import harness  # noqa: E402
+import gate  # noqa: E402
 import specs  # noqa: E402
 import weights  # noqa: E402
 
@@ -117,7 +117,7 @@ def test_gate_artefact_of_a_gpt2_vocabulary_is_bounded(tmp_path):
     for f in files:
         assert f.stat().st_size < 2 * 1024 * 1024, (f, f.stat().st_size)
         with np.load(f) as npz:
-            assert npz["out_before"].size == harness.VERIFY_SAMPLE
+            assert npz["out_before"].size == gate.VERIFY_SAMPLE
             idx = npz["index"]
             assert idx.max() > 16 * 16 * 50257 // 2  # drawn from the whole tensor, not a prefix
     a, b = (np.load(f)["index"] for f in files)
@@ -131,8 +131,8 @@ def _fake_result(tmp_path, name, before, after, stats=None):
              out_after=after)
     return {"outputs": str(path), "output_shape": [before.size], "loss_before": 1.0,
             "train_losses": [1.0], "loss_after": 1.0,
-            "output_stats": stats or {"before": harness.summary_stats(before),
-                                      "after": harness.summary_stats(after)}}
+            "output_stats": stats or {"before": gate.summary_stats(before),
+                                      "after": gate.summary_stats(after)}}
 
 
 def test_whole_tensor_statistics_catch_what_the_sample_misses(tmp_path):
@@ -144,23 +144,23 @@ def test_whole_tensor_statistics_catch_what_the_sample_misses(tmp_path):
     assert verify._compare(same, ref, tol)["agree"]
     # identical sample, but the unsampled rest of the tensor differs (a larger norm)
     off = np.concatenate([x, np.full(100_000, 0.01, np.float32)])
-    wide = _fake_result(tmp_path, "wide", x, x, {"before": harness.summary_stats(off),
-                                                 "after": harness.summary_stats(off)})
-    ref["output_stats"] = {"before": harness.summary_stats(np.concatenate(
-        [x, np.zeros(100_000, np.float32)])), "after": harness.summary_stats(
+    wide = _fake_result(tmp_path, "wide", x, x, {"before": gate.summary_stats(off),
+                                                 "after": gate.summary_stats(off)})
+    ref["output_stats"] = {"before": gate.summary_stats(np.concatenate(
+        [x, np.zeros(100_000, np.float32)])), "after": gate.summary_stats(
         np.concatenate([x, np.zeros(100_000, np.float32)]))}
     c = verify._compare(wide, ref, tol)
     assert not c["agree"] and "statistics" in c["why"]
     # a non-finite value anywhere in the tensor fails, even outside the sample
     nan = np.concatenate([x, [np.nan]]).astype(np.float32)
-    bad = _fake_result(tmp_path, "bad", x, x, {"before": harness.summary_stats(nan),
-                                               "after": harness.summary_stats(x)})
+    bad = _fake_result(tmp_path, "bad", x, x, {"before": gate.summary_stats(nan),
+                                               "after": gate.summary_stats(x)})
     assert not verify._compare(bad, _fake_result(tmp_path, "r2", x, x), tol)["agree"]
 
 
 def test_sample_indices_are_seeded_distinct_and_cover_small_outputs():
     import numpy as np
-    assert np.array_equal(harness.sample_indices(1000, 0), np.arange(1000))
-    a, b = harness.sample_indices(10**7, 0), harness.sample_indices(10**7, 0)
-    assert np.array_equal(a, b) and len(np.unique(a)) == harness.VERIFY_SAMPLE
-    assert not np.array_equal(a, harness.sample_indices(10**7, 1))
+    assert np.array_equal(gate.sample_indices(1000, 0), np.arange(1000))
+    a, b = gate.sample_indices(10**7, 0), gate.sample_indices(10**7, 0)
+    assert np.array_equal(a, b) and len(np.unique(a)) == gate.VERIFY_SAMPLE
+    assert not np.array_equal(a, gate.sample_indices(10**7, 1))

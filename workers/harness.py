@@ -1,9 +1,11 @@
-"""Worker-side harness: the protocol, and the phase driver shared by every framework worker.
+"""Worker-side runtime and interface, shared by every worker (frameworks, dummy, ceiling).
 
-Owns: claiming stdout for protocol messages, reading the request, the JSON-line messages
-(hello/progress/result/skip/error), and the order and timing of a cell's phases
-(build -> data -> train -> evaluate -> inference), so that every framework is timed by the very
-same code. Framework workers only implement the primitives of `FrameworkInterface`.
+Owns: claiming stdout for protocol messages, reading the request, writing messages
+(workers/wire.py), the process setup (die with the parent, memory cap, CPU pinning: the one
+place a CPU cell is pinned), `FrameworkInterface` (the primitives a framework implements) with
+the timing primitives every framework is timed by (training blocks, inference samples, on the
+interface's `clock`), and `main`, the entry point. The phases are driver.py's; the equivalence
+gate's driver is gate.py.
 
 Must import only the standard library (numpy is imported lazily by callers): a worker may run in
 another virtualenv than mlbench, and must never import mlbench, pydantic, polars or plotly.
@@ -178,6 +180,8 @@ class FrameworkInterface:
     """
 
     name = "base"
+    # The clock every timing of this interface reads (tests inject a fake one).
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
 
     def __init__(self, request: dict):
         self.request = request
@@ -264,7 +268,7 @@ class FrameworkInterface:
         of all its losses *inside* the timed region (`sync_losses`), as a real training loop
         that logs its loss every K steps does. Blocks never straddle epochs.
         """
-        clock = time.perf_counter
+        clock = self.clock
         losses: list[float] = []
         t_epoch = clock()
         i = 0
@@ -298,7 +302,7 @@ class FrameworkInterface:
         `loops` is 1 for calls of LOOP_BELOW_S or more, otherwise the power of two that makes a
         sample last at least MIN_SAMPLE_S (pyperf's calibrated `loops`), so that no sample is too
         short for the clock and the sync to be negligible."""
-        clock = time.perf_counter
+        clock = self.clock
         t0 = clock()
         warm = []
         for i in range(warmup):
@@ -416,270 +420,6 @@ class TrainRecord:
         }
 
 
-def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
-             import_s: float) -> dict:
-    """Drive the phases of one cell and return the result metrics."""
-    import specs
-
-    if request.get("mode") == "verify":
-        return run_verify(request, make_backend)
-    backend = make_backend(request)
-    spec = specs.request_spec(request)
-    user = spec["model"] == "user"  # the user's own model file (workers/usermodel.py)
-    if request.get("mode") == "count":
-        if user:  # nothing abstract about a user's builder: build it and count
-            backend.check_supported()
-            backend.build_model(spec)
-        return {"params": backend.count_parameters() if user else
-                backend.count_parameters_abstract(spec),
-                "flops_per_sample": specs.flops_per_sample(spec), "model_spec": spec}
-    backend.check_supported()
-    clock = time.perf_counter
-
-    progress("data")
-    t0 = clock()
-    data = specs.make_dataset(spec, request)
-    data_gen_s = clock() - t0
-
-    baseline_rss = current_rss_bytes()  # after imports and data: what the model adds is above
-
-    progress("build")
-    t0 = clock()
-    backend.build_model(spec)
-    if request.get("init", "framework") == "canonical":
-        # the same starting weights in every framework (workers/weights.py), instead of each
-        # framework's default initialisers: same trajectory, comparable accuracy
-        load_initial_weights(backend, spec, int(request["seed"]))
-    build_s = clock() - t0
-    params = backend.count_parameters()
-
-    t0 = clock()
-    backend.load_data(data)
-    load_s = clock() - t0
-    flops = specs.flops_per_sample(spec)
-    if user:
-        check_user_output(backend, spec, min(int(request["batch_size"]), len(data["y_eval"])))
-        flops = user_flops(backend, spec)
-
-    bs = int(request["batch_size"])
-    n_train = len(data["y_train"])
-    steps = n_train // bs
-    if steps < 2:
-        raise ValueError(f"train_samples={n_train} gives {steps} step(s) at batch size {bs}; "
-                         "need at least 2 (one for compile, one timed)")
-    # Steps after the first one still settle (TF's step time falls for ~20 steps): the first
-    # tenth of the run, at most 10 steps, is kept apart as warm-up, not in the steady state.
-    rec = TrainRecord(warmup_steps=min(10, steps * int(request["epochs"]) // 10))
-    epoch_times, epoch_losses = [], []
-    for epoch in range(int(request["epochs"])):
-        progress("train", epoch=epoch, step=0, steps=steps)
-        secs, loss = backend.train_epoch(epoch, steps, rec)
-        epoch_times.append(secs)
-        epoch_losses.append(loss)
-
-    progress("evaluate")
-    t0 = clock()
-    ev = backend.evaluate()
-    eval_s = clock() - t0
-
-    progress("inference")
-    n_eval_batches = max(1, len(data["y_eval"]) // bs)
-    inf = backend.benchmark_inference(n_eval_batches, int(request["warmup_iterations"]),
-                                      int(request["timed_iterations"]))
-    mem = backend.get_memory_usage()
-    mem["host_peak_rss_bytes"] = peak_rss_bytes()
-    mem["host_baseline_rss_bytes"] = baseline_rss
-    return {
-        "params": params,
-        "flops_per_sample": flops,
-        "model_spec": spec,
-        "data_hash": data["hash"],
-        "data_gen_s": data_gen_s,
-        "build_s": build_s,
-        "load_data_s": load_s,
-        "train": {
-            "steps_per_epoch": steps,
-            "samples_per_step": bs,
-            **rec.metrics(),
-            "epoch_times_s": epoch_times,
-            "epoch_loss_means": epoch_losses,
-        },
-        "eval": {**ev, "time_s": eval_s, "samples": len(data["y_eval"])},
-        "inference": {**inf, "batch_size": bs},
-        "memory": mem,
-        "settings": backend.settings(),
-    }
-
-
-# Test-only: `perturb` in a verify request deliberately alters the model this worker builds, so
-# the tests can prove that the gate catches a framework whose model differs (a framework-default
-# epsilon or momentum slipping in). Never set by a normal run.
-PERTURBATIONS = {
-    "bn_eps": {"bn_eps": 1e-3},        # Keras' BatchNormalization default
-    "ln_eps": {"ln_eps": 1e-6},        # Flax's LayerNorm default
-    "bn_momentum": {"bn_momentum": 0.01},  # Keras' momentum 0.99 read as torch's convention
-}
-
-
-def run_verify(request: dict, make_backend: Callable[[dict], FrameworkInterface]) -> dict:
-    """`mode: verify`: the equivalence gate's worker side, for several models in one process.
-
-    The request carries `models` ([{key, model, model_options}]), `verify_steps` (K),
-    `batch_size`, `seed`, `precision`, `verify_dir` (where the outputs go, one .npz per model)
-    and optionally `perturb` (test-only, see PERTURBATIONS). Per model: build, load the
-    canonical weights of workers/weights.py, forward (inference mode) on eval batch 0 -> outputs
-    and loss; K optimizer steps in training mode on train batches 0..K-1 -> their losses; then
-    forward and loss again (the updated weights and running statistics). A model that fails or
-    is unsupported is reported as such; the others still run.
-    """
-    models = {}
-    for entry in request["models"]:
-        sub = {k: v for k, v in request.items() if k != "models"}
-        sub.update(model=entry["model"], model_options=entry.get("model_options") or {},
-                   user_model=entry.get("user_model"))
-        key = entry.get("key") or entry["model"]
-        progress("verify", model=key)
-        try:
-            models[key] = _verify_one(sub, key, make_backend)
-        except SkipCell as exc:
-            models[key] = {"status": "skipped", "reason": str(exc),
-                           "kind": getattr(exc, "kind", None)}
-        except Exception as exc:  # noqa: BLE001 - one model's failure is data, not the end
-            models[key] = {"status": "oom" if is_oom(exc) else "error",
-                           "reason": f"{type(exc).__name__}: {str(exc)[:1000]}",
-                           "traceback": traceback.format_exc()[-4000:]}
-    return {"mode": "verify", "models": models}
-
-
-def _verify_one(request: dict, key: str, make_backend) -> dict:
-    import hashlib
-
-    import numpy as np
-    import specs
-
-    steps = int(request.get("verify_steps", 3))
-    bs = int(request["batch_size"])
-    request = {**request, "train_samples": steps * bs, "eval_samples": bs, "data_path": None}
-    backend = make_backend(request)
-    spec = specs.request_spec(request)
-    backend.check_supported()
-    perturb = request.get("perturb")
-    build_spec = dict(spec, **PERTURBATIONS[perturb]) if perturb else spec
-    backend.build_model(build_spec)
-    counts = backend.count_parameters()
-    weights_hash = load_initial_weights(backend, spec, int(request["seed"]), exercise=True)
-    data = specs.make_dataset(spec, request)
-    backend.load_data(data)
-    if spec["model"] == "user":
-        check_user_output(backend, spec, bs)
-    digest = hashlib.sha256()
-    for split, index in [("train", i) for i in range(steps)] + [("eval", 0)]:
-        for a in backend.received_batch(split, index):
-            a = np.ascontiguousarray(a)
-            digest.update(f"{split}{index}{a.shape}{a.dtype}".encode() + a.tobytes())
-    raw_before = backend.predict(0)
-    out_before = backend.to_numpy(raw_before)
-    loss_before = float(backend.evaluate()["loss"])
-    train_losses = [float(backend.sync(backend.train_step(i))) for i in range(steps)]
-    out_after = backend.to_numpy(backend.predict(0))
-    loss_after = float(backend.evaluate()["loss"])
-    path = os.path.join(request["verify_dir"],
-                        f"{request['framework']}-{key}-{request['precision']}.npz")
-    index = sample_indices(out_before.size, int(request["seed"]))
-    np.savez(path, index=index, out_before=out_before.reshape(-1)[index],
-             out_after=out_after.reshape(-1)[index])
-    return {"status": "ok", "params": counts, "expected_params": specs.count_params(spec),
-            "weights_hash": weights_hash, "data_hash": data["hash"],
-            "output_dtype": _dtype_name(raw_before),
-            "batches_hash": digest.hexdigest(), "loss_before": loss_before,
-            "train_losses": train_losses, "loss_after": loss_after,
-            "output_shape": list(out_before.shape), "outputs": path, "perturb": perturb,
-            "output_stats": {"before": summary_stats(out_before),
-                             "after": summary_stats(out_after)},
-            "settings": backend.settings()}
-
-
-def load_initial_weights(backend: FrameworkInterface, spec: dict, seed: int,
-                         exercise: bool = False) -> str | None:
-    """Give every framework the same starting weights; return their hash (None: none shared).
-
-    Built-in models: the canonical weights of workers/weights.py. A user's model: the weights a
-    backend can share (`load_shared`: a Keras 3 model on any backend gets the same seeded
-    weights); a natively written one keeps its framework's own initialisation (None).
-    """
-    if spec["model"] == "user":
-        share = getattr(backend, "load_shared", None)
-        return share(seed) if share is not None else None
-    import weights
-    canon = weights.canonical_params(spec, seed, exercise=exercise)
-    backend.load_canonical(canon)
-    return weights.params_hash(canon)
-
-
-def check_user_output(backend: FrameworkInterface, spec: dict, rows: int) -> None:
-    """A user's builder must map a batch of INPUT to logits of the right shape: one forward
-    pass on eval batch 0 before anything is timed, so a wrong model fails with its shape."""
-    import usermodel
-    out = backend.predict(0)
-    usermodel.check_logits(spec, backend.to_numpy(out).shape, rows,
-                           getattr(backend, "user_function", backend.name))
-
-
-def user_flops(backend: FrameworkInterface, spec: dict) -> dict:
-    """FLOPs per sample of a user's model: the file's own figure, else the framework's count
-    (`count_flops`: torch's FlopCounterMode, XLA's cost analysis), else unknown (MFU n/a)."""
-    import usermodel
-    fwd, source = usermodel.file_flops(spec), "model file"
-    if fwd is None and hasattr(backend, "count_flops"):
-        try:
-            fwd, source = backend.count_flops(), f"counted by {backend.name}"
-        except Exception:  # noqa: BLE001 - a count is a bonus; without it MFU is n/a
-            fwd = None
-    spec["flops_source"] = source if fwd else "unknown (MFU n/a)"  # reported in model_spec
-    if not fwd:
-        return {"forward": None, "train_step": None}
-    return {"forward": int(fwd), "train_step": 3 * int(fwd)}
-
-
-def _dtype_name(value) -> str:
-    import usermodel
-    return usermodel.dtype_name(value)
-
-
-VERIFY_SAMPLE = 65536  # output values compared per array: gpt2-small's logits are 823M at bs 16
-
-
-def sample_indices(size: int, seed: int):
-    """The flat output indices the gate compares: all of them up to VERIFY_SAMPLE, else
-    VERIFY_SAMPLE distinct ones drawn from the seed, sorted: the same in every framework (and
-    every worker process), so the parent compares like with like."""
-    import numpy as np
-    dtype = np.uint32 if size < 2 ** 32 else np.int64
-    if size <= VERIFY_SAMPLE:
-        return np.arange(size, dtype=dtype)
-    rng = np.random.default_rng([seed, 0x6A7E])
-    return np.sort(rng.choice(size, VERIFY_SAMPLE, replace=False)).astype(dtype)
-
-
-def summary_stats(a, chunk: int = 1 << 22) -> dict:
-    """Max |x|, mean and L2 norm of the whole output (in float64 chunks: no full-size copy),
-    and whether every value is finite: what the sample cannot see."""
-    import numpy as np
-    flat = a.reshape(-1)
-    max_abs, total, sq, finite = 0.0, 0.0, 0.0, True
-    for i in range(0, flat.size, chunk):
-        c = flat[i:i + chunk].astype(np.float64)
-        finite &= bool(np.isfinite(c).all())
-        max_abs = max(max_abs, float(np.abs(c).max(initial=0.0)))
-        total += float(c.sum())
-        sq += float(np.dot(c, c))
-    if not finite:  # JSON has no NaN/inf; the flag says it
-        return {"max_abs": None, "mean": None, "l2": None, "size": int(flat.size),
-                "finite": False}
-    return {"max_abs": max_abs, "mean": total / max(1, flat.size), "l2": sq ** 0.5,
-            "size": int(flat.size), "finite": True}
-
-
 def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
          import_framework: Callable[[], dict]) -> None:
     """Entry point of every worker script.
@@ -708,7 +448,8 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
         emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
              python_version=platform.python_version(), import_s=import_s, cpu_affinity=affinity,
              **info)
-        metrics = run_cell(request, make_backend, import_s)
+        import driver
+        metrics = driver.run_cell(request, make_backend, import_s)
         metrics["import_s"] = import_s
         emit("result", metrics=metrics)
     except SkipCell as exc:

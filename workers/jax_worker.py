@@ -618,11 +618,9 @@ def _limit_threads(request: dict) -> None:
         if threads > 0:
             _THREADS["thread_mechanism"] = "not applied: host threads of a GPU cell unpinned"
         return
-    allowed = sorted(os.sched_getaffinity(0))
-    if threads < len(allowed):
-        os.sched_setaffinity(0, allowed[:threads])
-    _THREADS.update(threads_enforced=True, thread_mechanism="cpu affinity",
-                    cpu_affinity=sorted(os.sched_getaffinity(0)))
+    affinity = harness.pin_cpu_threads(request)  # the one pinning (harness.main's already)
+    _THREADS.update(threads_enforced=affinity is not None, cpu_affinity=affinity,
+                    thread_mechanism="cpu affinity" if affinity is not None else "none")
 
 
 def import_framework(request: dict | None = None) -> dict:

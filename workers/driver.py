@@ -1,0 +1,154 @@
+"""Worker side: the benchmark phase driver, the same for every framework.
+
+Owns the order and timing of a cell's phases (data -> build -> train -> evaluate -> inference;
+`mode: count` only counts), the shared starting weights, and a user's model's output check and
+FLOP count. The primitives are the backend's (harness.FrameworkInterface); the timing of training
+blocks and inference samples is the harness' own. Must import only the standard library at
+import time (numpy, specs, weights, usermodel lazily); never mlbench.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from harness import FrameworkInterface, TrainRecord, current_rss_bytes, peak_rss_bytes, progress
+
+
+def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
+             import_s: float) -> dict:
+    """Drive the phases of one cell and return the result metrics."""
+    import specs
+
+    if request.get("mode") == "verify":
+        import gate
+        return gate.run_verify(request, make_backend)
+    backend = make_backend(request)
+    spec = specs.request_spec(request)
+    user = spec["model"] == "user"  # the user's own model file (workers/usermodel.py)
+    if request.get("mode") == "count":
+        if user:  # nothing abstract about a user's builder: build it and count
+            backend.check_supported()
+            backend.build_model(spec)
+        return {"params": backend.count_parameters() if user else
+                backend.count_parameters_abstract(spec),
+                "flops_per_sample": specs.flops_per_sample(spec), "model_spec": spec}
+    backend.check_supported()
+    clock = time.perf_counter
+
+    progress("data")
+    t0 = clock()
+    data = specs.make_dataset(spec, request)
+    data_gen_s = clock() - t0
+
+    baseline_rss = current_rss_bytes()  # after imports and data: what the model adds is above
+
+    progress("build")
+    t0 = clock()
+    backend.build_model(spec)
+    if request.get("init", "framework") == "canonical":
+        # the same starting weights in every framework (workers/weights.py), instead of each
+        # framework's default initialisers: same trajectory, comparable accuracy
+        load_initial_weights(backend, spec, int(request["seed"]))
+    build_s = clock() - t0
+    params = backend.count_parameters()
+
+    t0 = clock()
+    backend.load_data(data)
+    load_s = clock() - t0
+    flops = specs.flops_per_sample(spec)
+    if user:
+        check_user_output(backend, spec, min(int(request["batch_size"]), len(data["y_eval"])))
+        flops = user_flops(backend, spec)
+
+    bs = int(request["batch_size"])
+    n_train = len(data["y_train"])
+    steps = n_train // bs
+    if steps < 2:
+        raise ValueError(f"train_samples={n_train} gives {steps} step(s) at batch size {bs}; "
+                         "need at least 2 (one for compile, one timed)")
+    # Steps after the first one still settle (TF's step time falls for ~20 steps): the first
+    # tenth of the run, at most 10 steps, is kept apart as warm-up, not in the steady state.
+    rec = TrainRecord(warmup_steps=min(10, steps * int(request["epochs"]) // 10))
+    epoch_times, epoch_losses = [], []
+    for epoch in range(int(request["epochs"])):
+        progress("train", epoch=epoch, step=0, steps=steps)
+        secs, loss = backend.train_epoch(epoch, steps, rec)
+        epoch_times.append(secs)
+        epoch_losses.append(loss)
+
+    progress("evaluate")
+    t0 = clock()
+    ev = backend.evaluate()
+    eval_s = clock() - t0
+
+    progress("inference")
+    n_eval_batches = max(1, len(data["y_eval"]) // bs)
+    inf = backend.benchmark_inference(n_eval_batches, int(request["warmup_iterations"]),
+                                      int(request["timed_iterations"]))
+    mem = backend.get_memory_usage()
+    mem["host_peak_rss_bytes"] = peak_rss_bytes()
+    mem["host_baseline_rss_bytes"] = baseline_rss
+    return {
+        "params": params,
+        "flops_per_sample": flops,
+        "model_spec": spec,
+        "data_hash": data["hash"],
+        "data_gen_s": data_gen_s,
+        "build_s": build_s,
+        "load_data_s": load_s,
+        "train": {
+            "steps_per_epoch": steps,
+            "samples_per_step": bs,
+            **rec.metrics(),
+            "epoch_times_s": epoch_times,
+            "epoch_loss_means": epoch_losses,
+        },
+        "eval": {**ev, "time_s": eval_s, "samples": len(data["y_eval"])},
+        "inference": {**inf, "batch_size": bs},
+        "memory": mem,
+        "settings": backend.settings(),
+    }
+
+
+def load_initial_weights(backend: FrameworkInterface, spec: dict, seed: int,
+                         exercise: bool = False) -> str | None:
+    """Give every framework the same starting weights; return their hash (None: none shared).
+
+    Built-in models: the canonical weights of workers/weights.py. A user's model: the weights a
+    backend can share (`load_shared`: a Keras 3 model on any backend gets the same seeded
+    weights); a natively written one keeps its framework's own initialisation (None).
+    """
+    if spec["model"] == "user":
+        share = getattr(backend, "load_shared", None)
+        return share(seed) if share is not None else None
+    import weights
+    canon = weights.canonical_params(spec, seed, exercise=exercise)
+    backend.load_canonical(canon)
+    return weights.params_hash(canon)
+
+
+def check_user_output(backend: FrameworkInterface, spec: dict, rows: int) -> None:
+    """A user's builder must map a batch of INPUT to logits of the right shape: one forward
+    pass on eval batch 0 before anything is timed, so a wrong model fails with its shape."""
+    import usermodel
+    out = backend.predict(0)
+    usermodel.check_logits(spec, backend.to_numpy(out).shape, rows,
+                           getattr(backend, "user_function", backend.name))
+
+
+def user_flops(backend: FrameworkInterface, spec: dict) -> dict:
+    """FLOPs per sample of a user's model: the file's own figure, else the framework's count
+    (`count_flops`: torch's FlopCounterMode, XLA's cost analysis), else unknown (MFU n/a)."""
+    import usermodel
+    fwd, source = usermodel.file_flops(spec), "model file"
+    if fwd is None and hasattr(backend, "count_flops"):
+        try:
+            fwd, source = backend.count_flops(), f"counted by {backend.name}"
+        except Exception:  # noqa: BLE001 - a count is a bonus; without it MFU is n/a
+            fwd = None
+    spec["flops_source"] = source if fwd else "unknown (MFU n/a)"  # reported in model_spec
+    if not fwd:
+        return {"forward": None, "train_step": None}
+    return {"forward": int(fwd), "train_step": 3 * int(fwd)}
+
+
