@@ -79,14 +79,6 @@ def _s(x) -> str | None:
     return x if isinstance(x, str) else json.dumps(x, default=str)
 
 
-def _median(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
 def settings_label(settings: dict) -> str:
     """The numeric settings of a cell (tf32, matmul precision, compile, threads...) as one
     compact line; nested values flattened as a.b=v."""
@@ -124,7 +116,9 @@ def _blocks(train: dict) -> list[tuple[float, float]]:
     return out
 
 
-def _flatten(i: int, a: dict) -> dict:
+def flatten(i: int, a: dict) -> dict:
+    """One attempt record as one flat row: every figure any table of mlbench reads from a
+    record is extracted here once (the per-attempt frame, results.csv: store.flat_row)."""
     m = _d(a.get("metrics"))
     train, ev, mem = _d(m.get("train")), _d(m.get("eval")), _d(m.get("memory"))
     inf = _d(m.get("inference"))
@@ -181,7 +175,8 @@ def _flatten(i: int, a: dict) -> dict:
         "warmup_s": _first(_num(train.get("warmup_s")), sum(warm) if warm else None),
         # the first epoch holds the one-off costs (compile, warm-up): its wall time is "total"
         "epoch_total_s": epochs[0] if epochs else None,
-        "block_median_s": _median([t for _, t in blocks]) if blocks else None,
+        "epoch_last_s": epochs[-1] if epochs else None,
+        "block_median_s": stats.median([t for _, t in blocks]),
         "train_loss_mean_last_epoch": losses[-1] if losses else None,
         "accuracy": _num(ev.get("accuracy")),
         "inference_loops": _num(inf.get("loops")) or 1.0,
@@ -206,7 +201,8 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
            "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8}
 for _c in ("wall_s", "samples_per_step", "steps_per_epoch", "first_step_s", "warmup_s",
-           "epoch_total_s", "block_median_s", "train_loss_mean_last_epoch", "accuracy",
+           "epoch_total_s", "epoch_last_s", "block_median_s", "train_loss_mean_last_epoch",
+           "accuracy",
            "inference_loops", "flops_fwd", "flops_train"):
     _SCHEMA[_c] = pl.Float64
 
@@ -221,7 +217,7 @@ def _long(idx: list[int], arrays: list[np.ndarray], name: str) -> pl.DataFrame:
 
 
 def _raw(attempts: list[dict]) -> pl.DataFrame:
-    rows = [_flatten(i, a) for i, a in enumerate(attempts)] or [_flatten(0, {})]
+    rows = [flatten(i, a) for i, a in enumerate(attempts)] or [flatten(0, {})]
     lists = {k: [r.pop(k) for r in rows] for k in ("step_times_s", "latencies_s")}
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     df = pl.DataFrame(cols, schema_overrides={k: v for k, v in _SCHEMA.items() if k in cols},

@@ -45,12 +45,16 @@ def _arr(values) -> np.ndarray:
     return a
 
 
-def _median(a: np.ndarray) -> float:
-    """float(np.median(a)) for a non-empty 1-D array of finite values, bit for bit, without
-    numpy's per-call overhead (the middle value, or the mean of the two middle values)."""
-    s = sorted(a.tolist())
+def median(values) -> float | None:
+    """The one median of mlbench: float(np.median(a)) for finite values, bit for bit, without
+    numpy's per-call overhead (the middle value, or the mean of the two middle values); None
+    when there are none. Any sequence or 1-D array."""
+    s = sorted(values.tolist() if isinstance(values, np.ndarray) else values)
     n = len(s)
+    if not n:
+        return None
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
 
 
 def _rng(seed: int | None) -> np.random.Generator:
@@ -197,7 +201,7 @@ def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDE
     for i, (xa, xb) in enumerate(arrs):
         if not len(xa) or not len(xb):
             continue
-        ma, mb = _median(xa), _median(xb)
+        ma, mb = median(xa), median(xb)
         if ma <= 0 or mb <= 0:
             continue
         if len(xa) < 2 or len(xb) < 2:
@@ -221,7 +225,7 @@ def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDE
         qs = np.quantile(r, [alpha, 1 - alpha], axis=1)
         for j, i in enumerate(idxs):
             xa, xb = arrs[i]
-            out[i] = _RATIO_CACHE[keys[i]] = Ratio(_median(xa) / _median(xb), float(qs[0, j]),
+            out[i] = _RATIO_CACHE[keys[i]] = Ratio(median(xa) / median(xb), float(qs[0, j]),
                                                    float(qs[1, j]), na, nb)
     return out
 

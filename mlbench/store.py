@@ -16,7 +16,6 @@ import errno
 import io
 import json
 import os
-import statistics
 import re
 import sys
 from dataclasses import dataclass, field
@@ -394,29 +393,26 @@ CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size",
 
 
 def flat_row(a: dict) -> dict:
-    """The headline figures of one attempt, for CSV and the end-of-run summary."""
-    m = a.get("metrics") or {}
-    train = m.get("train") or {}
-    steps = sorted(train.get("step_times_s") or [])
-    inf = sorted((m.get("inference") or {}).get("latencies_s") or [])
-    med = statistics.median(steps) if steps else None
+    """The headline figures of one attempt, for results.csv: read from the one flat row of an
+    attempt (mlbench.aggregate.flatten), medians by mlbench.stats.median."""
+    from . import aggregate, stats
+    f = aggregate.flatten(0, a)
+    step = stats.median(f["step_times_s"])
+    lat = stats.median(f["latencies_s"])
     return {
         "cell_id": a["cell_id"], "repeat": a.get("repeat", 0), "framework": a.get("framework"),
-        "model": a.get("model"), "device": a.get("device"), "batch_size": a.get("batch_size"),
-        "precision": a.get("precision"), "status": a["status"], "reason": a.get("reason"),
-        "wall_s": a.get("wall_s"),
-        "train_samples_per_s": (train.get("samples_per_step", 0) / med) if med else None,
-        "first_step_s": train.get("first_step_s"),
-        "epoch_time_s": (train.get("epoch_times_s") or [None])[-1],
-        # the mean training loss over the last epoch (epoch_loss_means; older workers: epoch_losses)
-        "train_loss_mean_last_epoch": (train.get("epoch_loss_means")
-                                       or train.get("epoch_losses") or [None])[-1],
-        "eval_accuracy": (m.get("eval") or {}).get("accuracy"),
-        "latency_p50_ms": statistics.median(inf) * 1000 if inf else None,
-        "peak_device_bytes": (m.get("memory") or {}).get("peak_device_bytes"),
-        "host_peak_rss_bytes": a.get("host_peak_rss_bytes"),
-        "params_trainable": (m.get("params") or {}).get("trainable"),
-        "exit_code": a.get("exit_code"), "signal": a.get("signal"),
+        "model": a.get("model"), "device": a.get("device"), "batch_size": f["batch_size"],
+        "precision": a.get("precision"), "status": a["status"], "reason": f["reason"],
+        "wall_s": f["wall_s"],
+        "train_samples_per_s": f["samples_per_step"] / step if step else None,
+        "first_step_s": f["first_step_s"], "epoch_time_s": f["epoch_last_s"],
+        "train_loss_mean_last_epoch": f["train_loss_mean_last_epoch"],
+        "eval_accuracy": f["accuracy"],
+        "latency_p50_ms": lat * 1000 if lat is not None else None,
+        "peak_device_bytes": f["peak_device_bytes"],
+        "host_peak_rss_bytes": f["host_peak_rss_bytes"],
+        "params_trainable": f["params_trainable"], "exit_code": f["exit_code"],
+        "signal": f["signal"],
     }
 
 
