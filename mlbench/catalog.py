@@ -1,10 +1,11 @@
 """What can be benchmarked: frameworks, their worker scripts, and the model specs of workers/.
 
 Owns the framework table (REGISTRY: one entry per framework with its worker script,
-distribution, extra environment, report colour and ceiling backend; the launcher, the ceilings,
-sysinfo, preflight and the report read it), the names and aliases, the table of each
-framework's modes (what "out of the box" and "at its best" mean: MODES, the one place that says
-so; `mlbench list` prints it) and the variant of a framework a sweep runs, and read-only access to
+distributions, modes, extra environment, report colour and marker, ceiling backend and aliases;
+the launcher, the ceilings, sysinfo, preflight, config and the report read it: adding a framework
+is its worker file plus one entry), each framework's modes (what "out of the box" and "at its
+best" mean: MODES, derived from the table; `mlbench list` prints it) and the variant of a
+framework a sweep runs, and read-only access to
 workers/specs.py (loaded from its file: that module is stdlib-only at import time, so reading
 presets and parameter counts from it imports no ML framework and keeps one source of truth).
 """
@@ -18,50 +19,97 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+
+# --- the framework table ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Modes:
+    """One framework's modes. `key`: the worker option that switches the mode (None: one mode
+    only); `off`: its out-of-the-box value (what the worker does without the option); `best`:
+    the options of the recommended fast mode ({} when the default already is the best);
+    `best_values`: every value of `key` that is that fast mode (torch.compile's modes)."""
+    framework: str
+    default: str               # what the default mode is, in words
+    best: dict[str, Any]
+    best_label: str | None     # the best variant's label in a sweep (None: no separate cell)
+    best_text: str             # what the best mode is, in words
+    key: str | None = None
+    off: Any = None
+    best_values: tuple = field(default=())
+    # the worker's own defaults (workers/<fw>_worker.py OPTIONS): set to these, an option
+    # changes nothing and does not make a mode custom
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Framework:
     """One framework, everything mlbench needs to know about it: adding a framework is its
     worker file plus one entry of REGISTRY.
 
     `worker`: its worker script in workers/; `distributions`: the installed distribution(s)
-    whose version is reported (the first installed wins); `env`: extra environment of its
-    worker processes; `colour`/`symbol`: its fixed colour and marker in every figure;
-    `ceiling`: its backend in workers/ceiling_worker.py (None: no ceiling of its own);
-    `test_only`: a worker of the test suite, not offered to users."""
+    whose version is reported (the first installed wins); `modes`: its default and best mode;
+    `env`: extra environment of its worker processes; `colour`/`symbol`: its fixed colour and
+    marker in every figure (None: the report's spares); `ceiling`: its backend in
+    workers/ceiling_worker.py (None: no ceiling of its own); `aliases`: other names a config
+    may use; `test_only`: a worker of the test suite, not offered to users."""
     name: str
     worker: str
     distributions: tuple[str, ...]
-    colour: str | None  # None: the report's spare colours
+    modes: Modes
+    colour: str | None
     symbol: str | None
     env: dict[str, str] = field(default_factory=dict)
     ceiling: str | None = None
+    aliases: tuple[str, ...] = ()
     test_only: bool = False
 
 
+def _keras(backend: str, colour: str, symbol: str) -> Framework:
+    """One Keras 3 model on a Keras backend: workers/keras_worker.py serves the three."""
+    # Keras 3: model.compile (jit_compile auto) + train_on_batch; no other mode
+    return Framework(f"keras-{backend}", "keras_worker.py", ("keras",),
+                     Modes(f"keras-{backend}", "Keras compile", {}, None, "the default"),
+                     colour, symbol, env={"KERAS_BACKEND": backend})
+
+
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
-    Framework("pytorch", "pytorch_worker.py", ("torch",), "#D55E00", "circle",
-              ceiling="pytorch"),
-    Framework("tensorflow", "tensorflow_worker.py", ("tensorflow", "tensorflow-cpu"), "#0072B2",
-              "square", ceiling="tensorflow"),
-    Framework("jax", "jax_worker.py", ("jax",), "#009E73", "diamond", ceiling="jax"),
-    Framework("numpy", "numpy_worker.py", ("numpy",), "#7F7F7F", "x", ceiling="numpy"),
-    # One Keras 3 model on each Keras backend: workers/keras_worker.py serves the three.
-    Framework("keras-jax", "keras_worker.py", ("keras",), "#56B4E9", "triangle-up",
-              env={"KERAS_BACKEND": "jax"}),
-    Framework("keras-torch", "keras_worker.py", ("keras",), "#E69F00", "triangle-down",
-              env={"KERAS_BACKEND": "torch"}),
-    Framework("keras-tensorflow", "keras_worker.py", ("keras",), "#CC79A7", "star",
-              env={"KERAS_BACKEND": "tensorflow"}),
+    Framework("pytorch", "pytorch_worker.py", ("torch",), Modes(
+        "pytorch", "eager", {"compile": True}, "pytorch-compile",
+        "torch.compile, its default mode (compile: max-autotune where asked)",
+        key="compile", off=False,
+        best_values=(True, "default", "reduce-overhead", "max-autotune",
+                     "max-autotune-no-cudagraphs"),
+        defaults={"compile": False, "channels_last": False}),
+        "#D55E00", "circle", ceiling="pytorch", aliases=("torch",)),
+    Framework("tensorflow", "tensorflow_worker.py", ("tensorflow", "tensorflow-cpu"), Modes(
+        "tensorflow", "tf.function without XLA", {"jit_compile": True}, "tensorflow-xla",
+        "tf.function with XLA (jit_compile: true)", key="jit_compile", off=False,
+        best_values=(True,), defaults={"jit_compile": False}),
+        "#0072B2", "square", ceiling="tensorflow", aliases=("tf",)),
+    Framework("jax", "jax_worker.py", ("jax",), Modes(
+        "jax", "jax.jit (XLA), buffers donated", {}, None,
+        "its default: jax.jit already compiles with XLA", defaults={"donate": True}),
+        "#009E73", "diamond", ceiling="jax", aliases=("flax",)),
+    Framework("numpy", "numpy_worker.py", ("numpy",), Modes(
+        "numpy", "numpy (the reference)", {}, None,
+        "none: the numpy reference has no faster mode"),
+        "#7F7F7F", "x", ceiling="numpy", aliases=("np",)),
+    _keras("jax", "#56B4E9", "triangle-up"),
+    _keras("torch", "#E69F00", "triangle-down"),
+    _keras("tensorflow", "#CC79A7", "star"),
     # the fault-injection worker of the test suite and benchmarks
-    Framework("dummy", "dummy_worker.py", (), None, None, test_only=True),
+    Framework("dummy", "dummy_worker.py", (), Modes("dummy", "fault-injection test worker", {},
+                                                    None, "none"),
+              None, None, test_only=True),
 )}
 FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if not f.test_only)
 TEST_FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if f.test_only)
 KERAS = {n: f.env["KERAS_BACKEND"] for n, f in REGISTRY.items() if "KERAS_BACKEND" in f.env}
-ALIASES = {"torch": "pytorch", "tf": "tensorflow", "flax": "jax", "np": "numpy"}
+ALIASES = {a: n for n, f in REGISTRY.items() for a in f.aliases}
 # The distribution whose version `mlbench list` shows, per framework.
 DISTRIBUTIONS = {n: (f.distributions[0] if f.distributions else None)
                  for n, f in REGISTRY.items()}
+MODES = {n: f.modes for n, f in REGISTRY.items()}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -101,44 +149,6 @@ def models() -> tuple[str, ...]:
 
 # --- modes: each framework out of the box and at its best ----------------------------------------
 
-@dataclass(frozen=True)
-class Modes:
-    """One framework's modes. `key`: the worker option that switches the mode (None: one mode
-    only); `off`: its out-of-the-box value (what the worker does without the option); `best`:
-    the options of the recommended fast mode ({} when the default already is the best);
-    `best_values`: every value of `key` that is that fast mode (torch.compile's modes)."""
-    framework: str
-    default: str               # what the default mode is, in words
-    best: dict[str, Any]
-    best_label: str | None     # the best variant's label in a sweep (None: no separate cell)
-    best_text: str             # what the best mode is, in words
-    key: str | None = None
-    off: Any = None
-    best_values: tuple = field(default=())
-    # the worker's own defaults (workers/<fw>_worker.py OPTIONS): set to these, an option
-    # changes nothing and does not make a mode custom
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-
-MODES = {
-    "pytorch": Modes("pytorch", "eager", {"compile": True}, "pytorch-compile",
-                     "torch.compile, its default mode (compile: max-autotune where asked)",
-                     key="compile", off=False,
-                     best_values=(True, "default", "reduce-overhead", "max-autotune",
-                                  "max-autotune-no-cudagraphs"),
-                     defaults={"compile": False, "channels_last": False}),
-    "tensorflow": Modes("tensorflow", "tf.function without XLA", {"jit_compile": True},
-                        "tensorflow-xla", "tf.function with XLA (jit_compile: true)",
-                        key="jit_compile", off=False, best_values=(True,),
-                        defaults={"jit_compile": False}),
-    "jax": Modes("jax", "jax.jit (XLA), buffers donated", {}, None,
-                 "its default: jax.jit already compiles with XLA", defaults={"donate": True}),
-    "numpy": Modes("numpy", "numpy (the reference)", {}, None,
-                   "none: the numpy reference has no faster mode"),
-    "dummy": Modes("dummy", "fault-injection test worker", {}, None, "none"),
-    # Keras 3: model.compile (jit_compile auto) + train_on_batch; no other mode
-    **{k: Modes(k, "Keras compile", {}, None, "the default") for k in KERAS},
-}
 MODE_NAMES = ("default", "best")
 
 
