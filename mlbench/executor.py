@@ -44,6 +44,11 @@ class Executor(Protocol):
         holding that node alone: {kind: {"node_id", "hostname", "result" or "error"}}."""
         ...
 
+    def runs_cells_here(self) -> bool:
+        """Whether this host runs cells (else the gate and the ceilings are measured only on
+        the nodes that do, never here)."""
+        ...
+
     def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
                on_message: Callable[[dict], None] = lambda m: None) -> dict:
         """Start one worker that is not a cell (a gate process, a ceiling) where this executor
@@ -76,6 +81,9 @@ class LocalExecutor:
 
     def on_each_kind(self, fn: Callable, *args) -> dict[str, dict]:
         return {"local": {"node_id": None, "hostname": platform.node(), "result": fn(*args)}}
+
+    def runs_cells_here(self) -> bool:
+        return True
 
     def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
                on_message: Callable[[dict], None] = lambda m: None) -> dict:

@@ -233,7 +233,8 @@ def node_kind(info: dict | None) -> str:
 def ceilings_here(config, driver_host: str) -> dict:
     """The device ceilings of this node (run on a node of each kind by on_each_kind): measured in
     a scratch directory, returned whole (ceilings.json) to the driver. On the driver's own host
-    they are the run's `ceilings` already: not measured twice."""
+    they are the run's `ceilings` already: not measured twice (`driver_host` None: the driver
+    runs no cells, every kind measures)."""
     from . import ceiling, preflight
     if platform.node() == driver_host:
         return {"same_as_driver": True, "hostname": driver_host}
@@ -377,11 +378,19 @@ class RayExecutor:
             out[kind] = entry
         return out
 
+    def runs_cells_here(self) -> bool:
+        """Whether the driver's host is one of the nodes that run cells (a local cluster, or a
+        head that declares mlbench_node): only then does the driver measure the gate and the
+        ceilings itself; otherwise they come from the cell nodes alone (on_each_kind)."""
+        if self._nodes is None:
+            self.describe()
+        return any(n.get("hostname") == platform.node() for n in self._nodes or [])
+
     def launch(self, job: launcher.Job, job_dir: Path, stop: launcher.Stop,
                on_message: Callable[[dict], None] = lambda m: None) -> dict:
-        """A gate or ceiling worker of the driver's own preflight: the one spawner, here. The
-        nodes that run cells measure their own through on_each_kind (gate_here,
-        ceilings_here), each with the same spawner on its node."""
+        """A gate or ceiling worker of the driver's own preflight (only when this host runs
+        cells): the one spawner, here. Every node kind measures its own through on_each_kind
+        (gate_here, ceilings_here), each with the same spawner on its node."""
         return launcher.launch(job, job_dir, stop, on_message)
 
     def options(self, cell: Cell) -> dict:

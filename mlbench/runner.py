@@ -8,6 +8,7 @@ derived results.json/csv at the end. Must not import any ML framework.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as cfg, guards, order, preflight, sysinfo
+from . import __version__, ceiling, config as cfg, guards, order, preflight, sysinfo, verify
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
@@ -246,23 +247,46 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,
                run: dict, stop: Stop) -> None:
-    """The gate and the ceilings before the cells, their workers started through the executor
-    (ex.launch) and stopped by Ctrl-C; on a cluster also once per node kind, where cells run."""
+    """The gate and the ceilings before the cells, where the cells run: their workers start
+    through the executor (ex.launch) and stop on Ctrl-C. On a cluster also once per node kind;
+    a driver that runs no cells measures nothing itself: the run's verify.json and
+    ceilings.json are then the first node kind's."""
     run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
-    preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new", stop=stop,
-                       launch=ex.launch)
-    if stop.requested:
+    here = ex.runs_cells_here()
+    if here:
+        preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new", stop=stop,
+                           launch=ex.launch)
+        if stop.requested:
+            return
+        run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
+                                           launch=ex.launch)
+    if run["executor"].get("kind") == "local" or stop.requested:
         return
-    run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
-                                       launch=ex.launch)
-    if config.executor.kind == "ray" and not stop.requested:
-        # the gate and the ceilings where the cells run: once per node kind
-        from .ray_executor import ceilings_here, gate_here
-        host = run["host"]["hostname"]
-        if config.verify and preflight.real_frameworks(config):
-            run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
-        if run["ceilings"] is not None:
-            run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
+    # the gate and the ceilings where the cells run: once per node kind
+    from .ray_executor import ceilings_here, gate_here
+    host = run["host"]["hostname"] if here else None
+    if config.verify and preflight.real_frameworks(config):
+        hooks.note("equivalence gate on each node kind ...")
+        run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
+        if not here:
+            _adopt(run["gate_by_kind"], "verify", out_dir / verify.VERIFY_JSON)
+    if config.ceiling and (run.get("ceilings") is not None or not here):
+        hooks.note("device ceilings on each node kind ...")
+        run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
+        if not here:
+            doc = _adopt(run["ceilings_by_kind"], "doc", out_dir / ceiling.CEILINGS_JSON)
+            run["ceilings"] = ceiling.best_flops(doc) if doc else None
+
+
+def _adopt(by_kind: dict, key: str, path: Path) -> dict | None:
+    """The first node kind's document (its verify.json or ceilings.json) as the run's own."""
+    from .store import atomic_write
+    for kind in sorted(by_kind):
+        doc = (by_kind[kind].get("result") or {}).get(key)
+        if isinstance(doc, dict):
+            atomic_write(path, json.dumps(doc, indent=1, default=str))
+            return doc
+    return None
 
 
 def _warnings(latest: list[dict], run_dir: Path | None = None) -> dict:

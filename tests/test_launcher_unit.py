@@ -178,3 +178,37 @@ def test_the_gate_starts_through_the_one_spawner(tmp_path):
                                    stop=launcher.Stop(requested=True))
     assert {r.status for r in stopped.rows} == {"interrupted"}
     assert not (tmp_path / "b" / verify.VERIFY_JSON).exists()  # a stopped gate is no verdict
+
+
+class RemoteOnly:
+    """An executor whose cells all run on other hosts: anything started here is a failure."""
+
+    def describe(self):
+        return {"kind": "cluster", "nodes": []}
+
+    def runs_cells_here(self):
+        return False
+
+    def launch(self, job, job_dir, stop, on_message=lambda m: None):
+        raise AssertionError(f"{job.script.name} started on the driver")
+
+    def on_each_kind(self, fn, *args):
+        assert args[1] is None  # no kind may think the driver measured for it
+        doc = ({"verify": {"rows": [], "passed": True, "tolerances": {}, "seconds": 1.0}}
+               if fn.__name__ == "gate_here" else
+               {"doc": {"schema": 1, "host": {"hostname": "node1"}, "entries": {"numpy|cpu": {
+                   "framework": "numpy", "device": "cpu", "status": "ok",
+                   "ceilings": {"fp32": {"best_flops": 5e9}}}}}})
+        return {"kind-a": {"node_id": "n1", "hostname": "node1", "result": doc}}
+
+
+def test_a_driver_that_runs_no_cells_measures_neither_gate_nor_ceilings_itself(tmp_path):
+    config = Config(frameworks=["numpy"], models=[{"name": "mlp", "preset": "tiny"}],
+                    batch_sizes=[16], threads=1)
+    run = {"host": {"hostname": "driver"}}
+    runner._preflight(config, tmp_path, runner.Plan("new"), runner.Hooks(), RemoteOnly(), run,
+                      launcher.Stop())
+    assert verify.load(tmp_path / verify.VERIFY_JSON).passed
+    assert run["ceilings"] == {"numpy": {"cpu": {"fp32": 5e9}}}
+    assert ceiling.load(tmp_path)["host"] == {"hostname": "node1"}
+    assert not (tmp_path / "verify").exists() and not (tmp_path / "ceilings").exists()
