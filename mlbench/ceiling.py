@@ -18,7 +18,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Callable
 
 from . import catalog, launcher, sysinfo
 from .protocol import CeilingRequest
@@ -27,7 +26,6 @@ from .store import atomic_write
 CEILINGS_JSON = "ceilings.json"
 CPU_SIZE, GPU_SIZE = 2048, 8192
 ROUNDS = 3  # interleaved rounds per (framework, device); the best round counts
-Launch = Callable[..., dict]  # launcher.launch, or an executor's (Executor.launch)
 
 
 def worker_script() -> Path:
@@ -41,7 +39,8 @@ def _host_key() -> dict:
 
 
 def run_worker(python: str, request: dict, job_dir: Path, timeout_s: float,
-               stop: launcher.Stop | None = None, launch: Launch | None = None) -> dict:
+               stop: launcher.Stop | None = None,
+               launch: launcher.Launch | None = None) -> dict:
     """One ceiling worker process, started like every worker (`launch`: the one spawner,
     mlbench.launcher.launch, unless an executor passes its own): the cell environment, the
     timeout, the process-group kill, Ctrl-C. Returns {"status": ok|skipped|failed|oom|timeout|
@@ -93,7 +92,8 @@ def measure_ceilings(run_dir, frameworks, devices, precisions, python_for: dict 
                      threads: int = 0, timeout_s: float = 300.0, size: int | None = None,
                      iterations: int = 10, tf32: bool = False,
                      max_seconds_per_precision: float = 5.0, rounds: int = ROUNDS,
-                     stop: launcher.Stop | None = None, launch: Launch | None = None) -> dict:
+                     stop: launcher.Stop | None = None,
+               launch: launcher.Launch | None = None) -> dict:
     """Measure (or reuse from <run_dir>/ceilings.json) the matmul ceiling of every framework on
     every device at every precision. Returns {framework: {device: {precision: best FLOP/s}}}
     (precisions skipped by the framework, and failed measurements, are absent). The full record,

@@ -2,12 +2,12 @@
 
 An executor is a class with `run` (cells in, one attempt record per cell out, as each finishes),
 `describe` (where cells run, for run.json), `on_each_kind` (the gate and the ceilings once per
-node kind), `launch` (one worker that is not a cell: a gate process, a ceiling; every worker,
-cells included, starts through mlbench.launcher.launch, the one spawner) and `close`. `LocalExecutor` runs cells one at a time
-on this machine: CPU cells must never overlap (they would measure each other). The Ray executor
-(mlbench.ray_executor, imported only when chosen) runs them in parallel over a Ray cluster through
-the same launcher. Every attempt record carries `placement`: where it ran. Must not import any ML
-framework, nor ray.
+node kind), `runs_cells_here`, `launch` (one worker that is not a cell: a gate process, a
+ceiling; every worker, cells included, starts through mlbench.launcher.launch, the one spawner)
+and `close`. `LocalExecutor` runs cells one at a time on this machine: CPU cells must never
+overlap (they would measure each other). The Ray executor (mlbench.ray_executor, imported only
+when chosen) runs them in parallel over a Ray cluster through the same launcher. Every attempt
+record carries `placement`: where it ran. Must not import any ML framework, nor ray.
 """
 from __future__ import annotations
 

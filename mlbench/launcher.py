@@ -77,6 +77,11 @@ class Job:
         return self.device
 
 
+# The one spawner's signature: launch itself, or an executor's (Executor.launch), which the gate
+# and the ceilings are handed so that their workers start where the executor starts workers.
+Launch = Callable[[Job, Path, Stop], dict]
+
+
 def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
     """The environment of every worker process (cells, gate, ceilings) on `device`.
 

@@ -32,7 +32,7 @@ def gated_variants(config: Config) -> list[str]:
 
 def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
              stop: launcher.Stop | None = None,
-             launch: verify.Launch | None = None) -> verify.VerifyReport | None:
+             launch: launcher.Launch | None = None) -> verify.VerifyReport | None:
     """The equivalence gate for the sweep's models and frameworks (skipped when already done for
     this run and `again` is false, or when there is nothing to compare). Its workers start
     through `launch` (an executor's, else the one spawner) and stop with `stop`; a stopped
@@ -64,7 +64,7 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
 
 
 def measure(config: Config, out_dir: Path, say: Say, stop: launcher.Stop | None = None,
-            launch: verify.Launch | None = None) -> dict | None:
+            launch: launcher.Launch | None = None) -> dict | None:
     """The matmul ceiling of every framework on every present device at every precision
     (started through `launch`, stopped by `stop`, as the gate)."""
     frameworks = real_frameworks(config)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -125,8 +125,8 @@ class Parsed:
 
 
 def protocol_error(text: str) -> dict:
-    return {"protocol": PROTOCOL, "type": "error", "kind": "protocol",
-            "error_type": "ProtocolError", "message": text}
+    return wire().message(wire().ERROR, kind="protocol", error_type="ProtocolError",
+                          message=text)
 
 
 def version_mismatch(version: int) -> str:

@@ -147,15 +147,12 @@ def load(path: Path) -> VerifyReport:
 
 # ----------------------------------------------------------------------------------------------
 
-Launch = Callable[..., dict]  # launcher.launch, or an executor's (Executor.launch)
-
-
 def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
                   precisions: list[str] | None = None, devices: list[str] | None = None,
                   perturb: dict[str, str] | None = None, timeout_s: float | None = None,
                   on_record: Callable[[str, dict], None] | None = None,
                   stop: launcher.Stop | None = None,
-                  launch: Launch | None = None) -> VerifyReport:
+                  launch: launcher.Launch | None = None) -> VerifyReport:
     """Run the gate for the models of `config` and write `<out_dir>/verify.json`.
 
     frameworks/precisions/devices default to the config's (the dummy worker is left out; the
