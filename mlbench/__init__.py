@@ -2,4 +2,4 @@
 
 The parent side (this package) never imports an ML framework; workers/ holds the worker side.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
