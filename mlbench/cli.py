@@ -76,8 +76,9 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
-# What rich leaves out of a line too (bell, backspace, vertical tab, form feed, carriage return).
-_CONTROL = dict.fromkeys((7, 8, 11, 12, 13))
+# An error echoes what the user gave (a file name, a value): a carriage return, backspace or
+# escape sequence in it must not rewrite the terminal, so control characters are shown as \xNN.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127) if c not in (9, 10)}
 
 
 def _error_line(text: str) -> None:
@@ -392,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         _error_line("aborted")
         return 130
     except Exception as exc:  # click usage errors: one line, like every other bad input
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `mlbench`: the help, as click
+            sys.stderr.write(exc.format_message() + "\n")  # does (on stderr, exit code 2)
+            return 2
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's, in typer
             _error_line(f"error: {exc.format_message()} (command line)")
             return 2

@@ -3,10 +3,14 @@ scratch virtualenv that cannot see the source tree, gives a working `mlbench` in
 the default config is found, the workers run from inside the package, `list`, a numpy sweep and
 `report` work, and the wheel holds the package only (no tests/, reports/, caches).
 
-Offline: the wheel is built with the setuptools of this interpreter when it has one, the scratch
-venv has no pip of its own (this interpreter's pip installs into it with --python) and sees this
-interpreter's site-packages, for the dependencies only, through a .pth file added after the install.
-Marked slow: a build, an install and a real sweep (about 15 s).
+The editable install `.ci/setup` makes (`pip install -e .`) still runs the checkout's own
+workers/ and configs/.
+
+Offline: the wheels are built with the setuptools of this interpreter (the `test` extra brings
+one; without it pip builds in isolation, from PyPI); a scratch venv has no pip of its own (this
+interpreter's pip installs into it with --python) and sees this interpreter's site-packages, for
+the dependencies only, through a .pth file added after the install.
+Marked slow: two builds, two installs and a real sweep (about 20 s).
 """
 from __future__ import annotations
 
@@ -51,8 +55,39 @@ def _strings(value) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
+def _setuptools_here() -> bool:
+    """This interpreter can build mlbench without build isolation (no download)."""
+    try:
+        from importlib.metadata import version
+        return int(version("setuptools").split(".")[0]) >= 68  # pyproject's build requirement
+    except Exception:  # noqa: BLE001 - not installed, or an unreadable version
+        return False
+
+
+def _venv(tmp: Path, name: str, env: dict) -> tuple[Path, Path]:
+    """A scratch venv without pip: (its python, its site-packages)."""
+    _run([sys.executable, "-m", "venv", "--without-pip", tmp / name], tmp, env)
+    python = tmp / name / "bin" / "python"
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                tmp, env).stdout.strip()
+    return python, Path(site)
+
+
+def _pip_into(python: Path, args: list, cwd: Path, env: dict) -> None:
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--quiet",
+          "--disable-pip-version-check", *args], cwd, env, timeout=300)
+
+
+def _see_dependencies(site: Path) -> None:
+    """The dependencies (pydantic, typer, numpy, ...) from this interpreter, after the venv's own
+    site-packages on sys.path: what is installed there (mlbench) wins. Written after the install,
+    so pip never sees this interpreter's packages as the venv's."""
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> dict:
+def tree(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("install")
     # A copy of the tree (tests/, reports/ and __pycache__ folders included): a build in place
     # would leave build/ and *.egg-info in the checkout, and setuptools' build/lib keeps files
@@ -61,27 +96,23 @@ def installed(tmp_path_factory) -> dict:
     shutil.copytree(ROOT, src, ignore=_ignore)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "MLBENCH_WORKERS_DIR", "PYTHONHOME")}
-    isolation = [] if importlib.util.find_spec("setuptools") is None else \
-        ["--no-build-isolation"]
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "--quiet",
-          "--disable-pip-version-check", "-w", tmp / "dist", src], tmp, env, timeout=300)
-    (wheel,) = (tmp / "dist").glob("mlbench-*.whl")
-
-    venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp, env)
-    python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-          "--quiet", "--disable-pip-version-check", wheel], tmp, env, timeout=300)
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     tmp, env).stdout.strip())
-    # The dependencies (pydantic, typer, numpy, ...) from this interpreter, after the venv's own
-    # site-packages on sys.path: what is installed there (mlbench) wins.
-    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     work = tmp / "elsewhere"  # any directory but the source tree
     work.mkdir()
-    return {"wheel": wheel, "venv": venv, "python": python, "mlbench": venv / "bin" / "mlbench",
-            "site": site, "work": work, "env": env}
+    return {"tmp": tmp, "src": src, "env": env, "work": work}
+
+
+@pytest.fixture(scope="module")
+def installed(tree) -> dict:
+    tmp, env = tree["tmp"], tree["env"]
+    isolation = ["--no-build-isolation"] if _setuptools_here() else []
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "--quiet",
+          "--disable-pip-version-check", "-w", tmp / "dist", tree["src"]], tmp, env, timeout=300)
+    (wheel,) = (tmp / "dist").glob("mlbench-*.whl")
+    python, site = _venv(tmp, "venv", env)
+    _pip_into(python, ["--no-index", wheel], tmp, env)
+    _see_dependencies(site)
+    return {**tree, "wheel": wheel, "python": python, "site": site,
+            "mlbench": python.parent / "mlbench"}
 
 
 def test_the_wheel_holds_the_package_with_its_workers_and_configs_and_nothing_else(installed):
@@ -140,3 +171,25 @@ def test_installed_mlbench_lists_runs_a_numpy_sweep_and_reports_from_any_directo
     _run([mlbench, "report"], work, env, timeout=300)
     page = work / "reports" / "latest" / "index.html"
     assert page.is_file() and "numpy-mlp" in page.read_text(encoding="utf-8")
+
+
+def test_an_editable_install_runs_the_checkouts_own_workers_and_configs(tree):
+    tmp, env, src = tree["tmp"], tree["env"], tree["src"]
+    python, site = _venv(tmp, "venv-editable", env)
+    if _setuptools_here():  # PEP 660 through this interpreter's setuptools: no download
+        code = ("import sys; from setuptools import build_meta as b; "
+                "print(b.build_editable(sys.argv[1]))")
+        _run([sys.executable, "-c", code, tmp / "dist-editable"], src, env, timeout=300)
+        (wheel,) = (tmp / "dist-editable").glob("mlbench-*.whl")
+        _pip_into(python, ["--no-index", wheel], tmp, env)
+    else:
+        _pip_into(python, ["-e", src], tmp, env)
+    _see_dependencies(site)
+    code = ("import mlbench, mlbench.catalog as c, mlbench.config as cfg\n"
+            "print(mlbench.__file__); print(c.workers_dir()); print(cfg.DEFAULT_CONFIG)\n")
+    package, workers, default = _run([python, "-c", code], tree["work"], env).stdout.split()
+    assert Path(package).resolve() == src / "mlbench" / "__init__.py"
+    assert Path(workers).resolve() == src / "workers"
+    assert Path(default).resolve() == src / "configs" / "quick_test.yaml"
+    listed = _run([python.parent / "mlbench", "list"], tree["work"], env).stdout
+    assert "transformer" in listed
