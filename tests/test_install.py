@@ -124,10 +124,12 @@ def test_the_wheel_holds_the_package_with_its_workers_and_configs_and_nothing_el
             or "/.venv" in n or "/tests/" in n or "/reports/" in n]
     assert not junk, junk
     shipped = {n for n in names if n.startswith(("mlbench/workers/", "mlbench/configs/"))}
+    # every file of workers/ and configs/ but caches, hidden files and configs/gpu.yaml (written
+    # by `.ci/setup --gpu` for one machine)
     expected = {f"mlbench/{p.relative_to(ROOT).as_posix()}"
                 for folder in ("workers", "configs") for p in (ROOT / folder).rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".yaml")
-                and p.name != "gpu.yaml"}  # gpu.yaml: written by `.ci/setup --gpu` per machine
+                if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
+                and p.suffix not in (".pyc", ".pyo") and p.name != "gpu.yaml"}
     assert expected <= shipped, sorted(expected - shipped)
     assert "mlbench/configs/quick_test.yaml" in shipped
     assert "mlbench/report/template.html.j2" in names
