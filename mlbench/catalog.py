@@ -114,8 +114,24 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def workers_dir() -> Path:
+    """The worker scripts: MLBENCH_WORKERS_DIR if set; an installed package's mlbench/workers;
+    in a source checkout (or an editable install) the repository's workers/."""
     override = os.environ.get("MLBENCH_WORKERS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "workers"
+    return Path(override) if override else _shipped("workers")
+
+
+def configs_dir() -> Path:
+    """The shipped configs (quick_test.yaml, the examples): mlbench/configs when installed, the
+    repository's configs/ in a source checkout."""
+    return _shipped("configs")
+
+
+def _shipped(name: str) -> Path:
+    # pyproject.toml maps the repository's top-level <name>/ to mlbench/<name> in the wheel; a
+    # checkout has no mlbench/<name>, so the installed copy wins wherever it exists.
+    here = Path(__file__).resolve().parent
+    installed = here / name
+    return installed if installed.is_dir() else here.parent / name
 
 
 def worker_script(framework: str) -> Path:

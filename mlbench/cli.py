@@ -3,25 +3,57 @@
 Owns argument parsing (typer) and turning UserError into `error: <what> (<where>)` with exit 2.
 Lists after one flag are accepted as the seed writes them (`--frameworks pytorch jax`), as well as
 comma-separated and repeated. Must not import any ML framework.
+
+Answers fast: at import only typer and the standard library load; rich, pydantic (the config),
+polars and plotly (the report) are imported by the command that uses them, so `--help`,
+`--version`, `list` and a bad command line never pay for them (tests/test_cli_fast.py pins this,
+benchmarks/cli_startup.py measures it).
 """
 from __future__ import annotations
 
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
-from . import __version__, catalog, config as cfg, gpu, guards, sysinfo
+from . import __version__
 from .errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from . import config as cfg
+
+
+class _PlainHelpFlag:
+    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, the --help
+    flag's too when it is not given (value None): that alone imported pydantic (~150 ms) into
+    every command, even `mlbench list`. Defaulting the flag to False (a bool, which typer passes
+    through as is) keeps pydantic out of the commands that do not validate anything."""
+
+    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
+class _Group(_PlainHelpFlag, TyperGroup):
+    pass
+
+
+class _Command(_PlainHelpFlag, TyperCommand):
+    pass
+
+
+# rich_markup_mode=None: click's plain help; typer's rich help panels alone cost ~100 ms a start.
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Benchmark PyTorch, TensorFlow and JAX on your own hardware.")
-err_console = Console(stderr=True)
 
 # Options that take several values after one flag (the seed's `--frameworks pytorch jax`).
 LIST_OPTIONS = ("--frameworks", "--models", "--devices", "--batch-sizes", "--precisions",
@@ -30,6 +62,29 @@ LIST_OPTIONS = ("--frameworks", "--models", "--devices", "--batch-sizes", "--pre
 ListOpt = Optional[list[str]]
 MAX_ERROR_CHARS = 2000  # an echoed value is cut long before this; a safety net for the line
 _NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+@lru_cache(maxsize=1)
+def err_console() -> Console:
+    """rich's console on stderr, for the commands that do real work (progress, warnings)."""
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
+# An error echoes what the user gave (a file name, a value): a carriage return, backspace or
+# escape sequence in it must not rewrite the terminal, so control characters are shown as \xNN.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127) if c not in (9, 10)}
+
+
+def _error_line(text: str) -> None:
+    """One `error: ...` line on stderr, without loading rich (a bad command line answers fast)."""
+    sys.stderr.write(text.translate(_CONTROL) + "\n")
+    sys.stderr.flush()
 
 
 def _cut(text: str, limit: int) -> str:
@@ -67,7 +122,7 @@ def _ints(values: list[str] | None, flag: str) -> list[int] | None:
         raise UserError(f"batch sizes must be integers, got {values}", flag) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config "
                       "(default: the embedded quick CPU sweep)")] = None,
@@ -100,7 +155,7 @@ def run(
              "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
-    from . import progress, runner
+    from . import config as cfg, guards
 
     modes = [m for m, on in (("resume", resume), ("only", bool(only)), ("failed", failed)) if on]
     if len(modes) > 1:
@@ -111,16 +166,17 @@ def run(
                  "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
     for note in cfg.notes(conf):
-        err_console.print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
+        err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     conf = _with_executor(conf, executor, ray_address)
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
     if report:  # checked before any cell: a finished sweep must not die on its report folder
         guards.writable_dir(rep_dir, "report directory")
-    hooks = progress.RichHooks(err_console)
+    from . import progress, runner
+    hooks = progress.RichHooks(err_console())
     outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
                                hooks)
     prefix = ["mlbench", "run", "--output", str(out_dir)]
-    progress.print_summary(outcome, err_console, prefix)
+    progress.print_summary(outcome, err_console(), prefix)
     if report and outcome.latest:
         _report_after_sweep(out_dir, rep_dir)
     raise typer.Exit(outcome.exit_code)
@@ -135,11 +191,11 @@ def _report_after_sweep(out_dir: Path, rep_dir: Path) -> None:
     try:
         from .report import build_report
         index = build_report(out_dir, rep_dir)
-        err_console.print(f"report: {escape(str(index))}")
+        err_console().print(f"report: {escape(str(index))}")
     except Exception as exc:  # noqa: BLE001 - the sweep's results are safe whatever this is
         what = str(exc) if isinstance(exc, UserError) else \
             f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"
-        err_console.print(f"warning: report not written: {escape(_cut(what, 300))}; the results "
+        err_console().print(f"warning: report not written: {escape(_cut(what, 300))}; the results "
                           f"are stored in {escape(str(out_dir))}; build the report later with: "
                           f"{escape(later)}", highlight=False, soft_wrap=True)
 
@@ -165,6 +221,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     config, with command-line overrides on top (cells whose request changed run again). A
     --config given with them must be the run's own config: another file would mix two sweeps'
     cells in one run, so it is refused with the keys that differ."""
+    from . import config as cfg, guards
     if mode != "new":
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
@@ -192,7 +249,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
                     "One run holds one sweep: resume without --config, or start a new run with "
                     "--archive or another --output", f"{path}: {changed[0] if changed else ''}")
             if changed:
-                err_console.print(
+                err_console().print(
                     f"warning: the config differs from the run's stored one in "
                     f"{escape(', '.join(changed[:6]))}{' ...' if len(changed) > 6 else ''}; "
                     "cells whose request changed run again", highlight=False, soft_wrap=True)
@@ -201,7 +258,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     return conf, output or Path(conf.output_dir)
 
 
-@app.command("verify")
+@app.command("verify", cls=_Command)
 def verify_cmd(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config "
                       "(default: the embedded quick CPU sweep)")] = None,
@@ -217,12 +274,12 @@ def verify_cmd(
     Forward outputs, loss, and the losses after a few identical optimizer steps are compared
     against the numpy reference (mlp) or pairwise, with tolerances per precision.
     """
-    from . import preflight
+    from . import config as cfg, guards, preflight
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = cfg.load_config(config, overrides)
     guards.writable_dir(output, "verify output directory")
-    report = preflight.run_gate(conf, output, lambda t: err_console.print(escape(t)), again=True)
+    report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
         raise UserError("nothing to verify: no ML framework or no present device in the sweep",
                         "command line")
@@ -230,7 +287,7 @@ def verify_cmd(
     raise typer.Exit(0 if report.passed else 1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     results: Annotated[Path, typer.Option(help="results.json, results.jsonl or a run "
                                           "directory")] = Path("results/results.json"),
@@ -238,17 +295,18 @@ def report(
         Path("reports/latest"),
 ) -> None:
     """Write the HTML report (and summary.csv, aggregated.parquet) for a run."""
-    from .report import build_report
+    from . import guards
     guards.writable_dir(output, "report directory")
+    from .report import build_report
     try:
         index = build_report(results, output)
     except OSError as exc:
         raise UserError(f"could not write the report: {exc.strerror or exc}",
                         str(exc.filename or output)) from None
-    err_console.print(f"report: {escape(str(index))}")
+    err_console().print(f"report: {escape(str(index))}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def compare(
     base: Annotated[Path, typer.Argument(help="baseline results")],
     new: Annotated[Path, typer.Argument(help="new results")],
@@ -262,7 +320,7 @@ def compare(
     raise typer.Exit(1 if result.regressed else 0)
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema() -> None:
     """Print the JSON Schema of results.json (generated from mlbench.summary's models)."""
     from .summary import SCHEMA_FILE, schema_text
@@ -270,9 +328,14 @@ def schema() -> None:
                else schema_text(), nl=False)
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 def list_cmd() -> None:
     """Frameworks (installed or not), their modes, models with presets, detected devices."""
+    # catalog and the worker specs only: no pydantic, polars or plotly
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import catalog, gpu, sysinfo
     console = Console()
     t = Table(title="frameworks")
     for col in ("framework", "installed", "version", "interpreter"):
@@ -322,18 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         rc = app(args=args, prog_name="mlbench", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
     except UserError as exc:
-        err_console.print(f"error: {escape(_cut(str(exc), MAX_ERROR_CHARS))}", highlight=False,
-                          soft_wrap=True)
+        _error_line(f"error: {_cut(str(exc), MAX_ERROR_CHARS)}")
         return 2
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
+        _error_line("aborted")
         return 130
     except Exception as exc:  # click usage errors: one line, like every other bad input
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `mlbench`: the help, as click
+            sys.stderr.write(exc.format_message() + "\n")  # does (on stderr, exit code 2)
+            return 2
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's, in typer
-            err_console.print(f"error: {escape(exc.format_message())} (command line)",
-                              highlight=False, soft_wrap=True)
+            _error_line(f"error: {exc.format_message()} (command line)")
             return 2
         raise
 

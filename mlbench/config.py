@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from . import catalog, fwoptions
 from .errors import UserError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quick_test.yaml"
+DEFAULT_CONFIG = catalog.configs_dir() / "quick_test.yaml"
 DEVICE_RE = re.compile(r"cpu|cuda:\d{1,2}")  # always fullmatch: `$` would let "cpu\n" in
 SAFE_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_NODES = 100_000  # a config is small; more means alias bombs (`a: &a [..]; b: [*a, *a, ..]`)

@@ -1,0 +1,94 @@
+"""How fast the `mlbench` command answers, against a bare Python start on this machine.
+
+For each command: the median wall time of N fresh processes (run round-robin, so a change in the
+machine's load touches every command alike), its ratio to `python -c pass`, and with --baseline
+the same for another version of mlbench side by side (a directory holding one, or a git
+revision of this repository, e.g. the commit before a change).
+
+    .venv/bin/python benchmarks/cli_startup.py [-n 21] [--baseline REV_OR_DIR]
+
+Measures `python -m mlbench.cli ...` with PYTHONPATH at the tree (the installed `mlbench` script
+does the same imports). What a command imports: `python -X importtime -m mlbench.cli --help`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD_KEY = "frameworks: [numpy]\nmodels: [mlp]\nbatch_sizes: [8]\nepochz: 1\n"
+COMMANDS = [  # (label, arguments after the interpreter; None: bare python)
+    ("python -c pass (bare start)", None),
+    ("import mlbench.cli", ["-c", "import mlbench.cli"]),
+    ("mlbench --help", ["-m", "mlbench.cli", "--help"]),
+    ("mlbench --version", ["-m", "mlbench.cli", "--version"]),
+    ("mlbench list", ["-m", "mlbench.cli", "list"]),
+    ("bad option (run --bogus)", ["-m", "mlbench.cli", "run", "--bogus"]),
+    ("config file missing", ["-m", "mlbench.cli", "run", "--config", "missing.yaml"]),
+    ("config unknown key", ["-m", "mlbench.cli", "run", "--config", "bad.yaml"]),
+]
+
+
+def _export(rev: str, into: Path) -> Path:
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
+                          check=True).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _time(args: list[str] | None, tree: Path, cwd: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("MLBENCH_WORKERS_DIR", None)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *(args or ["-c", "pass"])], cwd=cwd, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=21, help="processes per command (median)")
+    ap.add_argument("--baseline", help="another mlbench: a directory or a git revision")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp) / "cwd"
+        cwd.mkdir()
+        (cwd / "bad.yaml").write_text(BAD_KEY)
+        trees = {"now": ROOT}
+        if args.baseline:
+            given = Path(args.baseline)
+            trees["baseline"] = given if given.is_dir() else _export(args.baseline,
+                                                                     Path(tmp) / "baseline")
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.n):
+            for name, tree in trees.items():
+                for label, cmd in COMMANDS:
+                    times.setdefault((name, label), []).append(_time(cmd, tree, cwd))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    bare = {name: med[(name, COMMANDS[0][0])] for name in trees}
+    head = f"{'command':30} {'now ms':>8} {'x bare':>7}"
+    if "baseline" in trees:
+        head += f" {'baseline ms':>12} {'x bare':>7} {'speed-up':>9}"
+    print(f"median of {args.n} fresh processes each; python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(head)
+    for label, _ in COMMANDS:
+        now = med[("now", label)]
+        line = f"{label:30} {now:8.0f} {now / bare['now']:7.1f}"
+        if "baseline" in trees:
+            base = med[("baseline", label)]
+            line += f" {base:12.0f} {base / bare['baseline']:7.1f} {base / now:8.1f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
