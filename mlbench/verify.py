@@ -211,8 +211,11 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
                     for e in models}
         return record["metrics"]["models"]
 
-    mlp_entries = [e for e in entries if e["model"] == "mlp"]
-    reference = run("numpy", "cpu", "fp32", mlp_entries) if mlp_entries else {}
+    # the models with a numpy reference (workers/models/<model>.py REFERENCE: the mlp)
+    has_ref = {m.id_label: m.source is None and catalog.specs().gate_reference(m.name) == "numpy"
+               for m in config.models}
+    ref_entries = [e for e in entries if has_ref[e["key"]]]
+    reference = run("numpy", "cpu", "fp32", ref_entries) if ref_entries else {}
     rows: list[VerifyRow] = []
     pairs: list[dict] = []
     for device in devices:
@@ -222,7 +225,7 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
                 key = e["key"]
                 got = {fw: results[fw].get(key, {"status": "error", "reason": "no answer"})
                        for fw in frameworks}
-                ref = reference.get(key) if names[key] == "mlp" else None
+                ref = reference.get(key) if has_ref[key] else None
                 r, p = _judge(names[key], key, device, precision, got, ref)
                 rows += r
                 pairs += p

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, Sequence
 
 import harness
+import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
 # imported by import_framework, timed like any framework import
@@ -178,16 +179,40 @@ def attention_kind(precision: str, platform: str) -> str:
 
 def cudnn_attention_error(spec: dict, dtype) -> str | None:
     """None if cuDNN's fused attention compiles and runs (forward and backward) for this
-    transformer's shapes here; else why not (head size, sequence length, cuDNN version...)."""
-    t, n = spec["seq_len"], spec["n_heads"]
-    q = jnp.ones((1, t, n, spec["d_model"] // n), dtype)
+    model's attention shapes here; else why not (head size, sequence length, cuDNN version...)."""
+    att = specs.attention(spec)
+    q = jnp.ones((1, att["tokens"], att["heads"], att["head_dim"]), dtype)
     try:
         f = jax.jit(jax.grad(lambda q: jax.nn.dot_product_attention(
-            q, q, q, is_causal=True, implementation="cudnn").astype(jnp.float32).sum()))
+            q, q, q, is_causal=att["causal"], implementation="cudnn").astype(jnp.float32).sum()))
         f(q).block_until_ready()
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "use XLA's attention"
         return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def make_mlp(spec: dict, dtype, attention: str):
+    return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
+
+
+def make_cnn(spec: dict, dtype, attention: str):
+    return CNN(tuple(spec["widths"]), tuple(spec["blocks"]), spec["stem"],
+               spec["num_classes"], dtype, spec["bn_eps"], 1.0 - spec["bn_momentum"])
+
+
+def make_transformer(spec: dict, dtype, attention: str):
+    return Transformer(spec["vocab_size"], spec["seq_len"], spec["d_model"],
+                       spec["n_layers"], spec["n_heads"], dtype, attention, spec["ln_eps"])
+
+
+def make_lstm(spec: dict, dtype, attention: str):
+    return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
+
+
+# One builder per built-in model (workers/models/): (spec, compute dtype, attention kind) ->
+# a flax.linen module taking (x, train).
+BUILDERS = {"mlp": make_mlp, "cnn": make_cnn, "transformer": make_transformer,
+            "lstm": make_lstm}
 
 
 def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
@@ -195,95 +220,96 @@ def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     if m == "user":  # the user's own file: its jax(**options), a Flax linen module
         import usermodel
         return usermodel.build(spec, "jax", nn.Module, "a flax.linen.Module")
-    if m == "mlp":
-        return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
-    if m == "cnn":
-        return CNN(tuple(spec["widths"]), tuple(spec["blocks"]), spec["stem"],
-                   spec["num_classes"], dtype, spec["bn_eps"], 1.0 - spec["bn_momentum"])
-    if m == "transformer":
-        return Transformer(spec["vocab_size"], spec["seq_len"], spec["d_model"],
-                           spec["n_layers"], spec["n_heads"], dtype, attention, spec["ln_eps"])
-    if m == "lstm":
-        return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
-    raise ValueError(f"unknown model {m!r}")
+    if m not in BUILDERS:
+        raise ValueError(f"unknown model {m!r}; the jax worker builds {', '.join(BUILDERS)}")
+    return BUILDERS[m](spec, dtype, attention)
+
+
+class _Tree:
+    """Builds the flax trees (params, batch_stats) from canonical tensors, remembering which."""
+
+    def __init__(self, params: dict):
+        self.params, self.used = params, set()
+        self.tree: dict = {}
+        self.stats: dict = {}
+
+    def take(self, name: str):
+        self.used.add(name)
+        return self.params[name]
+
+    def dense(self, name: str) -> dict:
+        return {"kernel": self.take(f"{name}.kernel"), "bias": self.take(f"{name}.bias")}
+
+    def norm(self, name: str) -> dict:
+        return {"scale": self.take(f"{name}.gamma"), "bias": self.take(f"{name}.beta")}
+
+    def block(self, b: str) -> dict:
+        """A pre-norm Block (transformer, vit), by the names Block gives its layers."""
+        return {"LayerNorm_0": self.norm(f"{b}.ln1"), "qkv": self.dense(f"{b}.qkv"),
+                "proj": self.dense(f"{b}.proj"), "LayerNorm_1": self.norm(f"{b}.ln2"),
+                "fc": self.dense(f"{b}.fc"), "fc_out": self.dense(f"{b}.out")}
+
+
+def tree_mlp(spec: dict, t: _Tree) -> None:
+    for i in range(len(spec["hidden"]) + 1):
+        t.tree[f"Dense_{i}"] = t.dense(f"dense{i}")
+
+
+def tree_cnn(spec: dict, t: _Tree) -> None:
+    # (scope, conv index) in models/cnn.py `layers` order: the stem, then per block conv1,
+    # conv2 and the shortcut conv when there is one (flax numbers them in call order)
+    places = [((), 0)]
+    for k, short in enumerate(specs.module("cnn").shortcuts(spec)):
+        places += [((f"BasicBlock_{k}",), c) for c in range(3 if short else 2)]
+    for j, (scope, c) in enumerate(places):
+        p, s = t.tree, t.stats
+        for name in scope:
+            p, s = p.setdefault(name, {}), s.setdefault(name, {})
+        p[f"Conv_{c}"] = {"kernel": t.take(f"conv{j}.kernel")}
+        p[f"BatchNorm_{c}"] = t.norm(f"bn{j}")
+        s[f"BatchNorm_{c}"] = {"mean": t.take(f"bn{j}.mean"), "var": t.take(f"bn{j}.var")}
+    t.tree["Dense_0"] = t.dense("fc")
+
+
+def tree_transformer(spec: dict, t: _Tree) -> None:
+    t.tree["wte"] = {"embedding": t.take("tok")}
+    t.tree["wpe"] = {"embedding": t.take("pos")}
+    for i in range(spec["n_layers"]):
+        t.tree[f"Block_{i}"] = t.block(f"block{i}")
+    t.tree["LayerNorm_0"] = t.norm("ln_f")
+
+
+def tree_lstm(spec: dict, t: _Tree) -> None:
+    """OptimizedLSTMCell splits the [in, 4h] kernel into per-gate ii, if, ig, io (no bias) and
+    the [h, 4h] recurrent kernel into hi, hf, hg, ho, which carry the one bias."""
+    h = spec["hidden"]
+    for layer in range(spec["n_layers"]):
+        n = f"lstm{layer}"
+        kernel, rec, bias = t.take(f"{n}.kernel"), t.take(f"{n}.recurrent"), t.take(f"{n}.bias")
+        cell = {}
+        for g, gate in enumerate("ifgo"):
+            cols = slice(g * h, (g + 1) * h)
+            cell[f"i{gate}"] = {"kernel": kernel[:, cols]}
+            cell[f"h{gate}"] = {"kernel": rec[:, cols], "bias": bias[cols]}
+        t.tree[f"OptimizedLSTMCell_{layer}"] = cell
+    t.tree["Dense_0"] = t.dense("fc")
+
+
+# One canonical-weight converter per built-in model: (spec, _Tree) -> fills the trees.
+TREES = {"mlp": tree_mlp, "cnn": tree_cnn, "transformer": tree_transformer, "lstm": tree_lstm}
 
 
 def canonical_to_flax(spec: dict, params: dict) -> tuple[dict, dict]:
     """The canonical weights (workers/weights.py) as flax trees (params, batch_stats): Dense
-    and Conv kernels are the canonical [in, out] / HWIO already; OptimizedLSTMCell splits the
-    [in, 4h] kernel into per-gate ii, if, ig, io (no bias) and the [h, 4h] recurrent kernel
-    into hi, hf, hg, ho, which carry the one bias. Returns numpy trees; `load` checks them
-    against the model's own tree, name by name and shape by shape."""
-    used: set = set()
-
-    def take(name, array=None):
-        used.add(name)
-        return params[name] if array is None else array
-
-    def dense(name):
-        return {"kernel": take(f"{name}.kernel"), "bias": take(f"{name}.bias")}
-
-    def norm(name):
-        return {"scale": take(f"{name}.gamma"), "bias": take(f"{name}.beta")}
-
-    tree: dict = {}
-    stats: dict = {}
-    m = spec["model"]
-    if m == "mlp":
-        for i in range(len(spec["hidden"]) + 1):
-            tree[f"Dense_{i}"] = dense(f"dense{i}")
-    elif m == "cnn":
-        # (scope, conv index) in specs._cnn_layers order: the stem, then per block conv1,
-        # conv2 and the shortcut conv when there is one (flax numbers them in call order)
-        places = [((), 0)]
-        for k in range(sum(spec["blocks"])):
-            places += [((f"BasicBlock_{k}",), c)
-                       for c in range(3 if _has_shortcut(spec, k) else 2)]
-        for j, (scope, c) in enumerate(places):
-            p, s = tree, stats
-            for name in scope:
-                p, s = p.setdefault(name, {}), s.setdefault(name, {})
-            p[f"Conv_{c}"] = {"kernel": take(f"conv{j}.kernel")}
-            p[f"BatchNorm_{c}"] = norm(f"bn{j}")
-            s[f"BatchNorm_{c}"] = {"mean": take(f"bn{j}.mean"), "var": take(f"bn{j}.var")}
-        tree["Dense_0"] = dense("fc")
-    elif m == "transformer":
-        tree["wte"] = {"embedding": take("tok")}
-        tree["wpe"] = {"embedding": take("pos")}
-        for i in range(spec["n_layers"]):
-            b = f"block{i}"
-            tree[f"Block_{i}"] = {"LayerNorm_0": norm(f"{b}.ln1"), "qkv": dense(f"{b}.qkv"),
-                                  "proj": dense(f"{b}.proj"), "LayerNorm_1": norm(f"{b}.ln2"),
-                                  "fc": dense(f"{b}.fc"), "fc_out": dense(f"{b}.out")}
-        tree["LayerNorm_0"] = norm("ln_f")
-    elif m == "lstm":
-        h = spec["hidden"]
-        for layer in range(spec["n_layers"]):
-            n = f"lstm{layer}"
-            kernel, rec, bias = take(f"{n}.kernel"), take(f"{n}.recurrent"), take(f"{n}.bias")
-            cell = {}
-            for g, gate in enumerate("ifgo"):
-                cols = slice(g * h, (g + 1) * h)
-                cell[f"i{gate}"] = {"kernel": kernel[:, cols]}
-                cell[f"h{gate}"] = {"kernel": rec[:, cols], "bias": bias[cols]}
-            tree[f"OptimizedLSTMCell_{layer}"] = cell
-        tree["Dense_0"] = dense("fc")
-    else:
-        raise ValueError(f"unknown model {m!r}")
+    and Conv kernels are the canonical [in, out] / HWIO already. Returns numpy trees; `load`
+    checks them against the model's own tree, name by name and shape by shape."""
     import weights
-    weights.check_consumed(params, used, "jax")
-    return tree, stats
-
-
-def _has_shortcut(spec: dict, block_index: int) -> bool:
-    c, k = spec["widths"][0], 0
-    for stage, (width, n) in enumerate(zip(spec["widths"], spec["blocks"])):
-        for b in range(n):
-            stride = 2 if (stage > 0 and b == 0) else 1
-            if k == block_index:
-                return stride != 1 or c != width
-            c, k = width, k + 1
-    return False
+    if spec["model"] not in TREES:
+        raise ValueError(f"unknown model {spec['model']!r}")
+    t = _Tree(params)
+    TREES[spec["model"]](spec, t)
+    weights.check_consumed(params, t.used, "jax")
+    return t.tree, t.stats
 
 
 def _replace_tree(current, new, path="") -> Any:
@@ -366,7 +392,7 @@ class JaxBackend(FrameworkInterface):
         self.spec = spec
         self.attention = attention_kind(self.precision, self.device.platform)
         self.attention_note = None
-        if spec["model"] == "transformer" and self.attention == "cudnn":
+        if self.attention == "cudnn" and specs.attention(spec) is not None:
             why = cudnn_attention_error(spec, self.compute_dtype)
             if why is not None:
                 self.attention, self.attention_note = "xla", f"cudnn unavailable: {why}"
@@ -554,8 +580,8 @@ class JaxBackend(FrameworkInterface):
             "xla_python_client_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "platform": self.device.platform if self.device is not None else None,
-            "attention": getattr(self, "attention", None) if self.request.get("model") ==
-            "transformer" else None,
+            "attention": getattr(self, "attention", None)
+            if getattr(self, "spec", None) and specs.attention(self.spec) else None,
             "attention_note": getattr(self, "attention_note", None),
             "xla_python_client_mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
         }

@@ -1,8 +1,9 @@
 """numpy reference worker: the MLP with hand-written forward, backward and Adam.
 
 Owns: the reference implementation the framework workers are checked against (same spec, same
-data, same optimizer). Only `mlp` at fp32 on the CPU; anything else is skipped with the reason.
-Imports the harness, specs and numpy only.
+data, same optimizer), for the models in BUILDERS (the mlp: models/mlp.py REFERENCE = 'numpy';
+the other models are judged pairwise by the gate), at fp32 on the CPU; anything else is skipped
+with the reason. Imports the harness, specs and numpy only.
 """
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ class MLP:
             acts.append(h)
         return h, acts
 
+    def load_canonical(self, params: dict) -> set:
+        """The canonical dense<i>.kernel [in, out] / .bias are this model's own layout."""
+        import weights
+        used = set()
+        for i in range(len(self.params) // 2):
+            for j, part in enumerate(("kernel", "bias")):
+                name = f"dense{i}.{part}"
+                weights.expect_shape(name, params[name], self.params[2 * i + j].shape, "numpy")
+                self.params[2 * i + j][...] = params[name]
+                used.add(name)
+        return used
+
     @staticmethod
     def loss_and_dlogits(logits, y):
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -55,6 +68,11 @@ class MLP:
             if i > 0:
                 d = (d @ self.params[2 * i].T) * (acts[i] > 0)
         return loss, grads
+
+
+# The models the reference implements: spec, rng -> a model with params (a list of arrays),
+# forward(x) -> (logits, activations), gradients(x, y) -> (loss, grads), load_canonical.
+BUILDERS = {"mlp": MLP}
 
 
 class Adam:
@@ -82,8 +100,9 @@ class NumpyBackend(FrameworkInterface):
 
     def check_supported(self) -> None:
         r = self.request
-        if r["model"] != "mlp":
-            raise SkipCell(f"the numpy reference implements only mlp, not {r['model']}")
+        if r["model"] not in BUILDERS:
+            raise SkipCell(f"the numpy reference implements only {', '.join(BUILDERS)}, "
+                           f"not {r['model']}")
         if r["device"] != "cpu":
             raise SkipCell(f"the numpy reference runs on the CPU only, not {r['device']}")
         if r["precision"] != "fp32":
@@ -91,7 +110,7 @@ class NumpyBackend(FrameworkInterface):
 
     def build_model(self, spec: dict) -> None:
         self.spec = spec
-        self.model = MLP(spec, np.random.default_rng(int(self.request["seed"])))
+        self.model = BUILDERS[spec["model"]](spec, np.random.default_rng(int(self.request["seed"])))
         self.opt = Adam(self.model.params, spec["learning_rate"], spec["beta1"], spec["beta2"],
                         spec["adam_eps"])
 
@@ -99,9 +118,10 @@ class NumpyBackend(FrameworkInterface):
         return {"trainable": int(sum(p.size for p in self.model.params)), "non_trainable": 0}
 
     def count_parameters_abstract(self, spec: dict) -> dict:
-        if spec["model"] != "mlp":
-            raise SkipCell(f"the numpy reference implements only mlp, not {spec['model']}")
-        model = MLP(spec, np.random.default_rng(0))  # small enough to build for real
+        if spec["model"] not in BUILDERS:
+            raise SkipCell(f"the numpy reference implements only {', '.join(BUILDERS)}, "
+                           f"not {spec['model']}")
+        model = BUILDERS[spec["model"]](spec, np.random.default_rng(0))  # built for real
         return {"trainable": int(sum(p.size for p in model.params)), "non_trainable": 0}
 
     def load_data(self, data: dict) -> None:
@@ -126,22 +146,14 @@ class NumpyBackend(FrameworkInterface):
 
     def evaluate(self) -> dict:
         logits, _ = self.model.forward(self.data["x_eval"])
-        loss, _ = MLP.loss_and_dlogits(logits, self.data["y_eval"])
+        loss, _ = self.model.loss_and_dlogits(logits, self.data["y_eval"])
         acc = float((logits.argmax(axis=1) == self.data["y_eval"]).mean())
         return {"loss": loss, "accuracy": acc}
 
     # --- equivalence gate: the reference the framework workers are compared with ----------
     def load_canonical(self, params: dict) -> None:
         import weights
-        used = set()
-        for i in range(len(self.model.params) // 2):
-            for j, part in enumerate(("kernel", "bias")):
-                name = f"dense{i}.{part}"
-                weights.expect_shape(name, params[name], self.model.params[2 * i + j].shape,
-                                     "numpy")
-                self.model.params[2 * i + j][...] = params[name]
-                used.add(name)
-        weights.check_consumed(params, used, "numpy")
+        weights.check_consumed(params, self.model.load_canonical(params), "numpy")
 
     def to_numpy(self, output):
         return np.asarray(output, dtype=np.float32)

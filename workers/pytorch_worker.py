@@ -31,6 +31,17 @@ F = None
 OPTIONS = {"compile": False, "channels_last": False}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The key op of each input kind, run once under CPU autocast before a low-precision CPU cell:
+# (module, input) makers.
+AUTOCAST_PROBES = {
+    "image": lambda: (nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.randn(2, 3, 5, 5)),
+    "sequence": lambda: (nn.LSTM(4, 4, batch_first=True), torch.randn(2, 3, 4)),
+    "vector": lambda: (nn.Linear(4, 4), torch.randn(2, 4)),
+}
+# What torch.compile does not compile, per built-in model (shown in the cell's settings).
+# Dynamo does not trace nn.LSTM (torch._dynamo.config.allow_rnn is False, and turning it on fails
+# in inductor on the CPU): the module runs eager.
+COMPILE_NOTES = {"lstm": "nn.LSTM is skipped by dynamo (allow_rnn=False): eager"}
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -156,20 +167,27 @@ def _lstm_cls():
     return LSTMClassifier
 
 
+def build_transformer(spec: dict):
+    return _transformer_cls()(spec)
+
+
+def build_lstm(spec: dict):
+    return _lstm_cls()(spec)
+
+
+# One builder per built-in model (workers/models/): spec -> an nn.Module (logits out).
+BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
+            "lstm": build_lstm}
+
+
 def build_model(spec: dict):
     m = spec["model"]
     if m == "user":  # the user's own file: its pytorch(**options) (workers/usermodel.py)
         import usermodel
         return usermodel.build(spec, "pytorch", nn.Module, "a torch.nn.Module")
-    if m == "mlp":
-        return build_mlp(spec)
-    if m == "cnn":
-        return build_cnn(spec)
-    if m == "transformer":
-        return _transformer_cls()(spec)
-    if m == "lstm":
-        return _lstm_cls()(spec)
-    raise ValueError(f"unknown model {m!r}")
+    if m not in BUILDERS:
+        raise ValueError(f"unknown model {m!r}; the pytorch worker builds {', '.join(BUILDERS)}")
+    return BUILDERS[m](spec)
 
 
 def count_module(model) -> dict:
@@ -183,67 +201,100 @@ def count_module(model) -> dict:
     return {"trainable": int(trainable), "non_trainable": int(non_trainable)}
 
 
-def load_canonical(model, spec: dict, params: dict) -> None:
-    """Copy the canonical weights (workers/weights.py) into `model`, in torch's layouts:
-    Linear weight [out, in] (kernel.T), Conv2d OIHW (HWIO transposed), LSTM weight_ih [4h, in]
-    and weight_hh [4h, h] with the same i, f, g, o gate order, bias_ih = the one bias and
-    bias_hh kept at zero, BatchNorm weight/bias/running_mean/running_var."""
-    import numpy as np
-    import weights
+class _Loader:
+    """Copies canonical tensors (workers/weights.py) into a torch model, remembering which."""
 
-    used: set = set()
+    def __init__(self, params: dict):
+        import numpy as np
+        self.np, self.params, self.used = np, params, set()
 
-    def put(tensor, name: str, array) -> None:
-        value = torch.from_numpy(np.ascontiguousarray(array))
+    def put(self, tensor, name: str, array=None) -> None:
+        import weights
+        array = self.params[name] if array is None else array
+        value = torch.from_numpy(self.np.ascontiguousarray(array))
         weights.expect_shape(name, value, tensor.shape, "pytorch")
         with torch.no_grad():
             tensor.copy_(value)
-        used.add(name)
+        self.used.add(name)
 
-    def linear(mod, name):
-        put(mod.weight, f"{name}.kernel", params[f"{name}.kernel"].T)
-        put(mod.bias, f"{name}.bias", params[f"{name}.bias"])
+    def linear(self, mod, name: str) -> None:
+        """nn.Linear weight is [out, in]: the canonical kernel transposed."""
+        self.put(mod.weight, f"{name}.kernel", self.params[f"{name}.kernel"].T)
+        self.put(mod.bias, f"{name}.bias")
 
-    m = spec["model"]
-    if m == "mlp":
-        for i, lin in enumerate(x for x in model.modules() if isinstance(x, nn.Linear)):
-            linear(lin, f"dense{i}")
-    elif m == "cnn":
-        convs = [x for x in model.modules() if isinstance(x, nn.Conv2d)]
-        bns = [x for x in model.modules() if isinstance(x, nn.BatchNorm2d)]
-        for j, conv in enumerate(convs):
-            put(conv.weight, f"conv{j}.kernel", params[f"conv{j}.kernel"].transpose(3, 2, 0, 1))
-        for j, bn in enumerate(bns):
-            for attr, canon in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "mean"),
-                                ("running_var", "var")):
-                put(getattr(bn, attr), f"bn{j}.{canon}", params[f"bn{j}.{canon}"])
-        (fc,) = [x for x in model.modules() if isinstance(x, nn.Linear)]
-        linear(fc, "fc")
-    elif m == "transformer":
-        put(model.tok.weight, "tok", params["tok"])
-        put(model.pos.weight, "pos", params["pos"])
-        for i, blk in enumerate(model.blocks):
-            b = f"block{i}"
-            for ln in ("ln1", "ln2"):
-                put(getattr(blk, ln).weight, f"{b}.{ln}.gamma", params[f"{b}.{ln}.gamma"])
-                put(getattr(blk, ln).bias, f"{b}.{ln}.beta", params[f"{b}.{ln}.beta"])
-            for mod in ("qkv", "proj", "fc", "out"):
-                linear(getattr(blk, mod), f"{b}.{mod}")
-        put(model.ln_f.weight, "ln_f.gamma", params["ln_f.gamma"])
-        put(model.ln_f.bias, "ln_f.beta", params["ln_f.beta"])
-    elif m == "lstm":
-        for layer in range(spec["n_layers"]):
-            n = f"lstm{layer}"
-            put(getattr(model.lstm, f"weight_ih_l{layer}"), f"{n}.kernel", params[f"{n}.kernel"].T)
-            put(getattr(model.lstm, f"weight_hh_l{layer}"), f"{n}.recurrent",
-                params[f"{n}.recurrent"].T)
-            put(getattr(model.lstm, f"bias_ih_l{layer}"), f"{n}.bias", params[f"{n}.bias"])
-            with torch.no_grad():
-                getattr(model.lstm, f"bias_hh_l{layer}").zero_()
-        linear(model.fc, "fc")
-    else:
-        raise ValueError(f"unknown model {m!r}")
-    weights.check_consumed(params, used, "pytorch")
+    def norm(self, mod, name: str) -> None:
+        self.put(mod.weight, f"{name}.gamma")
+        self.put(mod.bias, f"{name}.beta")
+
+    def conv(self, mod, name: str) -> None:
+        """nn.Conv2d weight is OIHW: the canonical HWIO kernel transposed."""
+        self.put(mod.weight, f"{name}.kernel", self.params[f"{name}.kernel"].transpose(3, 2, 0, 1))
+
+
+def load_mlp(model, spec: dict, w: _Loader) -> None:
+    for i, lin in enumerate(x for x in model.modules() if isinstance(x, nn.Linear)):
+        w.linear(lin, f"dense{i}")
+
+
+def load_cnn(model, spec: dict, w: _Loader) -> None:
+    convs = [x for x in model.modules() if isinstance(x, nn.Conv2d)]
+    bns = [x for x in model.modules() if isinstance(x, nn.BatchNorm2d)]
+    for j, conv in enumerate(convs):
+        w.conv(conv, f"conv{j}")
+    for j, bn in enumerate(bns):
+        w.norm(bn, f"bn{j}")
+        w.put(bn.running_mean, f"bn{j}.mean")
+        w.put(bn.running_var, f"bn{j}.var")
+    (fc,) = [x for x in model.modules() if isinstance(x, nn.Linear)]
+    w.linear(fc, "fc")
+
+
+def load_blocks(blocks, w: _Loader) -> None:
+    """The pre-norm blocks of the transformer and the vit (workers/models/_common.py)."""
+    for i, blk in enumerate(blocks):
+        b = f"block{i}"
+        w.norm(blk.ln1, f"{b}.ln1")
+        w.norm(blk.ln2, f"{b}.ln2")
+        for mod in ("qkv", "proj", "fc", "out"):
+            w.linear(getattr(blk, mod), f"{b}.{mod}")
+
+
+def load_transformer(model, spec: dict, w: _Loader) -> None:
+    w.put(model.tok.weight, "tok")
+    w.put(model.pos.weight, "pos")
+    load_blocks(model.blocks, w)
+    w.norm(model.ln_f, "ln_f")
+
+
+def load_lstm(model, spec: dict, w: _Loader) -> None:
+    """weight_ih [4h, in] and weight_hh [4h, h] with the same i, f, g, o gate order; bias_ih =
+    the one bias, bias_hh kept at zero."""
+    for layer in range(spec["n_layers"]):
+        n = f"lstm{layer}"
+        w.put(getattr(model.lstm, f"weight_ih_l{layer}"), f"{n}.kernel", w.params[f"{n}.kernel"].T)
+        w.put(getattr(model.lstm, f"weight_hh_l{layer}"), f"{n}.recurrent",
+              w.params[f"{n}.recurrent"].T)
+        w.put(getattr(model.lstm, f"bias_ih_l{layer}"), f"{n}.bias")
+        with torch.no_grad():
+            getattr(model.lstm, f"bias_hh_l{layer}").zero_()
+    w.linear(model.fc, "fc")
+
+
+# One canonical-weight loader per built-in model: (model, spec, loader) -> None.
+LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
+           "lstm": load_lstm}
+
+
+def load_canonical(model, spec: dict, params: dict) -> None:
+    """Copy the canonical weights (workers/weights.py) into `model`, in torch's layouts (see
+    the loaders above); every canonical tensor must be used."""
+    import weights
+
+    if spec["model"] not in LOADERS:
+        raise ValueError(f"unknown model {spec['model']!r}")
+    w = _Loader(params)
+    LOADERS[spec["model"]](model, spec, w)
+    weights.check_consumed(params, w.used, "pytorch")
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -320,11 +371,9 @@ class TorchBackend(FrameworkInterface):
     def _probe_cpu_autocast(self) -> None:
         """Run the model's key op under CPU autocast once; a missing kernel becomes a skip."""
         m = self.request["model"]
-        probe = {"lstm": lambda: nn.LSTM(4, 4, batch_first=True),
-                 "cnn": lambda: nn.Conv2d(3, 4, 3, padding=1, bias=False)}.get(
-            m, lambda: nn.Linear(4, 4))()
-        x = torch.randn(2, 3, 5, 5) if m == "cnn" else (
-            torch.randn(2, 3, 4) if m == "lstm" else torch.randn(2, 4))
+        make = AUTOCAST_PROBES.get(specs.kind(specs.request_spec(self.request)),
+                                   AUTOCAST_PROBES["vector"])
+        probe, x = make()
         try:
             with torch.autocast("cpu", dtype=self.amp_dtype):
                 out = probe(x)
@@ -484,11 +533,8 @@ class TorchBackend(FrameworkInterface):
         return {"peak_device_bytes": None}
 
     def _compile_note(self) -> dict:
-        if self.compile_mode != "none" and self.request.get("model") == "lstm":
-            # Dynamo does not trace nn.LSTM (torch._dynamo.config.allow_rnn is False, and
-            # turning it on fails in inductor on the CPU): the module runs eager.
-            return {"compile_note": "nn.LSTM is skipped by dynamo (allow_rnn=False): eager"}
-        return {}
+        note = COMPILE_NOTES.get(self.request.get("model"))
+        return {"compile_note": note} if note and self.compile_mode != "none" else {}
 
     def settings(self) -> dict:
         return {
@@ -509,18 +555,18 @@ class TorchBackend(FrameworkInterface):
         }
 
     def _attention_kernel(self) -> str | None:
-        """The kernel F.scaled_dot_product_attention dispatches to for this transformer's
+        """The kernel F.scaled_dot_product_attention dispatches to for this model's attention
         shapes, dtype and device (flash, efficient, cudnn or math), asked of torch's own
         dispatcher (a private function, so guarded: 'sdpa' when it cannot say)."""
         spec = getattr(self, "spec", None)
-        if not spec or spec["model"] != "transformer":
+        att = specs.attention(spec) if spec else None
+        if att is None:
             return None
         try:
             from torch.nn.attention import SDPBackend
-            n, t = spec["n_heads"], spec["seq_len"]
-            q = torch.zeros(1, n, t, spec["d_model"] // n, device=self.device,
+            q = torch.zeros(1, att["heads"], att["tokens"], att["head_dim"], device=self.device,
                             dtype=self.amp_dtype or torch.float32, requires_grad=True)
-            choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
+            choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, att["causal"]))
             names = {int(b): b.name for b in SDPBackend.__members__.values()}
             return "sdpa-" + names[choice].lower().replace("_attention", "")
         except Exception:  # noqa: BLE001 - a diagnostic, never worth a failed cell

@@ -1,12 +1,14 @@
 """Framework-neutral model specs, parameter counts, FLOPs and synthetic data.
 
-Owns: the one description of each model (`mlp`, `cnn`, `transformer`, `lstm`) that every
-framework builds, its presets (two are standard architectures: `resnet18`, `gpt2-small`), the
-analytic parameter counts and FLOPs, and the seeded, byte-identical datasets.
+Owns: the one entry point to the models (a facade over workers/models/, one module per model:
+`mlp`, `cnn`, `transformer`, `lstm`; each owns its presets, counts, FLOPs, input kind, data
+and canonical parameters), the shared hyper-parameters (HYPER), the spec of a request (built-in
+or the user's own model), and the seeded, byte-identical datasets.
 
 Imports only the standard library at module level (numpy lazily, in the data functions), so the
-parent can read presets and counts from this file without importing numpy or any framework.
-Never imports mlbench, pydantic, polars or plotly.
+parent can read presets and counts from this file without importing numpy or any framework; it
+loads the models package next to it by path when it is not itself part of a package (the parent
+loads this file by path: mlbench/catalog.py). Never imports mlbench, pydantic, polars or plotly.
 
 Conventions every framework follows (the specs set what framework defaults would change):
   * dense: y = x @ W + b; ReLU (mlp, cnn), GELU tanh approximation (transformer).
@@ -33,58 +35,65 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
+import importlib
+import importlib.util
+import os
+import sys
 
-MODELS = ("mlp", "cnn", "transformer", "lstm")
 
-PRESETS: dict[str, dict[str, dict]] = {
-    "mlp": {
-        "tiny": {"input_dim": 784, "hidden": [64], "num_classes": 10},
-        "small": {"input_dim": 784, "hidden": [256, 128], "num_classes": 10},
-        "large": {"input_dim": 784, "hidden": [2048, 2048, 1024], "num_classes": 10},
-    },
-    "cnn": {
-        "tiny": {"image_size": 16, "channels": 3, "stem": "cifar", "widths": [8, 16],
-                 "blocks": [1, 1], "num_classes": 10},
-        "small": {"image_size": 32, "channels": 3, "stem": "cifar", "widths": [16, 32, 64],
-                  "blocks": [1, 1, 1], "num_classes": 10},
-        "resnet18": {"image_size": 224, "channels": 3, "stem": "imagenet",
-                     "widths": [64, 128, 256, 512], "blocks": [2, 2, 2, 2], "num_classes": 1000},
-    },
-    "transformer": {
-        "tiny": {"vocab_size": 64, "seq_len": 16, "d_model": 32, "n_layers": 1, "n_heads": 2},
-        "small": {"vocab_size": 256, "seq_len": 64, "d_model": 128, "n_layers": 2, "n_heads": 4},
-        "gpt2-small": {"vocab_size": 50257, "seq_len": 1024, "d_model": 768, "n_layers": 12,
-                       "n_heads": 12},
-    },
-    "lstm": {
-        "tiny": {"seq_len": 16, "input_dim": 8, "hidden": 32, "n_layers": 1, "num_classes": 4},
-        "small": {"seq_len": 32, "input_dim": 16, "hidden": 128, "n_layers": 2,
-                  "num_classes": 8},
-    },
-}
-DEFAULT_PRESET = {"mlp": "small", "cnn": "small", "transformer": "small", "lstm": "small"}
+def _models():
+    """workers/models/, next to this file. Workers import this module as `specs` (the workers
+    folder on sys.path) and the parent loads it by file path: either way the package is loaded
+    from its own folder under a private name, never whatever else `models` means on sys.path
+    (a user's project may well have one)."""
+    if __package__:  # shipped inside a package: a plain relative import
+        return importlib.import_module(f"{__package__}.models")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+    name = "_mlbench_models_" + hashlib.sha1(here.encode()).hexdigest()[:12]
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(here, "__init__.py"), submodule_search_locations=[here])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: the package's relative imports find it
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+_M = _models()
+MODULES = _M.MODULES
+SpecError = _M.SpecError
+MODELS = tuple(MODULES)
+PRESETS: dict[str, dict[str, dict]] = {m: mod.PRESETS for m, mod in MODULES.items()}
+DEFAULT_PRESET = {m: mod.DEFAULT_PRESET for m, mod in MODULES.items()}
 # Published trainable parameter counts the presets must reproduce in every framework.
-PUBLISHED_PARAMS = {("cnn", "resnet18"): 11_689_512, ("transformer", "gpt2-small"): 124_439_808}
+PUBLISHED_PARAMS = {(m, preset): n for m, mod in MODULES.items()
+                    for preset, n in mod.PUBLISHED_PARAMS.items()}
 
 HYPER = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "adam_eps": 1e-8,
          "bn_eps": 1e-5, "bn_momentum": 0.1, "ln_eps": 1e-5}
 
 
-class SpecError(ValueError):
-    pass
+def module(model: str):
+    """The model module of a built-in model (workers/models/<model>.py)."""
+    try:
+        return MODULES[model]
+    except KeyError:
+        raise SpecError(f"unknown model {model!r}; known: {', '.join(MODELS)}") from None
 
 
 def model_spec(model: str, options: dict | None = None) -> dict:
     """The full spec of `model`: a preset (option `preset`) updated by the other options."""
-    if model not in PRESETS:
-        raise SpecError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    mod = module(model)
     options = dict(options or {})
-    preset = options.pop("preset", DEFAULT_PRESET[model])
-    if preset not in PRESETS[model]:
+    preset = options.pop("preset", mod.DEFAULT_PRESET)
+    if preset not in mod.PRESETS:
         raise SpecError(f"unknown preset {preset!r} for {model}; known: "
-                        f"{', '.join(PRESETS[model])}")
-    spec = copy.deepcopy(PRESETS[model][preset])
+                        f"{', '.join(mod.PRESETS)}")
+    spec = copy.deepcopy(mod.PRESETS[preset])
     for key, value in options.items():
         if key not in spec:
             raise SpecError(f"unknown option {key!r} for model {model}; known: "
@@ -94,11 +103,15 @@ def model_spec(model: str, options: dict | None = None) -> dict:
             raise SpecError(f"option {key!r} of model {model} must be {type(spec[key]).__name__}")
         spec[key] = value
     spec.update(model=model, preset=preset, **HYPER)
-    if model == "transformer" and spec["d_model"] % spec["n_heads"]:
-        raise SpecError("transformer d_model must be divisible by n_heads")
-    if model == "cnn" and len(spec["widths"]) != len(spec["blocks"]):
-        raise SpecError("cnn widths and blocks must have the same length")
+    mod.validate(spec)
     return spec
+
+
+def gate_reference(model: str) -> str | None:
+    """The worker the equivalence gate compares `model` with ('numpy' for the mlp), or None:
+    judged pairwise (a user's model, or a built-in one without a reference)."""
+    mod = MODULES.get(model)
+    return mod.REFERENCE if mod is not None else None
 
 
 def user_spec(user: dict) -> dict:
@@ -123,125 +136,48 @@ def kind(spec: dict) -> str:
     """What a model eats: image (NHWC), vector, tokens (next-token LM) or sequence (lstm)."""
     if spec["model"] == "user":
         return spec["input"]["kind"]
-    return {"mlp": "vector", "cnn": "image", "transformer": "tokens",
-            "lstm": "sequence"}[spec["model"]]
+    return module(spec["model"]).INPUT_KIND
+
+
+def attention(spec: dict) -> dict | None:
+    """The model's attention ({heads, tokens, head_dim, causal}), or None: it has none (and a
+    user's model: not known here)."""
+    return None if spec["model"] == "user" else module(spec["model"]).attention(spec)
 
 
 # ----------------------------------------------------------------------------------------------
 # Parameter counts (trainable, non-trainable) — the number every framework must reproduce.
 
-def _cnn_layers(spec: dict):
-    """Yield ('conv', k, cin, cout, stride, h_out) / ('bn', c) / ('fc', in, out) in order."""
-    size, cin = spec["image_size"], spec["channels"]
-    w0 = spec["widths"][0]
-    if spec["stem"] == "imagenet":
-        size = (size + 2 * 3 - 7) // 2 + 1
-        yield ("conv", 7, cin, w0, 2, size)
-        yield ("bn", w0)
-        size = (size + 2 * 1 - 3) // 2 + 1  # max pool 3x3 stride 2 padding 1
-    else:
-        yield ("conv", 3, cin, w0, 1, size)
-        yield ("bn", w0)
-    c = w0
-    for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
-        for b in range(nblocks):
-            stride = 2 if (stage > 0 and b == 0) else 1
-            out = (size + 2 - 3) // stride + 1
-            yield ("conv", 3, c, width, stride, out)
-            yield ("bn", width)
-            yield ("conv", 3, width, width, 1, out)
-            yield ("bn", width)
-            if stride != 1 or c != width:
-                yield ("conv", 1, c, width, stride, out)
-                yield ("bn", width)
-            c, size = width, out
-    yield ("fc", c, spec["num_classes"])
-
-
 def count_params(spec: dict) -> dict | None:
     """None for a user's model: nothing analytic; the gate compares the frameworks' counts."""
-    m = spec["model"]
-    if m == "user":
+    if spec["model"] == "user":
         return None
-    trainable = non_trainable = 0
-    if m == "mlp":
-        dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
-        trainable = sum(a * b + b for a, b in zip(dims, dims[1:]))
-    elif m == "cnn":
-        for layer in _cnn_layers(spec):
-            if layer[0] == "conv":
-                _, k, ci, co, _, _ = layer
-                trainable += k * k * ci * co
-            elif layer[0] == "bn":
-                trainable += 2 * layer[1]
-                non_trainable += 2 * layer[1]
-            else:
-                trainable += layer[1] * layer[2] + layer[2]
-    elif m == "transformer":
-        v, t, d, n = spec["vocab_size"], spec["seq_len"], spec["d_model"], spec["n_layers"]
-        block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * 4 * d + 4 * d) \
-            + (4 * d * d + d)
-        trainable = v * d + t * d + n * block + 2 * d
-    elif m == "lstm":
-        h, f = spec["hidden"], spec["input_dim"]
-        for layer in range(spec["n_layers"]):
-            fin = f if layer == 0 else h
-            trainable += 4 * h * (fin + h) + 4 * h
-        trainable += h * spec["num_classes"] + spec["num_classes"]
-    return {"trainable": trainable, "non_trainable": non_trainable}
+    return module(spec["model"]).count_params(spec)
 
 
 def flops_per_sample(spec: dict) -> dict:
     """Analytic FLOPs (a multiply-add is 2) per sample; a training step counts 3x forward."""
-    m = spec["model"]
-    fwd = 0
-    if m == "user":  # the file's literal, else counted by the worker's framework (or unknown)
+    if spec["model"] == "user":  # the file's literal, else counted by the worker's framework
         f = spec.get("flops_per_sample")
         return {"forward": f, "train_step": 3 * f if f else None}
-    if m == "mlp":
-        dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
-        fwd = sum(2 * a * b for a, b in zip(dims, dims[1:]))
-    elif m == "cnn":
-        for layer in _cnn_layers(spec):
-            if layer[0] == "conv":
-                _, k, ci, co, _, out = layer
-                fwd += 2 * k * k * ci * co * out * out
-            elif layer[0] == "fc":
-                fwd += 2 * layer[1] * layer[2]
-    elif m == "transformer":
-        v, t, d, n = spec["vocab_size"], spec["seq_len"], spec["d_model"], spec["n_layers"]
-        per_token = n * (2 * 12 * d * d + 2 * 2 * t * d) + 2 * d * v
-        fwd = per_token * t
-    elif m == "lstm":
-        h, f, t = spec["hidden"], spec["input_dim"], spec["seq_len"]
-        for layer in range(spec["n_layers"]):
-            fin = f if layer == 0 else h
-            fwd += t * 2 * 4 * h * (fin + h)
-        fwd += 2 * h * spec["num_classes"]
+    fwd = module(spec["model"]).flops(spec)
     return {"forward": fwd, "train_step": 3 * fwd}
 
 
 def input_shape(spec: dict) -> tuple:
     """Shape of one input sample (canonical numpy layout) and its dtype name."""
-    m = spec["model"]
-    if m == "user":
+    if spec["model"] == "user":
         inp = spec["input"]
         if inp["kind"] == "tokens":
             return (inp["seq_len"],), "int32"
         return tuple(inp["shape"]), "float32"
-    if m == "mlp":
-        return (spec["input_dim"],), "float32"
-    if m == "cnn":
-        return (spec["image_size"], spec["image_size"], spec["channels"]), "float32"
-    if m == "transformer":
-        return (spec["seq_len"],), "int32"
-    return (spec["seq_len"], spec["input_dim"]), "float32"
+    return module(spec["model"]).input_shape(spec)
 
 
 def num_classes(spec: dict) -> int:
     if spec["model"] == "user":
         return spec["input"].get("vocab_size") or spec["input"]["num_classes"]
-    return spec["vocab_size"] if spec["model"] == "transformer" else spec["num_classes"]
+    return module(spec["model"]).num_classes(spec)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,43 +212,10 @@ def make_dataset(spec: dict, request: dict) -> dict:
 
 
 def _generate(spec: dict, n: int, rng):
-    import numpy as np
-
-    m = spec["model"]
-    k = kind(spec)
-    if k == "tokens":
-        # A noisy order-1 Markov chain: each token has one likely successor. Next-token accuracy
-        # well above 1/vocab is only reachable by learning the chain.
-        src = spec["input"] if m == "user" else spec
-        v, t = src["vocab_size"], src["seq_len"]
-        successor = rng.permutation(v)
-        tokens = np.empty((n, t + 1), dtype=np.int32)
-        tokens[:, 0] = rng.integers(0, v, n)
-        noise = rng.random((n, t)) < 0.2
-        random_tok = rng.integers(0, v, (n, t))
-        for i in range(t):
-            tokens[:, i + 1] = np.where(noise[:, i], random_tok[:, i], successor[tokens[:, i]])
-        return tokens[:, :-1].copy(), tokens[:, 1:].copy()
-    classes = num_classes(spec)
-    y = rng.integers(0, classes, n).astype(np.int32)
-    shape, _ = input_shape(spec)
-    if k == "image":
-        # Smooth class templates (low-frequency patterns) plus pixel noise.
-        h, w, c = shape
-        coarse = rng.standard_normal((classes, 4, 4, c))
-        rh, rw = math.ceil(h / 4), math.ceil(w / 4)
-        templates = np.kron(coarse, np.ones((1, rh, rw, 1)))[:, :h, :w, :]
-    elif k == "sequence":
-        # Each class is a different mix of sinusoids over time.
-        t, f = spec["seq_len"], spec["input_dim"]
-        freq = rng.uniform(0.5, 3.0, (classes, 1, f))
-        phase = rng.uniform(0, 2 * math.pi, (classes, 1, f))
-        time_axis = np.linspace(0, 2 * math.pi, t).reshape(1, t, 1)
-        templates = np.sin(freq * time_axis + phase)
-    else:
-        templates = rng.standard_normal((classes, *shape))
-    # Signal-to-noise chosen so one epoch of the quick config lands well above chance but
-    # below 100%: accuracy still tells a model that learned from one that did not.
-    signal = {"vector": 0.15, "image": 0.4, "sequence": 0.8}[k]
-    x = templates[y] * signal + rng.standard_normal((n, *shape))
-    return x.astype(np.float32), y
+    if spec["model"] != "user":
+        return module(spec["model"]).generate(spec, n, rng)
+    common = _M._common  # a user's model: the data of its INPUT kind
+    inp = spec["input"]
+    if inp["kind"] == "tokens":
+        return common.token_data(inp["vocab_size"], inp["seq_len"], n, rng)
+    return common.class_data(inp["kind"], input_shape(spec)[0], num_classes(spec), n, rng)

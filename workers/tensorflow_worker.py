@@ -99,9 +99,86 @@ def _custom_layers():
     return TiedEmbedding, PositionEmbedding, Block
 
 
+def build_mlp(spec: dict):
+    layers = keras.layers
+    inp = keras.Input((spec["input_dim"],), dtype="float32")
+    x = inp
+    for i, width in enumerate(spec["hidden"]):
+        x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
+    out = layers.Dense(spec["num_classes"], dtype="float32",
+                       name=f"dense{len(spec['hidden'])}")(x)
+    return inp, out
+
+
+def build_cnn(spec: dict):
+    layers = keras.layers
+    bn = dict(epsilon=spec["bn_eps"], momentum=1.0 - spec["bn_momentum"])  # keras 0.9 == torch 0.1
+    count = [0]  # conv j / bn j named in models/cnn.py `layers` order (the canonical weights')
+
+    def conv_bn(x, filters, k, stride):
+        # At stride 1 and odd k, 'same' is exactly symmetric k//2 padding (and avoids an
+        # extra padded copy per conv). At stride 2 TF's 'same' pads asymmetrically and would
+        # not be the PyTorch model: explicit symmetric padding, then 'valid'.
+        padding = "same"
+        if stride > 1 and k // 2:
+            x = layers.ZeroPadding2D(k // 2)(x)
+            padding = "valid"
+        j, count[0] = count[0], count[0] + 1
+        x = layers.Conv2D(filters, k, strides=stride, padding=padding, use_bias=False,
+                          name=f"conv{j}")(x)
+        return layers.BatchNormalization(**bn, name=f"bn{j}")(x)
+
+    s = spec["image_size"]
+    inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC, TF's native layout
+    w0 = spec["widths"][0]
+    if spec["stem"] == "imagenet":
+        x = layers.ReLU()(conv_bn(inp, w0, 7, 2))
+        # zero padding == torch's -inf padding here: the input is post-ReLU (>= 0)
+        x = layers.MaxPooling2D(3, strides=2, padding="valid")(layers.ZeroPadding2D(1)(x))
+    else:
+        x = layers.ReLU()(conv_bn(inp, w0, 3, 1))
+    c = w0
+    for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
+        for bi in range(nblocks):
+            stride = 2 if (stage > 0 and bi == 0) else 1
+            y = layers.ReLU()(conv_bn(x, width, 3, stride))
+            y = conv_bn(y, width, 3, 1)
+            short = conv_bn(x, width, 1, stride) if (stride != 1 or c != width) else x
+            x = layers.ReLU()(layers.Add()([y, short]))
+            c = width
+    x = layers.GlobalAveragePooling2D()(x)
+    return inp, layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
+
+
+def build_transformer(spec: dict):
+    TiedEmbedding, PositionEmbedding, Block = _custom_layers()
+    v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
+    inp = keras.Input((t,), dtype="int32")
+    emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
+        stddev=0.02), name="tok")
+    x = PositionEmbedding(t, d, name="pos")(emb(inp))
+    for i in range(spec["n_layers"]):
+        x = Block(d, spec["n_heads"], spec["ln_eps"], name=f"block{i}")(x)
+    x = keras.layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
+    return inp, emb(x, reverse=True)
+
+
+def build_lstm(spec: dict):
+    inp = keras.Input((spec["seq_len"], spec["input_dim"]), dtype="float32")
+    x = inp
+    for layer in range(spec["n_layers"]):
+        x = keras.layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1,
+                              name=f"lstm{layer}")(x)
+    return inp, keras.layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
+
+
+# One builder per built-in model (workers/models/): spec -> (Keras input, float32 logits).
+BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
+            "lstm": build_lstm}
+
+
 def build_keras_model(spec: dict):
     """The Keras functional model of `spec` (float32 outputs under every precision policy)."""
-    layers = keras.layers
     m = spec["model"]
     if m == "user":  # the user's own file: its tensorflow(**options), a Keras model, built
         import specs
@@ -110,131 +187,97 @@ def build_keras_model(spec: dict):
         shape, dtype = specs.input_shape(spec)
         model(tf.zeros((1, *shape), dtype), training=False)  # variables now, not in a trace
         return model
-    bn = dict(epsilon=spec["bn_eps"], momentum=1.0 - spec["bn_momentum"])  # keras 0.9 == torch 0.1
-    if m == "mlp":
-        inp = keras.Input((spec["input_dim"],), dtype="float32")
-        x = inp
-        for i, width in enumerate(spec["hidden"]):
-            x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32",
-                           name=f"dense{len(spec['hidden'])}")(x)
-    elif m == "cnn":
-        count = [0]  # conv j / bn j named in specs._cnn_layers order (the canonical weights')
-
-        def conv_bn(x, filters, k, stride):
-            # At stride 1 and odd k, 'same' is exactly symmetric k//2 padding (and avoids an
-            # extra padded copy per conv). At stride 2 TF's 'same' pads asymmetrically and would
-            # not be the PyTorch model: explicit symmetric padding, then 'valid'.
-            padding = "same"
-            if stride > 1 and k // 2:
-                x = layers.ZeroPadding2D(k // 2)(x)
-                padding = "valid"
-            j, count[0] = count[0], count[0] + 1
-            x = layers.Conv2D(filters, k, strides=stride, padding=padding, use_bias=False,
-                              name=f"conv{j}")(x)
-            return layers.BatchNormalization(**bn, name=f"bn{j}")(x)
-
-        s = spec["image_size"]
-        inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC, TF's native layout
-        w0 = spec["widths"][0]
-        if spec["stem"] == "imagenet":
-            x = layers.ReLU()(conv_bn(inp, w0, 7, 2))
-            # zero padding == torch's -inf padding here: the input is post-ReLU (>= 0)
-            x = layers.MaxPooling2D(3, strides=2, padding="valid")(layers.ZeroPadding2D(1)(x))
-        else:
-            x = layers.ReLU()(conv_bn(inp, w0, 3, 1))
-        c = w0
-        for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
-            for bi in range(nblocks):
-                stride = 2 if (stage > 0 and bi == 0) else 1
-                y = layers.ReLU()(conv_bn(x, width, 3, stride))
-                y = conv_bn(y, width, 3, 1)
-                short = conv_bn(x, width, 1, stride) if (stride != 1 or c != width) else x
-                x = layers.ReLU()(layers.Add()([y, short]))
-                c = width
-        x = layers.GlobalAveragePooling2D()(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
-    elif m == "transformer":
-        TiedEmbedding, PositionEmbedding, Block = _custom_layers()
-        v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
-        inp = keras.Input((t,), dtype="int32")
-        emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
-            stddev=0.02), name="tok")
-        x = PositionEmbedding(t, d, name="pos")(emb(inp))
-        for i in range(spec["n_layers"]):
-            x = Block(d, spec["n_heads"], spec["ln_eps"], name=f"block{i}")(x)
-        x = layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
-        out = emb(x, reverse=True)
-    elif m == "lstm":
-        inp = keras.Input((spec["seq_len"], spec["input_dim"]), dtype="float32")
-        x = inp
-        for layer in range(spec["n_layers"]):
-            x = layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1,
-                            name=f"lstm{layer}")(x)
-        out = layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
-    else:
-        raise ValueError(f"unknown model {m!r}")
+    if m not in BUILDERS:
+        raise ValueError(f"unknown model {m!r}; the tensorflow worker builds "
+                         f"{', '.join(BUILDERS)}")
+    inp, out = BUILDERS[m](spec)
     return keras.Model(inp, out, name=m)
 
 
+class _Loader:
+    """Assigns canonical tensors (workers/weights.py) to Keras variables, remembering which.
+    Keras' layouts are the canonical ones already (Dense [in, out], Conv2D HWIO)."""
+
+    def __init__(self, params: dict):
+        self.params, self.used = params, set()
+
+    def put(self, variable, name: str) -> None:
+        import weights
+        weights.expect_shape(name, self.params[name], variable.shape, "tensorflow")
+        variable.assign(self.params[name])
+        self.used.add(name)
+
+    def dense(self, layer, name: str) -> None:
+        self.put(layer.kernel, f"{name}.kernel")
+        self.put(layer.bias, f"{name}.bias")
+
+    def norm(self, layer, name: str) -> None:
+        self.put(layer.gamma, f"{name}.gamma")
+        self.put(layer.beta, f"{name}.beta")
+
+
+def load_mlp(model, spec: dict, w: _Loader) -> None:
+    for i in range(len(spec["hidden"]) + 1):
+        w.dense(model.get_layer(f"dense{i}"), f"dense{i}")
+
+
+def load_cnn(model, spec: dict, w: _Loader) -> None:
+    """BatchNormalization gamma/beta/moving_mean/moving_variance."""
+    j = 0
+    while f"conv{j}.kernel" in w.params:
+        w.put(model.get_layer(f"conv{j}").kernel, f"conv{j}.kernel")
+        bn = model.get_layer(f"bn{j}")
+        w.norm(bn, f"bn{j}")
+        w.put(bn.moving_mean, f"bn{j}.mean")
+        w.put(bn.moving_variance, f"bn{j}.var")
+        j += 1
+    w.dense(model.get_layer("fc"), "fc")
+
+
+def load_blocks(model, spec: dict, w: _Loader) -> None:
+    """The pre-norm Blocks of the transformer and the vit (layers named block<i>)."""
+    for i in range(spec["n_layers"]):
+        blk, b = model.get_layer(f"block{i}"), f"block{i}"
+        w.norm(blk.ln1, f"{b}.ln1")
+        w.norm(blk.ln2, f"{b}.ln2")
+        for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
+            w.dense(getattr(blk, attr), f"{b}.{canon}")
+
+
+def load_transformer(model, spec: dict, w: _Loader) -> None:
+    w.put(model.get_layer("tok").embeddings, "tok")
+    w.put(model.get_layer("pos").pos, "pos")
+    load_blocks(model, spec, w)
+    w.norm(model.get_layer("ln_f"), "ln_f")
+
+
+def load_lstm(model, spec: dict, w: _Loader) -> None:
+    """LSTM kernel [in, 4h] / recurrent_kernel [h, 4h] / one bias, gates i, f, c(=g), o."""
+    for layer in range(spec["n_layers"]):
+        cell, n = model.get_layer(f"lstm{layer}").cell, f"lstm{layer}"
+        w.put(cell.kernel, f"{n}.kernel")
+        w.put(cell.recurrent_kernel, f"{n}.recurrent")
+        w.put(cell.bias, f"{n}.bias")
+    w.dense(model.get_layer("fc"), "fc")
+
+
+# One canonical-weight loader per built-in model; layers are found by the names the builders
+# give them (the canonical names).
+LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
+           "lstm": load_lstm}
+# Models whose logits come from a head tied to the embedding, computed in the compute dtype.
+TIED_HEAD = ("transformer",)
+
+
 def load_canonical(model, spec: dict, params: dict) -> None:
-    """Assign the canonical weights (workers/weights.py) to the Keras model, whose layouts are
-    the canonical ones already: Dense [in, out], Conv2D HWIO, LSTM kernel [in, 4h] /
-    recurrent_kernel [h, 4h] / one bias with gates i, f, c(=g), o; BatchNormalization
-    gamma/beta/moving_mean/moving_variance. Layers are found by the names build_keras_model
-    gives them (the canonical names)."""
+    """Assign the canonical weights (workers/weights.py) to the Keras model."""
     import weights
 
-    used: set = set()
-
-    def put(variable, name: str) -> None:
-        weights.expect_shape(name, params[name], variable.shape, "tensorflow")
-        variable.assign(params[name])
-        used.add(name)
-
-    def dense(layer, name):
-        put(layer.kernel, f"{name}.kernel")
-        put(layer.bias, f"{name}.bias")
-
-    def norm(layer, name):
-        put(layer.gamma, f"{name}.gamma")
-        put(layer.beta, f"{name}.beta")
-
-    m = spec["model"]
-    get = model.get_layer
-    if m == "mlp":
-        for i in range(len(spec["hidden"]) + 1):
-            dense(get(f"dense{i}"), f"dense{i}")
-    elif m == "cnn":
-        j = 0
-        while f"conv{j}.kernel" in params:
-            put(get(f"conv{j}").kernel, f"conv{j}.kernel")
-            bn = get(f"bn{j}")
-            norm(bn, f"bn{j}")
-            put(bn.moving_mean, f"bn{j}.mean")
-            put(bn.moving_variance, f"bn{j}.var")
-            j += 1
-        dense(get("fc"), "fc")
-    elif m == "transformer":
-        put(get("tok").embeddings, "tok")
-        put(get("pos").pos, "pos")
-        for i in range(spec["n_layers"]):
-            blk, b = get(f"block{i}"), f"block{i}"
-            norm(blk.ln1, f"{b}.ln1")
-            norm(blk.ln2, f"{b}.ln2")
-            for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
-                dense(getattr(blk, attr), f"{b}.{canon}")
-        norm(get("ln_f"), "ln_f")
-    elif m == "lstm":
-        for layer in range(spec["n_layers"]):
-            cell, n = get(f"lstm{layer}").cell, f"lstm{layer}"
-            put(cell.kernel, f"{n}.kernel")
-            put(cell.recurrent_kernel, f"{n}.recurrent")
-            put(cell.bias, f"{n}.bias")
-        dense(get("fc"), "fc")
-    else:
-        raise ValueError(f"unknown model {m!r}")
-    weights.check_consumed(params, used, "tensorflow")
+    if spec["model"] not in LOADERS:
+        raise ValueError(f"unknown model {spec['model']!r}")
+    w = _Loader(params)
+    LOADERS[spec["model"]](model, spec, w)
+    weights.check_consumed(params, w.used, "tensorflow")
 
 
 def _spec_adam_cls():
@@ -461,6 +504,10 @@ class TensorFlowBackend(FrameworkInterface):
         return (self.data[f"x_{split}"][s].numpy(), self.data[f"y_{split}"][s].numpy())
 
     # --- reporting -------------------------------------------------------------------------
+    def _has_attention(self) -> bool:
+        import specs
+        return specs.attention(self.spec) is not None
+
     def get_memory_usage(self) -> dict:
         if self.dev == "/GPU:0":
             info = tf.config.experimental.get_memory_info("GPU:0")
@@ -479,7 +526,7 @@ class TensorFlowBackend(FrameworkInterface):
             "precision_policy": policy.name,
             "compute_dtype": policy.compute_dtype,
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
-            "tied_head_dtype": (policy.compute_dtype if self.spec["model"] == "transformer"
+            "tied_head_dtype": (policy.compute_dtype if self.spec["model"] in TIED_HEAD
                                 else None),
             # TF enables oneDNN by default on x86 Linux; '0' turns it off
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
@@ -492,7 +539,7 @@ class TensorFlowBackend(FrameworkInterface):
             # the Block's attention is written out (matmul, float32 softmax, matmul), as Keras'
             # MultiHeadAttention computes it: no fused kernel, unless XLA fuses it
             "attention": (("xla" if self.options["jit_compile"] else "explicit")
-                          if self.spec["model"] == "transformer" else None),
+                          if self._has_attention() else None),
         }
 
 

@@ -1,16 +1,17 @@
 """The canonical weights of a spec model: generated once with numpy from the seed, in ONE layout
 that every framework worker converts to its own (`load_canonical` in each worker).
 
-Owns: the parameter names and layouts below, the explicit initialisation of every spec model,
-and the hash of a weight set. Imports the standard library at module level and numpy lazily (the
-parent may read this file's docstring-level constants); never mlbench or an ML framework.
+Owns: drawing a weight set from the names, shapes and init descriptors each model module lists
+(`param_shapes` in workers/models/<model>.py, summarised below), the meaning of those
+descriptors, the hash of a weight set and the checks a worker's loader makes. Imports the
+standard library at module level and numpy lazily; never mlbench or an ML framework.
 
 Canonical layout (names are flat strings; arrays are float32):
   * dense   `<name>.kernel` [in, out] (y = x @ kernel + bias), `<name>.bias` [out]
             mlp: dense0 .. denseN; cnn and lstm head: fc; transformer: block<i>.{qkv,proj,fc,out}
             (qkv columns: q | k | v, each split into heads contiguously: col = part*d + head*hd + j)
   * conv    `conv<j>.kernel` [kh, kw, in, out] (HWIO), no bias; j counts convolutions in the
-            order of specs._cnn_layers (stem, then per block conv1, conv2, shortcut conv)
+            order of models/cnn.py `layers` (stem, then per block conv1, conv2, shortcut conv)
   * bn      `bn<j>.gamma|beta|mean|var` [c]; mean/var are the running statistics (non-trainable)
   * ln      `<name>.gamma|beta` [d]: block<i>.ln1, block<i>.ln2, ln_f
   * embed   `tok` [vocab, d] (also the tied output head: logits = h @ tok.T), `pos` [seq_len, d]
@@ -33,81 +34,37 @@ import hashlib
 import math
 
 
-def param_shapes(spec: dict) -> list[tuple[str, tuple[int, ...], str]]:
-    """[(name, shape, init kind)] in canonical order (the order the generator draws them)."""
+def param_shapes(spec: dict) -> list[tuple[str, tuple[int, ...], object]]:
+    """[(name, shape, init descriptor)] in canonical order (the order the generator draws
+    them): the model module's own table (workers/models/<model>.py)."""
     import specs
 
-    m = spec["model"]
-    out: list[tuple[str, tuple[int, ...], str]] = []
-
-    def dense(name, fin, fout, kind="fan_in"):
-        out.append((f"{name}.kernel", (fin, fout), kind))
-        out.append((f"{name}.bias", (fout,), "bias_" + kind))
-
-    if m == "mlp":
-        dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
-        for i, (a, b) in enumerate(zip(dims, dims[1:])):
-            dense(f"dense{i}", a, b)
-    elif m == "cnn":
-        nconv = nbn = 0
-        for layer in specs._cnn_layers(spec):
-            if layer[0] == "conv":
-                _, k, ci, co, _, _ = layer
-                out.append((f"conv{nconv}.kernel", (k, k, ci, co), "fan_in"))
-                nconv += 1
-            elif layer[0] == "bn":
-                c = layer[1]
-                out += [(f"bn{nbn}.gamma", (c,), "gamma"), (f"bn{nbn}.beta", (c,), "beta"),
-                        (f"bn{nbn}.mean", (c,), "mean"), (f"bn{nbn}.var", (c,), "var")]
-                nbn += 1
-            else:
-                dense("fc", layer[1], layer[2])
-    elif m == "transformer":
-        v, t, d, n = spec["vocab_size"], spec["seq_len"], spec["d_model"], spec["n_layers"]
-        out += [("tok", (v, d), "gpt"), ("pos", (t, d), "gpt")]
-        for i in range(n):
-            b = f"block{i}"
-            out += [(f"{b}.ln1.gamma", (d,), "gamma"), (f"{b}.ln1.beta", (d,), "beta")]
-            dense(f"{b}.qkv", d, 3 * d, "gpt")
-            dense(f"{b}.proj", d, d, "gpt_resid")
-            out += [(f"{b}.ln2.gamma", (d,), "gamma"), (f"{b}.ln2.beta", (d,), "beta")]
-            dense(f"{b}.fc", d, 4 * d, "gpt")
-            dense(f"{b}.out", 4 * d, d, "gpt_resid")
-        out += [("ln_f.gamma", (d,), "gamma"), ("ln_f.beta", (d,), "beta")]
-    elif m == "lstm":
-        h = spec["hidden"]
-        for layer in range(spec["n_layers"]):
-            fin = spec["input_dim"] if layer == 0 else h
-            out += [(f"lstm{layer}.kernel", (fin, 4 * h), "lstm"),
-                    (f"lstm{layer}.recurrent", (h, 4 * h), "lstm"),
-                    (f"lstm{layer}.bias", (4 * h,), "lstm")]
-        dense("fc", h, spec["num_classes"])
-    else:
-        raise ValueError(f"unknown model {m!r}")
-    return out
+    return specs.module(spec["model"]).param_shapes(spec)
 
 
 def canonical_params(spec: dict, seed: int, exercise: bool = False) -> dict:
-    """{name: float32 ndarray} in the canonical layout, drawn from `seed` in canonical order."""
+    """{name: float32 ndarray} in the canonical layout, drawn from `seed` in canonical order.
+
+    Init descriptors: 'fan_in' U(+-1/sqrt(prod(shape[:-1]))) and 'bias_fan_in' (its kernel's,
+    drawn just before it); ('uniform', bound); ('normal', std); 'zero_bias' (zeros, random when
+    exercised); 'gamma' / 'beta' / 'mean' / 'var' (1 / 0 / 0 / 1, random when exercised)."""
     import numpy as np
 
     rng = np.random.default_rng([int(seed), 0x5EED])  # a stream of its own, not the data's
-    n_layers = spec.get("n_layers", 1)
     params = {}
-    for name, shape, kind in param_shapes(spec):
+    for name, shape, init in param_shapes(spec):
+        kind, arg = (init if isinstance(init, tuple) else (init, None))
         if kind in ("fan_in", "bias_fan_in"):
             fan_in = math.prod(shape[:-1]) if kind == "fan_in" else None
             if fan_in is None:  # a bias: the fan-in of its kernel, drawn just before it
                 fan_in = math.prod(params[name[:-len("bias")] + "kernel"].shape[:-1])
             bound = 1.0 / math.sqrt(fan_in)
             a = rng.uniform(-bound, bound, shape)
-        elif kind == "lstm":
-            bound = 1.0 / math.sqrt(spec["hidden"])
-            a = rng.uniform(-bound, bound, shape)
-        elif kind in ("gpt", "gpt_resid"):
-            std = 0.02 if kind == "gpt" else 0.02 / math.sqrt(2 * n_layers)
-            a = rng.normal(0.0, std, shape)
-        elif kind in ("bias_gpt", "bias_gpt_resid"):
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "zero_bias":
             a = rng.normal(0.0, 0.02, shape) if exercise else np.zeros(shape)
         elif kind == "gamma":
             a = rng.uniform(0.5, 1.5, shape) if exercise else np.ones(shape)
@@ -118,8 +75,8 @@ def canonical_params(spec: dict, seed: int, exercise: bool = False) -> dict:
         elif kind == "var":
             # small variances make the normalisation (and so its epsilon) matter
             a = rng.uniform(0.5, 1.5, shape) if exercise else np.ones(shape)
-        else:  # pragma: no cover - param_shapes only yields the kinds above
-            raise ValueError(kind)
+        else:
+            raise ValueError(f"{name}: unknown init {init!r}")
         params[name] = np.ascontiguousarray(a, dtype=np.float32)
     return params
 
