@@ -1,7 +1,8 @@
 """Built-in models in Keras 3 (workers/keras_models.py): on every Keras backend they are the
 spec's model, numerically, to the native frameworks' fp32 tolerance: one real equivalence gate
-run of keras-jax, keras-torch and keras-tensorflow against native PyTorch, tiny presets of every
-built-in model, canonical weights in every process (one process per framework)."""
+run of keras-jax, keras-torch and keras-tensorflow against native PyTorch, tiny presets of the
+models with layers of their own (cnn, transformer, lstm), canonical weights in every process
+(one process per framework)."""
 import sys
 
 import pytest
@@ -15,7 +16,9 @@ import keras_models  # noqa: E402
 import specs  # noqa: E402
 
 KERAS = ["keras-jax", "keras-torch", "keras-tensorflow"]
-MODELS = ["cnn", "transformer", "lstm", "mlp"]
+# mlp's Keras builder is plain Dense layers; it is left out for time (the numpy reference's
+# extra process and four more builds), the three with layers of their own are checked
+MODELS = ["cnn", "transformer", "lstm"]
 
 
 @pytest.mark.framework
@@ -33,8 +36,8 @@ def test_keras_builders_match_native_pytorch_on_every_backend(tmp_path):
         assert r.params_equal and r.data_hash_equal, text
         assert r.params == specs.count_params(specs.model_spec(model, {"preset": "tiny"}))
         assert r.max_abs_err is not None and r.steps_loss_err is not None, text
-        if model != "mlp":  # compared with native torch, not only among the Keras backends
-            assert "pytorch" in r.reference or fw == "pytorch", text
+        # compared with native torch, not only among the Keras backends
+        assert "pytorch" in r.reference or fw == "pytorch", text
     # really different backends computed them (identical numbers would mean one ran thrice)
     errs = [p["max_abs_err"] for p in report.pairs if p["model"] == "cnn"
             and "pytorch" not in (p["a"], p["b"])]

@@ -83,14 +83,16 @@ class KerasBackend(FrameworkInterface):
         self.model = model
 
     def count_parameters(self) -> dict:
-        def n(ws):
-            return int(sum(int(np.prod(w.shape)) for w in ws))
-        return {"trainable": n(self.model.trainable_weights),
-                "non_trainable": n(self.model.non_trainable_weights)}
+        return _count(self.model)
 
     def count_parameters_abstract(self, spec: dict) -> dict:
-        self.build_model(spec)
-        return self.count_parameters()
+        # Under a StatelessScope every initializer is deferred and, with
+        # initialize_variables=False, never run: shapes only (gpt2-small in ~1 s, no weights)
+        try:
+            with keras.StatelessScope(initialize_variables=False):
+                return _count(keras_models.build(keras, spec))
+        except keras_models.NoKerasBuilder as exc:
+            raise SkipCell(str(exc)) from None
 
     def load_data(self, data: dict) -> None:
         self.bs = int(self.request["batch_size"])
@@ -169,6 +171,13 @@ def _spec_adam():
     import tensorflow_worker
     tensorflow_worker.keras = keras
     return tensorflow_worker._spec_adam_cls()
+
+
+def _count(model) -> dict:
+    def n(ws):
+        return int(sum(int(np.prod(w.shape)) for w in ws))
+    return {"trainable": n(model.trainable_weights),
+            "non_trainable": n(model.non_trainable_weights)}
 
 
 def _fast_init():
