@@ -3,8 +3,9 @@ keras-torch, keras-tensorflow).
 
 Owns: choosing the Keras backend for this process (KERAS_BACKEND, set before keras is imported,
 from the request's framework: process isolation makes one backend per cell natural), building
-the model (the user's file's `keras(**options)`, or the built-in mlp), the train/predict/evaluate
-primitives of `harness.FrameworkInterface` the Keras way, and the shared starting weights of the
+the model (the user's file's `keras(**options)`, or a built-in model of keras_models.py, which
+also loads the canonical weights), the train/predict/evaluate primitives of
+`harness.FrameworkInterface` the Keras way, and the shared starting weights of the
 equivalence gate (`load_shared`: one seeded numpy draw per weight, in `model.weights` order,
 which is the same on every backend, so every backend starts from the very same numbers).
 
@@ -14,14 +15,17 @@ tf.function, XLA where Keras finds it safe; torch: eager); inference is `predict
 return host values, so each step is synced: the harness's block timing still holds (the sync
 is in the step). The optimizer is the spec's Adam (tensorflow_worker.SpecAdam, in keras.ops:
 backend-neutral), so a built-in model under Keras matches the native frameworks in the gate.
-Imports the harness, specs, numpy and keras (with its backend) only; never mlbench.
+Imports the harness, specs, keras_models, numpy and keras (with its backend) only; never
+mlbench.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 
 import harness
+import keras_models
 import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
@@ -30,18 +34,6 @@ np = None
 
 BACKENDS = {"keras-jax": "jax", "keras-torch": "torch", "keras-tensorflow": "tensorflow"}
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
-def build_mlp(spec: dict):
-    layers = keras.layers
-    inp = keras.Input((spec["input_dim"],), dtype="float32")
-    x = inp
-    for width in spec["hidden"]:
-        x = layers.Dense(width, activation="relu")(x)
-    return keras.Model(inp, layers.Dense(spec["num_classes"], dtype="float32")(x))
-
-
-BUILDERS = {"mlp": build_mlp}
 
 
 class KerasBackend(FrameworkInterface):
@@ -69,19 +61,20 @@ class KerasBackend(FrameworkInterface):
 
     def build_model(self, spec: dict) -> None:
         self.spec = spec
-        keras.utils.set_random_seed(int(self.request["seed"]))
+        _set_seed(int(self.request["seed"]))
         keras.mixed_precision.set_global_policy(PRECISIONS[self.precision])
-        if spec["model"] == "user":
-            import usermodel
-            model = usermodel.build(spec, "keras", keras.Model, "a Keras 3 model")
-        elif spec["model"] in BUILDERS:
-            model = BUILDERS[spec["model"]](spec)
-        else:
-            raise SkipCell(f"{spec['model']} has no Keras 3 builder yet (built-in: "
-                           f"{', '.join(BUILDERS)}; or a model file with keras())")
-        if not model.built:  # a Sequential without an Input: variables now, in a fixed order
-            shape, dtype = specs.input_shape(spec)
-            model(np.zeros((1, *shape), dtype))
+        with _fast_init():
+            if spec["model"] == "user":
+                import usermodel
+                model = usermodel.build(spec, "keras", keras.Model, "a Keras 3 model")
+            else:
+                try:
+                    model = keras_models.build(keras, spec)
+                except keras_models.NoKerasBuilder as exc:
+                    raise SkipCell(str(exc)) from None
+            if not model.built:  # a Sequential without an Input: variables now, in order
+                shape, dtype = specs.input_shape(spec)
+                model(np.zeros((1, *shape), dtype))
         model.compile(optimizer=_spec_adam()(
             learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
             epsilon=spec["adam_eps"]),
@@ -90,14 +83,16 @@ class KerasBackend(FrameworkInterface):
         self.model = model
 
     def count_parameters(self) -> dict:
-        def n(ws):
-            return int(sum(int(np.prod(w.shape)) for w in ws))
-        return {"trainable": n(self.model.trainable_weights),
-                "non_trainable": n(self.model.non_trainable_weights)}
+        return _count(self.model)
 
     def count_parameters_abstract(self, spec: dict) -> dict:
-        self.build_model(spec)
-        return self.count_parameters()
+        # Under a StatelessScope every initializer is deferred and, with
+        # initialize_variables=False, never run: shapes only (gpt2-small in ~1 s, no weights)
+        try:
+            with keras.StatelessScope(initialize_variables=False):
+                return _count(keras_models.build(keras, spec))
+        except keras_models.NoKerasBuilder as exc:
+            raise SkipCell(str(exc)) from None
 
     def load_data(self, data: dict) -> None:
         self.bs = int(self.request["batch_size"])
@@ -152,18 +147,7 @@ class KerasBackend(FrameworkInterface):
         return digest.hexdigest()
 
     def load_canonical(self, params: dict) -> None:
-        import weights
-        if self.spec["model"] != "mlp":
-            raise SkipCell(f"no canonical weights for {self.spec['model']} under Keras yet")
-        dense = [x for x in self.model.layers if isinstance(x, keras.layers.Dense)]
-        used = set()
-        values = []
-        for i, _ in enumerate(dense):
-            for part in ("kernel", "bias"):
-                used.add(f"dense{i}.{part}")
-                values.append(params[f"dense{i}.{part}"])
-        self.model.set_weights(values)
-        weights.check_consumed(params, used, self.name)
+        keras_models.load_canonical(self.model, self.spec, params, self.name)
 
     def to_numpy(self, output):
         return np.asarray(output, dtype=np.float32)
@@ -187,6 +171,49 @@ def _spec_adam():
     import tensorflow_worker
     tensorflow_worker.keras = keras
     return tensorflow_worker._spec_adam_cls()
+
+
+def _count(model) -> dict:
+    def n(ws):
+        return int(sum(int(np.prod(w.shape)) for w in ws))
+    return {"trainable": n(model.trainable_weights),
+            "non_trainable": n(model.non_trainable_weights)}
+
+
+def _fast_init():
+    """Under the jax backend, Keras initialises each weight by an eager jax.random call, each
+    compiled on its own; jax's default (partitionable) threefry lowering takes ~10x longer to
+    compile on the CPU (measured: 0.6 s -> 6.5 s per weight for the tiny cnn). The model is built
+    with the classic lowering: the same distributions, other bits; training traces (dropout)
+    keep jax's default."""
+    if keras.backend.backend() == "jax":
+        import jax
+        ctx = getattr(jax, "threefry_partitionable", None)
+        if ctx is not None:
+            return ctx(False)
+    return contextlib.nullcontext()
+
+
+def _set_seed(seed: int) -> None:
+    """keras.utils.set_random_seed (Python, numpy, torch and Keras' own seed) without importing
+    TensorFlow under the jax and torch backends: Keras seeds tf.data's generator whenever TF is
+    installed, an import of seconds (and TF's thread pools) in a process that never uses it."""
+    lazy = None
+    if keras.backend.backend() != "tensorflow":
+        try:
+            from keras.src.utils import rng_utils
+            lazy = rng_utils.tf if getattr(rng_utils.tf, "module", True) is None else None
+        except ImportError:  # another Keras layout: seed as Keras does, TF and all
+            lazy = None
+    if lazy is None:
+        keras.utils.set_random_seed(seed)
+        return
+    saved = lazy._available
+    lazy._available = False  # "TF not installed", for this one call
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        lazy._available = saved
 
 
 def _gpu_visible() -> bool:
