@@ -44,11 +44,6 @@ class Stop:
 
 
 JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
-# Allocation failures that are out-of-memory in other words (a crash's stderr tail is read too)
-OOM_MARKERS = ("memoryerror", "out of memory", "resource exhausted", "resource_exhausted",
-               "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
-               "cudnn_status_not_enough_workspace", "failed to allocate",
-               "memory allocation still failed", "cannot allocate memory")
 
 
 @dataclass(frozen=True)
@@ -426,8 +421,8 @@ def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, job
 
 
 def is_oom_text(text: str) -> bool:
-    low = text.lower()
-    return any(m in low for m in OOM_MARKERS)
+    """Out of memory in other words (workers/wire.py OOM_MARKERS, the workers' own list)."""
+    return protocol.wire().is_oom_text(text)
 
 
 def _finish(record: dict, t0: float, status: str, reason: str | None, exit_code: int | None,

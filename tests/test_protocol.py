@@ -169,3 +169,17 @@ def test_resume_index_reads_records_whose_keys_come_in_any_order(tmp_path):
     assert index.latest == {store.attempt_key(a): a for a in
                             store.latest_attempts(store.read_jsonl(
                                 tmp_path / store.RESULTS_JSONL)[0])}
+
+
+@pytest.mark.parametrize("text,oom", [
+    ("CUDA out of memory. Tried to allocate 2.00 GiB", True),
+    ("ResourceExhaustedError: OOM when allocating tensor", True),
+    ("failed to map segment from shared object", True),
+    ("cannot allocate memory", True),
+    ("CUDNN_STATUS_BAD_PARAM", False),
+    ("shape mismatch: (3, 4) vs (4, 3)", False),
+])
+def test_worker_and_parent_agree_on_what_out_of_memory_looks_like(text, oom):
+    from mlbench import launcher
+    assert harness.is_oom(RuntimeError(text)) is oom
+    assert launcher.is_oom_text(text) is oom

@@ -155,20 +155,12 @@ def pin_cpu_threads(request: dict) -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
-OOM_MARKERS = ("out of memory", "resource_exhausted", "resourceexhausted", "resource exhausted",
-               "failed to allocate", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
-               "cudnn_status_not_enough_workspace",
-               # a shared library that cannot be mapped under memory_limit_mb
-               "failed to map segment", "cannot allocate memory")
-
-
 def is_oom(exc: BaseException) -> bool:
     """Out of memory in any of its spellings: host MemoryError, CUDA/XLA/TF allocator messages,
     and cuBLAS/cuDNN allocation or workspace failures."""
     if isinstance(exc, MemoryError):
         return True
-    text = f"{type(exc).__name__}: {exc}".lower()
-    return any(s in text for s in OOM_MARKERS)
+    return wire.is_oom_text(f"{type(exc).__name__}: {exc}")
 
 
 class FrameworkInterface:

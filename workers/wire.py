@@ -2,7 +2,7 @@
 
 Owns the protocol version, the names of the message types a worker writes (one JSON object per
 line on its claimed stdout) and of the request kinds it is started with (the request file), and
-the helpers that build them and write a message line. The workers import this module; mlbench
+the helpers that build them and write a message line, and what out-of-memory looks like. The workers import this module; mlbench
 loads this very file by path (mlbench/protocol.py), so the two sides never disagree and a worker
 still never imports mlbench (it may run in another virtualenv).
 
@@ -25,6 +25,21 @@ FINAL = (RESULT, SKIP, ERROR)  # one of these ends a worker's answer
 # request kinds (mlbench -> worker): the `mode` of a request file
 BENCH, VERIFY, COUNT, CEILING = "benchmark", "verify", "count", "ceiling"
 REQUESTS = (BENCH, VERIFY, COUNT, CEILING)
+
+
+# What out-of-memory looks like in an exception or a stderr tail, in every spelling: host
+# MemoryError, CUDA/XLA/TF allocator messages, cuBLAS/cuDNN allocation or workspace failures, a
+# shared library that cannot be mapped under memory_limit_mb. The worker classifies its own
+# exceptions with it (error kind "oom"), mlbench a crash's stderr tail: one list for both.
+OOM_MARKERS = ("memoryerror", "out of memory", "resource exhausted", "resource_exhausted",
+               "resourceexhausted", "failed to allocate", "memory allocation still failed",
+               "cannot allocate memory", "failed to map segment", "cublas_status_alloc_failed",
+               "cudnn_status_alloc_failed", "cudnn_status_not_enough_workspace")
+
+
+def is_oom_text(text: str) -> bool:
+    low = text.lower()
+    return any(m in low for m in OOM_MARKERS)
 
 
 def message(msg_type: str, **fields: Any) -> dict:
