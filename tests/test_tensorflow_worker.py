@@ -18,6 +18,7 @@ LEARNS = {
     "lstm": (dict(train_samples=1024, eval_samples=256, batch_size=32, epochs=2), 0.4),  # 0.25
     "transformer": (dict(train_samples=512, eval_samples=128, batch_size=32, epochs=2),
                     3 / 64),  # next-token chance 1/64
+    "vit": (dict(train_samples=512, eval_samples=128, batch_size=16, epochs=2), 0.25),  # 0.1
 }
 
 
@@ -77,7 +78,7 @@ def test_parameter_counts_equal_the_specs_for_every_preset():
             assert counts[f"{model}/{preset}"] == specs.count_params(spec), (model, preset)
 
 
-@pytest.mark.parametrize("model,preset", [("cnn", "resnet18"), ("transformer", "gpt2-small")])
+@pytest.mark.parametrize("model,preset", sorted(specs.PUBLISHED_PARAMS))
 def test_count_mode_reproduces_published_counts(tmp_path, model, preset):
     r = result_of(run_worker(tmp_path, "tensorflow", model, mode="count",
                              model_options={"preset": preset}))
