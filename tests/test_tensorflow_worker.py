@@ -9,6 +9,7 @@ import pytest
 from workerutil import WORKERS, result_of, run_worker, worker_env
 
 sys.path.insert(0, str(WORKERS))
+import jax_worker  # noqa: E402  (its loss-scale constants only: jax is not imported)
 import specs  # noqa: E402
 
 # Sizes chosen so one run takes a few seconds on a CPU and accuracy lands clearly above chance.
@@ -99,6 +100,9 @@ def test_reduced_precision_runs_or_skips_with_a_reason(tmp_path, model, precisio
     s = r["settings"]
     assert s["precision_policy"] == policy  # never silently another precision
     assert s["loss_scaling"] == ("dynamic" if precision == "fp16" else None)
+    # fp16 starts from the loss scale torch's GradScaler and the jax worker start from (Keras'
+    # own 2^15 skips other steps than theirs: the gate saw the vit drift after two steps)
+    assert s["loss_scale_init"] == (jax_worker.SCALE_INIT if precision == "fp16" else None)
     assert r["eval"]["loss"] == r["eval"]["loss"]  # finite, float32 loss
     assert r["params"] == specs.count_params(specs.model_spec(model, {"preset": "tiny"}))
 

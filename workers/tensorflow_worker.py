@@ -20,6 +20,7 @@ keras = None
 
 OPTIONS = {"jit_compile": False}
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+LOSS_SCALE_INIT = 2.0 ** 16  # fp16: torch.amp.GradScaler's initial scale (jax_worker.SCALE_INIT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,7 +422,10 @@ class TensorFlowBackend(FrameworkInterface):
             opt = _spec_adam_cls()(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
                                         beta_2=spec["beta2"], epsilon=spec["adam_eps"])
             if self.precision == "fp16":
-                opt = keras.optimizers.LossScaleOptimizer(opt)  # dynamic loss scaling
+                # dynamic loss scaling with the rule torch's GradScaler and the jax worker use:
+                # start at 2^16 (Keras' default 2^15 skips other steps: seen by the gate)
+                opt = keras.optimizers.LossScaleOptimizer(
+                    opt, initial_scale=LOSS_SCALE_INIT, dynamic_growth_steps=2000)
             opt.build(self.model.trainable_variables)  # slots now, not inside the first trace
             self.opt = opt
 
@@ -572,6 +576,7 @@ class TensorFlowBackend(FrameworkInterface):
             "precision_policy": policy.name,
             "compute_dtype": policy.compute_dtype,
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
+            "loss_scale_init": LOSS_SCALE_INIT if self.precision == "fp16" else None,
             "tied_head_dtype": (policy.compute_dtype if self.spec["model"] in TIED_HEAD
                                 else None),
             # TF enables oneDNN by default on x86 Linux; '0' turns it off
