@@ -18,6 +18,7 @@ LEARN = {
     "cnn": ({"train_samples": 2048, "epochs": 3, "batch_size": 16}, 0.3),          # 10 classes
     "transformer": ({"train_samples": 1024, "epochs": 2, "batch_size": 32}, 3 / 64),  # vocab 64
     "lstm": ({"train_samples": 1024, "epochs": 5, "batch_size": 32}, 0.4),         # 4 classes
+    "vit": ({"train_samples": 512, "epochs": 2, "batch_size": 16}, 0.25),          # 10 classes
 }
 
 

@@ -2,6 +2,7 @@
 import sys
 
 import numpy as np
+import pytest
 
 from workerutil import WORKERS, result_of, run_worker
 
@@ -48,6 +49,7 @@ def test_reference_gradients_match_finite_differences():
             assert abs((up - down) / (2 * eps) - g[idx]) < 1e-6
 
 
-def test_reference_skips_other_models(tmp_path):
-    msgs = run_worker(tmp_path, "numpy", "cnn")
+@pytest.mark.parametrize("model", ["cnn", "vit"])
+def test_reference_skips_other_models(tmp_path, model):
+    msgs = run_worker(tmp_path, "numpy", model)
     assert msgs[-1]["type"] == "skip" and "only mlp" in msgs[-1]["reason"]

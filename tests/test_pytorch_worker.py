@@ -19,6 +19,7 @@ LEARN = {
     "cnn": ({"train_samples": 2048, "epochs": 3}, 0.3),  # 10 classes
     "lstm": ({"train_samples": 1024, "epochs": 2}, 0.4),  # 4 classes
     "transformer": ({"train_samples": 512, "epochs": 2}, 3 / 64),  # next token, vocab 64
+    "vit": ({"train_samples": 512, "epochs": 2}, 0.25),  # 10 classes
 }
 
 
@@ -73,7 +74,7 @@ def test_lstm_keeps_one_bias_per_layer():
 
 # conv and attention under bf16; fp16 where CPU kernels exist (mlp) and where they may not (lstm)
 @pytest.mark.parametrize("precision,model", [("bf16", "cnn"), ("bf16", "transformer"),
-                                             ("fp16", "mlp"), ("fp16", "lstm")])
+                                             ("fp16", "mlp"), ("fp16", "lstm"), ("bf16", "vit")])
 def test_mixed_precision_on_cpu_runs_or_skips_with_a_reason(tmp_path, precision, model):
     msgs = run_worker(tmp_path, "pytorch", model, precision=precision, train_samples=64,
                       eval_samples=32, timed_iterations=2)
@@ -109,3 +110,53 @@ def test_compile_option_runs_the_mlp(tmp_path, monkeypatch):
     assert r["settings"]["compile"] == "default"
     assert r["train"]["first_step_s"] > max(r["train"]["step_times_s"])  # compile kept apart
     assert math.isfinite(r["eval"]["loss"])
+
+
+def _vit_numpy(spec: dict, w: dict, x):
+    """The ViT of workers/models/vit.py written out in numpy (float64) from the canonical
+    weights: patches in row-major order, class token first, no causal mask, tanh GELU."""
+    import numpy as np
+    p, d, h, eps = spec["patch_size"], spec["d_model"], spec["n_heads"], spec["ln_eps"]
+    b, s, _, c = x.shape
+    g = s // p
+    patches = x.reshape(b, g, p, g, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, -1)
+    t = patches @ w["patch.kernel"].reshape(p * p * c, d) + w["patch.bias"]
+    t = np.concatenate([np.broadcast_to(w["cls"], (b, 1, d)), t], axis=1) + w["pos"]
+
+    def ln(z, n):
+        return ((z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + eps)
+                * w[f"{n}.gamma"] + w[f"{n}.beta"])
+
+    def lin(z, n):
+        return z @ w[f"{n}.kernel"] + w[f"{n}.bias"]
+
+    def heads(z):
+        return z.reshape(b, -1, h, d // h).transpose(0, 2, 1, 3)
+
+    for i in range(spec["n_layers"]):
+        q, k, v = (heads(a) for a in np.split(lin(ln(t, f"block{i}.ln1"), f"block{i}.qkv"), 3, -1))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d // h)
+        att = np.exp(scores - scores.max(-1, keepdims=True))
+        att = (att / att.sum(-1, keepdims=True)) @ v
+        t = t + lin(att.transpose(0, 2, 1, 3).reshape(b, -1, d), f"block{i}.proj")
+        f = lin(ln(t, f"block{i}.ln2"), f"block{i}.fc")
+        f = 0.5 * f * (1 + np.tanh(np.sqrt(2 / np.pi) * (f + 0.044715 * f ** 3)))
+        t = t + lin(f, f"block{i}.out")
+    return lin(ln(t, "ln_f")[:, 0], "head")
+
+
+def test_vit_is_the_model_its_module_describes():
+    # the gate proves the frameworks agree with each other; this pins what they agree on: the
+    # canonical weights in a numpy ViT written from models/vit.py give torch's logits
+    import numpy as np
+    import weights
+    spec = specs.model_spec("vit", {"preset": "tiny", "n_layers": 2})
+    w = weights.canonical_params(spec, 0, exercise=True)
+    model = pytorch_worker.build_model(spec).eval()
+    pytorch_worker.load_canonical(model, spec, w)
+    x = np.random.default_rng(0).standard_normal((3, *specs.input_shape(spec)[0]))
+    with pytorch_worker.torch.no_grad():
+        got = model(pytorch_worker.torch.from_numpy(x.transpose(0, 3, 1, 2)).float()).numpy()
+    want = _vit_numpy(spec, {k: v.astype(np.float64) for k, v in w.items()}, x)
+    assert got.shape == (3, spec["num_classes"])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

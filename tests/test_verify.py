@@ -18,7 +18,7 @@ import specs  # noqa: E402
 import weights  # noqa: E402
 
 FRAMEWORKS = ["pytorch", "tensorflow", "jax"]
-TINY = [{"name": m, "preset": "tiny"} for m in ("mlp", "cnn", "transformer", "lstm")]
+TINY = [{"name": m, "preset": "tiny"} for m in ("mlp", "cnn", "transformer", "lstm", "vit")]
 
 
 def _config(models=TINY, precisions=("fp32",)) -> Config:
@@ -45,12 +45,27 @@ def test_gate_passes_for_every_model_in_every_framework(passing):
     # measured against another implementation: a framework compared with itself gives exactly 0
     assert any(r.max_abs_err > 0 for r in report.rows if r.model == "mlp"), report.render_text()
     # every pair of frameworks is compared, and the stored file says the same
-    assert len(report.pairs) == 4 * 3 and all(p["agree"] for p in report.pairs)
+    assert len(report.pairs) == len(TINY) * 3 and all(p["agree"] for p in report.pairs)
     stored = json.loads((out / "verify.json").read_text())
     assert stored["passed"] is True and stored["tolerances"]["fp32"]["rtol"] == 5e-4
     assert verify.load(out / "verify.json").rows == report.rows
     text = report.render_text()
     assert "equivalence gate: passed" in text and "rtol 0.0005" in text
+
+
+def test_vit_passes_the_gate_in_pytorch_tensorflow_and_jax_at_fp32(passing):
+    # the model added as one module + one builder per framework: the same outputs, losses and
+    # counts in all three (judged pairwise: the numpy reference is the mlp's only)
+    _, report = passing
+    rows = {r.framework: r for r in report.rows if r.model == "vit"}
+    assert set(rows) == set(FRAMEWORKS), report.render_text()
+    for fw, r in rows.items():
+        assert r.passed is True and r.reference.startswith("pairwise"), report.render_text()
+        assert r.params == specs.count_params(specs.model_spec("vit", {"preset": "tiny"}))
+        assert 0 < r.max_abs_err < 1e-4 and r.steps_loss_err < 1e-4, report.render_text()
+    vit_pairs = [p for p in report.pairs if p["model"] == "vit"]
+    assert {(p["a"], p["b"]) for p in vit_pairs} == {("jax", "pytorch"), ("jax", "tensorflow"),
+                                                     ("pytorch", "tensorflow")}
 
 
 def test_gate_fails_when_one_framework_builds_another_model(tmp_path):

@@ -1,6 +1,7 @@
-"""JAX worker: the four spec models in flax.linen, trained with optax Adam under jax.jit.
+"""JAX worker: the built-in models in flax.linen, trained with optax Adam under jax.jit.
 
-Owns: the JAX/Flax build of `mlp`, `cnn`, `transformer` and `lstm` (specs.py conventions), the
+Owns: the JAX/Flax build of the models of workers/models/ (`mlp`, `cnn`, `transformer`, `lstm`,
+`vit`: one builder and one canonical-weight converter each, BUILDERS and TREES), the
 jitted train step (state donated, batches sliced on the device from data put there once), mixed
 precision (bf16; fp16 with dynamic loss scaling by hand), thread and matmul-precision settings.
 Imports the harness, specs, numpy, jax, flax and optax only (jax/flax/optax in import_framework).
@@ -28,7 +29,7 @@ _THREADS: dict = {}  # what import_framework did about threads, for settings()
 
 def _define_models():
     """The flax modules; defined after the import so this file imports without jax."""
-    global MLP, CNN, Transformer, LSTMClassifier
+    global MLP, CNN, Transformer, LSTMClassifier, ViT
 
     class MLP(nn.Module):
         hidden: Sequence[int]
@@ -94,10 +95,12 @@ def _define_models():
             return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
     class Block(nn.Module):
+        """Pre-norm block; the attention causal for the transformer, not for the vit."""
         n_heads: int
         dtype: Any
         attention: str
         ln_eps: float = 1e-5
+        causal: bool = True
 
         @nn.compact
         def __call__(self, x):
@@ -109,10 +112,10 @@ def _define_models():
             if self.attention in ("cudnn", "xla"):
                 # scale 1/sqrt(head_dim); cuDNN's fused (flash) kernel on GPU at bf16/fp16, the
                 # fused kernel torch's SDPA also uses there; else XLA, softmax in float32
-                att = jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                att = jax.nn.dot_product_attention(q, k, v, is_causal=self.causal,
                                                    implementation=self.attention)
             else:
-                att = _explicit_attention(q, k, v)
+                att = _explicit_attention(q, k, v, self.causal)
             att = att.reshape(b, t, d)
             x = x + nn.Dense(d, dtype=self.dtype, name="proj")(att)
             h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
@@ -143,6 +146,35 @@ def _define_models():
             x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
             return wte.attend(x)
 
+    class ViT(nn.Module):
+        """Vision Transformer: patch embedding (Conv, kernel = stride = patch), class token,
+        learned positions, pre-norm blocks without a causal mask, final LN, head on the class
+        token. Takes NHWC images."""
+        patch_size: int
+        d_model: int
+        n_layers: int
+        n_heads: int
+        num_classes: int
+        dtype: Any = jnp.float32
+        attention: str = "xla"
+        ln_eps: float = 1e-5
+
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            p, d = self.patch_size, self.d_model
+            x = nn.Conv(d, (p, p), (p, p), padding="VALID", dtype=self.dtype, name="patch")(x)
+            b = x.shape[0]
+            x = x.reshape(b, -1, d)  # row-major patches, as torch's flatten
+            init = nn.initializers.normal(0.02)
+            cls = self.param("cls", init, (d,))
+            pos = self.param("pos", init, (x.shape[1] + 1, d))
+            x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, d)), x], axis=1)
+            x = x + pos.astype(x.dtype)
+            for _ in range(self.n_layers):
+                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps, causal=False)(x)
+            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
+            return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x[:, 0])
+
     class LSTMClassifier(nn.Module):
         """Stacked LSTM (flax layout: input kernels without bias, hidden kernels with bias, i.e.
         one 4*hidden bias per layer); classifies from the last time step."""
@@ -158,13 +190,15 @@ def _define_models():
             return nn.Dense(self.num_classes, dtype=self.dtype)(x[:, -1])
 
 
-def _explicit_attention(q, k, v):
-    """Causal attention written out, the same maths as the XLA path of
-    jax.nn.dot_product_attention (f32 logits and softmax). Used for fp16 on the CPU, where that
-    function's backward pass asks for the F16_F16_F32 dot algorithm, which XLA:CPU lacks."""
+def _explicit_attention(q, k, v, causal: bool = True):
+    """Attention written out, the same maths as the XLA path of jax.nn.dot_product_attention
+    (f32 logits and softmax). Used for fp16 on the CPU, where that function's backward pass asks
+    for the F16_F16_F32 dot algorithm, which XLA:CPU lacks."""
     t, h = q.shape[1], q.shape[-1]
     logits = jnp.einsum("btnh,bsnh->bnts", q, k, preferred_element_type=jnp.float32) / h ** 0.5
-    logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits, jnp.finfo(jnp.float32).min)
+    if causal:
+        logits = jnp.where(jnp.tril(jnp.ones((t, t), bool)), logits,
+                           jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     return jnp.einsum("bnts,bsnh->btnh", probs, v)
 
@@ -209,10 +243,15 @@ def make_lstm(spec: dict, dtype, attention: str):
     return LSTMClassifier(spec["hidden"], spec["n_layers"], spec["num_classes"], dtype)
 
 
+def make_vit(spec: dict, dtype, attention: str):
+    return ViT(spec["patch_size"], spec["d_model"], spec["n_layers"], spec["n_heads"],
+               spec["num_classes"], dtype, attention, spec["ln_eps"])
+
+
 # One builder per built-in model (workers/models/): (spec, compute dtype, attention kind) ->
 # a flax.linen module taking (x, train).
 BUILDERS = {"mlp": make_mlp, "cnn": make_cnn, "transformer": make_transformer,
-            "lstm": make_lstm}
+            "lstm": make_lstm, "vit": make_vit}
 
 
 def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
@@ -295,8 +334,19 @@ def tree_lstm(spec: dict, t: _Tree) -> None:
     t.tree["Dense_0"] = t.dense("fc")
 
 
+def tree_vit(spec: dict, t: _Tree) -> None:
+    t.tree["patch"] = t.dense("patch")  # nn.Conv kernel HWIO: the canonical layout
+    t.tree["cls"] = t.take("cls")
+    t.tree["pos"] = t.take("pos")
+    for i in range(spec["n_layers"]):
+        t.tree[f"Block_{i}"] = t.block(f"block{i}")
+    t.tree["LayerNorm_0"] = t.norm("ln_f")
+    t.tree["head"] = t.dense("head")
+
+
 # One canonical-weight converter per built-in model: (spec, _Tree) -> fills the trees.
-TREES = {"mlp": tree_mlp, "cnn": tree_cnn, "transformer": tree_transformer, "lstm": tree_lstm}
+TREES = {"mlp": tree_mlp, "cnn": tree_cnn, "transformer": tree_transformer, "lstm": tree_lstm,
+         "vit": tree_vit}
 
 
 def canonical_to_flax(spec: dict, params: dict) -> tuple[dict, dict]:

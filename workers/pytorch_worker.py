@@ -1,4 +1,5 @@
-"""PyTorch worker: the four spec models (mlp, cnn, transformer, lstm) in PyTorch's fast path.
+"""PyTorch worker: the built-in models (workers/models/: mlp, cnn, transformer, lstm, vit) in
+PyTorch's fast path, one builder and one canonical-weight loader per model (BUILDERS, LOADERS).
 
 Owns: building the specs.py models as torch modules, the train/predict/evaluate primitives of
 `harness.FrameworkInterface`, and the torch knobs of a cell (threads, TF32, autocast, GradScaler,
@@ -97,11 +98,14 @@ def build_cnn(spec: dict):
     return nn.Sequential(*layers)
 
 
-def _transformer_cls():
+def _block_cls():
     class Block(nn.Module):
-        def __init__(self, d, heads, eps):
+        """Pre-norm block (transformer: causal; vit: not): x + proj(attn(ln1(x))),
+        x + out(gelu_tanh(fc(ln2(x))))."""
+
+        def __init__(self, d, heads, eps, causal=True):
             super().__init__()
-            self.heads = heads
+            self.heads, self.causal = heads, causal
             self.ln1 = nn.LayerNorm(d, eps=eps)
             self.qkv = nn.Linear(d, 3 * d)
             self.proj = nn.Linear(d, d)
@@ -114,9 +118,27 @@ def _transformer_cls():
             q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
             q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
                        for z in (q, k, v))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # scale 1/sqrt(hd)
+            # scale 1/sqrt(head_dim)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
             x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
             return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+    return Block
+
+
+def _gpt2_init(module, blocks, n_layers: int) -> None:
+    """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections / sqrt(2n)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+    for blk in blocks:
+        for m in (blk.proj, blk.out):
+            nn.init.normal_(m.weight, 0.0, 0.02 / math.sqrt(2 * n_layers))
+
+
+def _transformer_cls():
+    Block = _block_cls()
 
     class GPT(nn.Module):
         """GPT-2 style decoder-only LM; the head is tied to the token embedding, no bias."""
@@ -129,15 +151,7 @@ def _transformer_cls():
             self.blocks = nn.ModuleList(Block(d, spec["n_heads"], spec["ln_eps"])
                                         for _ in range(n))
             self.ln_f = nn.LayerNorm(d, eps=spec["ln_eps"])
-            # GPT-2 init: N(0, 0.02) weights, zero biases, residual projections / sqrt(2n).
-            for m in self.modules():
-                if isinstance(m, (nn.Linear, nn.Embedding)):
-                    nn.init.normal_(m.weight, 0.0, 0.02)
-                if isinstance(m, nn.Linear):
-                    nn.init.zeros_(m.bias)
-            for blk in self.blocks:
-                for m in (blk.proj, blk.out):
-                    nn.init.normal_(m.weight, 0.0, 0.02 / math.sqrt(2 * n))
+            _gpt2_init(self, self.blocks, n)
 
         def forward(self, idx):
             pos = torch.arange(idx.shape[1], device=idx.device)
@@ -167,6 +181,46 @@ def _lstm_cls():
     return LSTMClassifier
 
 
+def _vit_cls():
+    Block = _block_cls()
+
+    class ViT(nn.Module):
+        """Vision Transformer: patch embedding (Conv2d, kernel = stride = patch), class token,
+        learned positions, pre-norm blocks without a causal mask, final LN, head on the class
+        token. Takes NCHW (or channels_last) images."""
+
+        def __init__(self, spec):
+            super().__init__()
+            d, n, p = spec["d_model"], spec["n_layers"], spec["patch_size"]
+            tokens = (spec["image_size"] // p) ** 2 + 1
+            self.patch = nn.Conv2d(spec["channels"], d, p, stride=p)
+            self.cls = nn.Parameter(torch.empty(d))
+            self.pos = nn.Parameter(torch.empty(tokens, d))
+            self.blocks = nn.ModuleList(Block(d, spec["n_heads"], spec["ln_eps"], causal=False)
+                                        for _ in range(n))
+            self.ln_f = nn.LayerNorm(d, eps=spec["ln_eps"])
+            self.head = nn.Linear(d, spec["num_classes"])
+            # blocks GPT-2 style (it touches Linear layers only: the Conv2d patch embedding
+            # keeps torch's default), the head torch's default again, as models/vit.py says
+            _gpt2_init(self, self.blocks, n)
+            self.head.reset_parameters()
+            nn.init.normal_(self.cls, 0.0, 0.02)
+            nn.init.normal_(self.pos, 0.0, 0.02)
+
+        def forward(self, x):
+            x = self.patch(x).flatten(2).transpose(1, 2)  # (B, patches, d), row-major patches
+            cls = self.cls.to(x.dtype).expand(x.shape[0], 1, -1)
+            x = torch.cat([cls, x], dim=1) + self.pos
+            for blk in self.blocks:
+                x = blk(x)
+            return self.head(self.ln_f(x[:, 0]))
+    return ViT
+
+
+def build_vit(spec: dict):
+    return _vit_cls()(spec)
+
+
 def build_transformer(spec: dict):
     return _transformer_cls()(spec)
 
@@ -177,7 +231,7 @@ def build_lstm(spec: dict):
 
 # One builder per built-in model (workers/models/): spec -> an nn.Module (logits out).
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
-            "lstm": build_lstm}
+            "lstm": build_lstm, "vit": build_vit}
 
 
 def build_model(spec: dict):
@@ -280,9 +334,19 @@ def load_lstm(model, spec: dict, w: _Loader) -> None:
     w.linear(model.fc, "fc")
 
 
+def load_vit(model, spec: dict, w: _Loader) -> None:
+    w.conv(model.patch, "patch")
+    w.put(model.patch.bias, "patch.bias")
+    w.put(model.cls, "cls")
+    w.put(model.pos, "pos")
+    load_blocks(model.blocks, w)
+    w.norm(model.ln_f, "ln_f")
+    w.linear(model.head, "head")
+
+
 # One canonical-weight loader per built-in model: (model, spec, loader) -> None.
 LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
-           "lstm": load_lstm}
+           "lstm": load_lstm, "vit": load_vit}
 
 
 def load_canonical(model, spec: dict, params: dict) -> None:

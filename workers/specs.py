@@ -1,7 +1,7 @@
 """Framework-neutral model specs, parameter counts, FLOPs and synthetic data.
 
 Owns: the one entry point to the models (a facade over workers/models/, one module per model:
-`mlp`, `cnn`, `transformer`, `lstm`; each owns its presets, counts, FLOPs, input kind, data
+`mlp`, `cnn`, `transformer`, `lstm`, `vit`; each owns its presets, counts, FLOPs, input kind, data
 and canonical parameters), the shared hyper-parameters (HYPER), the spec of a request (built-in
 or the user's own model), and the seeded, byte-identical datasets.
 
@@ -11,12 +11,15 @@ loads the models package next to it by path when it is not itself part of a pack
 loads this file by path: mlbench/catalog.py). Never imports mlbench, pydantic, polars or plotly.
 
 Conventions every framework follows (the specs set what framework defaults would change):
-  * dense: y = x @ W + b; ReLU (mlp, cnn), GELU tanh approximation (transformer).
+  * dense: y = x @ W + b; ReLU (mlp, cnn), GELU tanh approximation (transformer, vit).
   * conv: no bias, explicit symmetric padding k//2, then batch norm (eps 1e-5, running statistics
     updated as 0.9 * old + 0.1 * batch, i.e. torch momentum 0.1 = keras/flax momentum 0.9).
   * images are NHWC in numpy; a framework that wants NCHW transposes on load.
   * transformer: pre-norm blocks, layer norm eps 1e-5, attention scaled by 1/sqrt(head_dim),
     causal mask, MLP ratio 4, final layer norm, output head tied to the token embedding (no bias).
+  * vit: patch embedding (conv, kernel = stride = patch, with bias), class token first, learned
+    positions, the transformer's pre-norm blocks without the causal mask, final layer norm, head
+    on the class token (workers/models/vit.py).
   * lstm: one bias vector of 4*hidden per layer (keras/flax layout); torch keeps b_hh frozen at 0.
   * optimizer: Adam(lr, beta1 0.9, beta2 0.999, eps 1e-8), no weight decay; cross-entropy loss
     averaged over samples (over tokens for the transformer); no dropout. Adam's eps is added to

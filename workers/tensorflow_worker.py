@@ -1,8 +1,9 @@
-"""TensorFlow worker: the four specs.py models in Keras 3 on the TF backend, trained by a custom
+"""TensorFlow worker: the built-in models in Keras 3 on the TF backend, trained by a custom
 step under `tf.function` (optionally XLA), timed by the shared harness.
 
-Owns: building `mlp`, `cnn`, `transformer`, `lstm` with Keras layers exactly as specs.py describes
-them (parameter counts to the unit), the TF runtime settings (threads, TF32, mixed precision,
+Owns: building the models of workers/models/ (`mlp`, `cnn`, `transformer`, `lstm`, `vit`: one
+builder and one canonical-weight loader each, BUILDERS and LOADERS) with Keras layers exactly as
+the model modules describe them (parameter counts to the unit), the TF runtime settings (threads, TF32, mixed precision,
 device placement) and the train/predict/evaluate primitives. Imports the harness, specs, numpy and
 TensorFlow/Keras only; never mlbench, pydantic, polars or plotly.
 """
@@ -19,13 +20,15 @@ keras = None
 
 OPTIONS = {"jit_compile": False}
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+LOSS_SCALE_INIT = 2.0 ** 16  # fp16: torch.amp.GradScaler's initial scale (jax_worker.SCALE_INIT)
 
 
 # ----------------------------------------------------------------------------------------------
 # Models. Built inside functions so that the layer classes exist only once keras is imported.
 
 def _custom_layers():
-    """The transformer layers Keras lacks: tied embedding, learned positions, a GPT-2 block."""
+    """The layers Keras lacks: tied embedding, learned positions, a pre-norm (GPT-2) block,
+    a class token (transformer, vit)."""
 
     class TiedEmbedding(keras.layers.Embedding):
         """Token embedding that, called with reverse=True, is the output head h @ E^T (no bias).
@@ -59,12 +62,32 @@ def _custom_layers():
         def call(self, x):
             return x + tf.cast(self.pos, x.dtype)[: x.shape[1]]
 
-    class Block(keras.layers.Layer):
-        """Pre-norm block: x + proj(causal_attn(ln1(x))); x + fc2(gelu_tanh(fc1(ln2(x))))."""
+    class ClassToken(keras.layers.Layer):
+        """A learned vector (d,) prepended to the token sequence (the vit's class token)."""
 
-        def __init__(self, d, n_heads, eps, **kw):
+        def __init__(self, d, **kw):
             super().__init__(**kw)
-            self.d, self.h = d, n_heads
+            self.d = d
+
+        def build(self, input_shape):
+            self.cls = self.add_weight(shape=(self.d,), name="cls",
+                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+        def call(self, x):
+            cls = tf.broadcast_to(tf.cast(self.cls, x.dtype), [tf.shape(x)[0], 1, self.d])
+            return tf.concat([cls, x], axis=1)
+
+        def compute_output_shape(self, input_shape):
+            n = None if input_shape[1] is None else input_shape[1] + 1
+            return (input_shape[0], n, self.d)
+
+    class Block(keras.layers.Layer):
+        """Pre-norm block: x + proj(attn(ln1(x))); x + fc2(gelu_tanh(fc1(ln2(x)))); the
+        attention causal for the transformer, not for the vit."""
+
+        def __init__(self, d, n_heads, eps, causal=True, **kw):
+            super().__init__(**kw)
+            self.d, self.h, self.causal = d, n_heads, causal
             self.ln1 = keras.layers.LayerNormalization(epsilon=eps)
             self.qkv = keras.layers.Dense(3 * d)
             self.proj = keras.layers.Dense(d)
@@ -89,14 +112,16 @@ def _custom_layers():
             q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each (B, H, T, hd)
             scores = tf.matmul(q, k, transpose_b=True) * tf.cast(1.0 / math.sqrt(hd), q.dtype)
             # softmax in float32 (as Keras' MultiHeadAttention does under mixed precision)
-            causal = tf.linalg.band_part(tf.ones((t, t), tf.bool), -1, 0)
-            scores = tf.where(causal, tf.cast(scores, tf.float32), -1e9)
+            scores = tf.cast(scores, tf.float32)
+            if self.causal:
+                causal = tf.linalg.band_part(tf.ones((t, t), tf.bool), -1, 0)
+                scores = tf.where(causal, scores, -1e9)
             attn = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
             o = tf.reshape(tf.transpose(tf.matmul(attn, v), [0, 2, 1, 3]), [b, t, d])
             x = x + self.proj(o)
             return x + self.fc2(tf.nn.gelu(self.fc1(self.ln2(x)), approximate=True))
 
-    return TiedEmbedding, PositionEmbedding, Block
+    return TiedEmbedding, PositionEmbedding, Block, ClassToken
 
 
 def build_mlp(spec: dict):
@@ -151,7 +176,7 @@ def build_cnn(spec: dict):
 
 
 def build_transformer(spec: dict):
-    TiedEmbedding, PositionEmbedding, Block = _custom_layers()
+    TiedEmbedding, PositionEmbedding, Block, _ = _custom_layers()
     v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
     inp = keras.Input((t,), dtype="int32")
     emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
@@ -172,9 +197,22 @@ def build_lstm(spec: dict):
     return inp, keras.layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
 
 
+def build_vit(spec: dict):
+    _, PositionEmbedding, Block, ClassToken = _custom_layers()
+    s, p, d = spec["image_size"], spec["patch_size"], spec["d_model"]
+    inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC
+    x = keras.layers.Conv2D(d, p, strides=p, padding="valid", name="patch")(inp)
+    x = keras.layers.Reshape(((s // p) ** 2, d))(x)  # row-major patches, as torch's flatten
+    x = PositionEmbedding((s // p) ** 2 + 1, d, name="pos")(ClassToken(d, name="cls")(x))
+    for i in range(spec["n_layers"]):
+        x = Block(d, spec["n_heads"], spec["ln_eps"], causal=False, name=f"block{i}")(x)
+    x = keras.layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
+    return inp, keras.layers.Dense(spec["num_classes"], dtype="float32", name="head")(x[:, 0])
+
+
 # One builder per built-in model (workers/models/): spec -> (Keras input, float32 logits).
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
-            "lstm": build_lstm}
+            "lstm": build_lstm, "vit": build_vit}
 
 
 def build_keras_model(spec: dict):
@@ -261,10 +299,19 @@ def load_lstm(model, spec: dict, w: _Loader) -> None:
     w.dense(model.get_layer("fc"), "fc")
 
 
+def load_vit(model, spec: dict, w: _Loader) -> None:
+    w.dense(model.get_layer("patch"), "patch")  # Conv2D kernel HWIO: the canonical layout
+    w.put(model.get_layer("cls").cls, "cls")
+    w.put(model.get_layer("pos").pos, "pos")
+    load_blocks(model, spec, w)
+    w.norm(model.get_layer("ln_f"), "ln_f")
+    w.dense(model.get_layer("head"), "head")
+
+
 # One canonical-weight loader per built-in model; layers are found by the names the builders
 # give them (the canonical names).
 LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
-           "lstm": load_lstm}
+           "lstm": load_lstm, "vit": load_vit}
 # Models whose logits come from a head tied to the embedding, computed in the compute dtype.
 TIED_HEAD = ("transformer",)
 
@@ -375,7 +422,10 @@ class TensorFlowBackend(FrameworkInterface):
             opt = _spec_adam_cls()(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
                                         beta_2=spec["beta2"], epsilon=spec["adam_eps"])
             if self.precision == "fp16":
-                opt = keras.optimizers.LossScaleOptimizer(opt)  # dynamic loss scaling
+                # dynamic loss scaling with the rule torch's GradScaler and the jax worker use:
+                # start at 2^16 (Keras' default 2^15 skips other steps: seen by the gate)
+                opt = keras.optimizers.LossScaleOptimizer(
+                    opt, initial_scale=LOSS_SCALE_INIT, dynamic_growth_steps=2000)
             opt.build(self.model.trainable_variables)  # slots now, not inside the first trace
             self.opt = opt
 
@@ -526,6 +576,7 @@ class TensorFlowBackend(FrameworkInterface):
             "precision_policy": policy.name,
             "compute_dtype": policy.compute_dtype,
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
+            "loss_scale_init": LOSS_SCALE_INIT if self.precision == "fp16" else None,
             "tied_head_dtype": (policy.compute_dtype if self.spec["model"] in TIED_HEAD
                                 else None),
             # TF enables oneDNN by default on x86 Linux; '0' turns it off

@@ -12,10 +12,10 @@ this package under a private name (see specs._models).
 """
 from __future__ import annotations
 
-from . import cnn, lstm, mlp, transformer
+from . import cnn, lstm, mlp, transformer, vit
 from ._common import SpecError
 
-MODULES = {"mlp": mlp, "cnn": cnn, "transformer": transformer, "lstm": lstm}
+MODULES = {"mlp": mlp, "cnn": cnn, "transformer": transformer, "lstm": lstm, "vit": vit}
 
 # What every model module provides (tests/test_models.py checks each one):
 #   INPUT_KIND        'vector' | 'image' (NHWC) | 'tokens' (next-token LM) | 'sequence'
