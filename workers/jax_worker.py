@@ -192,9 +192,9 @@ def cudnn_attention_error(spec: dict, dtype) -> str | None:
 
 def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     m = spec["model"]
-    if m == "user":  # the user's own file: its jax(**options), a Flax linen module
-        import usermodel
-        return usermodel.build(spec, "jax", nn.Module, "a flax.linen.Module")
+    if m == "user":  # the user's own file: its jax(**options), Flax linen or NNX (adapted)
+        import jax_nnx
+        return jax_nnx.build_user(spec, nn)
     if m == "mlp":
         return MLP(tuple(spec["hidden"]), spec["num_classes"], dtype)
     if m == "cnn":
