@@ -11,8 +11,8 @@ each an `nnx.merge` + call, so jax.jit, jax.grad, optax and buffer donation work
 Training mode: a module whose `__call__` takes `train` gets it; otherwise NNX's own switch,
 `module.train()` / `module.eval()` (Dropout's `deterministic`, BatchNorm's
 `use_running_average`). The other state is not carried from step to step (the jitted step is
-pure): Dropout draws from the same RNG state at every step. Also the parameters as the nested
-dict of arrays a user's `load_jax` sees (`to_pure` / `from_pure`).
+pure): Dropout draws from the same RNG state at every step. Also `load_user`: the file's
+`load_jax(variables, weights)` applied to the worker's state (the numeric gate of a user model).
 
 Imports flax and jax (inside functions: the caller has imported them) and usermodel; never
 mlbench.
@@ -76,14 +76,48 @@ class NNXModule:
             return out, {"batch_stats": nnx.state(module, nnx.BatchStat)}
         return out
 
-    # the parameters as a user's loader sees them: nested dicts of arrays, by attribute name
-    def to_pure(self, params) -> dict:
-        from flax import nnx
-        return nnx.to_pure_dict(params)
 
-    def from_pure(self, pure: dict):
-        import jax
-        from flax import nnx
-        state = jax.tree.map(lambda a: a, self.params)
-        nnx.replace_by_pure_dict(state, pure)
-        return state
+
+def load_user(backend, loader, canon: dict) -> None:
+    """The file's `load_jax(variables, weights)` on the jax worker's state: it gets
+    {"params", "batch_stats"?} as nested dicts of numpy arrays (an NNX module's by attribute
+    name) and returns them with the canonical weights in; same tree and shapes required. The
+    optimizer state starts afresh from the new parameters."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    nnx_model = is_nnx(backend.model)
+    keys = ["params"] + (["batch_stats"] if backend.has_bn else [])
+    old = {k: backend.state[k] for k in keys}
+    pure = {k: nnx.to_pure_dict(v) if nnx_model else v for k, v in old.items()}
+    new = loader(jax.tree.map(np.asarray, pure), canon)
+    if not isinstance(new, dict) or set(new) != set(keys):
+        raise ValueError(f"load_jax() must return the variables it got (a dict with "
+                         f"{', '.join(keys)}), got {type(new).__name__}"
+                         + (f" with {', '.join(map(str, new))}" if isinstance(new, dict) else ""))
+
+    def check(path, was, now):
+        if tuple(np.shape(now)) != tuple(was.shape):
+            name = "/".join(str(getattr(p, "key", p)) for p in path)
+            raise ValueError(f"load_jax() gave {name} the shape {tuple(np.shape(now))}; the "
+                             f"model's is {tuple(was.shape)}")
+        return jnp.asarray(now, was.dtype)
+
+    state = dict(backend.state)
+    for k in keys:
+        try:
+            loaded = jax.tree_util.tree_map_with_path(check, pure[k], new[k])
+        except ValueError as exc:
+            if "load_jax()" in str(exc):
+                raise
+            raise ValueError(f"load_jax() returned {k} of another structure than the model's: "
+                             f"{exc}") from None
+        if nnx_model:
+            template = jax.tree.map(lambda a: a, old[k])
+            nnx.replace_by_pure_dict(template, loaded)
+            loaded = template
+        state[k] = loaded
+    state["opt_state"] = backend.tx.init(state["params"])
+    backend.state = jax.block_until_ready(jax.device_put(state, backend.device))
