@@ -456,6 +456,9 @@ class Config(_Strict):
                 why = usermodel.check_options(info, m.options, self.base_frameworks)
                 if why:
                     raise _KeyError(why, ("models", i, "options"))
+                why = usermodel.check_weights(info)
+                if why:
+                    raise _KeyError(why, ("models", i, "source"))
         own = tuple(m.name for m in self.models if m.source is not None)
         for i, rule in enumerate(self.exclude):
             if rule.model is not None and rule.model not in catalog.models():

@@ -53,3 +53,18 @@ def test_a_misspelt_user_model_in_exclude_is_a_config_error(tmp_path, capsys):
     assert rc == 2 and len(lines) == 1, err
     assert lines[0].startswith("error: unknown model 'mien' (did you mean 'mine'?); allowed: ")
     assert lines[0].endswith(", mine (" + str(conf) + ": exclude[0].model)")
+
+
+def test_shared_weights_must_come_with_a_loader_and_loaders_with_weights(tmp_path, capsys):
+    for extra, says in [
+        ("\n\ndef load_pytorch(model, w):\n    pass\n",
+         "has load_pytorch() but no canonical_weights() to load"),
+        ("\n\ndef canonical_weights():\n    return {}\n",
+         "has canonical_weights() but no loader (define load_pytorch(...))")]:
+        conf = _conf(tmp_path)
+        (tmp_path / "m.py").write_text(MODEL + extra)
+        rc, out, err = run_inproc(["run", "--config", str(conf)], capsys)
+        lines = [x for x in err.strip().splitlines() if x]
+        assert rc == 2 and len(lines) == 1, err
+        assert lines[0] == (f"error: model file {tmp_path / 'm.py'} {says} "
+                            f"({conf}: models[1].source)")
