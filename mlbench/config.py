@@ -271,7 +271,10 @@ class Exclude(_Strict):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str | None) -> str | None:
-        return None if v is None else _check_choice(v, catalog.models(), "model")
+        if v is None or (isinstance(v, str) and SAFE_LABEL_RE.fullmatch(v)
+                         and v not in catalog.models()):
+            return v  # perhaps a user's model name: Config._cross_checks knows the models
+        return _check_choice(v, catalog.models(), "model")
 
     @field_validator("device")
     @classmethod
@@ -453,6 +456,16 @@ class Config(_Strict):
                 why = usermodel.check_options(info, m.options, self.base_frameworks)
                 if why:
                     raise _KeyError(why, ("models", i, "options"))
+                why = usermodel.check_weights(info)
+                if why:
+                    raise _KeyError(why, ("models", i, "source"))
+        own = tuple(m.name for m in self.models if m.source is not None)
+        for i, rule in enumerate(self.exclude):
+            if rule.model is not None and rule.model not in catalog.models():
+                try:
+                    _check_choice(rule.model, catalog.models() + own, "model")
+                except ValueError as exc:
+                    raise _KeyError(str(exc), ("exclude", i, "model")) from None
         for i, m in enumerate(self.models):
             info = m.data_info
             rows = info.train_rows if info else (m.train_samples or self.train_samples)
@@ -656,6 +669,8 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
     given = {k for k, v in (overrides or {}).items() if v is not None}
     for key in given:
         data[key] = overrides[key]
+    if "models" in given:
+        data["models"] = _select_models(overrides["models"], raw.get("models"))
     try:
         conf = Config.model_validate(data)
     except ValidationError as exc:
@@ -669,6 +684,20 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
                         "exclude, or add frameworks, models, devices or batch sizes)",
                         f"{origin}: exclude" if conf.exclude else origin)
     return conf
+
+
+def _select_models(names: Any, configured: Any) -> Any:
+    """`--models NAME ...`: a user's model of the config (one with a source) is picked by its
+    name or label, with its source and options; any other name is a built-in model."""
+    if not isinstance(names, list) or not isinstance(configured, list):
+        return names
+    own: dict[str, Any] = {}
+    for m in configured:
+        if isinstance(m, dict) and m.get("source") is not None:
+            for key in (m.get("label"), m.get("name")):
+                if isinstance(key, str):
+                    own.setdefault(key, m)
+    return [own.get(n, n) if isinstance(n, str) else n for n in names]
 
 
 def _user_error(exc: ValidationError, order: list[str], where: str, given: set) -> UserError:

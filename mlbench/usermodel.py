@@ -4,7 +4,8 @@ Owns: finding the file (a path relative to the config, or an importable module n
 sys.path without importing anything), parsing it with `ast` (never importing it: it imports
 frameworks, which the parent never does), reading `INPUT` as a literal and checking its kind and
 sizes, listing the builder functions (`pytorch`, `jax`, `tensorflow`, `keras`) and their keyword
-parameters, and the file's content hash (part of every cell's fingerprint, so an edited file is
+parameters, checking that its shared weights (`canonical_weights()` and `load_<framework>()`)
+come as a pair, and the file's content hash (part of every cell's fingerprint, so an edited file is
 re-run by --resume). Each problem is a ValueError of one sentence naming the file (and line).
 Must not import an ML framework, and must never import or execute the user's file.
 """
@@ -164,6 +165,23 @@ def check_frameworks(info: UserModelFile, frameworks: list[str]) -> str | None:
         if fn not in info.functions:
             have = ", ".join(f"{b}()" for b in info.builders()) or "none"
             return (f"model file {info.path} has no {fn}() for framework {fw} (it has: {have})")
+    return None
+
+
+LOADERS = {"pytorch": "load_pytorch", "jax": "load_jax", "tensorflow": "load_tensorflow",
+           "keras": "load_keras"}
+
+
+def check_weights(info: UserModelFile) -> str | None:
+    """A sentence when the file's shared weights are half there: loaders without
+    `canonical_weights()`, or `canonical_weights()` without any loader."""
+    loaders = [n for n in LOADERS.values() if n in info.functions]
+    if loaders and "canonical_weights" not in info.functions:
+        return (f"model file {info.path} has {', '.join(f'{n}()' for n in loaders)} but no "
+                "canonical_weights() to load")
+    if "canonical_weights" in info.functions and not loaders:
+        return (f"model file {info.path} has canonical_weights() but no loader (define "
+                f"{', '.join(f'{LOADERS[b]}(...)' for b in info.builders())})")
     return None
 
 

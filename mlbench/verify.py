@@ -333,26 +333,33 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
     if ref is not None and ref.get("status") != "ok":
         ref = None
     # A user's model (no analytic counts): numbers are compared only between frameworks that
-    # started from the same shared weights (a Keras 3 model on its backends); the others are
+    # started from the same shared weights (weights_hash: the file's canonical_weights() loaded
+    # by its loaders, or one Keras 3 model's seeded weights on its backends); the others are
     # checked for counts, output shape and dtype, and batches only: numerics unchecked.
     user = any(r.get("expected_params") is None for r in ok.values())
-    numeric = {fw: r for fw, r in ok.items() if not user or r.get("weights_hash")}
+    same = {fw: [g for g in ok if ok[g].get("weights_hash") == r.get("weights_hash")]
+            for fw, r in ok.items()} if user else {fw: list(ok) for fw in ok}
+    numeric = {fw: r for fw, r in ok.items()
+               if not user or (r.get("weights_hash") and len(same[fw]) > 1)}
     hashes = [r["batches_hash"] for r in ok.values()]
     want_hash = ref["batches_hash"] if ref else (max(set(hashes), key=hashes.count)
                                                  if hashes else None)
     pairs = []
     cmp: dict[tuple[str, str], dict] = {}
     for a, b in itertools.combinations(sorted(numeric), 2):
+        if b not in same[a]:
+            continue  # other starting weights: their numbers say nothing about each other
         c = cmp[(a, b)] = cmp[(b, a)] = _compare(ok[a], ok[b], tol)
         pairs.append({**base, "a": a, "b": b, **{k: c[k] for k in (
             "agree", "max_abs_err", "max_rel_err", "loss_err", "steps_loss_err")}})
     if ref is not None:
         verdicts = {fw: ("numpy", _compare(r, ref, tol)) for fw, r in ok.items()}
     else:
-        group = _largest_agreeing(sorted(numeric), cmp)
         verdicts = {fw: ("-", None) for fw in ok}
         for fw in numeric:
-            others = [g for g in (group or sorted(numeric)) if g != fw]
+            peers = sorted(g for g in numeric if g in same[fw])
+            group = _largest_agreeing(peers, cmp)
+            others = [g for g in (group or peers) if g != fw]
             if not others:
                 verdicts[fw] = ("-", None)
                 continue

@@ -114,11 +114,16 @@ def load_initial_weights(backend: FrameworkInterface, spec: dict, seed: int,
                          exercise: bool = False) -> str | None:
     """Give every framework the same starting weights; return their hash (None: none shared).
 
-    Built-in models: the canonical weights of workers/weights.py. A user's model: the weights a
-    backend can share (`load_shared`: a Keras 3 model on any backend gets the same seeded
-    weights); a natively written one keeps its framework's own initialisation (None).
+    Built-in models: the canonical weights of workers/weights.py. A user's model: the file's
+    own `canonical_weights()` when it has a loader for this framework (usermodel.load_canonical),
+    else the weights a backend can share (`load_shared`: a Keras 3 model on any backend gets the
+    same seeded weights); otherwise it keeps its framework's own initialisation (None).
     """
     if spec["model"] == "user":
+        import usermodel
+        digest = usermodel.load_canonical(backend, spec, seed)
+        if digest is not None:
+            return digest
         share = getattr(backend, "load_shared", None)
         return share(seed) if share is not None else None
     import weights

@@ -256,9 +256,9 @@ BUILDERS = {"mlp": make_mlp, "cnn": make_cnn, "transformer": make_transformer,
 
 def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     m = spec["model"]
-    if m == "user":  # the user's own file: its jax(**options), a Flax linen module
-        import usermodel
-        return usermodel.build(spec, "jax", nn.Module, "a flax.linen.Module")
+    if m == "user":  # the user's own file: its jax(**options), Flax linen or NNX (adapted)
+        import jax_nnx
+        return jax_nnx.build_user(spec, nn)
     if m not in BUILDERS:
         raise ValueError(f"unknown model {m!r}; the jax worker builds {', '.join(BUILDERS)}")
     return BUILDERS[m](spec, dtype, attention)

@@ -4,13 +4,17 @@ Owns: importing the file named by the spec (`specs.user_spec`; only workers ever
 imports frameworks), calling `<framework>(**options)` (`pytorch`, `jax`, `tensorflow`, `keras`),
 turning a builder that raises or returns the wrong type into one clear error naming the file
 and the function, the expected logits shape for INPUT, FLOPs from the file (`flops_per_sample`:
-a number or a function of the options) when it gives them, and the dtype name of an output.
-Imports only the standard library (the frameworks come from the caller); never mlbench.
+a number or a function of the options) when it gives them, the dtype name of an output, and the
+file's shared starting weights (`load_canonical`: its `canonical_weights()` given to its
+`load_<function>()` for this framework, the numeric equivalence gate of a native model).
+Imports only the standard library at module level (numpy, weights and the frameworks' helpers
+lazily, inside the worker); never mlbench.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -100,3 +104,49 @@ def dtype_name(value) -> str:
     d = getattr(value, "dtype", None)
     name = getattr(d, "name", None)
     return name if isinstance(name, str) else str(d).replace("torch.", "")
+
+
+def load_canonical(backend, spec: dict, seed: int) -> str | None:
+    """Load the file's canonical weights into `backend`'s model with the file's loader for this
+    framework; return their hash (weights.params_hash: equal in every framework that loaded
+    them), or None when the file has no `canonical_weights()` or no `load_<function>()`.
+
+    `canonical_weights(**options)` returns {name: numpy array}, the same in every process (the
+    options it names are passed, and `seed` when it takes one). Loaders: `load_pytorch(model,
+    weights)`, `load_tensorflow(model, weights)`, `load_keras(model, weights)` assign in place;
+    `load_jax(variables, weights)` gets {"params": ..., "batch_stats": ...} as nested dicts of
+    arrays (linen's layout; an NNX module's attributes by name) and returns the new ones."""
+    mod = load(spec)
+    make = getattr(mod, "canonical_weights", None)
+    function = getattr(backend, "user_function", backend.name)
+    loader = getattr(mod, f"load_{function}", None)
+    if not callable(make) or not callable(loader):
+        return None
+    import numpy as np
+    import weights as weights_lib
+
+    path = spec["source"]
+    params = inspect.signature(make).parameters
+    star = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in spec["options"].items() if star or k in params}
+    if "seed" in params or star:
+        kwargs.setdefault("seed", seed)
+    try:
+        canon = make(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code: one message
+        raise UserModelError(f"canonical_weights() in model file {path} raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(canon, dict) or not canon or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in canon.items()):
+        raise UserModelError(f"canonical_weights() in model file {path} must return a dict "
+                             "of name -> numpy array")
+    try:
+        if function == "jax":  # functional parameters: the jax worker's helper swaps them in
+            import jax_nnx
+            jax_nnx.load_user(backend, loader, canon)
+        else:
+            loader(backend.model, canon)
+    except Exception as exc:  # noqa: BLE001
+        raise UserModelError(f"load_{function}() in model file {path} raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+    return weights_lib.params_hash(canon)
