@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BAD_KEY = "frameworks: [numpy]\nmodels: [mlp]\nbatch_sizes: [8]\nepochz: 1\n"
 COMMANDS = [  # (label, arguments after the interpreter; None: bare python)
     ("python -c pass (bare start)", None),
+    ("import typer (the floor)", ["-c", "import typer"]),
+    ("a one-command typer --help", ["-c", "import typer; app = typer.Typer(rich_markup_mode="
+                                    "None); app.command()(lambda: None); app()", "--help"]),
     ("import mlbench.cli", ["-c", "import mlbench.cli"]),
     ("mlbench --help", ["-m", "mlbench.cli", "--help"]),
     ("mlbench --version", ["-m", "mlbench.cli", "--version"]),
