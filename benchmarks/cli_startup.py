@@ -1,9 +1,10 @@
 """How fast the `mlbench` command answers, against a bare Python start on this machine.
 
 For each command: the median wall time of N fresh processes (run round-robin, so a change in the
-machine's load touches every command alike), its ratio to `python -c pass`, and with --baseline
-the same for another version of mlbench side by side (a directory holding one, or a git
-revision of this repository, e.g. the commit before a change).
+machine's load touches every command alike) and the median CPU time (user + system) of those
+processes, which a busy machine disturbs much less than the wall time; each with its ratio to
+`python -c pass`, and with --baseline the same for another version of mlbench side by side (a
+directory holding one, or a git revision of this repository, e.g. the commit before a change).
 
     .venv/bin/python benchmarks/cli_startup.py [-n 21] [--baseline REV_OR_DIR]
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BAD_KEY = "frameworks: [numpy]\nmodels: [mlp]\nbatch_sizes: [8]\nepochz: 1\n"
 COMMANDS = [  # (label, arguments after the interpreter; None: bare python)
     ("python -c pass (bare start)", None),
+    ("import typer (the floor)", ["-c", "import typer"]),
+    ("a one-command typer --help", ["-c", "import typer; app = typer.Typer(rich_markup_mode="
+                                    "None); app.command()(lambda: None); app()", "--help"]),
     ("import mlbench.cli", ["-c", "import mlbench.cli"]),
     ("mlbench --help", ["-m", "mlbench.cli", "--help"]),
     ("mlbench --version", ["-m", "mlbench.cli", "--version"]),
@@ -45,13 +50,19 @@ def _export(rev: str, into: Path) -> Path:
     return into
 
 
-def _time(args: list[str] | None, tree: Path, cwd: Path) -> float:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _time(args: list[str] | None, tree: Path, cwd: Path) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one fresh process."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("MLBENCH_WORKERS_DIR", None)
-    start = time.perf_counter()
+    cpu, start = _cpu(), time.perf_counter()
     subprocess.run([sys.executable, *(args or ["-c", "pass"])], cwd=cwd, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return (time.perf_counter() - start) * 1000
+    return (time.perf_counter() - start) * 1000, (_cpu() - cpu) * 1000
 
 
 def main() -> None:
@@ -68,26 +79,27 @@ def main() -> None:
             given = Path(args.baseline)
             trees["baseline"] = given if given.is_dir() else _export(args.baseline,
                                                                      Path(tmp) / "baseline")
-        times: dict[tuple[str, str], list[float]] = {}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _ in range(args.n):
             for name, tree in trees.items():
                 for label, cmd in COMMANDS:
                     times.setdefault((name, label), []).append(_time(cmd, tree, cwd))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    bare = {name: med[(name, COMMANDS[0][0])] for name in trees}
-    head = f"{'command':30} {'now ms':>8} {'x bare':>7}"
-    if "baseline" in trees:
-        head += f" {'baseline ms':>12} {'x bare':>7} {'speed-up':>9}"
     print(f"median of {args.n} fresh processes each; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(head)
-    for label, _ in COMMANDS:
-        now = med[("now", label)]
-        line = f"{label:30} {now:8.0f} {now / bare['now']:7.1f}"
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} after the runs")
+    for i, kind in enumerate(("wall", "CPU")):
+        med = {k: statistics.median(t[i] for t in v) for k, v in times.items()}
+        bare = {name: med[(name, COMMANDS[0][0])] for name in trees}
+        head = f"{kind + ' time':30} {'now ms':>8} {'x bare':>7}"
         if "baseline" in trees:
-            base = med[("baseline", label)]
-            line += f" {base:12.0f} {base / bare['baseline']:7.1f} {base / now:8.1f}x"
-        print(line)
+            head += f" {'baseline ms':>12} {'x bare':>7} {'speed-up':>9}"
+        print(f"\n{head}")
+        for label, _ in COMMANDS:
+            now = med[("now", label)]
+            line = f"{label:30} {now:8.0f} {now / bare['now']:7.1f}"
+            if "baseline" in trees:
+                base = med[("baseline", label)]
+                line += f" {base:12.0f} {base / bare['baseline']:7.1f} {base / now:8.1f}x"
+            print(line)
 
 
 if __name__ == "__main__":
