@@ -161,7 +161,10 @@ class KerasBackend(FrameworkInterface):
                 "train_step": "model.compile + train_on_batch", "adam": "spec (SpecAdam)",
                 "jit_compile": getattr(self.model, "jit_compile", None)
                 if getattr(self, "model", None) is not None else None,
-                "precision_policy": PRECISIONS[self.precision], **_info()}
+                "precision_policy": PRECISIONS[self.precision],
+                "init_threefry": ("classic lowering (build only)"
+                                  if keras.backend.backend() == "jax" else None),
+                **_info()}
 
 
 def _spec_adam():
