@@ -12,7 +12,7 @@ or device), achieved FLOP/s from the analytic FLOPs per sample, and MFU against 
 ceiling of the run (mlbench.ceiling, ceilings.json) when there is one.
 The equivalence gate's verdicts (mlbench.gate_verdicts, verify.json next to the results): a cell
 that failed the gate is "not comparable" (comparison_frame ranks only the others; its vs-best
-ratios are null); a skipped or unverified cell stays comparable.
+ratios are null); a cell the gate skipped or did not check stays comparable.
 Per cell the epoch time is decomposed (first step = compile + one step, warm-up, steady state:
 steps per epoch x median steady step time), compile_s = first step - median steady step time;
 memory is named (mem_figure): on the CPU the working memory (peak RSS - RSS just before the model
@@ -474,7 +474,7 @@ def comparison_frame(cells: pl.DataFrame,
     more frameworks. *_vs_best: how many times slower / bigger than the best framework there,
     with the bootstrap 95% interval of that ratio (*_lo, *_hi; null for a single process) and
     *_sig: whether the interval excludes 1 (null for the best itself or without an interval).
-    With `verdicts` (the equivalence gate's): column gate ("pass" / "fail" / "unverified"; null
+    With `verdicts` (the equivalence gate's): column gate ("pass" / "fail" / "unchecked"; null
     without a gate); a "fail" row is not ranked (its *_vs_best are null) and the best is the
     best of the other frameworks."""
     ok = cells.filter(pl.col("ok_repeats") > 0)

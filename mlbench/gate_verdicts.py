@@ -43,7 +43,7 @@ TOLERANCE_NOTE = ("outputs pass when |a - ref| <= atol + rtol*|ref| for every va
 
 
 # The verdict of a user's natively written model: counts, shapes and batches were checked, the
-# numbers were not (each framework initialised it its own way). Never shown as verified.
+# numbers were not (each framework initialised it its own way). Never shown as passed.
 NUMERICS_UNCHECKED = "numerics unchecked (no shared weights)"
 
 
@@ -149,7 +149,7 @@ class GateVerdicts:
     """The equivalence gate's verdicts (a GateReport) keyed the way the report matches cells:
     (framework, model_label, device, precision), model_label being the config's label of the
     model (cells_frame column gate_label, the attempt record's model_label). status(): "pass",
-    "fail" (the cell's speed must not be ranked against the others) or "unverified" (skipped,
+    "fail" (the cell's speed must not be ranked against the others) or "unchecked" (skipped,
     nothing to compare with, or no row for that cell: comparable, but the gate did not check
     it)."""
 
@@ -164,7 +164,7 @@ class GateVerdicts:
         # a device labelled with its hardware kind (mlbench.hardware) is judged by the gate of
         # the device it names
         key = (framework, model_label, hardware.base_device(device), precision)
-        return "fail" if key in self._failed else "pass" if key in self._passed else "unverified"
+        return "fail" if key in self._failed else "pass" if key in self._passed else "unchecked"
 
     def comparable(self, framework, model_label, device, precision) -> bool:
         return (framework, model_label, hardware.base_device(device), precision) \

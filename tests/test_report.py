@@ -299,8 +299,9 @@ def test_gate_table_rendered_from_verify_json(tmp_path):
     assert "atol + rtol*|ref|" in html                    # the tolerances note
     assert "equivalence gate was not run" not in html
     assert "not comparable" not in html.split('id="cmp-rows"', 1)[1].split("</template>")[0]
-    # tensorflow was not checked: comparable, flagged unverified
-    assert ">unverified</span>" in html
+    # tensorflow was not checked: comparable, flagged as such
+    assert '<span class="badge">not checked by the gate</span>' in html
+    assert "Not checked by the equivalence gate: tensorflow (fp32)" in html
 
 
 def test_failed_gate_is_not_comparable_and_cannot_win(tmp_path):
@@ -348,7 +349,7 @@ def test_failed_gate_other_precision_still_comparable():
     cells = cells_of(_three())
     assert recommend(cells, verdicts)[0].winner == "jax"   # fp32 cells were not failed
     cmp = aggregate.comparison_frame(cells, verdicts).to_dicts()
-    assert {r["gate"] for r in cmp} == {"unverified"}
+    assert {r["gate"] for r in cmp} == {"unchecked"}
 
 
 def test_missing_or_broken_verify_json_gives_the_note(tmp_path):
@@ -356,7 +357,7 @@ def test_missing_or_broken_verify_json_gives_the_note(tmp_path):
     html = build_report(run, tmp_path / "o").read_text()
     assert "equivalence gate was not run" in html
     assert "speed comparisons are not backed by the gate" in html
-    assert 'id="gate"' not in html and "unverified" not in html
+    assert 'id="gate"' not in html and "not checked by the gate" not in html
     (run / "verify.json").write_text('{"rows": [{"bogus": 1}]}')
     html = build_report(run, tmp_path / "o2").read_text()
     assert "verify.json could not be read" in html and 'id="gate"' not in html

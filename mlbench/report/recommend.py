@@ -28,7 +28,7 @@ Method, per (model, device, aspect):
 * with the equivalence gate (verify.json, gate_verdicts.GateVerdicts): a (framework, precision)
   that failed it is not comparable and cannot win or be ranked; the text says which were left
   out, and which were not checked by the gate (skipped / nothing to compare with: ranked, but
-  "unverified").
+  "not checked by the equivalence gate").
 """
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def recommend(cells: pl.DataFrame, verdicts=None) -> list[Recommendation]:
     out: list[Recommendation] = []
     groups: dict[tuple[str, str], list[dict]] = {}
     failed: dict[tuple[str, str], set] = {}
-    unverified: dict[tuple[str, str], set] = {}
+    unchecked: dict[tuple[str, str], set] = {}
     for row in ok.iter_rows(named=True):
         key = (row["model_label"], row["device"])
         groups.setdefault(key, [])
@@ -289,8 +289,8 @@ def recommend(cells: pl.DataFrame, verdicts=None) -> list[Recommendation]:
         if st == "fail":
             failed.setdefault(key, set()).add((row["framework"], row["precision"]))
             continue
-        if st == "unverified":
-            unverified.setdefault(key, set()).add((row["framework"], row["precision"]))
+        if st == "unchecked":
+            unchecked.setdefault(key, set()).add((row["framework"], row["precision"]))
         groups[key].append(row)
     prepared = [_prepare(model, device, asp, groups[(model, device)])
                 for (model, device) in sorted(groups) for asp in ASPECTS]
@@ -302,7 +302,7 @@ def recommend(cells: pl.DataFrame, verdicts=None) -> list[Recommendation]:
         if key in failed:
             extra += (" Not comparable (failed the equivalence gate), left out of the ranking: "
                       f"{_listing(failed[key])}.")
-        if key in unverified:
-            extra += f" Unverified by the equivalence gate: {_listing(unverified[key])}."
+        if key in unchecked:
+            extra += f" Not checked by the equivalence gate: {_listing(unchecked[key])}."
         out.append(replace(rec, text=rec.text + extra) if extra else rec)
     return out
