@@ -37,6 +37,7 @@ from .gate_verdicts import (GATE_BATCH, GATE_STEPS, GATE_WORK_DIR, NUMERICS_UNCH
 from .matrix import resolve_threads
 from .protocol import VerifyRequest
 
+
 def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
         precisions: list[str] | None = None, devices: list[str] | None = None,
         perturb: dict[str, str] | None = None, timeout_s: float | None = None,
