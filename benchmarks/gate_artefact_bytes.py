@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlbench import verify
+from mlbench import gate
 from mlbench.config import Config
 
 
@@ -22,7 +22,7 @@ def main(frameworks: list[str]) -> None:
                     precisions=["fp32"], threads=2, timeout_s=600)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        report = verify.verify_models(config, Path(tmp))
+        report = gate.run(config, Path(tmp))
         secs = time.perf_counter() - t0
         files = sorted(Path(tmp).rglob("*.npz"))
         for f in files:

@@ -10,9 +10,9 @@ Per cell also: bootstrap 95% intervals over the per-process values (mlbench.stat
 single process), pyperf-like warnings (instability, extreme values, short samples, busy machine
 or device), achieved FLOP/s from the analytic FLOPs per sample, and MFU against the measured
 ceiling of the run (mlbench.ceiling, ceilings.json) when there is one.
-The equivalence gate's verdicts (mlbench.parity, verify.json next to the results): a cell that
-failed the gate is "not comparable" (comparison_frame ranks only the others; its vs-best ratios
-are null); a skipped or unverified cell stays comparable.
+The equivalence gate's verdicts (mlbench.gate_verdicts, verify.json next to the results): a cell
+that failed the gate is "not comparable" (comparison_frame ranks only the others; its vs-best
+ratios are null); a cell the gate skipped or did not check stays comparable.
 Per cell the epoch time is decomposed (first step = compile + one step, warm-up, steady state:
 steps per epoch x median steady step time), compile_s = first step - median steady step time;
 memory is named (mem_figure): on the CPU the working memory (peak RSS - RSS just before the model
@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from . import ceiling, hardware, stats
-from .parity import Parity
+from .gate_verdicts import GateVerdicts
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
 
@@ -468,23 +468,24 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
         (pl.col("train_flops_s") / pl.col("datasheet_flops_s")).alias("mfu_datasheet")))
 
 
-def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.DataFrame:
+def comparison_frame(cells: pl.DataFrame,
+                     verdicts: GateVerdicts | None = None) -> pl.DataFrame:
     """Frameworks side by side for every (model, device, batch, precision) measured by two or
     more frameworks. *_vs_best: how many times slower / bigger than the best framework there,
     with the bootstrap 95% interval of that ratio (*_lo, *_hi; null for a single process) and
     *_sig: whether the interval excludes 1 (null for the best itself or without an interval).
-    With `parity` (the equivalence gate): column parity ("pass" / "fail" / "unverified"; null
+    With `verdicts` (the equivalence gate's): column gate ("pass" / "fail" / "unchecked"; null
     without a gate); a "fail" row is not ranked (its *_vs_best are null) and the best is the
     best of the other frameworks."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
-    if parity is not None:
+    if verdicts is not None:
         label = "gate_label" if "gate_label" in ok.columns else "model"
-        status = [parity.status(*r) for r in ok.select(
+        status = [verdicts.status(*r) for r in ok.select(
             "framework", label, "device", "precision").iter_rows()]
-        ok = ok.with_columns(pl.Series("parity", status, dtype=pl.Utf8))
+        ok = ok.with_columns(pl.Series("gate", status, dtype=pl.Utf8))
     else:
-        ok = ok.with_columns(pl.lit(None, dtype=pl.Utf8).alias("parity"))
-    comparable = pl.col("parity").fill_null("") != "fail"
+        ok = ok.with_columns(pl.lit(None, dtype=pl.Utf8).alias("gate"))
+    comparable = pl.col("gate").fill_null("") != "fail"
 
     def only(c: str) -> pl.Expr:
         return pl.when(comparable).then(pl.col(c))
@@ -499,14 +500,14 @@ def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.Da
     extra: dict[str, list] = {f"{m}_vs_best_{x}": [] for m in ("train", "lat")
                               for x in ("lo", "hi", "sig")}
     rows = df.select(*KEY, "framework", "train_sps", "train_sps_r", "lat_median", "lat_p50_r",
-                     "parity").to_dicts()
+                     "gate").to_dicts()
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r["parity"] != "fail":
+        if r["gate"] != "fail":
             groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
     jobs: list[tuple] = []   # (row index, metric, (a, b))
     for i, r in enumerate(rows):
-        if r["parity"] == "fail":
+        if r["gate"] == "fail":
             continue
         g = groups[tuple(r[k] for k in KEY)]
         for m, val, reps, higher in (("train", "train_sps", "train_sps_r", True),
@@ -528,7 +529,7 @@ def comparison_frame(cells: pl.DataFrame, parity: Parity | None = None) -> pl.Da
                      "train_vs_best", "train_vs_best_lo", "train_vs_best_hi",
                      "train_vs_best_sig", "lat_median", "lat_vs_best", "lat_vs_best_lo",
                      "lat_vs_best_hi", "lat_vs_best_sig", "mem_bytes", "mem_vs_best", "mfu",
-                     "repeats", "n_warnings", "parity",
+                     "repeats", "n_warnings", "gate",
                      *[c for c in ("mode", "mode_settings") if c in df.columns])
 
 

@@ -1,4 +1,4 @@
-"""The `mlbench` command line: run, report, compare, list.
+"""The `mlbench` command line: run, gate, report, compare, list.
 
 Owns argument parsing (typer) and turning UserError into `error: <what> (<where>)` with exit 2.
 Lists after one flag are accepted as the seed writes them (`--frameworks pytorch jax`), as well as
@@ -140,8 +140,10 @@ def run(
     failed: Annotated[bool, typer.Option(help="rerun every failed cell")] = False,
     archive: Annotated[bool, typer.Option(help="move an earlier run's results aside "
                                           "and start anew")] = False,
+    gate: Annotated[Optional[bool], typer.Option(
+        "--gate/--no-gate", help="run the equivalence gate first (config: verify)")] = None,
     verify: Annotated[Optional[bool], typer.Option(
-        "--verify/--no-verify", help="run the equivalence gate first (config: verify)")] = None,
+        "--verify/--no-verify", hidden=True, help="former name of --gate/--no-gate")] = None,
     ceiling: Annotated[Optional[bool], typer.Option(
         "--ceiling/--no-ceiling", help="measure device ceilings for MFU (config: ceiling)")] = None,
     report: Annotated[bool, typer.Option(help="write the HTML report at the end")] = True,
@@ -161,9 +163,13 @@ def run(
     if len(modes) > 1:
         raise UserError("choose one of --resume, --only, --failed", "command line")
     mode = modes[0] if modes else "new"
+    if gate is not None and verify is not None and gate != verify:
+        raise UserError("--gate/--no-gate and --verify/--no-verify (its former name) disagree",
+                        "command line")
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "batch_sizes": _ints(batch_sizes, "--batch-sizes"), "precisions": precisions,
-                 "epochs": epochs, "repeats": repeats, "verify": verify, "ceiling": ceiling}
+                 "epochs": epochs, "repeats": repeats,
+                 "verify": gate if gate is not None else verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
@@ -258,31 +264,52 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     return conf, output or Path(conf.output_dir)
 
 
-@app.command("verify", cls=_Command)
-def verify_cmd(
+@app.command("gate", cls=_Command)
+def gate_cmd(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config "
                       "(default: the embedded quick CPU sweep)")] = None,
     frameworks: Annotated[ListOpt, typer.Option(help="e.g. --frameworks pytorch jax")] = None,
     models: Annotated[ListOpt, typer.Option(help="e.g. --models mlp cnn")] = None,
     devices: Annotated[ListOpt, typer.Option(help="e.g. --devices cpu")] = None,
     precisions: Annotated[ListOpt, typer.Option(help="fp32 bf16 fp16")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="where verify.json goes")] =
-        Path("results/verify"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="where the gate's verdicts "
+                                         "(verify.json) go")] = Path("results/gate"),
 ) -> None:
-    """Equivalence gate: same weights and data in every framework; exit 1 if a row fails.
+    """Run the equivalence gate: do the frameworks run the same model? Exit 1 if a row fails.
 
-    Forward outputs, loss, and the losses after a few identical optimizer steps are compared
-    against the numpy reference (mlp) or pairwise, with tolerances per precision.
+    Every framework loads the same weights and batches; the forward outputs, the loss and the
+    losses after a few identical optimizer steps are compared against the numpy reference (mlp)
+    or pairwise, with tolerances per precision, plus the parameter counts. `mlbench run` runs
+    the same gate before its cells (--no-gate skips it); a cell that fails it is not ranked.
     """
+    _gate(config, frameworks, models, devices, precisions, output)
+
+
+@app.command("verify", cls=_Command, hidden=True)
+def verify_cmd(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c")] = None,
+    frameworks: Annotated[ListOpt, typer.Option()] = None,
+    models: Annotated[ListOpt, typer.Option()] = None,
+    devices: Annotated[ListOpt, typer.Option()] = None,
+    precisions: Annotated[ListOpt, typer.Option()] = None,
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("results/verify"),
+) -> None:
+    """The former name of `mlbench gate` (hidden; kept, with its former default output folder,
+    so existing scripts keep working)."""
+    _gate(config, frameworks, models, devices, precisions, output)
+
+
+def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices: ListOpt,
+          precisions: ListOpt, output: Path) -> None:
     from . import config as cfg, guards, preflight
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = cfg.load_config(config, overrides)
-    guards.writable_dir(output, "verify output directory")
+    guards.writable_dir(output, "gate output directory")
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
-        raise UserError("nothing to verify: no ML framework or no present device in the sweep",
-                        "command line")
+        raise UserError("nothing for the gate to check: no ML framework or no present device in "
+                        "the sweep", "command line")
     typer.echo(report.render_text())
     raise typer.Exit(0 if report.passed else 1)
 

@@ -1,7 +1,7 @@
 """What a run does before its cells: the equivalence gate and the device ceilings.
 
 Owns deciding whether they are needed (a new run, or a resumed one that lacks them), running them
-through mlbench.verify and mlbench.ceiling, and saying what they found. Both live in the run
+through mlbench.gate and mlbench.ceiling, and saying what they found. Both live in the run
 directory (verify.json, ceilings.json) where the report finds them. Must not import any ML
 framework.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import catalog, ceiling, gpu, launcher, verify
+from . import catalog, ceiling, gate, gate_verdicts, gpu, launcher
 from .config import Config
 from .matrix import resolve_threads
 
@@ -32,7 +32,7 @@ def gated_variants(config: Config) -> list[str]:
 
 def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
              stop: launcher.Stop | None = None,
-             launch: launcher.Launch | None = None) -> verify.VerifyReport | None:
+             launch: launcher.Launch | None = None) -> gate_verdicts.GateReport | None:
     """The equivalence gate for the sweep's models and frameworks (skipped when already done for
     this run and `again` is false, or when there is nothing to compare). Its workers start
     through `launch` (an executor's, else the one spawner) and stop with `stop`; a stopped
@@ -40,16 +40,16 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
     frameworks = gated_variants(config)
     if not config.verify or not frameworks:
         return None
-    path = out_dir / verify.VERIFY_JSON
+    path = out_dir / gate_verdicts.GATE_JSON
     if path.exists() and not again:
-        return verify.load(path)
+        return gate_verdicts.load(path)
     devices = [d for d in config.devices if gpu.device_present(d)]
     if not devices:
         return None
     say(f"equivalence gate: {len(config.models)} model(s) x {len(frameworks)} framework(s) "
         f"on {', '.join(devices)} ...")
-    report = verify.verify_models(config, out_dir, frameworks=frameworks, devices=devices,
-                                  stop=stop, launch=launch)
+    report = gate.run(config, out_dir, frameworks=frameworks, devices=devices, stop=stop,
+                      launch=launch)
     if stop is not None and stop.requested:
         return None
     failed = report.failed()

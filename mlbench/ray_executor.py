@@ -245,14 +245,14 @@ def ceilings_here(config, driver_host: str) -> dict:
 
 def gate_here(config, driver_host: str) -> dict:
     """The equivalence gate on this node (by on_each_kind: once per framework environment and
-    device kind), in a scratch directory; its verify.json document back to the driver. The
-    driver's own host ran it already (verify.json)."""
+    device kind), in a scratch directory; its verdicts document back to the driver. The
+    driver's own host ran it already."""
     from . import preflight
     if platform.node() == driver_host:
         return {"same_as_driver": True, "hostname": driver_host}
     with tempfile.TemporaryDirectory(prefix="mlbench-gate-") as d:
         report = preflight.run_gate(config, Path(d), lambda text: None, again=True)
-        return {"verify": None if report is None else report.to_json(),
+        return {"gate": None if report is None else report.to_json(),
                 "passed": None if report is None else report.passed,
                 "hostname": platform.node()}
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, ceiling, config as cfg, guards, order, preflight, sysinfo, verify
+from . import __version__, ceiling, config as cfg, gate_verdicts, guards, order, preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
@@ -152,9 +152,9 @@ def archive_existing(out_dir: Path) -> Path:
         n += 1
         dest = out_dir / "archive" / f"{stamp}-{n}"
     dest.mkdir(parents=True)
-    # verify.json belongs to the archived run; ceilings.json is a host cache and stays
+    # the gate's verdicts belong to the archived run; ceilings.json is a host cache and stays
     for name in ("run.json", "results.jsonl", "results.json", "results.csv", "cells",
-                 "verify.json", "verify"):
+                 gate_verdicts.GATE_JSON, gate_verdicts.GATE_WORK_DIR):
         if (out_dir / name).exists():
             shutil.move(str(out_dir / name), str(dest / name))
     return dest
@@ -249,7 +249,7 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
                run: dict, stop: Stop) -> None:
     """The gate and the ceilings before the cells, where the cells run: their workers start
     through the executor (ex.launch) and stop on Ctrl-C. On a cluster also once per node kind;
-    a driver that runs no cells measures nothing itself: the run's verify.json and
+    a driver that runs no cells measures nothing itself: the run's gate verdicts and
     ceilings.json are then the first node kind's."""
     run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
     here = ex.runs_cells_here()
@@ -269,7 +269,7 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
         hooks.note("equivalence gate on each node kind ...")
         run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
         if not here:
-            _adopt(run["gate_by_kind"], "verify", out_dir / verify.VERIFY_JSON)
+            _adopt(run["gate_by_kind"], "gate", out_dir / gate_verdicts.GATE_JSON)
     if config.ceiling and (run.get("ceilings") is not None or not here):
         hooks.note("device ceilings on each node kind ...")
         run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
@@ -279,7 +279,7 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
 
 
 def _adopt(by_kind: dict, key: str, path: Path) -> dict | None:
-    """The first node kind's document (its verify.json or ceilings.json) as the run's own."""
+    """The first node kind's document (its gate verdicts or ceilings.json) as the run's own."""
     from .store import atomic_write
     for kind in sorted(by_kind):
         doc = (by_kind[kind].get("result") or {}).get(key)

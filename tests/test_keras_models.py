@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mlbench import verify
+from mlbench import gate
 from mlbench.config import Config
 from workerutil import WORKERS
 
@@ -26,7 +26,7 @@ def test_keras_builders_match_native_pytorch_on_every_backend(tmp_path):
     config = Config(frameworks=["pytorch", *KERAS],
                     models=[{"name": m, "preset": "tiny"} for m in MODELS],
                     batch_sizes=[16], threads=1, timeout_s=300)
-    report = verify.verify_models(config, tmp_path)
+    report = gate.run(config, tmp_path)
     text = report.render_text()
     rows = {(r.model, r.framework): r for r in report.rows}
     assert set(rows) == {(m, f) for m in MODELS for f in ["pytorch", *KERAS]}, text

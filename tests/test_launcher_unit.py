@@ -17,7 +17,7 @@ import pytest
 
 from workerutil import WORKERS
 
-from mlbench import catalog, ceiling, launcher, runner, verify
+from mlbench import catalog, ceiling, gate, gate_verdicts, launcher, runner
 from mlbench.config import Config
 
 
@@ -170,14 +170,14 @@ def test_the_gate_starts_through_the_one_spawner(tmp_path):
     spy = Spy()
     config = Config(frameworks=["numpy"], models=[{"name": "mlp", "preset": "tiny"}],
                     batch_sizes=[16], threads=1)
-    report = verify.verify_models(config, tmp_path, frameworks=["numpy"], launch=spy)
+    report = gate.run(config, tmp_path, frameworks=["numpy"], launch=spy)
     assert {j.request["mode"] for j in spy.jobs} == {"verify"}
     assert {j.script.name for j in spy.jobs} == {"numpy_worker.py"}
-    assert report.rows and (tmp_path / verify.VERIFY_JSON).exists()
-    stopped = verify.verify_models(config, tmp_path / "b", frameworks=["numpy"],
-                                   stop=launcher.Stop(requested=True))
+    assert report.rows and (tmp_path / gate_verdicts.GATE_JSON).exists()
+    stopped = gate.run(config, tmp_path / "b", frameworks=["numpy"],
+                       stop=launcher.Stop(requested=True))
     assert {r.status for r in stopped.rows} == {"interrupted"}
-    assert not (tmp_path / "b" / verify.VERIFY_JSON).exists()  # a stopped gate is no verdict
+    assert not (tmp_path / "b" / gate_verdicts.GATE_JSON).exists()  # a stopped gate is no verdict
 
 
 class RemoteOnly:
@@ -194,7 +194,7 @@ class RemoteOnly:
 
     def on_each_kind(self, fn, *args):
         assert args[1] is None  # no kind may think the driver measured for it
-        doc = ({"verify": {"rows": [], "passed": True, "tolerances": {}, "seconds": 1.0}}
+        doc = ({"gate": {"rows": [], "passed": True, "tolerances": {}, "seconds": 1.0}}
                if fn.__name__ == "gate_here" else
                {"doc": {"schema": 1, "host": {"hostname": "node1"}, "entries": {"numpy|cpu": {
                    "framework": "numpy", "device": "cpu", "status": "ok",
@@ -208,7 +208,7 @@ def test_a_driver_that_runs_no_cells_measures_neither_gate_nor_ceilings_itself(t
     run = {"host": {"hostname": "driver"}}
     runner._preflight(config, tmp_path, runner.Plan("new"), runner.Hooks(), RemoteOnly(), run,
                       launcher.Stop())
-    assert verify.load(tmp_path / verify.VERIFY_JSON).passed
+    assert gate_verdicts.load(tmp_path / gate_verdicts.GATE_JSON).passed
     assert run["ceilings"] == {"numpy": {"cpu": {"fp32": 5e9}}}
     assert ceiling.load(tmp_path)["host"] == {"hostname": "node1"}
     assert not (tmp_path / "verify").exists() and not (tmp_path / "ceilings").exists()

@@ -4,7 +4,7 @@ the numbers (a wrong loader fails it); without them it says "numerics unchecked"
 module from `jax()` (workers/jax_nnx.py) runs through `mlbench run` like a linen one.
 
 Fast: the worker-side loading with a stand-in backend (no framework) and the verdicts of
-mlbench/verify.py on stored gate results. Real (`framework`): one `mlbench run` of pytorch and
+mlbench/gate.py on stored gate results. Real (`framework`): one `mlbench run` of pytorch and
 jax on two model files."""
 import json
 import sys
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cliutil import by_cell, run_inproc, write_config
-from mlbench import verify
+from mlbench import gate
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))
@@ -153,24 +153,24 @@ def test_numbers_are_compared_only_between_frameworks_with_the_same_weights(tmp_
            "tensorflow": _result(tmp_path, "tensorflow", [5, 6, 7], None),
            "keras-jax": _result(tmp_path, "keras-jax", [9, 9, 9], "keras-seeded"),
            "keras-torch": _result(tmp_path, "keras-torch", [9, 9, 9.00001], "keras-seeded")}
-    rows, pairs = verify._judge("user", "mine", "cpu", "fp32", got, None)
+    rows, pairs = gate._judge("user", "mine", "cpu", "fp32", got, None)
     by = {r.framework: r for r in rows}
     assert by["pytorch"].passed is True and by["pytorch"].reference == "pairwise: jax"
     assert by["jax"].max_abs_err == pytest.approx(1e-5, rel=0.1)
     assert by["keras-torch"].passed is True and by["keras-torch"].reference == "pairwise: keras-jax"
     # its own initialisation: counts, shapes and batches checked, the numbers not
     assert by["tensorflow"].passed is None
-    assert by["tensorflow"].reason == verify.NUMERICS_UNCHECKED
+    assert by["tensorflow"].reason == gate.NUMERICS_UNCHECKED
     assert {frozenset((p["a"], p["b"])) for p in pairs} == {
         frozenset(("jax", "pytorch")), frozenset(("keras-jax", "keras-torch"))}
-    # the report's parity table never calls the unchecked one verified
-    from mlbench.report.render import _parity_rows
-    verdicts = {r["framework"]: r["verdict"] for r in _parity_rows(
-        verify.VerifyReport(rows=rows))}
+    # the report's gate table never calls the unchecked one verified
+    from mlbench.report.render import _gate_rows
+    verdicts = {r["framework"]: r["verdict"] for r in _gate_rows(
+        gate.GateReport(rows=rows))}
     assert verdicts["tensorflow"] == "numerics unchecked" and verdicts["jax"] == "pass"
     # the same weights and other numbers: both fail (two frameworks: nobody to tell who is right)
     got["jax"] = _result(tmp_path, "jax", [1, 2, 4], "canon")
-    rows, _ = verify._judge("user", "mine", "cpu", "fp32", got, None)
+    rows, _ = gate._judge("user", "mine", "cpu", "fp32", got, None)
     by = {r.framework: r for r in rows}
     assert by["pytorch"].passed is False and by["jax"].passed is False
     assert by["keras-jax"].passed is True

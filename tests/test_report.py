@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from mlbench import aggregate
-from mlbench import parity as parity_mod
+from mlbench import gate_verdicts
 from mlbench.errors import UserError
 from mlbench.report import build_report
 from mlbench.report.recommend import recommend
@@ -282,14 +282,15 @@ def _three(label=None):
     return out
 
 
-def test_parity_table_rendered_from_verify_json(tmp_path):
+def test_gate_table_rendered_from_verify_json(tmp_path):
     run = fs.write_store(tmp_path / "r", _three())
     _write_verify(run, [_verify_row("jax", True), _verify_row("pytorch", True),
                         _verify_row("tensorflow", None, "skipped: <no GPU>", abs=None, rel=None,
                                     loss=None, steps=None, params_equal=None)])
     html = build_report(run, tmp_path / "o").read_text()
-    assert "Parity (equivalence gate)" in html and 'id="parity-table"' in html
-    table = html.split('id="parity-table"', 1)[1].split("</table>", 1)[0]
+    assert "<h2>Equivalence gate</h2>" in html and 'id="gate-table"' in html
+    assert '<a href="#gate">Equivalence gate</a>' in html
+    table = html.split('id="gate-table"', 1)[1].split("</table>", 1)[0]
     assert table.count("<tr>") == 4                       # header + 3 rows
     assert "1.50e-06" in table and "3.25e-05" in table and "4.00e-07" in table
     assert '"verdict pass">pass' in table and '"verdict skip">skip' in table
@@ -298,32 +299,33 @@ def test_parity_table_rendered_from_verify_json(tmp_path):
     assert "atol + rtol*|ref|" in html                    # the tolerances note
     assert "equivalence gate was not run" not in html
     assert "not comparable" not in html.split('id="cmp-rows"', 1)[1].split("</template>")[0]
-    # tensorflow was not checked: comparable, flagged unverified
-    assert ">unverified</span>" in html
+    # tensorflow was not checked: comparable, flagged as such
+    assert '<span class="badge">not checked by the gate</span>' in html
+    assert "Not checked by the equivalence gate: tensorflow (fp32)" in html
 
 
-def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
+def test_failed_gate_is_not_comparable_and_cannot_win(tmp_path):
     a = _three(label="mlp.wide")      # matched by the records' model_label, not the display one
     run = fs.write_store(tmp_path / "r", a)
     _write_verify(run, [_verify_row("jax", False, "outputs differ beyond tolerance",
                                     abs=0.3, rel=0.2, label="mlp.wide"),
                         _verify_row("pytorch", True, label="mlp.wide"),
                         _verify_row("tensorflow", True, label="mlp.wide")])
-    parity, err = parity_mod.load_parity(run)
-    assert err is None and parity.status("jax", "mlp.wide", "cpu", "fp32") == "fail"
-    assert not parity.comparable("jax", "mlp.wide", "cpu", "fp32")
-    assert parity.comparable("pytorch", "mlp.wide", "cpu", "fp32")
-    assert parity.comparable("jax", "mlp.wide", "cpu", "bf16")
+    verdicts, err = gate_verdicts.load_verdicts(run)
+    assert err is None and verdicts.status("jax", "mlp.wide", "cpu", "fp32") == "fail"
+    assert not verdicts.comparable("jax", "mlp.wide", "cpu", "fp32")
+    assert verdicts.comparable("pytorch", "mlp.wide", "cpu", "fp32")
+    assert verdicts.comparable("jax", "mlp.wide", "cpu", "bf16")
     cells = cells_of(a)
-    cmp = {r["framework"]: r for r in aggregate.comparison_frame(cells, parity).to_dicts()}
-    assert cmp["jax"]["parity"] == "fail" and cmp["jax"]["train_vs_best"] is None
+    cmp = {r["framework"]: r for r in aggregate.comparison_frame(cells, verdicts).to_dicts()}
+    assert cmp["jax"]["gate"] == "fail" and cmp["jax"]["train_vs_best"] is None
     assert cmp["jax"]["train_vs_best_lo"] is None and cmp["jax"]["mem_vs_best"] is None
     assert cmp["pytorch"]["train_vs_best"] == 1.0         # best of the comparable ones
     assert cmp["tensorflow"]["train_vs_best"] == pytest.approx(4 / 3)
     # without the gate jax would win
     plain = {r.aspect: r for r in recommend(cells)}
     assert plain["train"].winner == "jax"
-    recs = {r.aspect: r for r in recommend(cells, parity)}
+    recs = {r.aspect: r for r in recommend(cells, verdicts)}
     assert recs["train"].winner == "pytorch"
     assert "jax" not in recs["train"].text.split("Not comparable")[0]
     assert all("failed the equivalence gate" in r.text and "jax (fp32)" in r.text
@@ -331,7 +333,8 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
     html = build_report(run, tmp_path / "o").read_text()
     body = html.split('id="cmp-rows"', 1)[1].split("</template>", 1)[0]  # paged rows
     jax_row = next(tr for tr in body.split("<tr") if "</span>jax" in tr)
-    assert "not comparable (failed parity)" in jax_row and "×" not in jax_row
+    assert "not comparable (failed the gate)" in jax_row and "×" not in jax_row
+    assert '<span class="badge">failed the gate</span>' in jax_row
     assert 'class="best"' not in jax_row and 'class="not-comparable"' in jax_row
     best_row = next(tr for tr in body.split("<tr") if 'class="best"' in tr)
     assert "</span>pytorch" in best_row
@@ -339,29 +342,28 @@ def test_failed_parity_is_not_comparable_and_cannot_win(tmp_path):
     assert "outputs differ beyond tolerance" in html
 
 
-def test_failed_parity_other_precision_still_comparable():
-    from mlbench import verify
-    parity = parity_mod.Parity(verify.VerifyReport(rows=[verify.VerifyRow(
+def test_failed_gate_other_precision_still_comparable():
+    verdicts = gate_verdicts.GateVerdicts(gate_verdicts.GateReport(rows=[gate_verdicts.GateRow(
         model="mlp", model_label="mlp", device="cpu", precision="bf16", framework="jax",
         reference="numpy", passed=False, reason="x")]))
     cells = cells_of(_three())
-    assert recommend(cells, parity)[0].winner == "jax"     # fp32 cells were not failed
-    cmp = aggregate.comparison_frame(cells, parity).to_dicts()
-    assert {r["parity"] for r in cmp} == {"unverified"}
+    assert recommend(cells, verdicts)[0].winner == "jax"   # fp32 cells were not failed
+    cmp = aggregate.comparison_frame(cells, verdicts).to_dicts()
+    assert {r["gate"] for r in cmp} == {"unchecked"}
 
 
 def test_missing_or_broken_verify_json_gives_the_note(tmp_path):
     run = fs.write_store(tmp_path / "r", _three())
     html = build_report(run, tmp_path / "o").read_text()
     assert "equivalence gate was not run" in html
-    assert "speed comparisons are not backed by a parity check" in html
-    assert 'id="parity"' not in html and "unverified" not in html
+    assert "speed comparisons are not backed by the gate" in html
+    assert 'id="gate"' not in html and "not checked by the gate" not in html
     (run / "verify.json").write_text('{"rows": [{"bogus": 1}]}')
     html = build_report(run, tmp_path / "o2").read_text()
-    assert "verify.json could not be read" in html and 'id="parity"' not in html
+    assert "verify.json could not be read" in html and 'id="gate"' not in html
 
 
-def test_parity_strings_are_escaped(tmp_path):
+def test_gate_strings_are_escaped(tmp_path):
     a = [fs.attempt(fw, model=f"mlp{XSS[0]}") for fw in ("pytorch", "jax")]
     for x in a:
         x["model_label"] = f"mlp{XSS[0]}"
@@ -369,7 +371,7 @@ def test_parity_strings_are_escaped(tmp_path):
     _write_verify(run, [_verify_row("jax", False, XSS[1], label=f"mlp{XSS[0]}"),
                         _verify_row(f"pytorch{XSS[0]}", True, label=XSS[1])])
     html = build_report(run, tmp_path / "o").read_text()
-    assert 'id="parity-table"' in html
+    assert 'id="gate-table"' in html
     for s in XSS:
         assert s not in html
 

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from mlbench import verify
+from mlbench import gate, gate_verdicts
 from mlbench.config import Config
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))
-import gate  # noqa: E402
+import gate as worker_gate  # noqa: E402  (workers/gate.py: the worker side)
 import specs  # noqa: E402
 import weights  # noqa: E402
 
@@ -29,7 +29,7 @@ def _config(models=TINY, precisions=("fp32",)) -> Config:
 @pytest.fixture(scope="module")
 def passing(tmp_path_factory):
     out = tmp_path_factory.mktemp("verify")
-    return out, verify.verify_models(_config(), out)
+    return out, gate.run(_config(), out)
 
 
 def test_gate_passes_for_every_model_in_every_framework(passing):
@@ -48,7 +48,7 @@ def test_gate_passes_for_every_model_in_every_framework(passing):
     assert len(report.pairs) == len(TINY) * 3 and all(p["agree"] for p in report.pairs)
     stored = json.loads((out / "verify.json").read_text())
     assert stored["passed"] is True and stored["tolerances"]["fp32"]["rtol"] == 5e-4
-    assert verify.load(out / "verify.json").rows == report.rows
+    assert gate_verdicts.load(out / "verify.json").rows == report.rows
     text = report.render_text()
     assert "equivalence gate: passed" in text and "rtol 0.0005" in text
 
@@ -72,7 +72,7 @@ def test_gate_fails_when_one_framework_builds_another_model(tmp_path):
     # test-only knob: tensorflow's BN epsilon becomes Keras' default 1e-3, jax's LN epsilon
     # Flax's default 1e-6 (the framework defaults the specs override)
     models = [{"name": "cnn", "preset": "tiny"}, {"name": "transformer", "preset": "tiny"}]
-    report = verify.verify_models(_config(models), tmp_path,
+    report = gate.run(_config(models), tmp_path,
                                   perturb={"tensorflow": "bn_eps", "jax": "ln_eps"})
     verdict = {(r.model, r.framework): r for r in report.rows}
     assert verdict[("cnn", "tensorflow")].passed is False, report.render_text()
@@ -124,7 +124,7 @@ def test_gate_artefact_of_a_gpt2_vocabulary_is_bounded(tmp_path):
     model = {"name": "transformer", "preset": "tiny", "options": {"vocab_size": 50257}}
     config = Config(frameworks=["pytorch"], models=[model], batch_sizes=[16],
                     precisions=["fp32"], threads=2, timeout_s=300)
-    report = verify.verify_models(config, tmp_path, frameworks=["pytorch", "jax"])
+    report = gate.run(config, tmp_path, frameworks=["pytorch", "jax"])
     assert all(r.passed for r in report.rows), report.render_text()
     files = sorted(tmp_path.rglob("*.npz"))
     assert len(files) == 2
@@ -132,7 +132,7 @@ def test_gate_artefact_of_a_gpt2_vocabulary_is_bounded(tmp_path):
     for f in files:
         assert f.stat().st_size < 2 * 1024 * 1024, (f, f.stat().st_size)
         with np.load(f) as npz:
-            assert npz["out_before"].size == gate.VERIFY_SAMPLE
+            assert npz["out_before"].size == worker_gate.VERIFY_SAMPLE
             idx = npz["index"]
             assert idx.max() > 16 * 16 * 50257 // 2  # drawn from the whole tensor, not a prefix
     a, b = (np.load(f)["index"] for f in files)
@@ -146,36 +146,36 @@ def _fake_result(tmp_path, name, before, after, stats=None):
              out_after=after)
     return {"outputs": str(path), "output_shape": [before.size], "loss_before": 1.0,
             "train_losses": [1.0], "loss_after": 1.0,
-            "output_stats": stats or {"before": gate.summary_stats(before),
-                                      "after": gate.summary_stats(after)}}
+            "output_stats": stats or {"before": worker_gate.summary_stats(before),
+                                      "after": worker_gate.summary_stats(after)}}
 
 
 def test_whole_tensor_statistics_catch_what_the_sample_misses(tmp_path):
     import numpy as np
     x = np.linspace(-1, 1, 1000, dtype=np.float32)
-    tol = verify.TOLERANCES["fp32"]
+    tol = gate.TOLERANCES["fp32"]
     ref = _fake_result(tmp_path, "ref", x, x)
     same = _fake_result(tmp_path, "same", x, x)
-    assert verify._compare(same, ref, tol)["agree"]
+    assert gate._compare(same, ref, tol)["agree"]
     # identical sample, but the unsampled rest of the tensor differs (a larger norm)
     off = np.concatenate([x, np.full(100_000, 0.01, np.float32)])
-    wide = _fake_result(tmp_path, "wide", x, x, {"before": gate.summary_stats(off),
-                                                 "after": gate.summary_stats(off)})
-    ref["output_stats"] = {"before": gate.summary_stats(np.concatenate(
-        [x, np.zeros(100_000, np.float32)])), "after": gate.summary_stats(
+    wide = _fake_result(tmp_path, "wide", x, x, {"before": worker_gate.summary_stats(off),
+                                                 "after": worker_gate.summary_stats(off)})
+    ref["output_stats"] = {"before": worker_gate.summary_stats(np.concatenate(
+        [x, np.zeros(100_000, np.float32)])), "after": worker_gate.summary_stats(
         np.concatenate([x, np.zeros(100_000, np.float32)]))}
-    c = verify._compare(wide, ref, tol)
+    c = gate._compare(wide, ref, tol)
     assert not c["agree"] and "statistics" in c["why"]
     # a non-finite value anywhere in the tensor fails, even outside the sample
     nan = np.concatenate([x, [np.nan]]).astype(np.float32)
-    bad = _fake_result(tmp_path, "bad", x, x, {"before": gate.summary_stats(nan),
-                                               "after": gate.summary_stats(x)})
-    assert not verify._compare(bad, _fake_result(tmp_path, "r2", x, x), tol)["agree"]
+    bad = _fake_result(tmp_path, "bad", x, x, {"before": worker_gate.summary_stats(nan),
+                                               "after": worker_gate.summary_stats(x)})
+    assert not gate._compare(bad, _fake_result(tmp_path, "r2", x, x), tol)["agree"]
 
 
 def test_sample_indices_are_seeded_distinct_and_cover_small_outputs():
     import numpy as np
-    assert np.array_equal(gate.sample_indices(1000, 0), np.arange(1000))
-    a, b = gate.sample_indices(10**7, 0), gate.sample_indices(10**7, 0)
-    assert np.array_equal(a, b) and len(np.unique(a)) == gate.VERIFY_SAMPLE
-    assert not np.array_equal(a, gate.sample_indices(10**7, 1))
+    assert np.array_equal(worker_gate.sample_indices(1000, 0), np.arange(1000))
+    a, b = worker_gate.sample_indices(10**7, 0), worker_gate.sample_indices(10**7, 0)
+    assert np.array_equal(a, b) and len(np.unique(a)) == worker_gate.VERIFY_SAMPLE
+    assert not np.array_equal(a, worker_gate.sample_indices(10**7, 1))

@@ -27,7 +27,7 @@ Conventions every framework follows (the specs set what framework defaults would
     the spec's rule (tensorflow_worker.SpecAdam).
   * weights: the canonical layout and explicit initialisation live in weights.py, next to this
     file; every worker converts them to its own layout (`load_canonical`). The equivalence gate
-    (gate.run_verify, mlbench/verify.py) loads them in every framework and compares.
+    (gate.run_verify, mlbench/gate.py) loads them in every framework and compares.
   * one inherent difference the gate tolerates: torch updates BN's running variance with the
     unbiased batch variance (n/(n-1), n = batch*H*W), Keras and Flax with the biased one. No
     framework exposes the other convention without slower kernels; at n >= 512 it moves the

@@ -2,7 +2,7 @@
 
 Owns the pipeline store.load -> aggregate -> figures + recommendations -> render. Rules:
 * zero attempts (an empty or non-mlbench file) is a UserError ("no usable cells");
-* verify.json next to the results (the equivalence gate) adds the parity table; cells that failed
+* verify.json next to the results (the equivalence gate) adds the gate table; cells that failed
   it are "not comparable" in the comparison table and cannot win a recommendation;
 * a run where nothing succeeded still renders: the failures table is then the content and the
   page says plainly that nothing succeeded; partial runs say what is missing.
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import aggregate, ceiling
-from ..parity import load_parity
 from ..errors import UserError
+from ..gate_verdicts import load_verdicts
 from . import modes as modes_mod
 from .figures import build_figures
 from .recommend import recommend
@@ -49,11 +49,11 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         if out.exists() and not out.is_dir():
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
-        parity, parity_error = load_parity(results)
-        modes = modes_mod.build(cells, parity)  # None unless a framework ran in several modes
+        verdicts, gate_error = load_verdicts(results)
+        modes = modes_mod.build(cells, verdicts)  # None unless a framework ran in several modes
         figures = build_figures(cells) + ([modes.figure] if modes and modes.figure else [])
         return render(out, str(results), run, att, cells,
-                      aggregate.comparison_frame(cells, parity), aggregate.failures_frame(att),
-                      figures, recommend(cells, parity), warnings,
-                      ceilings=ceiling.load(results), parity=parity,
-                      parity_error=parity_error, modes=modes)
+                      aggregate.comparison_frame(cells, verdicts),
+                      aggregate.failures_frame(att), figures, recommend(cells, verdicts),
+                      warnings, ceilings=ceiling.load(results), verdicts=verdicts,
+                      gate_error=gate_error, modes=modes)

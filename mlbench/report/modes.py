@@ -71,12 +71,12 @@ def has_modes(cells: pl.DataFrame) -> bool:
                              | (pl.col("framework") != pl.col("base_framework"))).height)
 
 
-def _ok(cells: pl.DataFrame, parity) -> pl.DataFrame:
+def _ok(cells: pl.DataFrame, gate) -> pl.DataFrame:
     ok = cells.filter(pl.col("ok_repeats") > 0)
-    if parity is None or ok.is_empty():
+    if gate is None or ok.is_empty():
         return ok
-    keep = [parity.status(r["framework"], r.get("gate_label") or r["model"], r["device"],
-                          r["precision"]) != "fail" for r in ok.iter_rows(named=True)]
+    keep = [gate.status(r["framework"], r.get("gate_label") or r["model"], r["device"],
+                        r["precision"]) != "fail" for r in ok.iter_rows(named=True)]
     return ok.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
@@ -127,9 +127,9 @@ def _describe(ok: pl.DataFrame, labels: list[str]) -> str:
     return "; ".join(seen[k] for k in sorted(seen))
 
 
-def verdicts(cells: pl.DataFrame, parity=None) -> list[ModeVerdict]:
+def verdicts(cells: pl.DataFrame, gate=None) -> list[ModeVerdict]:
     """Both questions for every model and device, on training throughput."""
-    ok = _ok(cells, parity)
+    ok = _ok(cells, gate)
     if ok.is_empty():
         return []
     default = ok.filter(pl.col("framework").is_in(sorted(_default_labels(ok))))
@@ -223,9 +223,9 @@ def _figure(costs: pl.DataFrame) -> Figure | None:
                   "steady-state steps are not faster.", {"data": data, "layout": layout})
 
 
-def build(cells: pl.DataFrame, parity=None) -> ModesSection | None:
+def build(cells: pl.DataFrame, gate=None) -> ModesSection | None:
     """The modes section, or None when every framework ran only in its default mode."""
     if not has_modes(cells):
         return None
     costs = compile_costs(cells)
-    return ModesSection(verdicts(cells, parity), costs.to_dicts(), _figure(costs))
+    return ModesSection(verdicts(cells, gate), costs.to_dicts(), _figure(costs))

@@ -25,9 +25,10 @@ Method, per (model, device, aspect):
   should not be over-read;
 * "no clear winner" when no configuration shows a difference beyond the noise, or when the
   configurations disagree;
-* with the equivalence gate (verify.json, parity.Parity): a (framework, precision) that failed
-  it is not comparable and cannot win or be ranked; the text says which were left out, and which
-  were not checked by the gate (skipped / nothing to compare with: ranked, but "unverified").
+* with the equivalence gate (verify.json, gate_verdicts.GateVerdicts): a (framework, precision)
+  that failed it is not comparable and cannot win or be ranked; the text says which were left
+  out, and which were not checked by the gate (skipped / nothing to compare with: ranked, but
+  "not checked by the equivalence gate").
 """
 from __future__ import annotations
 
@@ -271,24 +272,25 @@ def _listing(pairs: set[tuple[str, str]]) -> str:
     return "; ".join(f"{fw} ({', '.join(precs)})" for fw, precs in by.items())
 
 
-def recommend(cells: pl.DataFrame, parity=None) -> list[Recommendation]:
-    """One recommendation per (model, device, aspect) that has ok results. With `parity`
-    (parity.Parity), cells that failed the equivalence gate are left out of the ranking."""
+def recommend(cells: pl.DataFrame, verdicts=None) -> list[Recommendation]:
+    """One recommendation per (model, device, aspect) that has ok results. With `verdicts`
+    (gate_verdicts.GateVerdicts), cells that failed the equivalence gate are left out of the
+    ranking."""
     ok = cells.filter(pl.col("ok_repeats") > 0)
     out: list[Recommendation] = []
     groups: dict[tuple[str, str], list[dict]] = {}
     failed: dict[tuple[str, str], set] = {}
-    unverified: dict[tuple[str, str], set] = {}
+    unchecked: dict[tuple[str, str], set] = {}
     for row in ok.iter_rows(named=True):
         key = (row["model_label"], row["device"])
         groups.setdefault(key, [])
-        st = parity.status(row["framework"], row.get("gate_label") or row.get("model"),
-                           row["device"], row["precision"]) if parity is not None else None
+        st = verdicts.status(row["framework"], row.get("gate_label") or row.get("model"),
+                             row["device"], row["precision"]) if verdicts is not None else None
         if st == "fail":
             failed.setdefault(key, set()).add((row["framework"], row["precision"]))
             continue
-        if st == "unverified":
-            unverified.setdefault(key, set()).add((row["framework"], row["precision"]))
+        if st == "unchecked":
+            unchecked.setdefault(key, set()).add((row["framework"], row["precision"]))
         groups[key].append(row)
     prepared = [_prepare(model, device, asp, groups[(model, device)])
                 for (model, device) in sorted(groups) for asp in ASPECTS]
@@ -300,7 +302,7 @@ def recommend(cells: pl.DataFrame, parity=None) -> list[Recommendation]:
         if key in failed:
             extra += (" Not comparable (failed the equivalence gate), left out of the ranking: "
                       f"{_listing(failed[key])}.")
-        if key in unverified:
-            extra += f" Unverified by the equivalence gate: {_listing(unverified[key])}."
+        if key in unchecked:
+            extra += f" Not checked by the equivalence gate: {_listing(unchecked[key])}."
         out.append(replace(rec, text=rec.text + extra) if extra else rec)
     return out

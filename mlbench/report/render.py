@@ -19,6 +19,7 @@ from .. import __version__
 from .. import ceiling as ceiling_mod
 from .. import stats
 from ..aggregate import flat_for_csv
+from ..gate_verdicts import NUMERICS_UNCHECKED
 from .figures import COLOURS, Figure, bases_of
 from .recommend import Recommendation
 
@@ -129,19 +130,19 @@ def _d(x) -> dict:
 
 
 def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: list[str],
-                  parity=None, parity_error: str | None = None) -> list[str]:
+                  verdicts=None, gate_error: str | None = None) -> list[str]:
     """Plain statements of what this report cannot show, derived from the data."""
     notes = []
-    if parity_error:
-        notes.append(f"verify.json could not be read ({parity_error}): the equivalence gate's "
-                     "verdicts are unknown, so speed comparisons are not backed by a parity "
-                     "check.")
-    elif parity is None:
+    if gate_error:
+        notes.append(f"verify.json could not be read ({gate_error}): the equivalence gate's "
+                     "verdicts are unknown, so speed comparisons are not backed by the gate.")
+    elif verdicts is None:
         notes.append("The equivalence gate was not run (no verify.json): speed comparisons are "
-                     "not backed by a parity check.")
-    elif parity.n_failed:
-        notes.append(f"{parity.n_failed} cell(s) failed the equivalence gate: their speed is "
-                     "marked not comparable and they cannot win a recommendation (see Parity).")
+                     "not backed by the gate.")
+    elif verdicts.n_failed:
+        notes.append(f"{verdicts.n_failed} cell(s) failed the equivalence gate: their speed is "
+                     "marked not comparable and they cannot win a recommendation (see "
+                     "Equivalence gate).")
     n_ok = cells.filter(pl.col("ok_repeats") > 0).height
     if n_ok == 0:
         notes.append(f"Nothing succeeded: all {att.height} attempts ended without results "
@@ -222,14 +223,14 @@ def _environment(run: dict, cells: pl.DataFrame) -> dict:
     return {"host": host_rows, "gpus": gpus, "frameworks": fws}
 
 
-def _parity_rows(parity) -> list[dict]:
-    """The parity table: one row per (model, device, precision, framework) of verify.json."""
-    if parity is None:
+def _gate_rows(verdicts) -> list[dict]:
+    """The gate table: one row per (model, device, precision, framework) of verify.json."""
+    if verdicts is None:
         return []
     out = []
-    for r in parity.rows:
+    for r in verdicts.rows:
         verdict = {True: "pass", False: "fail"}.get(r.passed, "skip")
-        if r.passed is None and r.reason == "numerics unchecked (no shared weights)":
+        if r.passed is None and r.reason == NUMERICS_UNCHECKED:
             verdict = "numerics unchecked"  # a user's native model: counts/batches only
         out.append({"model": r.model_label or r.model, "device": r.device,
                     "precision": r.precision, "framework": r.framework,
@@ -250,8 +251,8 @@ def _fw_class(cells: pl.DataFrame) -> dict[str, str]:
     return out
 
 
-def _tolerances(parity) -> list[tuple]:
-    tol = parity.report.tolerances if parity is not None else None
+def _tolerances(verdicts) -> list[tuple]:
+    tol = verdicts.report.tolerances if verdicts is not None else None
     if not isinstance(tol, dict):
         return []
     return [(prec, t) for prec, t in tol.items() if isinstance(t, dict)]
@@ -260,7 +261,7 @@ def _tolerances(parity) -> list[tuple]:
 def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.DataFrame,
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
-           ceilings: dict | None = None, parity=None, parity_error: str | None = None,
+           ceilings: dict | None = None, verdicts=None, gate_error: str | None = None,
            modes=None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
@@ -273,10 +274,10 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "started": run.get("started_at"), "ended": run.get("ended_at"),
         "n_attempts": att.height, "n_cells": cells.height,
         "n_ok": cells.filter(pl.col("ok_repeats") > 0).height,
-        "notes": missing_notes(run, att, cells, warnings, parity, parity_error),
-        "parity": _parity_rows(parity), "parity_ran": parity is not None,
-        "parity_note": parity.note if parity is not None else None,
-        "parity_tolerances": _tolerances(parity),
+        "notes": missing_notes(run, att, cells, warnings, verdicts, gate_error),
+        "gate_rows": _gate_rows(verdicts), "gate_ran": verdicts is not None,
+        "gate_note": verdicts.note if verdicts is not None else None,
+        "gate_tolerances": _tolerances(verdicts),
         "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
         "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}),
         "figures": [(f, figure_json(f)) for f in figures],

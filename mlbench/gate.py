@@ -1,10 +1,11 @@
-"""The equivalence gate: do the frameworks run the *same* model? (`mlbench verify`, pre-run check)
+"""The equivalence gate: do the frameworks run the *same* model? (`mlbench gate`, pre-run check)
 
-Owns: running every framework's worker in `mode: verify` (one fresh process per framework,
-device and precision, all models of the sweep in it), comparing what they report against the
-numpy reference (mlp) or pairwise, the tolerances per precision, and `verify.json` in the run
-directory, which the report's parity table reads. Must not import an ML framework (numpy only, to
-read the workers' output arrays).
+Owns running the gate: every framework's worker in the wire's `mode: verify` (the protocol's
+name for this request, workers/wire.py; one fresh process per framework, device and precision,
+all models of the sweep in it), comparing what they report against the numpy reference (mlp) or
+pairwise, and writing the verdicts (mlbench.gate_verdicts: rows, tolerances, the stored
+document verify.json in the run directory, which the report's gate table reads). Must not import
+an ML framework (numpy only, to read the workers' output arrays).
 
 Every framework loads the same canonical weights (workers/weights.py, drawn once from the seed and
 converted by each worker to its own layout) and the same batches; the gate compares the forward
@@ -26,134 +27,25 @@ import itertools
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import catalog, launcher
 from .config import Config
+from .gate_verdicts import (GATE_BATCH, GATE_STEPS, GATE_WORK_DIR, NUMERICS_UNCHECKED,
+                            TOLERANCES, GateReport, GateRow, max_known)
 from .matrix import resolve_threads
 from .protocol import VerifyRequest
 
-VERIFY_JSON = "verify.json"
-VERIFY_STEPS = 3
-VERIFY_BATCH = 16
-# Each worker saves a fixed, seeded sample of <= 65,536 output values per array (the same
-# indices in every framework: workers/harness.py sample_indices) plus whole-tensor statistics
-# (max |x|, mean, L2 norm): a gate file stays under ~1 MB even for gpt2-small's logits.
-# allclose-style: |a - ref| <= atol + rtol * |ref|, element by element (outputs) or per loss.
-TOLERANCES = {
-    "fp32": {"rtol": 5e-4, "atol": 1e-4, "loss_rtol": 5e-4, "loss_atol": 1e-4},
-    "bf16": {"rtol": 5e-2, "atol": 5e-2, "loss_rtol": 2e-2, "loss_atol": 1e-2},
-    "fp16": {"rtol": 1e-2, "atol": 1e-2, "loss_rtol": 5e-3, "loss_atol": 2e-3},
-}
-TOLERANCE_NOTE = ("outputs pass when |a - ref| <= atol + rtol*|ref| for every value, before and "
-                  f"after {VERIFY_STEPS} Adam steps; losses likewise with loss_atol/loss_rtol; "
-                  "max_rel_err is over values with |ref| > atol; bf16/fp16 are compared with "
-                  "the fp32 numpy reference where there is one, so their error includes the "
-                  "rounding of the low precision")
 
-
-# The verdict of a user's natively written model: counts, shapes and batches were checked, the
-# numbers were not (each framework initialised it its own way). Never shown as verified.
-NUMERICS_UNCHECKED = "numerics unchecked (no shared weights)"
-
-
-@dataclass(frozen=True)
-class VerifyRow:
-    model: str
-    model_label: str
-    device: str
-    precision: str
-    framework: str
-    reference: str
-    passed: bool | None          # None: skipped, or nothing to compare with
-    reason: str | None = None
-    max_abs_err: float | None = None
-    max_rel_err: float | None = None
-    loss_err: float | None = None
-    steps_loss_err: float | None = None
-    params_equal: bool | None = None
-    data_hash_equal: bool | None = None
-    params: dict | None = None
-    status: str = "ok"
-
-
-@dataclass
-class VerifyReport:
-    rows: list[VerifyRow]
-    pairs: list[dict] = field(default_factory=list)
-    tolerances: dict = field(default_factory=lambda: dict(TOLERANCES))
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        """No row failed (skipped / uncheckable rows do not fail the gate)."""
-        return all(r.passed is not False for r in self.rows)
-
-    def failed(self) -> list[VerifyRow]:
-        return [r for r in self.rows if r.passed is False]
-
-    def failed_cells(self) -> set[tuple[str, str, str, str]]:
-        """{(framework, model_label, device, precision)} of the cells that failed the gate."""
-        return {(r.framework, r.model_label, r.device, r.precision) for r in self.failed()}
-
-    def comparable(self, framework: str, model_label: str, device: str, precision: str) -> bool:
-        """False when that cell failed the gate: its speed must not be ranked against others."""
-        return (framework, model_label, device, precision) not in self.failed_cells()
-
-    def to_json(self) -> dict:
-        return {"tolerances": self.tolerances, "tolerance_note": TOLERANCE_NOTE,
-                "steps": VERIFY_STEPS, "batch_size": VERIFY_BATCH, "passed": self.passed,
-                "seconds": self.seconds, "rows": [asdict(r) for r in self.rows],
-                "pairs": self.pairs}
-
-    def write(self, out_dir: Path) -> Path:
-        path = Path(out_dir) / VERIFY_JSON
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
-        return path
-
-    def render_text(self) -> str:
-        lines = [f"{'model':<18} {'device':<7} {'prec':<5} {'framework':<11} {'reference':<22} "
-                 f"{'max abs':>9} {'max rel':>9} {'loss err':>9}  verdict"]
-        for r in self.rows:
-            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
-            if r.reason:
-                verdict += f" ({r.reason})"
-            lines.append(f"{r.model_label:<18} {r.device:<7} {r.precision:<5} {r.framework:<11} "
-                         f"{r.reference[:22]:<22} {_fmt(r.max_abs_err)} {_fmt(r.max_rel_err)} "
-                         f"{_fmt(_max(r.loss_err, r.steps_loss_err))}  {verdict}")
-        tol = "; ".join(f"{p}: rtol {t['rtol']:g} atol {t['atol']:g} (loss rtol "
-                        f"{t['loss_rtol']:g} atol {t['loss_atol']:g})"
-                        for p, t in self.tolerances.items())
-        lines.append(f"tolerances: {tol}")
-        n_fail = len(self.failed())
-        lines.append("equivalence gate: " + ("passed" if not n_fail else
-                                             f"FAILED for {n_fail} cell(s): their speed is "
-                                             "not comparable"))
-        return "\n".join(lines)
-
-
-def load(path: Path) -> VerifyReport:
-    """Read a verify.json back (the report and the run use this)."""
-    data = json.loads(Path(path).read_text())
-    return VerifyReport(rows=[VerifyRow(**r) for r in data["rows"]], pairs=data.get("pairs", []),
-                        tolerances=data.get("tolerances", dict(TOLERANCES)),
-                        seconds=data.get("seconds", 0.0))
-
-
-# ----------------------------------------------------------------------------------------------
-
-def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
-                  precisions: list[str] | None = None, devices: list[str] | None = None,
-                  perturb: dict[str, str] | None = None, timeout_s: float | None = None,
-                  on_record: Callable[[str, dict], None] | None = None,
-                  stop: launcher.Stop | None = None,
-                  launch: launcher.Launch | None = None) -> VerifyReport:
-    """Run the gate for the models of `config` and write `<out_dir>/verify.json`.
+def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
+        precisions: list[str] | None = None, devices: list[str] | None = None,
+        perturb: dict[str, str] | None = None, timeout_s: float | None = None,
+        on_record: Callable[[str, dict], None] | None = None,
+        stop: launcher.Stop | None = None,
+        launch: launcher.Launch | None = None) -> GateReport:
+    """Run the gate for the models of `config` and write its document
+    (`<out_dir>/verify.json`, gate_verdicts.GATE_JSON).
 
     frameworks/precisions/devices default to the config's (the dummy worker is left out; the
     numpy reference runs on the CPU at fp32 whenever an mlp is in the sweep). `perturb`
@@ -168,7 +60,7 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
     stop = stop or launcher.Stop()
     launch = launch or launcher.launch
     out_dir = Path(out_dir)
-    work = out_dir / "verify"
+    work = out_dir / GATE_WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
     variants = {v.label: v for v in config.variants if v.framework in catalog.FRAMEWORKS}
     for f in frameworks or ():  # asked for by name, not in the sweep: its plain default
@@ -184,7 +76,7 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
     perturb = perturb or {}
     threads = resolve_threads(config)
 
-    def run(label: str, device: str, precision: str, models: list[dict]) -> dict:
+    def check(label: str, device: str, precision: str, models: list[dict]) -> dict:
         var = variants.get(label) or catalog.Variant(label, label, _options(config, label),
                                                      "default")
         fw = var.framework
@@ -192,9 +84,9 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
         job_dir = work / tag
         job_dir.mkdir(parents=True, exist_ok=True)
         request = VerifyRequest(
-            cell_id=f"verify-{tag}", framework=fw, device=device, precision=precision,
+            cell_id=f"gate-{tag}", framework=fw, device=device, precision=precision,
             seed=config.seed, threads=threads, options=dict(var.options),
-            batch_size=VERIFY_BATCH, verify_steps=VERIFY_STEPS,
+            batch_size=GATE_BATCH, verify_steps=GATE_STEPS,
             verify_dir=str(job_dir.resolve()), models=models,
             memory_limit_mb=config.memory_limit_mb,
             perturb=perturb.get(label, perturb.get(fw))).to_wire()
@@ -215,12 +107,12 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
     has_ref = {m.id_label: m.source is None and catalog.specs().gate_reference(m.name) == "numpy"
                for m in config.models}
     ref_entries = [e for e in entries if has_ref[e["key"]]]
-    reference = run("numpy", "cpu", "fp32", ref_entries) if ref_entries else {}
-    rows: list[VerifyRow] = []
+    reference = check("numpy", "cpu", "fp32", ref_entries) if ref_entries else {}
+    rows: list[GateRow] = []
     pairs: list[dict] = []
     for device in devices:
         for precision in precisions:
-            results = {fw: run(fw, device, precision, entries) for fw in frameworks}
+            results = {fw: check(fw, device, precision, entries) for fw in frameworks}
             for e in entries:
                 key = e["key"]
                 got = {fw: results[fw].get(key, {"status": "error", "reason": "no answer"})
@@ -229,7 +121,7 @@ def verify_models(config: Config, out_dir: Path, *, frameworks: list[str] | None
                 r, p = _judge(names[key], key, device, precision, got, ref)
                 rows += r
                 pairs += p
-    report = VerifyReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
+    report = GateReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
     if not stop.requested:
         report.write(out_dir)
     return report
@@ -317,18 +209,18 @@ def _compare(a: dict, ref: dict, tol: dict) -> dict:
 
 
 def _judge(model: str, label: str, device: str, precision: str, got: dict,
-           ref: dict | None) -> tuple[list[VerifyRow], list[dict]]:
+           ref: dict | None) -> tuple[list[GateRow], list[dict]]:
     tol = TOLERANCES[precision]
     base = dict(model=model, model_label=label, device=device, precision=precision)
     ok = {fw: r for fw, r in got.items() if r.get("status") == "ok"}
-    rows: dict[str, VerifyRow] = {}
+    rows: dict[str, GateRow] = {}
     for fw, r in got.items():
         if fw not in ok:
             status, reason = r.get("status", "error"), r.get("reason")
             if status == "skipped" and r.get("kind") == "device" and device.startswith("cuda"):
                 # the gate only runs on devices NVML sees: a framework that cannot use it failed
                 status, reason = "failed", f"{fw} cannot use {device}, which NVML sees: {reason}"
-            rows[fw] = VerifyRow(**base, framework=fw, reference="-", status=status,
+            rows[fw] = GateRow(**base, framework=fw, reference="-", status=status,
                                  passed=None if status == "skipped" else False, reason=reason)
     if ref is not None and ref.get("status") != "ok":
         ref = None
@@ -364,7 +256,7 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
                 verdicts[fw] = ("-", None)
                 continue
             cs = [cmp[(fw, g)] for g in others]
-            worst = {k: _max(*(c[k] for c in cs)) for k in
+            worst = {k: max_known(*(c[k] for c in cs)) for k in
                      ("max_abs_err", "max_rel_err", "loss_err", "steps_loss_err")}
             agree = group is not None and fw in group
             why = None if agree else (f"disagrees with {', '.join(others)}" if group else
@@ -395,7 +287,7 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
                            "only framework: nothing to compare with")
         errs = {k: c.get(k) for k in ("max_abs_err", "max_rel_err", "loss_err",
                                       "steps_loss_err")} if c else {}
-        rows[fw] = VerifyRow(**base, framework=fw, reference=reference, passed=passed,
+        rows[fw] = GateRow(**base, framework=fw, reference=reference, passed=passed,
                              reason="; ".join(reasons) or None, params_equal=params_equal,
                              data_hash_equal=data_equal, params=r["params"], **errs)
     return [rows[fw] for fw in got], pairs
@@ -416,11 +308,3 @@ def _largest_agreeing(fws: list[str], cmp: dict) -> list[str] | None:
             return None
     return None
 
-
-def _max(*values):
-    vals = [v for v in values if v is not None]
-    return max(vals) if vals else None
-
-
-def _fmt(v) -> str:
-    return f"{v:9.2e}" if v is not None else f"{'-':>9}"

@@ -1,0 +1,196 @@
+"""The equivalence gate's verdicts: the stored document and how the report looks cells up in it.
+
+Owns GateRow / GateReport (one verdict per (model, device, precision, framework), the pairs
+compared, the tolerances per precision) with their JSON document (write, load, render_text), and
+GateVerdicts / load_verdicts: the verdicts keyed by (framework, model_label, device, precision),
+found next to a results file, as the report and the aggregation read them. mlbench.gate runs the
+gate and writes this document. Must not import an ML framework, polars or plotly (numpy neither:
+the report reads verdicts without running anything).
+
+The document keeps its stored name, `verify.json` (GATE_JSON), and the gate's work folder in a
+run directory keeps `verify/`: the run directories users already have hold them, `--archive`,
+`--resume` and the Ray driver read them back under that name, and the worker request's mode is
+`verify` (protocol: workers/wire.py, shared with workers running in other venvs). Everything else
+says "gate".
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import hardware
+
+# The stored name keeps the wire mode's word (see the module docstring).
+GATE_JSON = "verify.json"
+GATE_WORK_DIR = "verify"  # the gate's per-process folders (requests, stderr logs, samples)
+GATE_STEPS = 3
+GATE_BATCH = 16
+# Each worker saves a fixed, seeded sample of <= 65,536 output values per array (the same
+# indices in every framework: workers/gate.py sample_indices) plus whole-tensor statistics
+# (max |x|, mean, L2 norm): a gate file stays under ~1 MB even for gpt2-small's logits.
+# allclose-style: |a - ref| <= atol + rtol * |ref|, element by element (outputs) or per loss.
+TOLERANCES = {
+    "fp32": {"rtol": 5e-4, "atol": 1e-4, "loss_rtol": 5e-4, "loss_atol": 1e-4},
+    "bf16": {"rtol": 5e-2, "atol": 5e-2, "loss_rtol": 2e-2, "loss_atol": 1e-2},
+    "fp16": {"rtol": 1e-2, "atol": 1e-2, "loss_rtol": 5e-3, "loss_atol": 2e-3},
+}
+TOLERANCE_NOTE = ("outputs pass when |a - ref| <= atol + rtol*|ref| for every value, before and "
+                  f"after {GATE_STEPS} Adam steps; losses likewise with loss_atol/loss_rtol; "
+                  "max_rel_err is over values with |ref| > atol; bf16/fp16 are compared with "
+                  "the fp32 numpy reference where there is one, so their error includes the "
+                  "rounding of the low precision")
+
+
+# The verdict of a user's natively written model: counts, shapes and batches were checked, the
+# numbers were not (each framework initialised it its own way). Never shown as passed.
+NUMERICS_UNCHECKED = "numerics unchecked (no shared weights)"
+
+
+@dataclass(frozen=True)
+class GateRow:
+    model: str
+    model_label: str
+    device: str
+    precision: str
+    framework: str
+    reference: str
+    passed: bool | None          # None: skipped, or nothing to compare with
+    reason: str | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    loss_err: float | None = None
+    steps_loss_err: float | None = None
+    params_equal: bool | None = None
+    data_hash_equal: bool | None = None
+    params: dict | None = None
+    status: str = "ok"
+
+
+@dataclass
+class GateReport:
+    rows: list[GateRow]
+    pairs: list[dict] = field(default_factory=list)
+    tolerances: dict = field(default_factory=lambda: dict(TOLERANCES))
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """No row failed (skipped / uncheckable rows do not fail the gate)."""
+        return all(r.passed is not False for r in self.rows)
+
+    def failed(self) -> list[GateRow]:
+        return [r for r in self.rows if r.passed is False]
+
+    def failed_cells(self) -> set[tuple[str, str, str, str]]:
+        """{(framework, model_label, device, precision)} of the cells that failed the gate."""
+        return {(r.framework, r.model_label, r.device, r.precision) for r in self.failed()}
+
+    def comparable(self, framework: str, model_label: str, device: str, precision: str) -> bool:
+        """False when that cell failed the gate: its speed must not be ranked against others."""
+        return (framework, model_label, device, precision) not in self.failed_cells()
+
+    def to_json(self) -> dict:
+        return {"tolerances": self.tolerances, "tolerance_note": TOLERANCE_NOTE,
+                "steps": GATE_STEPS, "batch_size": GATE_BATCH, "passed": self.passed,
+                "seconds": self.seconds, "rows": [asdict(r) for r in self.rows],
+                "pairs": self.pairs}
+
+    def write(self, out_dir: Path) -> Path:
+        path = Path(out_dir) / GATE_JSON
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
+        return path
+
+    def render_text(self) -> str:
+        lines = [f"{'model':<18} {'device':<7} {'prec':<5} {'framework':<11} {'reference':<22} "
+                 f"{'max abs':>9} {'max rel':>9} {'loss err':>9}  verdict"]
+        for r in self.rows:
+            verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+            if r.reason:
+                verdict += f" ({r.reason})"
+            lines.append(f"{r.model_label:<18} {r.device:<7} {r.precision:<5} {r.framework:<11} "
+                         f"{r.reference[:22]:<22} {_fmt(r.max_abs_err)} {_fmt(r.max_rel_err)} "
+                         f"{_fmt(max_known(r.loss_err, r.steps_loss_err))}  {verdict}")
+        tol = "; ".join(f"{p}: rtol {t['rtol']:g} atol {t['atol']:g} (loss rtol "
+                        f"{t['loss_rtol']:g} atol {t['loss_atol']:g})"
+                        for p, t in self.tolerances.items())
+        lines.append(f"tolerances: {tol}")
+        n_fail = len(self.failed())
+        lines.append("equivalence gate: " + ("passed" if not n_fail else
+                                             f"FAILED for {n_fail} cell(s): their speed is "
+                                             "not comparable"))
+        return "\n".join(lines)
+
+
+def load(path: Path) -> GateReport:
+    """Read a gate document (verify.json) back (the report and the run use this)."""
+    data = json.loads(Path(path).read_text())
+    return GateReport(rows=[GateRow(**r) for r in data["rows"]], pairs=data.get("pairs", []),
+                        tolerances=data.get("tolerances", dict(TOLERANCES)),
+                        seconds=data.get("seconds", 0.0))
+
+
+def max_known(*values):
+    """The largest of the values that are not None (None when none is known)."""
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
+def _fmt(v) -> str:
+    return f"{v:9.2e}" if v is not None else f"{'-':>9}"
+
+
+# ----------------------------------------------------------------------------------------------
+
+class GateVerdicts:
+    """The equivalence gate's verdicts (a GateReport) keyed the way the report matches cells:
+    (framework, model_label, device, precision), model_label being the config's label of the
+    model (cells_frame column gate_label, the attempt record's model_label). status(): "pass",
+    "fail" (the cell's speed must not be ranked against the others) or "unchecked" (skipped,
+    nothing to compare with, or no row for that cell: comparable, but the gate did not check
+    it)."""
+
+    def __init__(self, report: GateReport, note: str | None = None):
+        self.report = report
+        self.note = note
+        self._failed = report.failed_cells()
+        self._passed = {(r.framework, r.model_label, r.device, r.precision)
+                        for r in report.rows if r.passed is True}
+
+    def status(self, framework, model_label, device, precision) -> str:
+        # a device labelled with its hardware kind (mlbench.hardware) is judged by the gate of
+        # the device it names
+        key = (framework, model_label, hardware.base_device(device), precision)
+        return "fail" if key in self._failed else "pass" if key in self._passed else "unchecked"
+
+    def comparable(self, framework, model_label, device, precision) -> bool:
+        return (framework, model_label, hardware.base_device(device), precision) \
+            not in self._failed
+
+    @property
+    def rows(self) -> list:
+        return self.report.rows
+
+    @property
+    def n_failed(self) -> int:
+        return len(self._failed)
+
+
+def load_verdicts(path) -> tuple[GateVerdicts | None, str | None]:
+    """The gate document (verify.json) of a run directory (or of the directory holding a results
+    file), as (GateVerdicts, None); (None, None) when there is none; (None, why) when it cannot
+    be read."""
+    p = Path(path)
+    p = p if p.is_dir() else p.parent
+    f = p / GATE_JSON
+    if not f.is_file():
+        return None, None
+    try:
+        doc = json.loads(f.read_text())
+        note = doc.get("tolerance_note") if isinstance(doc, dict) else None
+        return GateVerdicts(load(f), note if isinstance(note, str) else None), None
+    except Exception as e:  # noqa: BLE001 - any malformed file: the report still renders
+        return None, f"{type(e).__name__}: {e}"[:300]
