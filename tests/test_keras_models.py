@@ -1,8 +1,8 @@
 """Built-in models in Keras 3 (workers/keras_models.py): on every Keras backend they are the
 spec's model, numerically, to the native frameworks' fp32 tolerance: one real equivalence gate
 run of keras-jax, keras-torch and keras-tensorflow against native PyTorch, tiny presets of the
-models with layers of their own (cnn, transformer, lstm, and vit where the specs have it), canonical weights in every process
-(one process per framework)."""
+models with layers of their own (cnn, transformer, lstm, and vit where the specs have it),
+canonical weights in every process (one process per framework)."""
 import sys
 
 import pytest
