@@ -1,7 +1,8 @@
 """The built-in spec models written once in Keras 3, for every Keras backend (keras-jax,
 keras-torch, keras-tensorflow), and the canonical weights loaded into them.
 
-Owns: one builder per built-in model in `BUILDERS` (mlp, cnn, transformer, lstm), following the
+Owns: one builder per built-in model in `BUILDERS` (mlp, cnn, transformer, lstm; and vit, for a
+tree whose specs have it: workers/models/vit.py), following the
 conventions of specs.py exactly (dense y = x @ W + b; conv without bias, symmetric k//2 padding,
 batch norm eps 1e-5 and momentum 0.9 in Keras' convention; pre-norm transformer blocks with GELU
 tanh, causal attention scaled by 1/sqrt(head_dim), final layer norm, output head tied to the token
@@ -12,7 +13,7 @@ by the canonical weight names of weights.py; and `load_canonical`, which assigns
 
 A model without a builder here raises `NoKerasBuilder` (the worker turns it into a skip naming
 the models that have one). The `keras` module is passed in by the caller (keras_worker, after it
-has chosen the backend); this file imports only the standard library, specs and weights; never
+has chosen the backend); this file imports only the standard library (weights.py lazily); never
 mlbench or a framework.
 """
 from __future__ import annotations
@@ -124,12 +125,32 @@ def _transformer_layers(keras):
         def call(self, x):
             return x + ops.cast(self.pos, x.dtype)[: x.shape[1]]
 
-    class Block(keras.layers.Layer):
-        """Pre-norm block: x + proj(causal_attn(ln1(x))); x + out(gelu_tanh(fc(ln2(x))))."""
+    class ClassToken(keras.layers.Layer):
+        """A learned vector (d,) prepended to the token sequence (the vit's class token)."""
 
-        def __init__(self, d, n_heads, eps, **kw):
+        def __init__(self, d, **kw):
             super().__init__(**kw)
-            self.d, self.h = d, n_heads
+            self.d = d
+
+        def build(self, input_shape):
+            self.cls = self.add_weight(shape=(self.d,), name="cls",
+                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
+
+        def call(self, x):
+            cls = ops.cast(self.cls, x.dtype)[None, None, :] + ops.zeros_like(x[:, :1, :1])
+            return ops.concatenate([cls, x], axis=1)
+
+        def compute_output_shape(self, input_shape):
+            n = None if input_shape[1] is None else input_shape[1] + 1
+            return (input_shape[0], n, self.d)
+
+    class Block(keras.layers.Layer):
+        """Pre-norm block: x + proj(attn(ln1(x))); x + out(gelu_tanh(fc(ln2(x)))); attention
+        causal for the transformer, not for the vit."""
+
+        def __init__(self, d, n_heads, eps, causal=True, **kw):
+            super().__init__(**kw)
+            self.d, self.h, self.causal = d, n_heads, causal
             self.ln1 = keras.layers.LayerNormalization(epsilon=eps)
             self.qkv = keras.layers.Dense(3 * d)
             self.proj = keras.layers.Dense(d)
@@ -155,19 +176,21 @@ def _transformer_layers(keras):
             scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
             scores = scores * ops.cast(1.0 / math.sqrt(hd), scores.dtype)
             # softmax in float32 (as Keras' MultiHeadAttention does under mixed precision)
-            i = ops.arange(t)
-            causal = ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
-            scores = ops.where(causal, ops.cast(scores, "float32"), -1e9)
+            scores = ops.cast(scores, "float32")
+            if self.causal:
+                i = ops.arange(t)
+                causal = ops.expand_dims(i, 1) >= ops.expand_dims(i, 0)
+                scores = ops.where(causal, scores, -1e9)
             attn = ops.cast(ops.softmax(scores, axis=-1), v.dtype)
             o = ops.reshape(ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3)), (-1, t, d))
             x = x + self.proj(o)
             return x + self.fc2(ops.gelu(self.fc1(self.ln2(x)), approximate=True))
 
-    return TiedEmbedding, PositionEmbedding, Block
+    return TiedEmbedding, PositionEmbedding, Block, ClassToken
 
 
 def build_transformer(keras, spec: dict):
-    TiedEmbedding, PositionEmbedding, Block = _transformer_layers(keras)
+    TiedEmbedding, PositionEmbedding, Block, _ = _transformer_layers(keras)
     v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
     inp = keras.Input((t,), dtype="int32")
     emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
@@ -191,8 +214,25 @@ def build_lstm(keras, spec: dict):
     return keras.Model(inp, out, name="lstm")
 
 
+def build_vit(keras, spec: dict):
+    """Only where the spec knows the vit (workers/models/vit.py): patch conv (kernel = stride =
+    patch, with bias), class token, learned positions, non-causal pre-norm blocks, final layer
+    norm, dense head on the class token."""
+    _, PositionEmbedding, Block, ClassToken = _transformer_layers(keras)
+    s, p, d = spec["image_size"], spec["patch_size"], spec["d_model"]
+    inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC
+    x = keras.layers.Conv2D(d, p, strides=p, padding="valid", name="patch")(inp)
+    x = keras.layers.Reshape(((s // p) ** 2, d))(x)  # row-major patches, as torch's flatten
+    x = PositionEmbedding((s // p) ** 2 + 1, d, name="pos")(ClassToken(d, name="cls")(x))
+    for i in range(spec["n_layers"]):
+        x = Block(d, spec["n_heads"], spec["ln_eps"], causal=False, name=f"block{i}")(x)
+    x = keras.layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
+    out = keras.layers.Dense(spec["num_classes"], dtype="float32", name="head")(x[:, 0])
+    return keras.Model(inp, out, name="vit")
+
+
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
-            "lstm": build_lstm}
+            "lstm": build_lstm, "vit": build_vit}
 
 
 # --- the canonical weights ---------------------------------------------------------------------
@@ -233,8 +273,12 @@ def load_canonical(model, spec: dict, params: dict, framework: str) -> None:
             put(bn.moving_variance, f"bn{j}.var")
             j += 1
         dense(get("fc"), "fc")
-    elif m == "transformer":
-        put(get("tok").embeddings, "tok")
+    elif m in ("transformer", "vit"):
+        if m == "transformer":
+            put(get("tok").embeddings, "tok")
+        else:
+            dense(get("patch"), "patch")  # Conv2D kernel HWIO: the canonical layout
+            put(get("cls").cls, "cls")
         put(get("pos").pos, "pos")
         for i in range(spec["n_layers"]):
             blk, b = get(f"block{i}"), f"block{i}"
@@ -243,6 +287,8 @@ def load_canonical(model, spec: dict, params: dict, framework: str) -> None:
             for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
                 dense(getattr(blk, attr), f"{b}.{canon}")
         norm(get("ln_f"), "ln_f")
+        if m == "vit":
+            dense(get("head"), "head")
     elif m == "lstm":
         for layer in range(spec["n_layers"]):
             cell, n = get(f"lstm{layer}").cell, f"lstm{layer}"
