@@ -11,11 +11,12 @@ benchmarks/cli_startup.py measures it).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -29,11 +30,78 @@ if TYPE_CHECKING:
     from . import config as cfg
 
 
-class _PlainHelpFlag:
-    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, the --help
-    flag's too when it is not given (value None): that alone imported pydantic (~150 ms) into
-    every command, even `mlbench list`. Defaulting the flag to False (a bool, which typer passes
-    through as is) keeps pydantic out of the commands that do not validate anything."""
+_NOT_PLAIN = object()
+_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_FLOAT = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?", re.ASCII)
+
+
+class _PlainValues:
+    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, built on first
+    use even for an option that was not given (value None): `run --config x.yaml` imported
+    pydantic (~100 ms) before mlbench looked at the file. This stands in for typer's coercion of
+    one parameter and gives typer's own result for the values that need no validation: None (not
+    given), a str for str, strings for list[str], a Path for a Path with typer's default checks
+    (exists=False, readable), plain decimal digits for an int or a float. Every other value goes
+    to typer's coercion (pydantic), so what typer accepts and its error messages are unchanged."""
+
+    def __init__(self, param: typer.core.TyperOption | typer.core.TyperArgument) -> None:
+        self.param = param
+        self.typer_coercion: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        plain = self._plain(value)
+        if plain is not _NOT_PLAIN:
+            return plain
+        if self.typer_coercion is None:  # typer's own, built by typer (and kept for next time)
+            param._runtime_param = None
+            try:
+                self.typer_coercion = param.get_runtime_param()
+            finally:
+                param._runtime_param = self
+        return self.typer_coercion.coerce(value, param=param, ctx=ctx)
+
+    def _plain(self, value: Any) -> Any:
+        param = self.param
+        if value is None:  # as typer's RuntimeParam.coerce answers it
+            return () if param.multiple or param.nargs == -1 else None
+        info = param.type_descriptor.parameter_info
+        kind = param.type_descriptor.annotation
+        if info.parser is not None or info.min is not None or info.max is not None:
+            return _NOT_PLAIN
+        if kind is str and isinstance(value, str):
+            return value
+        if kind == list[str] and isinstance(value, (list, tuple)) \
+                and all(isinstance(v, str) for v in value):
+            return list(value)
+        if kind is int and isinstance(value, str) and _INT.fullmatch(value):
+            return int(value)
+        if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value):
+            return float(value)
+        if kind is Path and isinstance(value, (str, Path)) and info.path_type is None and not info.exists and info.file_okay \
+                and info.dir_okay and not info.writable and not info.resolve_path:
+            path = Path(value)
+            try:
+                os.stat(path)
+            except OSError:
+                return path  # typer's answer for a path that need not exist
+            if os.access(path, os.R_OK):
+                return path
+        return _NOT_PLAIN
+
+
+class _Lean:
+    """A command (or the group) whose parameters answer without pydantic where they can.
+
+    typer would also coerce the built-in --help flag's value through an adapter when it is *not*
+    given (value None): defaulting that flag to False (a bool, which typer passes through as is)
+    keeps pydantic out of the commands that do not validate anything."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # type: ignore[attr-defined]
+            if getattr(param, "_runtime_param", False) is None \
+                    and hasattr(param, "type_descriptor"):
+                param._runtime_param = _PlainValues(param)
 
     def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
         option = super().get_help_option(ctx)  # type: ignore[misc]
@@ -42,11 +110,11 @@ class _PlainHelpFlag:
         return option
 
 
-class _Group(_PlainHelpFlag, TyperGroup):
+class _Group(_Lean, TyperGroup):
     pass
 
 
-class _Command(_PlainHelpFlag, TyperCommand):
+class _Command(_Lean, TyperCommand):
     pass
 
 
@@ -157,7 +225,7 @@ def run(
              "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
-    from . import config as cfg, guards
+    from . import guards
 
     modes = [m for m, on in (("resume", resume), ("only", bool(only)), ("failed", failed)) if on]
     if len(modes) > 1:
@@ -171,6 +239,7 @@ def run(
                  "epochs": epochs, "repeats": repeats,
                  "verify": gate if gate is not None else verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
+    from . import config as cfg
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     conf = _with_executor(conf, executor, ray_address)
@@ -227,8 +296,8 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     config, with command-line overrides on top (cells whose request changed run again). A
     --config given with them must be the run's own config: another file would mix two sweeps'
     cells in one run, so it is refused with the keys that differ."""
-    from . import config as cfg, guards
     if mode != "new":
+        from . import config as cfg, guards
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
         if not (stored.exists() or stored.is_symlink()):
@@ -241,7 +310,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             stored_conf = cfg.validate(raw, str(stored), overrides)
             if path is None:
                 return stored_conf, out_dir
-            conf = cfg.load_config(path, overrides)
+            conf = _load_config(path, overrides)
             changed = cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
             from .matrix import expand
             before = {c.cell_id for c in expand(stored_conf)}
@@ -260,8 +329,17 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
                     f"{escape(', '.join(changed[:6]))}{' ...' if len(changed) > 6 else ''}; "
                     "cells whose request changed run again", highlight=False, soft_wrap=True)
             return conf, out_dir
-    conf = cfg.load_config(path, overrides)
+    conf = _load_config(path, overrides)
     return conf, output or Path(conf.output_dir)
+
+
+def _load_config(path: Path | None, overrides: dict) -> cfg.Config:
+    """config.load_config, with the file read (and its YAML parsed) before pydantic loads: a
+    missing file or a YAML syntax error answers without building the config's models."""
+    from . import configfile
+    got = configfile.read(path)
+    from . import config as cfg
+    return cfg.from_file(got, overrides)
 
 
 @app.command("gate", cls=_Command)
@@ -301,11 +379,12 @@ def verify_cmd(
 
 def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices: ListOpt,
           precisions: ListOpt, output: Path) -> None:
-    from . import config as cfg, guards, preflight
+    from . import guards
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
-    conf = cfg.load_config(config, overrides)
+    conf = _load_config(config, overrides)
     guards.writable_dir(output, "gate output directory")
+    from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
         raise UserError("nothing for the gate to check: no ML framework or no present device in "
