@@ -437,44 +437,43 @@ def schema() -> None:
 @app.command("list", cls=_Command)
 def list_cmd() -> None:
     """Frameworks (installed or not), their modes, models with presets, detected devices."""
-    # catalog and the worker specs only: no pydantic, polars or plotly
-    from rich.console import Console
-    from rich.table import Table
-
+    # catalog, the worker specs, package metadata and NVML only: no rich, pydantic, polars, plotly
     from . import catalog, gpu, sysinfo
-    console = Console()
-    t = Table(title="frameworks")
-    for col in ("framework", "installed", "version", "interpreter"):
-        t.add_column(col)
-    for fw in catalog.FRAMEWORKS:
-        v = sysinfo.framework_version(fw)
-        t.add_row(fw, "yes" if v else "no", v or "-", sys.executable)
-    console.print(t)
-    t = Table(title=escape("modes (config `modes: [default, best]` runs both; a variant entry "
-                           "{framework, label, options} any other)"))
-    for col in ("framework", "default (out of the box)", "best", "best options", "best label"):
-        t.add_column(col, no_wrap=col in ("framework", "best label"))
-    for row in catalog.modes_table():
-        t.add_row(*(escape(str(v)) for v in row.values()))
-    console.print(t)
+    versions = sysinfo.framework_versions(catalog.FRAMEWORKS)
+    _table("frameworks", ("framework", "installed", "version", "interpreter"),
+           [(fw, "yes" if v else "no", v or "-", sys.executable) for fw, v in versions.items()])
+    _table("modes (config `modes: [default, best]` runs both; a variant entry "
+           "{framework, label, options} any other)",
+           ("framework", "default (out of the box)", "best", "best options", "best label"),
+           [tuple(str(v) for v in row.values()) for row in catalog.modes_table()])
     s = catalog.specs()
-    t = Table(title="models (trainable parameters per preset)")
-    for col in ("model", "preset", "trainable params", "forward FLOPs/sample"):
-        t.add_column(col)
+    rows = []
     for m in s.MODELS:
         for preset in s.PRESETS[m]:
             spec = s.model_spec(m, {"preset": preset})
             default = " (default)" if s.DEFAULT_PRESET[m] == preset else ""
-            t.add_row(m, preset + default, f"{s.count_params(spec)['trainable']:,}",
-                      f"{s.flops_per_sample(spec)['forward']:,}")
-    console.print(t)
-    t = Table(title="devices")
-    t.add_column("device")
-    t.add_column("name")
-    t.add_row("cpu", f"{sysinfo.cpu_model()} ({sysinfo.host()['cores_physical']} cores)")
-    for g in gpu.list_gpus():
-        t.add_row(f"cuda:{g['index']}", f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)")
-    console.print(t)
+            rows.append((m, preset + default, f"{s.count_params(spec)['trainable']:,}",
+                         f"{s.flops_per_sample(spec)['forward']:,}"))
+    _table("models (trainable parameters per preset)",
+           ("model", "preset", "trainable params", "forward FLOPs/sample"), rows, right=(2, 3))
+    rows = [("cpu", f"{sysinfo.cpu_model()} ({sysinfo.physical_cores()} cores)")]
+    rows += [(f"cuda:{g['index']}", f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)")
+             for g in gpu.list_gpus()]
+    _table("devices", ("device", "name"), rows)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+           right: tuple[int, ...] = ()) -> None:
+    """A titled table as plain aligned text (no rich: `mlbench list` answers fast, and its
+    output reads the same in a terminal, a pipe or a log)."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [title, line(columns), line(tuple("-" * w for w in widths)), *map(line, rows), ""]
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 @app.callback(invoke_without_command=True)
