@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 _NOT_PLAIN = object()
 _INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
 _FLOAT = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?", re.ASCII)
+_ASCII_DIGIT = re.compile(r"[0-9]")
+_INF_NAN = re.compile(r"inf|nan", re.IGNORECASE)
+_NOT_A_NUMBER = {int: "Input should be a valid integer, unable to parse string as an integer",
+                 float: "Input should be a valid number, unable to parse string as a number"}
+
+
+class _Refused(str):
+    """A value typer's pydantic coercion would refuse, with pydantic's message."""
 
 
 class _PlainValues:
@@ -41,8 +49,10 @@ class _PlainValues:
     pydantic (~100 ms) before mlbench looked at the file. This stands in for typer's coercion of
     one parameter and gives typer's own result for the values that need no validation: None (not
     given), a str for str, strings for list[str], a Path for a Path with typer's default checks
-    (exists=False, readable), plain decimal digits for an int or a float. Every other value goes
-    to typer's coercion (pydantic), so what typer accepts and its error messages are unchanged."""
+    (exists=False, readable), plain decimal digits for an int or a float, and pydantic's own
+    refusal of a number without a single digit (`--epochs x`). Every other value goes to typer's
+    coercion (pydantic), so what typer accepts and its error messages are unchanged
+    (tests/test_cli_fast.py compares the two)."""
 
     def __init__(self, param: typer.core.TyperOption | typer.core.TyperArgument) -> None:
         self.param = param
@@ -50,6 +60,8 @@ class _PlainValues:
 
     def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
         plain = self._plain(value)
+        if isinstance(plain, _Refused):
+            raise typer.BadParameter(plain, ctx=ctx, param=param)
         if plain is not _NOT_PLAIN:
             return plain
         if self.typer_coercion is None:  # typer's own, built by typer (and kept for next time)
@@ -77,6 +89,9 @@ class _PlainValues:
             return int(value)
         if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value):
             return float(value)
+        if kind in (int, float) and isinstance(value, str) and not _ASCII_DIGIT.search(value) \
+                and not (kind is float and _INF_NAN.search(value)):
+            return _Refused(_NOT_A_NUMBER[kind])  # no digit at all: pydantic's answer, in its words
         if kind is Path and isinstance(value, (str, Path)) and info.path_type is None and not info.exists and info.file_okay \
                 and info.dir_okay and not info.writable and not info.resolve_path:
             path = Path(value)

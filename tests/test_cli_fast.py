@@ -112,8 +112,9 @@ SYNTAX = "frameworks: [numpy\nmodels: [mlp]\n"
      "--batch-sizes", "8", "--no-gate"],
     ["gate", "--config", "syntax.yaml", "--models", "mlp"],
     ["run", "--batch-sizes", "eight"],
-], ids=["missing", "yaml-syntax", "all-option-kinds", "gate", "bad-batch-size"])
-def test_file_and_yaml_errors_answer_before_pydantic_loads(args, tmp_path):
+    ["run", "--epochs", "three"],
+], ids=["missing", "yaml-syntax", "all-option-kinds", "gate", "bad-batch-size", "bad-epochs"])
+def test_file_yaml_and_option_value_errors_answer_before_pydantic_loads(args, tmp_path):
     (tmp_path / "syntax.yaml").write_text(SYNTAX)
     got = _fresh(args, tmp_path)
     assert got["rc"] == 2 and got["stderr"].startswith("error: "), got
@@ -127,8 +128,9 @@ def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
     assert "YAML syntax error" in got["stderr"] and "(syntax.yaml: line 2," in got["stderr"], got
 
 
-VALUES = [None, "x", "", " 3", "12", "-3", "007", "1_0", "1.5", "-0.25", "1e3", "３",
-          "9" * 30, "a//b/", "-", ("a", "b"), (), ("1",), Path("results/gate")]
+VALUES = [None, "x", "", " ", " 3", "12", "-3", "007", "1_0", "1.5", "-0.25", "1e3", "３", "٣",
+          "9" * 30, "a//b/", "-", "+", ".", "nan", "-inf", "Infinity", "0x10", ("a", "b"), (),
+          ("1",), Path("results/gate")]
 
 
 def test_plain_values_are_coerced_exactly_as_typer_does(tmp_path, monkeypatch):
@@ -155,11 +157,17 @@ def test_plain_values_are_coerced_exactly_as_typer_does(tmp_path, monkeypatch):
                 if got is cli._NOT_PLAIN:
                     continue
                 answered.add((command.name, param.name, value))
+                if isinstance(got, cli._Refused):  # typer refuses it too, in the same words
+                    with pytest.raises(typer.BadParameter) as refused:
+                        own.coerce(value, param=param, ctx=ctx)
+                    assert refused.value.message == got, (command.name, param.name, value)
+                    continue
                 want = own.coerce(value, param=param, ctx=ctx)
                 assert (got, type(got)) == (want, type(want)), (command.name, param.name, value)
     # and it does answer the common values, of each kind, without pydantic
     assert {("run", "config", "file.yaml"), ("run", "config", "missing.yaml"),
-            ("run", "epochs", "12"), ("run", "frameworks", ("a", "b")), ("run", "executor", "x"),
+            ("run", "epochs", "12"), ("run", "epochs", "x"), ("compare", "threshold", "x"),
+            ("run", "frameworks", ("a", "b")), ("run", "executor", "x"),
             ("run", "output", None), ("compare", "threshold", "-0.25"),
             ("gate", "output", Path("results/gate"))} <= answered
 
