@@ -29,6 +29,19 @@ def cpu_model() -> str:
 
 
 def physical_cores() -> int | None:
+    """psutil.cpu_count(logical=False). On Linux the same count psutil makes first (the distinct
+    core sibling lists in sysfs), without importing psutil (~10 ms) for `mlbench list`."""
+    import glob
+    for pattern in ("core_cpus_list", "thread_siblings_list"):  # the newer name, then the old
+        cores = set()
+        for path in glob.glob(f"/sys/devices/system/cpu/cpu[0-9]*/topology/{pattern}"):
+            try:
+                with open(path, "rb") as fh:
+                    cores.add(fh.read().strip())
+            except OSError:
+                continue
+        if cores:
+            return len(cores)
     import psutil
     return psutil.cpu_count(logical=False)
 

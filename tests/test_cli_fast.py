@@ -64,7 +64,8 @@ def test_help_and_version_load_no_heavy_library(args, tmp_path):
 def test_list_reads_the_catalog_without_rich_pydantic_polars_or_plotly(tmp_path):
     got = _fresh(["list"], tmp_path)
     assert got["rc"] == 0, got
-    assert set(got["loaded"]) <= {"psutil", "pynvml"}, got["loaded"]  # cores and NVIDIA GPUs
+    allowed = {"pynvml"} | (set() if sys.platform.startswith("linux") else {"psutil"})
+    assert set(got["loaded"]) <= allowed, got["loaded"]  # NVIDIA GPUs; cores from sysfs
     out = got["stdout"]
     for fw in catalog.FRAMEWORKS:  # every framework, with this interpreter's version if any
         version = next(filter(None, map(sysinfo._metadata, catalog.REGISTRY[fw].distributions)),
@@ -76,6 +77,11 @@ def test_list_reads_the_catalog_without_rich_pydantic_polars_or_plotly(tmp_path)
         for preset in specs.PRESETS[model]:
             assert re.search(rf"^{model} +{preset}\b", out, re.M), (model, preset)
     assert re.search(r"^cpu +\S", out, re.M) and "jit_compile" in out  # devices, modes
+
+
+def test_physical_cores_counts_as_psutil_does():
+    import psutil
+    assert sysinfo.physical_cores() == psutil.cpu_count(logical=False)
 
 
 def test_versions_read_in_one_pass_agree_with_importlib_metadata():
