@@ -6,7 +6,10 @@ comma-separated and repeated. Must not import any ML framework.
 
 Answers fast: at import only typer and the standard library load; rich, pydantic (the config),
 polars and plotly (the report) are imported by the command that uses them, so `--help`,
-`--version`, `list` and a bad command line never pay for them (tests/test_cli_fast.py pins this,
+`--version`, `list` (plain text) and a bad command line never pay for them; option values are
+coerced without typer's pydantic adapters where they need no validation (_PlainValues), and a
+config file is read and its YAML parsed (mlbench.configfile) before pydantic loads, so a missing
+file or a YAML syntax error answers as fast (tests/test_cli_fast.py pins this,
 benchmarks/cli_startup.py measures it).
 """
 from __future__ import annotations
@@ -92,8 +95,9 @@ class _PlainValues:
         if kind in (int, float) and isinstance(value, str) and not _ASCII_DIGIT.search(value) \
                 and not (kind is float and _INF_NAN.search(value)):
             return _Refused(_NOT_A_NUMBER[kind])  # no digit at all: pydantic's answer, in its words
-        if kind is Path and isinstance(value, (str, Path)) and info.path_type is None and not info.exists and info.file_okay \
-                and info.dir_okay and not info.writable and not info.resolve_path:
+        if kind is Path and isinstance(value, (str, Path)) and info.path_type is None \
+                and not info.exists and info.file_okay and info.dir_okay and not info.writable \
+                and not info.resolve_path:
             path = Path(value)
             try:
                 os.stat(path)
@@ -113,6 +117,8 @@ class _Lean:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # typer's per-parameter coercion slot (`_runtime_param`, built lazily by typer's public
+        # `get_runtime_param`); a typer without it keeps its own coercion: correct, only slower
         for param in self.params:  # type: ignore[attr-defined]
             if getattr(param, "_runtime_param", False) is None \
                     and hasattr(param, "type_descriptor"):

@@ -1,7 +1,8 @@
 """The benchmark configuration: YAML in, a validated, frozen pydantic model out.
 
 Owns the config schema, the embedded default (configs/quick_test.yaml), command-line overrides,
-and turning every problem into one UserError line naming the file and the key path.
+and turning every problem into one UserError line naming the file and the key path. Reading the
+file and its YAML is mlbench/configfile.py's (no pydantic there: those errors answer fast).
 Must not import any ML framework.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       ValidationInfo, field_validator, model_validator)
 
 from . import catalog, fwoptions
-from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES, ConfigFile, _check_shape,  # noqa: F401
-                         parse_yaml, read)
+from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES,  # noqa: F401 - kept importable here
+                         ConfigFile, _check_shape, parse_yaml, read)
 from .errors import UserError
 
 DEVICE_RE = re.compile(r"cpu|cuda:\d{1,2}")  # always fullmatch: `$` would let "cpu\n" in
