@@ -3,17 +3,16 @@
 Owns turning a missing, unreadable, special or oversized file, text that is not UTF-8, a YAML
 syntax error, a document that is not a mapping and an alias bomb into one UserError naming the
 file (and line), before anything validates the content (mlbench/config.py, pydantic). Imports
-yaml and the standard library only, never pydantic: `mlbench run --config` with a missing file or
-a YAML syntax error answers without loading the config's models (tests/test_cli_fast.py pins
-it). Must not import any ML framework.
+the standard library and (on the first parse) yaml only, never pydantic: `mlbench run --config`
+with a missing file or a YAML syntax error answers without loading the config's models
+(tests/test_cli_fast.py pins it). Must not import any ML framework.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from . import catalog
 from .errors import UserError
@@ -52,36 +51,45 @@ def read(path: str | Path | None) -> ConfigFile:
     return ConfigFile(parse_yaml(text, where), where, p)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader (no python/* tags, nothing executes) that also refuses duplicate keys: with
-    plain YAML the last `epochs:` silently wins, and the user measures the wrong thing."""
+@lru_cache(maxsize=1)
+def _loader() -> type:
+    """The YAML loader class, defined on first use: yaml (~12 ms) loads only for a file that
+    exists."""
+    import yaml
 
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *base`: merged keys may be overridden, as yaml.safe_load does
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hashable = key in seen or True
-            except TypeError:
-                hashable = False
-            if hashable and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark)
-            if hashable:
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
+    class _Loader(yaml.SafeLoader):
+        """SafeLoader (no python/* tags, nothing executes) that also refuses duplicate keys: with
+        plain YAML the last `epochs:` silently wins, and the user measures the wrong thing."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`: merged keys may be overridden, as yaml.safe_load does
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hashable = key in seen or True
+                except TypeError:
+                    hashable = False
+                if hashable and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                        key_node.start_mark)
+                if hashable:
+                    seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return _Loader
 
 
 def parse_yaml(text: bytes, where: str) -> dict:
+    import yaml
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError("config is not UTF-8 text (binary file?)", where) from None
     try:
-        loader = _Loader(decoded)  # a SafeLoader: no python/* tags, nothing executes
+        loader = _loader()(decoded)  # a SafeLoader: no python/* tags, nothing executes
         try:
             raw = loader.get_single_data()
         finally:
