@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD_KEY = "frameworks: [numpy]\nmodels: [mlp]\nbatch_sizes: [8]\nepochz: 1\n"
+BAD_VALUE = "frameworks: [numpy]\nmodels: [mlp]\nbatch_sizes: [8]\nepochs: -1\n"
+BAD_SYNTAX = "frameworks: [numpy\nmodels: [mlp]\n"
 COMMANDS = [  # (label, arguments after the interpreter; None: bare python)
     ("python -c pass (bare start)", None),
     ("import typer (the floor)", ["-c", "import typer"]),
@@ -37,8 +39,13 @@ COMMANDS = [  # (label, arguments after the interpreter; None: bare python)
     ("mlbench --version", ["-m", "mlbench.cli", "--version"]),
     ("mlbench list", ["-m", "mlbench.cli", "list"]),
     ("bad option (run --bogus)", ["-m", "mlbench.cli", "run", "--bogus"]),
+    ("bad option value (--epochs x)", ["-m", "mlbench.cli", "run", "--epochs", "x"]),
+    ("bad list value (--batch-sizes x)", ["-m", "mlbench.cli", "run", "--batch-sizes", "x"]),
     ("config file missing", ["-m", "mlbench.cli", "run", "--config", "missing.yaml"]),
+    ("config YAML syntax error", ["-m", "mlbench.cli", "run", "--config", "syntax.yaml"]),
     ("config unknown key", ["-m", "mlbench.cli", "run", "--config", "bad.yaml"]),
+    ("config bad value", ["-m", "mlbench.cli", "run", "--config", "value.yaml"]),
+    ("import pydantic (reference)", ["-c", "import pydantic; pydantic.TypeAdapter(int)"]),
 ]
 
 
@@ -74,6 +81,8 @@ def main() -> None:
         cwd = Path(tmp) / "cwd"
         cwd.mkdir()
         (cwd / "bad.yaml").write_text(BAD_KEY)
+        (cwd / "value.yaml").write_text(BAD_VALUE)
+        (cwd / "syntax.yaml").write_text(BAD_SYNTAX)
         trees = {"now": ROOT}
         if args.baseline:
             given = Path(args.baseline)
@@ -89,13 +98,13 @@ def main() -> None:
     for i, kind in enumerate(("wall", "CPU")):
         med = {k: statistics.median(t[i] for t in v) for k, v in times.items()}
         bare = {name: med[(name, COMMANDS[0][0])] for name in trees}
-        head = f"{kind + ' time':30} {'now ms':>8} {'x bare':>7}"
+        head = f"{kind + ' time':33} {'now ms':>8} {'x bare':>7}"
         if "baseline" in trees:
             head += f" {'baseline ms':>12} {'x bare':>7} {'speed-up':>9}"
         print(f"\n{head}")
         for label, _ in COMMANDS:
             now = med[("now", label)]
-            line = f"{label:30} {now:8.0f} {now / bare['now']:7.1f}"
+            line = f"{label:33} {now:8.0f} {now / bare['now']:7.1f}"
             if "baseline" in trees:
                 base = med[("baseline", label)]
                 line += f" {base:12.0f} {base / bare['baseline']:7.1f} {base / now:8.1f}x"

@@ -6,16 +6,20 @@ comma-separated and repeated. Must not import any ML framework.
 
 Answers fast: at import only typer and the standard library load; rich, pydantic (the config),
 polars and plotly (the report) are imported by the command that uses them, so `--help`,
-`--version`, `list` and a bad command line never pay for them (tests/test_cli_fast.py pins this,
+`--version`, `list` (plain text) and a bad command line never pay for them; option values are
+coerced without typer's pydantic adapters where they need no validation (_PlainValues), and a
+config file is read and its YAML parsed (mlbench.configfile) before pydantic loads, so a missing
+file or a YAML syntax error answers as fast (tests/test_cli_fast.py pins this,
 benchmarks/cli_startup.py measures it).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -29,11 +33,96 @@ if TYPE_CHECKING:
     from . import config as cfg
 
 
-class _PlainHelpFlag:
-    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, the --help
-    flag's too when it is not given (value None): that alone imported pydantic (~150 ms) into
-    every command, even `mlbench list`. Defaulting the flag to False (a bool, which typer passes
-    through as is) keeps pydantic out of the commands that do not validate anything."""
+_NOT_PLAIN = object()
+_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
+_FLOAT = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?", re.ASCII)
+_ASCII_DIGIT = re.compile(r"[0-9]")
+_INF_NAN = re.compile(r"inf|nan", re.IGNORECASE)
+_NOT_A_NUMBER = {int: "Input should be a valid integer, unable to parse string as an integer",
+                 float: "Input should be a valid number, unable to parse string as a number"}
+
+
+class _Refused(str):
+    """A value typer's pydantic coercion would refuse, with pydantic's message."""
+
+
+class _PlainValues:
+    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, built on first
+    use even for an option that was not given (value None): `run --config x.yaml` imported
+    pydantic (~100 ms) before mlbench looked at the file. This stands in for typer's coercion of
+    one parameter and gives typer's own result for the values that need no validation: None (not
+    given), a str for str, strings for list[str], a Path for a Path with typer's default checks
+    (exists=False, readable), plain decimal digits for an int or a float, and pydantic's own
+    refusal of a number without a single digit (`--epochs x`). Every other value goes to typer's
+    coercion (pydantic), so what typer accepts and its error messages are unchanged
+    (tests/test_cli_fast.py compares the two)."""
+
+    def __init__(self, param: typer.core.TyperOption | typer.core.TyperArgument) -> None:
+        self.param = param
+        self.typer_coercion: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        plain = self._plain(value)
+        if isinstance(plain, _Refused):
+            raise typer.BadParameter(plain, ctx=ctx, param=param)
+        if plain is not _NOT_PLAIN:
+            return plain
+        if self.typer_coercion is None:  # typer's own, built by typer (and kept for next time)
+            param._runtime_param = None
+            try:
+                self.typer_coercion = param.get_runtime_param()
+            finally:
+                param._runtime_param = self
+        return self.typer_coercion.coerce(value, param=param, ctx=ctx)
+
+    def _plain(self, value: Any) -> Any:
+        param = self.param
+        if value is None:  # as typer's RuntimeParam.coerce answers it
+            return () if param.multiple or param.nargs == -1 else None
+        info = param.type_descriptor.parameter_info
+        kind = param.type_descriptor.annotation
+        if info.parser is not None or info.min is not None or info.max is not None:
+            return _NOT_PLAIN
+        if kind is str and isinstance(value, str):
+            return value
+        if kind == list[str] and isinstance(value, (list, tuple)) \
+                and all(isinstance(v, str) for v in value):
+            return list(value)
+        if kind is int and isinstance(value, str) and _INT.fullmatch(value):
+            return int(value)
+        if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value):
+            return float(value)
+        if kind in (int, float) and isinstance(value, str) and not _ASCII_DIGIT.search(value) \
+                and not (kind is float and _INF_NAN.search(value)):
+            return _Refused(_NOT_A_NUMBER[kind])  # no digit at all: pydantic's answer, in its words
+        if kind is Path and isinstance(value, (str, Path)) and info.path_type is None \
+                and not info.exists and info.file_okay and info.dir_okay and not info.writable \
+                and not info.resolve_path:
+            path = Path(value)
+            try:
+                os.stat(path)
+            except OSError:
+                return path  # typer's answer for a path that need not exist
+            if os.access(path, os.R_OK):
+                return path
+        return _NOT_PLAIN
+
+
+class _Lean:
+    """A command (or the group) whose parameters answer without pydantic where they can.
+
+    typer would also coerce the built-in --help flag's value through an adapter when it is *not*
+    given (value None): defaulting that flag to False (a bool, which typer passes through as is)
+    keeps pydantic out of the commands that do not validate anything."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # typer's per-parameter coercion slot (`_runtime_param`, built lazily by typer's public
+        # `get_runtime_param`); a typer without it keeps its own coercion: correct, only slower
+        for param in self.params:  # type: ignore[attr-defined]
+            if getattr(param, "_runtime_param", False) is None \
+                    and hasattr(param, "type_descriptor"):
+                param._runtime_param = _PlainValues(param)
 
     def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
         option = super().get_help_option(ctx)  # type: ignore[misc]
@@ -42,11 +131,11 @@ class _PlainHelpFlag:
         return option
 
 
-class _Group(_PlainHelpFlag, TyperGroup):
+class _Group(_Lean, TyperGroup):
     pass
 
 
-class _Command(_PlainHelpFlag, TyperCommand):
+class _Command(_Lean, TyperCommand):
     pass
 
 
@@ -157,7 +246,7 @@ def run(
              "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
-    from . import config as cfg, guards
+    from . import guards
 
     modes = [m for m, on in (("resume", resume), ("only", bool(only)), ("failed", failed)) if on]
     if len(modes) > 1:
@@ -171,6 +260,7 @@ def run(
                  "epochs": epochs, "repeats": repeats,
                  "verify": gate if gate is not None else verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
+    from . import config as cfg
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     conf = _with_executor(conf, executor, ray_address)
@@ -227,8 +317,8 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     config, with command-line overrides on top (cells whose request changed run again). A
     --config given with them must be the run's own config: another file would mix two sweeps'
     cells in one run, so it is refused with the keys that differ."""
-    from . import config as cfg, guards
     if mode != "new":
+        from . import config as cfg, guards
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
         if not (stored.exists() or stored.is_symlink()):
@@ -241,7 +331,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             stored_conf = cfg.validate(raw, str(stored), overrides)
             if path is None:
                 return stored_conf, out_dir
-            conf = cfg.load_config(path, overrides)
+            conf = _load_config(path, overrides)
             changed = cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
             from .matrix import expand
             before = {c.cell_id for c in expand(stored_conf)}
@@ -260,8 +350,17 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
                     f"{escape(', '.join(changed[:6]))}{' ...' if len(changed) > 6 else ''}; "
                     "cells whose request changed run again", highlight=False, soft_wrap=True)
             return conf, out_dir
-    conf = cfg.load_config(path, overrides)
+    conf = _load_config(path, overrides)
     return conf, output or Path(conf.output_dir)
+
+
+def _load_config(path: Path | None, overrides: dict) -> cfg.Config:
+    """config.load_config, with the file read (and its YAML parsed) before pydantic loads: a
+    missing file or a YAML syntax error answers without building the config's models."""
+    from . import configfile
+    got = configfile.read(path)
+    from . import config as cfg
+    return cfg.from_file(got, overrides)
 
 
 @app.command("gate", cls=_Command)
@@ -301,11 +400,12 @@ def verify_cmd(
 
 def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices: ListOpt,
           precisions: ListOpt, output: Path) -> None:
-    from . import config as cfg, guards, preflight
+    from . import guards
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
-    conf = cfg.load_config(config, overrides)
+    conf = _load_config(config, overrides)
     guards.writable_dir(output, "gate output directory")
+    from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
         raise UserError("nothing for the gate to check: no ML framework or no present device in "
@@ -358,44 +458,43 @@ def schema() -> None:
 @app.command("list", cls=_Command)
 def list_cmd() -> None:
     """Frameworks (installed or not), their modes, models with presets, detected devices."""
-    # catalog and the worker specs only: no pydantic, polars or plotly
-    from rich.console import Console
-    from rich.table import Table
-
+    # catalog, the worker specs, package metadata and NVML only: no rich, pydantic, polars, plotly
     from . import catalog, gpu, sysinfo
-    console = Console()
-    t = Table(title="frameworks")
-    for col in ("framework", "installed", "version", "interpreter"):
-        t.add_column(col)
-    for fw in catalog.FRAMEWORKS:
-        v = sysinfo.framework_version(fw)
-        t.add_row(fw, "yes" if v else "no", v or "-", sys.executable)
-    console.print(t)
-    t = Table(title=escape("modes (config `modes: [default, best]` runs both; a variant entry "
-                           "{framework, label, options} any other)"))
-    for col in ("framework", "default (out of the box)", "best", "best options", "best label"):
-        t.add_column(col, no_wrap=col in ("framework", "best label"))
-    for row in catalog.modes_table():
-        t.add_row(*(escape(str(v)) for v in row.values()))
-    console.print(t)
+    versions = sysinfo.framework_versions(catalog.FRAMEWORKS)
+    _table("frameworks", ("framework", "installed", "version", "interpreter"),
+           [(fw, "yes" if v else "no", v or "-", sys.executable) for fw, v in versions.items()])
+    _table("modes (config `modes: [default, best]` runs both; a variant entry "
+           "{framework, label, options} any other)",
+           ("framework", "default (out of the box)", "best", "best options", "best label"),
+           [tuple(str(v) for v in row.values()) for row in catalog.modes_table()])
     s = catalog.specs()
-    t = Table(title="models (trainable parameters per preset)")
-    for col in ("model", "preset", "trainable params", "forward FLOPs/sample"):
-        t.add_column(col)
+    rows = []
     for m in s.MODELS:
         for preset in s.PRESETS[m]:
             spec = s.model_spec(m, {"preset": preset})
             default = " (default)" if s.DEFAULT_PRESET[m] == preset else ""
-            t.add_row(m, preset + default, f"{s.count_params(spec)['trainable']:,}",
-                      f"{s.flops_per_sample(spec)['forward']:,}")
-    console.print(t)
-    t = Table(title="devices")
-    t.add_column("device")
-    t.add_column("name")
-    t.add_row("cpu", f"{sysinfo.cpu_model()} ({sysinfo.host()['cores_physical']} cores)")
-    for g in gpu.list_gpus():
-        t.add_row(f"cuda:{g['index']}", f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)")
-    console.print(t)
+            rows.append((m, preset + default, f"{s.count_params(spec)['trainable']:,}",
+                         f"{s.flops_per_sample(spec)['forward']:,}"))
+    _table("models (trainable parameters per preset)",
+           ("model", "preset", "trainable params", "forward FLOPs/sample"), rows, right=(2, 3))
+    rows = [("cpu", f"{sysinfo.cpu_model()} ({sysinfo.physical_cores()} cores)")]
+    rows += [(f"cuda:{g['index']}", f"{g['name']} ({g['memory_bytes'] / 2**30:.0f} GiB)")
+             for g in gpu.list_gpus()]
+    _table("devices", ("device", "name"), rows)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+           right: tuple[int, ...] = ()) -> None:
+    """A titled table as plain aligned text (no rich: `mlbench list` answers fast, and its
+    output reads the same in a terminal, a pipe or a log)."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [title, line(columns), line(tuple("-" * w for w in widths)), *map(line, rows), ""]
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 @app.callback(invoke_without_command=True)

@@ -1,7 +1,8 @@
 """The benchmark configuration: YAML in, a validated, frozen pydantic model out.
 
 Owns the config schema, the embedded default (configs/quick_test.yaml), command-line overrides,
-and turning every problem into one UserError line naming the file and the key path.
+and turning every problem into one UserError line naming the file and the key path. Reading the
+file and its YAML is mlbench/configfile.py's (no pydantic there: those errors answer fast).
 Must not import any ML framework.
 """
 from __future__ import annotations
@@ -12,18 +13,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
 from . import catalog, fwoptions
+from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES,  # noqa: F401 - kept importable here
+                         ConfigFile, _check_shape, parse_yaml, read)
 from .errors import UserError
 
-DEFAULT_CONFIG = catalog.configs_dir() / "quick_test.yaml"
 DEVICE_RE = re.compile(r"cpu|cuda:\d{1,2}")  # always fullmatch: `$` would let "cpu\n" in
 SAFE_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MAX_NODES = 100_000  # a config is small; more means alias bombs (`a: &a [..]; b: [*a, *a, ..]`)
-MAX_DEPTH = 32
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TiB: beyond any machine; larger is a typo
 # Below this no CPU worker can even import numpy and start under the address-space cap (floor
 # measured by `python benchmarks/memory_floor.py`: 131 MB with one thread, 171 MB with two;
@@ -544,23 +543,14 @@ def _check_choice(value: str, allowed: tuple[str, ...], what: str,
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Load, override and validate. Every problem becomes a UserError naming file and key."""
-    from . import guards
-    p = Path(path) if path is not None else DEFAULT_CONFIG
-    where = str(path) if path is not None else f"embedded default {DEFAULT_CONFIG.name}"
-    if not str(p).strip():
-        raise UserError("config path is empty", "--config")
-    # a FIFO would block forever, /dev/zero would never end: regular files of sane size only
-    guards.regular_file(p, "config file", guards.MAX_CONFIG_BYTES)
-    try:
-        with open(p, "rb") as fh:
-            text = fh.read(guards.MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read config: {exc.strerror}", str(p)) from None
-    if len(text) > guards.MAX_CONFIG_BYTES:
-        raise UserError(f"config file is too large (over {guards.MAX_CONFIG_BYTES:,} bytes)",
-                        str(p))
-    raw = parse_yaml(text, where)
-    return validate(_absolute_data_paths(raw, p.resolve().parent), where, overrides)
+    return from_file(read(path), overrides)
+
+
+def from_file(got: ConfigFile, overrides: dict[str, Any] | None = None) -> Config:
+    """Validate a config file already read (mlbench.configfile: its file and YAML errors come
+    before pydantic loads)."""
+    return validate(_absolute_data_paths(got.raw, got.path.resolve().parent), got.where,
+                    overrides)
 
 
 def _absolute_data_paths(raw: dict, base: Path) -> dict:
@@ -582,85 +572,6 @@ def _absolute_data_paths(raw: dict, base: Path) -> dict:
                 pass  # validation reports it, naming the key
         fixed.append(m)
     return {**raw, "models": fixed}
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader (no python/* tags, nothing executes) that also refuses duplicate keys: with
-    plain YAML the last `epochs:` silently wins, and the user measures the wrong thing."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *base`: merged keys may be overridden, as yaml.safe_load does
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hashable = key in seen or True
-            except TypeError:
-                hashable = False
-            if hashable and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})",
-                    key_node.start_mark)
-            if hashable:
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: bytes, where: str) -> dict:
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError("config is not UTF-8 text (binary file?)", where) from None
-    try:
-        loader = _Loader(decoded)  # a SafeLoader: no python/* tags, nothing executes
-        try:
-            raw = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise UserError(f"YAML syntax error: {exc.problem or exc}", f"{where}: {line}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"YAML error: {str(exc).splitlines()[0]}", where) from None
-    except RecursionError:
-        raise UserError("YAML is too deeply nested or recursive", where) from None
-    if raw is None:
-        raise UserError("config is empty; expected a mapping with frameworks, models, ...",
-                        where)
-    if not isinstance(raw, dict):
-        kind = {"list": "a list", "int": "a number", "float": "a number", "str": "a string",
-                "bool": "a boolean"}.get(type(raw).__name__, type(raw).__name__)
-        raise UserError(f"config must be a mapping of keys to values, not {kind}", where)
-    _check_shape(raw, where)
-    return raw
-
-
-def _check_shape(raw: Any, where: str) -> None:
-    """Refuse recursive aliases, absurd nesting and alias bombs before pydantic walks them
-    (a self-referencing list would recurse; a billion laughs would take forever)."""
-    count = 0
-    stack: list[tuple[Any, str, int, frozenset]] = [(raw, "", 0, frozenset())]
-    while stack:
-        node, loc, depth, path = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise UserError(f"config is too large (over {MAX_NODES:,} values; YAML aliases "
-                            "expanding into each other?)", f"{where}: {loc}" if loc else where)
-        if not isinstance(node, (dict, list)):
-            continue
-        if id(node) in path:
-            raise UserError("config is recursive (a YAML alias refers to itself)",
-                            f"{where}: {loc}" if loc else where)
-        if depth >= MAX_DEPTH:
-            raise UserError(f"config is nested deeper than {MAX_DEPTH} levels",
-                            f"{where}: {loc}" if loc else where)
-        inner = path | {id(node)}
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for k, v in items:
-            sub = f"{loc}[{k}]" if isinstance(node, list) else (f"{loc}.{k}" if loc else str(k))
-            stack.append((v, sub, depth + 1, inner))
 
 
 def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> Config:
