@@ -62,6 +62,15 @@ def request(kind: str, **fields: Any) -> dict:
     return {"protocol": PROTOCOL, "mode": kind, **fields}
 
 
+def request_mismatch(req: dict) -> str | None:
+    """Why a worker must not run `req` (a request of another protocol version), else None: it
+    answers with an error at once instead of running a cell it may misread."""
+    version = req.get("protocol") if isinstance(req, dict) else None
+    if version == PROTOCOL:
+        return None
+    return f"the request speaks protocol {version}, this worker speaks {PROTOCOL}"
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
