@@ -1,8 +1,9 @@
 """The wire protocol between mlbench and its workers: ONE definition both sides read.
 
 Owns the protocol version, the names of the message types a worker writes (one JSON object per
-line on its claimed stdout) and of the request kinds it is started with (the request file), and
-the helpers that build them and write a message line, and what out-of-memory looks like. The workers import this module; mlbench
+line on its claimed stdout) and of the request kinds it is started with (the request file), the
+helpers that build them and write a message line, the check that a request speaks this version
+(request_mismatch), and what out-of-memory looks like. The workers import this module; mlbench
 loads this very file by path (mlbench/protocol.py), so the two sides never disagree and a worker
 still never imports mlbench (it may run in another virtualenv).
 
