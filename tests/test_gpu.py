@@ -252,7 +252,7 @@ def test_jax_attention_is_cudnn_on_gpu_at_half_precision_else_xla():
 
 def test_cudnn_attention_probe_falls_back_with_a_reason_and_private_counter_is_guarded():
     jax_worker.import_framework({"device": "cpu", "threads": 0, "tf32": False})
-    spec = {"seq_len": 16, "n_heads": 2, "d_model": 32}
+    spec = {"model": "transformer", "seq_len": 16, "n_heads": 2, "d_model": 32}
     why = jax_worker.cudnn_attention_error(spec, jax_worker.jnp.bfloat16)
     assert why  # no cuDNN on the CPU: the worker then uses XLA and records this reason
     assert jax_worker._compilations(object()) is None
