@@ -7,32 +7,32 @@ GPT-2 are never allocated or trained).
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-WORKERS = Path(__file__).resolve().parent.parent / "workers"
-sys.path.insert(0, str(WORKERS))
-import specs  # noqa: E402  (stdlib only at import)
+from mlbench import catalog, launcher, protocol
+
+specs = catalog.specs()  # workers/specs.py, as mlbench reads it (stdlib only at import)
 
 
 def count(framework: str, model: str, preset: str, tmp: Path) -> dict:
-    request = {"protocol": 1, "mode": "count", "cell_id": f"count-{framework}-{model}-{preset}",
-               "framework": framework, "model": model, "model_options": {"preset": preset},
-               "device": "cpu", "precision": "fp32", "batch_size": 1, "seed": 0, "threads": 1,
-               "tf32": False, "options": {}, "data_path": None, "repeat": 0}
-    path = tmp / f"{request['cell_id']}.json"
-    path.write_text(json.dumps(request))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    out = subprocess.run([sys.executable, str(WORKERS / f"{framework}_worker.py"), "--request",
-                          str(path)], capture_output=True, text=True, env=env, timeout=600)
-    last = json.loads(out.stdout.strip().splitlines()[-1])
-    if last.get("type") != "result":
-        return {"error": last.get("reason") or last.get("message") or last.get("type")}
-    return last["metrics"]["params"]
+    """One worker in count mode, started like every worker (mlbench.launcher, the one spawner:
+    its environment, timeout and process-group kill) with a request built by mlbench.protocol."""
+    cell_id = f"count-{framework}-{model}-{preset}"
+    request = protocol.BenchRequest(
+        cell_id=cell_id, framework=framework, model=model, model_options={"preset": preset},
+        device="cpu", batch_size=1, precision="fp32", epochs=1, seed=0, train_samples=1,
+        eval_samples=1, warmup_iterations=0, timed_iterations=1, threads=1, tf32=False,
+        options={}, init="canonical", data_path=None, memory_limit_mb=None, kind="count")
+    job = launcher.Job(catalog.worker_script(framework), sys.executable, request.to_wire(),
+                       framework, "cpu", 1, 600)
+    job_dir = tmp / cell_id
+    job_dir.mkdir(parents=True, exist_ok=True)
+    rec = launcher.launch(job, job_dir, launcher.Stop())
+    if rec["status"] != "ok":
+        return {"error": f"{rec['status']}: {rec['reason']}"}
+    return rec["metrics"]["params"]
 
 
 def main(model: str, frameworks: list[str]) -> None:

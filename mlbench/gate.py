@@ -283,8 +283,11 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             reasons.append(c["why"])
         passed = None if c is None and not reasons else not reasons
         if c is None and not reasons:
-            reasons.append(NUMERICS_UNCHECKED if fw not in numeric else
-                           "only framework: nothing to compare with")
+            # alone (the only framework that ran: a user's model with canonical weights too)
+            # is not "no shared weights": that is for peers with other starting weights
+            alone = len(ok) == 1 or fw in numeric
+            reasons.append("only framework: nothing to compare with" if alone else
+                           NUMERICS_UNCHECKED)
         errs = {k: c.get(k) for k in ("max_abs_err", "max_rel_err", "loss_err",
                                       "steps_loss_err")} if c else {}
         rows[fw] = GateRow(**base, framework=fw, reference=reference, passed=passed,

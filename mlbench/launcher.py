@@ -217,7 +217,7 @@ def launch(job: Job, job_dir: Path, stop: Stop,
     timed_out = False
     try:
         timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, on_message)
-        if not timed_out and not stop.requested:
+        if not timed_out and not stop.requested and watch.foreign is None:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
             _wait_exit(proc, EXIT_WAIT_S)
@@ -249,7 +249,9 @@ def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
                 deadline, grace_set = min(deadline, now + EXIT_GRACE_S), True
             if now >= deadline:
                 return True
-            if stop.requested:
+            if stop.requested or watch.foreign is not None:
+                # a worker of another protocol version: nothing it sends can be read, so its
+                # run (the whole cell, the whole gate) is not waited for; the group is killed
                 return False
             if now >= next_sample:
                 watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from cliutil import by_cell, run_subprocess, write_config
-from mlbench import ceiling, gpu, launcher
+from mlbench import ceiling, gpu, launcher, protocol
 from mlbench.config import ModelEntry
 from mlbench.matrix import Cell, fingerprint
 from workerutil import BASE_REQUEST, WORKERS
@@ -193,8 +193,8 @@ def test_device_nvml_does_not_see_stays_skipped(nvml, tmp_path):
 
 def test_ceiling_worker_that_cannot_use_a_gpu_nvml_sees_is_failed(nvml, tmp_path):
     nvml(TWO)
-    req = {"framework": "pytorch", "device": "cuda:0", "precisions": ["fp32"], "threads": 1,
-           "size": 64, "iterations": 1}
+    req = protocol.wire().request("ceiling", framework="pytorch", device="cuda:0",
+                                  precisions=["fp32"], threads=1, size=64, iterations=1)
     out = ceiling.run_worker(sys.executable, req, tmp_path / "job", 120)
     assert out["status"] == "failed" and "torch.cuda.is_available() is False" in out["reason"]
 
@@ -252,7 +252,7 @@ def test_jax_attention_is_cudnn_on_gpu_at_half_precision_else_xla():
 
 def test_cudnn_attention_probe_falls_back_with_a_reason_and_private_counter_is_guarded():
     jax_worker.import_framework({"device": "cpu", "threads": 0, "tf32": False})
-    spec = {"seq_len": 16, "n_heads": 2, "d_model": 32}
+    spec = {"model": "transformer", "seq_len": 16, "n_heads": 2, "d_model": 32}
     why = jax_worker.cudnn_attention_error(spec, jax_worker.jnp.bfloat16)
     assert why  # no cuDNN on the CPU: the worker then uses XLA and records this reason
     assert jax_worker._compilations(object()) is None

@@ -12,9 +12,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ROOT / "workers"
+sys.path.insert(0, str(WORKERS))
+import wire  # noqa: E402  (the protocol definition both sides read; stdlib only)
 
 BASE_REQUEST = {
-    "protocol": 1, "mode": "benchmark", "model_options": {"preset": "tiny"}, "device": "cpu",
+    "protocol": wire.PROTOCOL, "mode": "benchmark", "model_options": {"preset": "tiny"},
+    "device": "cpu",
     "batch_size": 16, "precision": "fp32", "epochs": 1, "seed": 0, "train_samples": 256,
     "eval_samples": 64, "warmup_iterations": 2, "timed_iterations": 5, "threads": 1,
     "tf32": False, "options": {}, "data_path": None, "memory_limit_mb": None, "repeat": 0,

@@ -24,6 +24,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import wire  # noqa: E402
 
 
 def _numpy(req):
@@ -167,6 +168,10 @@ def main() -> None:
     fw = req.get("framework")
     backend = req["backend"] if "backend" in req else fw  # mlbench's framework table says
     try:
+        mismatch = wire.request_mismatch(req)
+        if mismatch is not None:
+            harness.emit("error", kind="protocol", error_type="ProtocolError", message=mismatch)
+            return
         affinity = harness.pin_cpu_threads(req)
         if backend not in BACKENDS:
             harness.emit("hello", pid=os.getpid(), python=sys.executable, framework=fw)

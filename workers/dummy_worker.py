@@ -68,10 +68,11 @@ def fault(kind: str) -> None:
         raise MemoryError("injected MemoryError")
     if kind in ("nan_result", "inf_hello", "binary"):
         # what a buggy worker could write: NaN/Infinity (not JSON) or raw bytes on the stream
-        line = {"nan_result": '{"protocol": 1, "type": "result", "metrics": {"eval": '
+        v = wire.PROTOCOL
+        line = {"nan_result": f'{{"protocol": {v}, "type": "result", "metrics": {{"eval": '
                               '{"loss": NaN, "accuracy": Infinity}}}',
-                "inf_hello": '{"protocol": 1, "type": "hello", "import_s": -Infinity}',
-                "binary": "\udcff\x00\x1b[2J{\"protocol\": 1, \"type\": "}[kind]
+                "inf_hello": f'{{"protocol": {v}, "type": "hello", "import_s": -Infinity}}',
+                "binary": f"\udcff\x00\x1b[2J{{\"protocol\": {v}, \"type\": "}[kind]
         harness._OUT.buffer.write(line.encode("utf-8", "surrogateescape") + b"\n")
         harness._OUT.flush()
         if kind == "nan_result":

@@ -424,6 +424,10 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
     request = read_request()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
+        mismatch = wire.request_mismatch(request)
+        if mismatch is not None:
+            emit("error", kind="protocol", error_type="ProtocolError", message=mismatch)
+            return
         apply_memory_limit(request)
         affinity = pin_cpu_threads(request)
         t0 = time.perf_counter()

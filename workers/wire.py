@@ -1,8 +1,9 @@
 """The wire protocol between mlbench and its workers: ONE definition both sides read.
 
 Owns the protocol version, the names of the message types a worker writes (one JSON object per
-line on its claimed stdout) and of the request kinds it is started with (the request file), and
-the helpers that build them and write a message line, and what out-of-memory looks like. The workers import this module; mlbench
+line on its claimed stdout) and of the request kinds it is started with (the request file), the
+helpers that build them and write a message line, the check that a request speaks this version
+(request_mismatch), and what out-of-memory looks like. The workers import this module; mlbench
 loads this very file by path (mlbench/protocol.py), so the two sides never disagree and a worker
 still never imports mlbench (it may run in another virtualenv).
 
@@ -60,6 +61,15 @@ def request(kind: str, **fields: Any) -> dict:
     if kind not in REQUESTS:
         raise ValueError(f"no request kind {kind!r} in protocol {PROTOCOL}")
     return {"protocol": PROTOCOL, "mode": kind, **fields}
+
+
+def request_mismatch(req: dict) -> str | None:
+    """Why a worker must not run `req` (a request of another protocol version), else None: it
+    answers with an error at once instead of running a cell it may misread."""
+    version = req.get("protocol") if isinstance(req, dict) else None
+    if version == PROTOCOL:
+        return None
+    return f"the request speaks protocol {version}, this worker speaks {PROTOCOL}"
 
 
 def _json_default(obj: Any) -> Any:
