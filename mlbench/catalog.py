@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 
 # --- the framework table ---------------------------------------------------------------------
@@ -41,6 +41,21 @@ class Modes:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a framework's worker (`framework_settings.<fw>.options`): `allowed` says in
+    words what it takes, `check` tells a good value."""
+    allowed: str
+    check: Callable[[Any], bool]
+
+
+def _flag() -> Option:
+    return Option("true or false", lambda v: isinstance(v, bool))
+
+
 @dataclass(frozen=True)
 class Framework:
     """One framework, everything mlbench needs to know about it: adding a framework is its
@@ -51,7 +66,10 @@ class Framework:
     `env`: extra environment of its worker processes; `colour`/`symbol`: its fixed colour and
     marker in every figure (None: the report's spares); `ceiling`: its backend in
     workers/ceiling_worker.py (None: no ceiling of its own); `aliases`: other names a config
-    may use; `test_only`: a worker of the test suite, not offered to users."""
+    may use; `test_only`: a worker of the test suite, not offered to users; `options`: the
+    options its worker accepts, checked when a config is read (None: not checked, the dummy's
+    free-form fault knobs; keep in step with the worker's OPTIONS, tests/test_bad_input.py
+    checks); `user_function`: the function of a user's model file it builds (None: none)."""
     name: str
     worker: str
     distributions: tuple[str, ...]
@@ -62,6 +80,8 @@ class Framework:
     ceiling: str | None = None
     aliases: tuple[str, ...] = ()
     test_only: bool = False
+    options: dict[str, Option] | None = field(default_factory=dict)
+    user_function: str | None = None
 
 
 def _keras(backend: str, colour: str, symbol: str) -> Framework:
@@ -69,7 +89,7 @@ def _keras(backend: str, colour: str, symbol: str) -> Framework:
     # Keras 3: model.compile (jit_compile auto) + train_on_batch; no other mode
     return Framework(f"keras-{backend}", "keras_worker.py", ("keras",),
                      Modes(f"keras-{backend}", "Keras compile", {}, None, "the default"),
-                     colour, symbol, env={"KERAS_BACKEND": backend})
+                     colour, symbol, env={"KERAS_BACKEND": backend}, user_function="keras")
 
 
 REGISTRY: dict[str, Framework] = {f.name: f for f in (
@@ -80,16 +100,21 @@ REGISTRY: dict[str, Framework] = {f.name: f for f in (
         best_values=(True, "default", "reduce-overhead", "max-autotune",
                      "max-autotune-no-cudagraphs"),
         defaults={"compile": False, "channels_last": False}),
-        "#D55E00", "circle", ceiling="pytorch", aliases=("torch",)),
+        "#D55E00", "circle", ceiling="pytorch", aliases=("torch",), user_function="pytorch",
+        options={"compile": Option(f"true, false or one of {', '.join(COMPILE_MODES)}",
+                                   lambda v: isinstance(v, bool) or v in COMPILE_MODES),
+                 "channels_last": _flag()}),
     Framework("tensorflow", "tensorflow_worker.py", ("tensorflow", "tensorflow-cpu"), Modes(
         "tensorflow", "tf.function without XLA", {"jit_compile": True}, "tensorflow-xla",
         "tf.function with XLA (jit_compile: true)", key="jit_compile", off=False,
         best_values=(True,), defaults={"jit_compile": False}),
-        "#0072B2", "square", ceiling="tensorflow", aliases=("tf",)),
+        "#0072B2", "square", ceiling="tensorflow", aliases=("tf",), user_function="tensorflow",
+        options={"jit_compile": _flag()}),
     Framework("jax", "jax_worker.py", ("jax",), Modes(
         "jax", "jax.jit (XLA), buffers donated", {}, None,
         "its default: jax.jit already compiles with XLA", defaults={"donate": True}),
-        "#009E73", "diamond", ceiling="jax", aliases=("flax",)),
+        "#009E73", "diamond", ceiling="jax", aliases=("flax",), user_function="jax",
+        options={"donate": _flag()}),
     Framework("numpy", "numpy_worker.py", ("numpy",), Modes(
         "numpy", "numpy (the reference)", {}, None,
         "none: the numpy reference has no faster mode"),
@@ -100,7 +125,7 @@ REGISTRY: dict[str, Framework] = {f.name: f for f in (
     # the fault-injection worker of the test suite and benchmarks
     Framework("dummy", "dummy_worker.py", (), Modes("dummy", "fault-injection test worker", {},
                                                     None, "none"),
-              None, None, test_only=True),
+              None, None, test_only=True, options=None),
 )}
 FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if not f.test_only)
 TEST_FRAMEWORKS = tuple(n for n, f in REGISTRY.items() if f.test_only)

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import catalog
+
 KINDS = {"image": ("shape", "num_classes"), "vector": ("shape", "num_classes"),
          "tokens": ("seq_len", "vocab_size")}
 SHAPE_RANK = {"image": 3, "vector": 1}
-# the function a framework calls; keras-* all run the one Keras 3 model
-BUILDERS = {"pytorch": "pytorch", "jax": "jax", "tensorflow": "tensorflow",
-            "keras-jax": "keras", "keras-torch": "keras", "keras-tensorflow": "keras"}
+# the function a framework calls (the framework table's `user_function`); keras-* all run the
+# one Keras 3 model
+BUILDERS = {name: fw.user_function for name, fw in catalog.REGISTRY.items() if fw.user_function}
 MAX_BYTES = 2_000_000
 MAX_SIZE = 1_000_000
 
@@ -38,7 +40,7 @@ class UserModelFile:
     flops_per_sample: int | None     # a literal `flops_per_sample = N`, else None
 
     def builders(self) -> list[str]:
-        return [f for f in ("pytorch", "jax", "tensorflow", "keras") if f in self.functions]
+        return [f for f in dict.fromkeys(BUILDERS.values()) if f in self.functions]
 
 
 def resolve(source: str, base: Path) -> str:
@@ -168,8 +170,8 @@ def check_frameworks(info: UserModelFile, frameworks: list[str]) -> str | None:
     return None
 
 
-LOADERS = {"pytorch": "load_pytorch", "jax": "load_jax", "tensorflow": "load_tensorflow",
-           "keras": "load_keras"}
+# a builder function's weight loader: load_<function>
+LOADERS = {fn: f"load_{fn}" for fn in dict.fromkeys(BUILDERS.values())}
 
 
 def check_weights(info: UserModelFile) -> str | None:
