@@ -124,10 +124,13 @@ def flatten(i: int, a: dict) -> dict:
     inf = _d(m.get("inference"))
     hello, gpu, params = _d(a.get("hello")), _d(a.get("gpu")), _d(m.get("params"))
     model = _s(a.get("model")) or "?"
-    opts = options_label(a.get("model_options"))
     # the config's label of the model (record field model_label, e.g. "cnn.tiny", or the user's
     # label of a data: model): what cells are compared on, and what verify.json names them by
     label = _s(a.get("model_label")) or model
+    mopts = a.get("model_options")
+    if isinstance(mopts, dict) and label == f"{model}.{mopts.get('preset')}":
+        mopts = {k: v for k, v in mopts.items() if k != "preset"} or None  # the label says it
+    opts = options_label(mopts)
     dev_peak = _int(mem.get("peak_device_bytes"))
     nvml_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
     if dev_peak is None:

@@ -97,3 +97,15 @@ def test_user_data_model_is_not_ranked_against_the_synthetic_one():
     cmp = aggregate.comparison_frame(cells)
     for _, g in cmp.group_by("model_label"):
         assert g.height == 2
+
+
+def test_model_label_names_the_preset_once():
+    row = aggregate.flatten(0, {"model": "vit", "model_label": "vit.tiny",
+                                "model_options": {"preset": "tiny", "patch_size": 4}})
+    assert row["model_label"] == "vit.tiny (patch_size=4)"
+    row = aggregate.flatten(0, {"model": "vit", "model_label": "vit.tiny",
+                                "model_options": {"preset": "tiny"}})
+    assert row["model_label"] == "vit.tiny"
+    row = aggregate.flatten(0, {"model": "cnn", "model_label": "mine",
+                                "model_options": {"preset": "tiny"}})
+    assert row["model_label"] == "mine (preset=tiny)"
