@@ -1,4 +1,9 @@
+import contextlib
+import functools
+import io
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,3 +38,67 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.framework)
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+# --- the one real sweep that several promise tests read ------------------------------------------
+# Every real framework and every built-in model at its tiny preset, through `mlbench run` with the
+# equivalence gate and the device ceilings, once per session. test_end_to_end (status, learning,
+# counts, run directory), test_verify (the gate's verdict for every model and framework) and
+# test_promises_frameworks (CPU set and threads, the CSV's throughput, pytorch vs the numpy
+# reference) all read it instead of each running its own sweep of the same cells.
+#
+# MLBENCH_TEST_SWEEP=mlp narrows it to the mlp (benchmarks/mutation_check.py sets it: the tests it
+# selects read only the mlp cells and the gate's mlp rows); the default is every model.
+SWEEP_FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
+SWEEP_MODELS = ["mlp", "cnn", "transformer", "lstm"]
+SWEEP = {"batch_sizes": [16], "train_samples": 1024, "eval_samples": 256, "epochs": 2,
+         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300}
+# The ceilings are measured for real but small: the tests read their structure (an entry per
+# framework, FLOP/s > 0, the report's MFU), not their figures, so a 256-matrix, one round and a
+# short time cap instead of 2048, three rounds and 5 s per precision (test_ceiling.py checks the
+# rounds and the reuse).
+SWEEP_CEILING = {"size": 256, "rounds": 1, "max_seconds_per_precision": 0.5}
+
+
+@dataclass
+class Sweep:
+    rc: int
+    out: str            # what the run printed (stdout and stderr)
+    dir: Path           # the working directory: results/ and report/ are in it
+    cells: dict         # cell_id -> record (results.json)
+    gate: object        # the VerifyReport the gate returned in the run (before it was stored)
+    models: list
+
+    @property
+    def results(self) -> Path:
+        return self.dir / "results"
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Sweep:
+    from cliutil import by_cell, run_inproc, write_config
+    from mlbench import ceiling, verify
+
+    models = ["mlp"] if os.environ.get("MLBENCH_TEST_SWEEP") == "mlp" else SWEEP_MODELS
+    tmp = tmp_path_factory.mktemp("sweep")
+    conf = write_config(tmp / "tiny.yaml", frameworks=SWEEP_FRAMEWORKS,
+                        models=[{"name": m, "preset": "tiny"} for m in models], **SWEEP)
+    gates = []
+
+    def spy(*args, **kwargs):
+        report = real_verify(*args, **kwargs)
+        gates.append(report)
+        return report
+
+    real_verify = verify.verify_models
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verify, "verify_models", spy)
+        mp.setattr(ceiling, "measure_ceilings",
+                   functools.partial(ceiling.measure_ceilings, **SWEEP_CEILING))
+        mp.chdir(tmp)
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            rc = run_inproc(["run", "--config", str(conf), "--report-dir", str(tmp / "report")])[0]
+    assert len(gates) <= 1
+    cells = by_cell(tmp / "results") if (tmp / "results" / "results.json").exists() else {}
+    return Sweep(rc, buf.getvalue(), tmp, cells, gates[0] if gates else None, models)
