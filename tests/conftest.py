@@ -1,5 +1,4 @@
 import contextlib
-import functools
 import io
 import os
 import sys
@@ -53,11 +52,8 @@ SWEEP_FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
 SWEEP_MODELS = ["mlp", "cnn", "transformer", "lstm"]
 SWEEP = {"batch_sizes": [16], "train_samples": 1024, "eval_samples": 256, "epochs": 2,
          "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300}
-# The ceilings are measured for real but small: the tests read their structure (an entry per
-# framework, FLOP/s > 0, the report's MFU), not their figures, so a 256-matrix, one round and a
-# short time cap instead of 2048, three rounds and 5 s per precision (test_ceiling.py checks the
-# rounds and the reuse).
-SWEEP_CEILING = {"size": 256, "rounds": 1, "max_seconds_per_precision": 0.5}
+# The ceilings are measured for real but small (sweeputil.small_ceilings): the tests read their
+# structure, not their figures.
 
 
 @dataclass
@@ -77,7 +73,8 @@ class Sweep:
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory) -> Sweep:
     from cliutil import by_cell, run_inproc, write_config
-    from mlbench import ceiling, verify
+    from mlbench import verify
+    from sweeputil import small_ceilings
 
     models = ["mlp"] if os.environ.get("MLBENCH_TEST_SWEEP") == "mlp" else SWEEP_MODELS
     tmp = tmp_path_factory.mktemp("sweep")
@@ -92,10 +89,8 @@ def real_sweep(tmp_path_factory) -> Sweep:
 
     real_verify = verify.verify_models
     buf = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, small_ceilings():
         mp.setattr(verify, "verify_models", spy)
-        mp.setattr(ceiling, "measure_ceilings",
-                   functools.partial(ceiling.measure_ceilings, **SWEEP_CEILING))
         mp.chdir(tmp)
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             rc = run_inproc(["run", "--config", str(conf), "--report-dir", str(tmp / "report")])[0]
