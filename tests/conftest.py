@@ -31,12 +31,22 @@ def _runs_a_framework(item) -> bool:
     return params.get("framework") in REAL_FRAMEWORKS
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    # With pytest-xdist (`-n 2 --dist loadgroup`, as .ci/run does): every test that starts a real
+    # framework runs in one worker, in order (they share the session's real sweep and module
+    # fixtures, and their workers are pinned to the first CPU anyway), and every other file runs
+    # whole in one worker (its module fixtures once); the files share the other CPU.
+    groups = config.getoption("dist", default="no") == "loadgroup"
     for item in items:
-        if _runs_a_framework(item):
+        framework = _runs_a_framework(item)
+        if framework:
             item.add_marker(pytest.mark.framework)
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+        if groups:
+            item.add_marker(pytest.mark.xdist_group("framework" if framework
+                                                    else item.path.name))
 
 
 # --- the one real sweep that several promise tests read ------------------------------------------
