@@ -20,6 +20,10 @@ REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
 # No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.
 # The part a developer runs after every edit is `pytest -m "not framework and not slow"`.
 SLOW_FILES = {"test_soak.py", "test_ray_executor.py", "test_report_browser.py"}
+# Under xdist these files run in one worker, one after another: they look for leftover
+# `time.sleep(3600)` grandchildren of their own hang faults (another file's would count) and time
+# signals to running cells.
+SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
 
 
 def _runs_a_framework(item) -> bool:
@@ -45,8 +49,9 @@ def pytest_collection_modifyitems(config, items):
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
         if groups:
-            item.add_marker(pytest.mark.xdist_group("framework" if framework
-                                                    else item.path.name))
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group(
+                "framework" if framework else "serial" if name in SERIAL_FILES else name))
 
 
 # --- the one real sweep that several promise tests read ------------------------------------------
