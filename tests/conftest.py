@@ -20,10 +20,6 @@ REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
 # No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.
 # The part a developer runs after every edit is `pytest -m "not framework and not slow"`.
 SLOW_FILES = {"test_soak.py", "test_ray_executor.py", "test_report_browser.py"}
-# Under xdist these files run in one worker, one after another: they look for leftover
-# `time.sleep(3600)` grandchildren of their own hang faults (another file's would count) and time
-# signals to running cells.
-SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
 
 
 def _runs_a_framework(item) -> bool:
@@ -35,23 +31,12 @@ def _runs_a_framework(item) -> bool:
     return params.get("framework") in REAL_FRAMEWORKS
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    # With pytest-xdist (`-n 2 --dist loadgroup`, as .ci/run does): every test that starts a real
-    # framework runs in one worker, in order (they share the session's real sweep and module
-    # fixtures, and their workers are pinned to the first CPU anyway), and every other file runs
-    # whole in one worker (its module fixtures once); the files share the other CPU.
-    groups = config.getoption("dist", default="no") == "loadgroup"
     for item in items:
-        framework = _runs_a_framework(item)
-        if framework:
+        if _runs_a_framework(item):
             item.add_marker(pytest.mark.framework)
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
-        if groups:
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group(
-                "framework" if framework else "serial" if name in SERIAL_FILES else name))
 
 
 # --- the one real sweep that several promise tests read ------------------------------------------
