@@ -31,6 +31,30 @@ def _runs_a_framework(item) -> bool:
     return params.get("framework") in REAL_FRAMEWORKS
 
 
+# With pytest-xdist (`.ci/run`: -n 2): the files that start a real framework run in ONE worker, in
+# order (they share the session's real sweep below and module fixtures, and their cells are pinned
+# to the first CPU anyway); these three, whose tests look for leftover `time.sleep(3600)`
+# grandchildren of their own hang faults and time signals, one after another; every other file
+# whole. (xdist's own --dist loadgroup does not group under pytest 9: it sets item._nodeid.)
+XDIST_FRAMEWORK_FILES = FRAMEWORK_FILES | {"test_ceiling.py", "test_modes.py",
+                                           "test_own_model.py", "test_isolation.py"}
+XDIST_SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            if name in XDIST_FRAMEWORK_FILES:
+                return "framework"
+            return "serial" if name in XDIST_SERIAL_FILES else name
+
+    return FileGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _runs_a_framework(item):
