@@ -482,6 +482,9 @@ def run_one(m: Mutant, baseline: bool, timeout: float, python: str) -> tuple[str
         env = {k: v for k, v in os.environ.items() if k not in ("MLBENCH_WORKERS_DIR",)}
         env["PYTHONPATH"] = str(copy)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # the session's shared real sweep (tests/conftest.py) at the mlp only: the selected
+        # tests read only its mlp cells and gate rows
+        env["MLBENCH_TEST_SWEEP"] = "mlp"
         try:
             proc = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                                    "-W", "ignore::pytest.PytestUnknownMarkWarning", *tests],

@@ -1,4 +1,8 @@
+import contextlib
+import io
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,9 +31,93 @@ def _runs_a_framework(item) -> bool:
     return params.get("framework") in REAL_FRAMEWORKS
 
 
+# With pytest-xdist (`.ci/run`: -n 2): the files that start a real framework run in ONE worker, in
+# order (they share the session's real sweep below and module fixtures, and their cells are pinned
+# to the first CPU anyway); these three, whose tests look for leftover `time.sleep(3600)`
+# grandchildren of their own hang faults and time signals, one after another; every other file
+# whole. (xdist's own --dist loadgroup does not group under pytest 9: it sets item._nodeid.)
+XDIST_FRAMEWORK_FILES = FRAMEWORK_FILES | {"test_ceiling.py", "test_modes.py",
+                                           "test_own_model.py", "test_isolation.py"}
+XDIST_SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            if name in XDIST_FRAMEWORK_FILES:
+                return "framework"
+            return "serial" if name in XDIST_SERIAL_FILES else name
+
+    return FileGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _runs_a_framework(item):
             item.add_marker(pytest.mark.framework)
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+# --- the one real sweep that several promise tests read ------------------------------------------
+# Every real framework and every built-in model at its tiny preset, through `mlbench run` with the
+# equivalence gate and the device ceilings, once per session. test_end_to_end (status, learning,
+# counts, run directory), test_verify (the gate's verdict for every model and framework) and
+# test_promises_frameworks (CPU set and threads, the CSV's throughput, pytorch vs the numpy
+# reference) all read it instead of each running its own sweep of the same cells.
+#
+# MLBENCH_TEST_SWEEP=mlp narrows it to the mlp (benchmarks/mutation_check.py sets it: the tests it
+# selects read only the mlp cells and the gate's mlp rows); the default is every model.
+SWEEP_FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
+SWEEP_MODELS = ["mlp", "cnn", "transformer", "lstm", "vit"]
+SWEEP = {"batch_sizes": [16], "train_samples": 1024, "eval_samples": 256, "epochs": 2,
+         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300}
+# The ceilings are measured for real but small (sweeputil.small_ceilings): the tests read their
+# structure, not their figures.
+
+
+@dataclass
+class Sweep:
+    rc: int
+    out: str            # what the run printed (stdout and stderr)
+    dir: Path           # the working directory: results/ and report/ are in it
+    cells: dict         # cell_id -> record (results.json)
+    gate: object        # the GateReport the gate returned in the run (before it was stored)
+    models: list
+
+    @property
+    def results(self) -> Path:
+        return self.dir / "results"
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Sweep:
+    from cliutil import by_cell, run_inproc, write_config
+    from mlbench import gate
+    from sweeputil import small_ceilings
+
+    models = ["mlp"] if os.environ.get("MLBENCH_TEST_SWEEP") == "mlp" else SWEEP_MODELS
+    tmp = tmp_path_factory.mktemp("sweep")
+    conf = write_config(tmp / "tiny.yaml", frameworks=SWEEP_FRAMEWORKS,
+                        models=[{"name": m, "preset": "tiny"} for m in models], **SWEEP)
+    gates = []
+
+    def spy(*args, **kwargs):
+        report = real_verify(*args, **kwargs)
+        gates.append(report)
+        return report
+
+    real_verify = gate.run
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, small_ceilings():
+        mp.setattr(gate, "run", spy)
+        mp.chdir(tmp)
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            rc = run_inproc(["run", "--config", str(conf), "--report-dir", str(tmp / "report")])[0]
+    assert len(gates) <= 1
+    cells = by_cell(tmp / "results") if (tmp / "results" / "results.json").exists() else {}
+    return Sweep(rc, buf.getvalue(), tmp, cells, gates[0] if gates else None, models)

@@ -1,30 +1,24 @@
 """Every framework and model, for real, through `mlbench run` on the CPU at tiny sizes.
 
-One sweep (module fixture) serves all the checks: status ok, learning above chance, the same
-parameter counts and the same data bytes in every framework.
+The session's one real sweep (`real_sweep` in conftest.py: every framework and model, with the
+gate and the ceilings) serves all the checks: status ok, learning above chance, the same
+parameter counts and the same data bytes in every framework, a run directory that reproduces a
+cell.
 """
+import json
+
 import pytest
 
-from cliutil import by_cell, run_inproc, run_subprocess, write_config
+from cliutil import by_cell, run_inproc, run_subprocess
 
 FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
-MODELS = ["mlp", "cnn", "transformer", "lstm"]
-CHANCE = {"mlp": 0.1, "cnn": 0.1, "transformer": 1 / 64, "lstm": 0.25}
-
+MODELS = ["mlp", "cnn", "transformer", "lstm", "vit"]
+CHANCE = {"mlp": 0.1, "cnn": 0.1, "transformer": 1 / 64, "lstm": 0.25, "vit": 0.1}
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    conf = write_config(tmp / "tiny.yaml", frameworks=FRAMEWORKS,
-                        models=[{"name": m, "preset": "tiny"} for m in MODELS],
-                        batch_sizes=[16], train_samples=1024, eval_samples=256, epochs=2,
-                        warmup_iterations=2, timed_iterations=10, threads=1, timeout_s=300)
-    import subprocess
-    import sys
-    proc = subprocess.run([sys.executable, "-m", "mlbench.cli", "run", "--config", str(conf),
-                           "--report-dir", str(tmp / "report")], cwd=tmp, capture_output=True,
-                          text=True, timeout=900)
-    return proc, by_cell(tmp / "results"), tmp
+def sweep(real_sweep):
+    assert real_sweep.models == MODELS, "MLBENCH_TEST_SWEEP narrowed the sweep: unset it"
+    return real_sweep
 
 
 def _cell(fw, model):
@@ -32,8 +26,8 @@ def _cell(fw, model):
 
 
 def test_every_framework_and_model_runs_ok(sweep):
-    proc, cells, _ = sweep
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = sweep.cells
+    assert sweep.rc == 0, sweep.out[-3000:]
     for fw in FRAMEWORKS:
         for model in MODELS:
             c = cells[_cell(fw, model)]
@@ -52,7 +46,7 @@ def test_every_framework_and_model_runs_ok(sweep):
 
 
 def test_every_model_learns_in_every_framework(sweep):
-    _, cells, _ = sweep
+    cells = sweep.cells
     for fw in FRAMEWORKS:
         for model in MODELS:
             c = cells[_cell(fw, model)]
@@ -63,7 +57,7 @@ def test_every_model_learns_in_every_framework(sweep):
 
 
 def test_same_parameters_and_same_data_everywhere(sweep):
-    _, cells, _ = sweep
+    cells = sweep.cells
     for model in MODELS:
         ok = [cells[_cell(fw, model)] for fw in FRAMEWORKS
               if cells[_cell(fw, model)]["status"] == "ok"]
@@ -75,7 +69,7 @@ def test_same_parameters_and_same_data_everywhere(sweep):
 
 
 def test_run_directory_holds_everything_to_reproduce_a_cell(sweep):
-    _, cells, tmp = sweep
+    cells, tmp = sweep.cells, sweep.dir
     out = tmp / "results"
     # the equivalence gate and the ceilings ran before the cells, in the same run
     for name in ("run.json", "results.jsonl", "results.json", "results.csv", "verify.json",
@@ -87,9 +81,13 @@ def test_run_directory_holds_everything_to_reproduce_a_cell(sweep):
     cmd = (d / "command.txt").read_text()
     assert "CUDA_VISIBLE_DEVICES=''" in cmd and "pytorch_worker.py --request" in cmd
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in cmd and "XLA_PYTHON_CLIENT_PREALLOCATE=false" in cmd
-    import json
     verdict = json.loads((out / "verify.json").read_text())
     assert verdict["passed"] is True and verdict["rows"]
+    # a measured ceiling for every real framework
+    ceilings = json.loads((out / "ceilings.json").read_text())["entries"]
+    for fw in ("pytorch", "tensorflow", "jax"):
+        entry = ceilings[f"{fw}|cpu"]
+        assert entry["status"] == "ok" and entry["ceilings"]["fp32"]["best_flops"] > 0, entry
     assert "cell_warnings" in json.loads((out / "results.json").read_text())
     assert (out / cell["stderr_log"]).exists()
     assert (tmp / "report" / "index.html").exists()

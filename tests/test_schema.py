@@ -13,15 +13,20 @@ import json
 import pydantic
 import pytest
 
-from cliutil import run_inproc
+from cliutil import run_inproc, write_config
+from sweeputil import small_ceilings
 from mlbench import summary
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("schema") / "r"
-    rc, _, _ = run_inproc(["run", "--frameworks", "numpy", "--models", "mlp", "--batch-sizes",
-                           "16", "--repeats", "2", "--output", str(out), "--no-report"])
+    conf = write_config(out.parent / "c.yaml", frameworks=["numpy"], batch_sizes=[16],
+                        models=[{"name": "mlp", "preset": "tiny"}], train_samples=256,
+                        eval_samples=64, warmup_iterations=2, timed_iterations=10, repeats=2,
+                        output_dir=str(out), timeout_s=300)
+    with small_ceilings():  # a real ceiling (the summaries' MFU), measured small
+        rc, _, _ = run_inproc(["run", "--config", str(conf), "--no-report"])
     assert rc == 0
     return out
 
@@ -44,6 +49,7 @@ def test_real_results_json_validates_and_carries_summaries(run_dir):
     # worker records its baseline, else the whole-process peak
     mem = s["memory"]
     assert mem["headline_figure"] in ("working", "host_peak") and mem["host_peak_rss_bytes"] > 0
+    assert s["mfu"]["value"] > 0  # from the run's own measured ceiling
     assert parsed.summaries[0].cell_id == s["cell_id"]
 
 

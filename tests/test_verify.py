@@ -1,7 +1,8 @@
 """The equivalence gate: every framework runs the same model (same canonical weights, batches,
 outputs, losses and counts) for every model on the CPU, and a deliberately altered model fails.
 
-Real worker processes (one per framework, all models in it), tiny presets, two threads."""
+Real worker processes (one per framework, all models in it), tiny presets. The passing gate is
+the one the session's real sweep ran (conftest.py `real_sweep`)."""
 import json
 import math
 import sys
@@ -27,15 +28,17 @@ def _config(models=TINY, precisions=("fp32",)) -> Config:
 
 
 @pytest.fixture(scope="module")
-def passing(tmp_path_factory):
-    out = tmp_path_factory.mktemp("verify")
-    return out, gate.run(_config(), out)
+def passing(real_sweep):
+    """The gate that the session's real sweep ran (conftest.py: every model and framework,
+    through `mlbench run`), as it returned it and as it stored it."""
+    assert real_sweep.gate is not None, real_sweep.out[-3000:]
+    return real_sweep.results, real_sweep.gate, real_sweep.models
 
 
 def test_gate_passes_for_every_model_in_every_framework(passing):
-    out, report = passing
+    out, report, models = passing
     rows = {(r.model, r.framework): r for r in report.rows}
-    assert set(rows) == {(m["name"], f) for m in TINY for f in FRAMEWORKS}, report.render_text()
+    assert set(rows) == {(m, f) for m in models for f in FRAMEWORKS}, report.render_text()
     for r in report.rows:
         assert r.passed is True, report.render_text()
         assert r.params_equal and r.data_hash_equal
@@ -45,7 +48,7 @@ def test_gate_passes_for_every_model_in_every_framework(passing):
     # measured against another implementation: a framework compared with itself gives exactly 0
     assert any(r.max_abs_err > 0 for r in report.rows if r.model == "mlp"), report.render_text()
     # every pair of frameworks is compared, and the stored file says the same
-    assert len(report.pairs) == len(TINY) * 3 and all(p["agree"] for p in report.pairs)
+    assert len(report.pairs) == len(models) * 3 and all(p["agree"] for p in report.pairs)
     stored = json.loads((out / "verify.json").read_text())
     assert stored["passed"] is True and stored["tolerances"]["fp32"]["rtol"] == 5e-4
     assert gate_verdicts.load(out / "verify.json").rows == report.rows
@@ -56,7 +59,9 @@ def test_gate_passes_for_every_model_in_every_framework(passing):
 def test_vit_passes_the_gate_in_pytorch_tensorflow_and_jax_at_fp32(passing):
     # the model added as one module + one builder per framework: the same outputs, losses and
     # counts in all three (judged pairwise: the numpy reference is the mlp's only)
-    _, report = passing
+    _, report, models = passing
+    if "vit" not in models:
+        pytest.skip("MLBENCH_TEST_SWEEP narrowed the shared sweep to the mlp")
     rows = {r.framework: r for r in report.rows if r.model == "vit"}
     assert set(rows) == set(FRAMEWORKS), report.render_text()
     for fw, r in rows.items():
