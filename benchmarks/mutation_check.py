@@ -22,6 +22,10 @@ applicable mutants; the rate without the equivalent ones is printed too.
     python benchmarks/mutation_check.py --baseline      # without the tests/test_promises_* files
     python benchmarks/mutation_check.py --jobs 2        # mutants in parallel (a quiet machine)
 
+A mutant that reads `not applicable` has lost its code to a move: retarget it to where that
+code lives now (the same semantic bug), never drop it (issue 11 moved 16; all were retargeted,
+and the restructured code got mutants of its own).
+
 `--baseline` deselects the test files added for issue 15, so the same mutant set measures the
 suite before and after them. Never imports an ML framework itself.
 """
