@@ -131,10 +131,10 @@ def flatten(i: int, a: dict) -> dict:
     if isinstance(mopts, dict) and label == f"{model}.{mopts.get('preset')}":
         mopts = {k: v for k, v in mopts.items() if k != "preset"} or None  # the label says it
     opts = options_label(mopts)
+    # each figure under its own name: the allocator's peak, and NVML's per-process peak (which
+    # includes the CUDA context); the headline memory picks between them (cell_frame), by name
     dev_peak = _int(mem.get("peak_device_bytes"))
     nvml_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
-    if dev_peak is None:
-        dev_peak = nvml_peak
     # one RSS figure per meaning: the peak is the larger of the parent's sampled peak (attempt
     # record) and the worker's own ru_maxrss; the working memory subtracts the RSS the worker
     # had just before building the model (imports, runtime and data already loaded)
@@ -275,6 +275,8 @@ def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
 
 MEM_FIGURES = {  # mem_figure -> what it is, as every table, chart and recommendation says it
     "device_peak": "peak device memory (the framework allocator's peak)",
+    "device_process_peak": "peak device memory of the process (NVML; the allocator gave no "
+                           "peak; includes the CUDA context)",
     "working": "working memory (peak RSS minus RSS just before the model is built)",
     "host_peak": "peak host RSS (whole process, libraries included: this store has no baseline)",
 }
@@ -312,15 +314,19 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         .alias("failed_statuses"))
     status = status.join(n_all, on="cell_id", how="left").with_columns(
         (pl.col("_n_all") - pl.col("repeats")).alias("stale_repeats")).drop("_n_all")
-    # the per-cell headline memory: the allocator's peak on accelerators; on the CPU the working
-    # memory when the worker recorded its baseline, else (older stores) the whole-process peak
+    # the per-cell headline memory: the allocator's peak on accelerators (NVML's per-process
+    # peak where the allocator gave none, named as such); on the CPU the working memory when the
+    # worker recorded its baseline, else (older stores) the whole-process peak
     on_dev = pl.col("device") != "cpu"
+    has_alloc = pl.col("peak_device_bytes").is_not_null()
     has_base = pl.col("host_working_bytes").is_not_null()
-    mem = (pl.when(on_dev).then(pl.col("peak_device_bytes"))
+    mem = (pl.when(on_dev & has_alloc).then(pl.col("peak_device_bytes"))
+           .when(on_dev).then(pl.col("nvml_peak_process_bytes"))
            .when(has_base).then(pl.col("host_working_bytes"))
            .otherwise(pl.col("host_peak_rss_bytes")))
-    fig = (pl.when(on_dev).then(pl.lit("device_peak")).when(has_base).then(pl.lit("working"))
-           .otherwise(pl.lit("host_peak")))
+    fig = (pl.when(on_dev & has_alloc).then(pl.lit("device_peak"))
+           .when(on_dev).then(pl.lit("device_process_peak"))
+           .when(has_base).then(pl.lit("working")).otherwise(pl.lit("host_peak")))
     okc = ok.with_columns(mem.cast(pl.Float64).alias("mem"), fig.alias("mem_figure"),
                           (pl.col("block_median_s").fill_null(pl.col("step_median")))
                           .alias("train_sample_s"),

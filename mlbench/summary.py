@@ -49,7 +49,7 @@ class EpochTime(_M):
 
 class Memory(_M):
     headline_bytes: Num = Field(description="the figure comparisons use; see headline_figure")
-    headline_figure: str | None = Field(description="device_peak | working | host_peak")
+    headline_figure: str | None = Field(description="device_peak | device_process_peak | working | host_peak")
     headline_meaning: str | None
     working_bytes: Num = Field(description="CPU: peak RSS - RSS just before the model is built")
     host_peak_rss_bytes: Num = Field(description="max of the parent's sampled peak and the "

@@ -53,6 +53,22 @@ def test_cpu_memory_headline_is_working_memory_named():
     assert old["mem_figure"] == "host_peak" and old["mem_bytes"] == 500_000_000
 
 
+def test_device_memory_headline_names_its_source():
+    # the allocator's peak when the framework reports one; NVML's per-process peak (CUDA context
+    # included) only where it does not, and then named so; the allocator column never holds it
+    alloc = fs.attempt(device="cuda:0", peak_device=3_000_000_000)
+    alloc["gpu"]["nvml_peak_process_bytes"] = 3_500_000_000
+    c = cells_of([alloc]).row(0, named=True)
+    assert c["mem_bytes"] == 3_000_000_000 and c["mem_figure"] == "device_peak"
+    nvml_only = fs.attempt(device="cuda:0", peak_device=None)
+    nvml_only["gpu"]["nvml_peak_process_bytes"] = 2_000_000_000
+    row = aggregate.flatten(0, nvml_only)
+    assert row["peak_device_bytes"] is None and row["nvml_peak_process_bytes"] == 2_000_000_000
+    c = cells_of([nvml_only]).row(0, named=True)
+    assert c["mem_bytes"] == 2_000_000_000 and c["mem_figure"] == "device_process_peak"
+    assert "NVML" in c["mem_figure_text"]
+
+
 def test_one_mfu_yardstick_ranks_like_achieved_flops():
     # torch's own ceiling is low, jax's high: per-own-ceiling MFU would rank torch first
     ceil = {"pytorch": {"cpu": {"fp32": 1.0e9}}, "jax": {"cpu": {"fp32": 4.0e9}}}
