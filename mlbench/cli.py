@@ -437,14 +437,17 @@ def report(
 def compare(
     base: Annotated[Path, typer.Argument(help="baseline results")],
     new: Annotated[Path, typer.Argument(help="new results")],
-    threshold: Annotated[float, typer.Option(help="relative slowdown that counts as a "
-                                             "regression")] = 0.05,
+    threshold: Annotated[float, typer.Option(help="relative change that counts (the margin "
+                                             "the 95% interval must lie beyond)")] = 0.05,
+    strict: Annotated[bool, typer.Option(help="the point change alone beyond the threshold "
+                                         "regresses (the older rule)")] = False,
 ) -> None:
-    """Per-cell change between two runs; exit code 1 when a cell regressed."""
+    """Per-cell change between two runs, noise-aware (mlbench.decision's rule), and changed
+    verdicts; exit 1 when a regression holds, 2 when the runs have no cell in common."""
     from .compare import compare as do_compare
-    result = do_compare(base, new, threshold)
+    result = do_compare(base, new, threshold, strict=strict)
     typer.echo(result.render_text())
-    raise typer.Exit(1 if result.regressed else 0)
+    raise typer.Exit(2 if result.nothing_compared else 1 if result.regressed else 0)
 
 
 @app.command(cls=_Command)

@@ -1,30 +1,37 @@
-"""`mlbench compare BASE NEW`: per-cell change of the headline metrics between two runs.
+"""`mlbench compare BASE NEW`: per-cell change of the headline metrics between two runs, and the
+changes of the report's verdicts.
 
-Owns the regression rule. Metrics: steady-state training samples/s (higher is better), inference
-p50 latency and the cell's headline memory figure (lower is better; working memory on the CPU,
-allocator peak on accelerators; two runs whose figures differ are "not comparable" on memory),
-all from mlbench.aggregate.cells_frame. A metric regressed when
-it got worse by more than `threshold` (a fraction: 0.05 = 5 %) and
-* with >= 2 ok repeats on both sides: the bootstrap 95% interval of new/base (ratio of the
-  medians of the per-process values, mlbench.stats.ratio_ci) excludes 1 (significant);
-* with a single measurement on either side: the threshold is the only guard, and the row says so.
-A cell that had results in BASE and has none in NEW (failed, oom, ...) is a regression too.
-Cells missing from NEW, or only in NEW, are listed but are not regressions.
-Never imports an ML framework.
+Owns how two runs are set against each other. Metrics: steady-state training samples/s (higher
+is better), inference p50 latency and the cell's headline memory figure (lower is better; two
+runs whose memory figures differ are "not comparable" on memory), all from
+mlbench.aggregate.cells_frame. The verdict of each metric is mlbench.decision's one rule on the
+per-process values of NEW against BASE, with the threshold as the margin:
+* "REGRESSED" / "improved" only when the 95% bootstrap interval of new/base (ratio of medians
+  over processes, decision.TEST_NAME) lies beyond 1 + threshold in that direction, each side
+  has at least the minimum number of processes (the NEW run's `decision.min_processes`,
+  default 3) and no voiding warning (contended, busy machine, ...) applies to either side;
+* "within noise" when the interval reaches inside the threshold;
+* "cannot tell" with the reason otherwise (single process, too few processes, voided by ...).
+A cell that had results in BASE and has none in NEW (failed, oom, ...) regressed. `strict`
+keeps the older rule (the point change beyond the threshold, the interval only guarding
+cells with >= 2 processes on both sides). Cells missing from NEW, or only in NEW, are listed,
+not regressions; two runs with no cell compared in common are `nothing_compared` (the command
+exits 2). The verdicts of both runs (report.modes.verdict_records) are diffed: a changed winner
+is listed. Never imports an ML framework.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import stats
+from . import decision, stats
 from .aggregate import load_frames
 from .errors import UserError
 
-METRICS = (  # column, per-repeat column, label, higher is better, display scale, unit
-    ("train_sps", "train_sps_r", "train samples/s", True, 1.0, ""),
-    ("lat_median", "lat_p50_r", "inference p50", False, 1000.0, " ms"),
-    ("mem_bytes", "mem_r", "memory (headline figure)", False, 1 / 1048576, " MiB"),
+METRICS = (  # column, per-repeat column, label, higher is better, display scale, unit, warnings
+    ("train_sps", "train_sps_r", "train samples/s", True, 1.0, "", "warn_train"),
+    ("lat_median", "lat_p50_r", "inference p50", False, 1000.0, " ms", "warn_latency"),
+    ("mem_bytes", "mem_r", "memory (headline figure)", False, 1 / 1048576, " MiB", None),
 )
 
 
@@ -35,7 +42,7 @@ class Row:
     base: float | None
     new: float | None
     change: float | None   # new / base - 1
-    verdict: str           # regressed | improved | unchanged | within noise | ...
+    verdict: str           # REGRESSED | improved | within noise | cannot tell | ...
     regressed: bool
     note: str = ""
     change_lo: float | None = None   # 95% interval of new / base - 1 (per-process bootstrap)
@@ -50,10 +57,19 @@ class CompareResult:
     threshold: float
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    strict: bool = False
+    min_processes: int = decision.DEFAULT_MIN_PROCESSES
+    verdict_changes: list[str] = field(default_factory=list)
+    advice: str = ""
 
     @property
     def regressed(self) -> bool:
         return any(r.regressed for r in self.rows)
+
+    @property
+    def nothing_compared(self) -> bool:
+        """No cell had results in both runs (or none is in both): nothing was compared."""
+        return not self.rows
 
     def render_text(self) -> str:
         head = ("cell", "metric", "base", "new", "change", "95% CI", "verdict")
@@ -63,13 +79,21 @@ class CompareResult:
                  f"[{r.change_lo * 100:+.1f}%, {r.change_hi * 100:+.1f}%]",
                  r.verdict + (f" ({r.note})" if r.note else "")) for r in self.rows]
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
-        lines = [f"compare {self.base} -> {self.new} (threshold {self.threshold:.1%})"]
+        rule = ("--strict: the point change alone beyond the threshold" if self.strict else
+                f"test: {decision.TEST_NAME}; beyond the threshold in the whole interval, "
+                f"at least {self.min_processes} processes per side, no voiding warning")
+        lines = [f"compare {self.base} -> {self.new} (threshold {self.threshold:.1%}; {rule})"]
         for row in [head, *body]:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
         lines.extend(self.notes)
+        lines.extend(self.verdict_changes)
+        if self.advice:
+            lines.append(f"to tell: {self.advice}")
         n = sum(r.regressed for r in self.rows)
         cells = len({r.cell_id for r in self.rows if r.regressed})
-        lines.append(f"{n} regression(s) in {cells} cell(s)" if n else "no regressions")
+        lines.append("nothing compared: the two runs have no cell with results in both" if
+                     self.nothing_compared else
+                     f"{n} regression(s) in {cells} cell(s)" if n else "no regressions")
         return "\n".join(lines)
 
 
@@ -77,17 +101,37 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.4g}"
 
 
-def _beyond_noise(b: list[float], n: list[float], higher: bool) -> bool | None:
-    """True/False when both sides have >= 2 repeats (the 95% interval of new/base excludes 1 in
-    the worse direction, or not); None for a single measurement."""
-    r = stats.ratio_ci(n, b)
-    if r is None or not r.has_ci:
-        return None
-    return r.hi < 1 if higher else r.lo > 1
+def _interval(base: list, new: list) -> dict:
+    rat = stats.ratio_ci(new, base)
+    return {} if rat is None or not rat.has_ci else {
+        "change_lo": rat.lo - 1, "change_hi": rat.hi - 1, "significant": rat.significant}
 
 
-def _metric_row(cell: str, base: dict, new: dict, metric: tuple, threshold: float) -> Row | None:
-    col, reps, label, higher, scale, unit = metric
+def _strict_row(cell: str, name: str, bv: float, nv: float, b: list, n: list, higher: bool,
+                threshold: float, scale: float) -> Row:
+    """The older rule: the point change beyond the threshold regresses unless an interval
+    (>= 2 processes on both sides) includes 1."""
+    change = nv / bv - 1
+    worse = -change if higher else change
+    r_worse, r_better = stats.ratio_ci(n, b), stats.ratio_ci(b, n)
+    ci = _interval(b, n)
+    single = "single measurement" if r_worse is None or not r_worse.has_ci else ""
+    if worse > threshold:
+        if r_worse is not None and r_worse.has_ci and not (
+                r_worse.hi < 1 if higher else r_worse.lo > 1):
+            return Row(cell, name, bv * scale, nv * scale, change, "within noise", False,
+                       "95% CI of the ratio includes 1", **ci)
+        return Row(cell, name, bv * scale, nv * scale, change, "REGRESSED", True, single, **ci)
+    better_sig = r_better is not None and r_better.has_ci and not (
+        r_better.hi < 1 if higher else r_better.lo > 1)
+    if -worse > threshold and not better_sig:
+        return Row(cell, name, bv * scale, nv * scale, change, "improved", False, single, **ci)
+    return Row(cell, name, bv * scale, nv * scale, change, "unchanged", False, single, **ci)
+
+
+def _metric_row(cell: str, base: dict, new: dict, metric: tuple, res: CompareResult
+                ) -> Row | None:
+    col, reps, label, higher, scale, unit, warn = metric
     bv, nv = base.get(col), new.get(col)
     if bv is None and nv is None:
         return None
@@ -100,31 +144,54 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, threshold: floa
     if bv is None or nv is None or bv <= 0:
         return Row(cell, name, bv and bv * scale, nv and nv * scale, None,
                    "not comparable", False, "missing on one side")
-    change = nv / bv - 1
-    worse = -change if higher else change
-    noise = _beyond_noise(base.get(reps) or [], new.get(reps) or [], higher)
-    better_noise = _beyond_noise(new.get(reps) or [], base.get(reps) or [], higher)
-    single = "single measurement" if noise is None else ""
-    rat = stats.ratio_ci(new.get(reps) or [], base.get(reps) or [])
-    ci = {} if rat is None or not rat.has_ci else {
-        "change_lo": rat.lo - 1, "change_hi": rat.hi - 1, "significant": rat.significant}
-    if worse > threshold:
-        if noise is False:
-            return Row(cell, name, bv * scale, nv * scale, change, "within noise", False,
-                       "95% CI of the ratio includes 1", **ci)
-        return Row(cell, name, bv * scale, nv * scale, change, "REGRESSED", True, single, **ci)
-    if -worse > threshold and better_noise is not False:
-        return Row(cell, name, bv * scale, nv * scale, change, "improved", False, single, **ci)
-    return Row(cell, name, bv * scale, nv * scale, change, "unchanged", False, single, **ci)
+    b, n = list(base.get(reps) or []), list(new.get(reps) or [])
+    if res.strict:
+        return _strict_row(cell, name, bv, nv, b, n, higher, res.threshold, scale)
+    d = decision.decide(n, b, higher_is_better=higher,
+                        warnings=[*decision.cell_warnings(base, warn),
+                                  *decision.cell_warnings(new, warn)],
+                        settings=decision.Settings(res.threshold, res.min_processes))
+    res.advice = res.advice or d.advice
+    out = dict(cell_id=cell, metric=name, base=bv * scale, new=nv * scale, change=nv / bv - 1,
+               **_interval(b, n))
+    if d.outcome == "winner":
+        worse = d.leader == "b"
+        return Row(verdict="REGRESSED" if worse else "improved", regressed=worse,
+                   note=d.reason, **out)
+    if d.outcome in ("equivalent", "unclear"):
+        return Row(verdict="within noise", regressed=False, note=d.reason, **out)
+    return Row(verdict="cannot tell", regressed=False,
+               note=d.reason.removeprefix("cannot tell: "), **out)
 
 
-def compare(base: str | Path, new: str | Path, threshold: float = 0.05) -> CompareResult:
+def _verdicts(path, run: dict, cells) -> dict:
+    from .gate_verdicts import load_verdicts
+    from .report.modes import verdict_records
+    return {(v["model"], v["device"], v["question"]): v
+            for v in verdict_records(cells, load_verdicts(path)[0], run)}
+
+
+def _verdict_changes(old: dict, new: dict) -> list[str]:
+    """'verdict changed: ...' for every question whose winner differs between the runs."""
+    out = []
+    for key in sorted(old.keys() & new.keys()):
+        a, b = old[key], new[key]
+        if a["winner"] != b["winner"]:
+            out.append(f"verdict changed: {key[0]} on {key[1]}, {key[2]}: "
+                       f"{a['winner'] or 'no winner'} -> {b['winner'] or 'no winner'}"
+                       + ("" if b["winner"] else f" ({b['reason']})"))
+    return out
+
+
+def compare(base: str | Path, new: str | Path, threshold: float = 0.05,
+            strict: bool = False) -> CompareResult:
     if not isinstance(threshold, (int, float)) or not 0 <= threshold < 10:
         raise UserError(f"threshold must be a fraction between 0 and 10, got {threshold!r}",
                         "--threshold")
-    _, _, _, bcells = load_frames(base)
-    _, _, _, ncells = load_frames(new)
-    res = CompareResult(str(base), str(new), float(threshold))
+    brun, _, _, bcells = load_frames(base)
+    nrun, _, _, ncells = load_frames(new)
+    res = CompareResult(str(base), str(new), float(threshold), strict=strict,
+                        min_processes=decision.settings_from(nrun).min_processes)
     b = {r["cell_id"]: r for r in bcells.iter_rows(named=True)}
     n = {r["cell_id"]: r for r in ncells.iter_rows(named=True)}
     for cell, br in b.items():
@@ -146,11 +213,14 @@ def compare(base: str | Path, new: str | Path, threshold: float = 0.05) -> Compa
                                 f"had results, now {nr['failed_statuses'] or 'none'}"))
             continue
         for metric in METRICS:
-            row = _metric_row(cell, br, nr, metric, threshold)
+            row = _metric_row(cell, br, nr, metric, res)
             if row:
                 res.rows.append(row)
     for cell in n.keys() - b.keys():
         res.notes.append(f"only in NEW: {cell}")
     if not res.rows:
         res.notes.append("no cell has results in both runs: nothing was compared")
+    else:
+        res.verdict_changes = _verdict_changes(_verdicts(base, brun, bcells),
+                                               _verdicts(new, nrun, ncells))
     return res

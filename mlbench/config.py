@@ -19,6 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from . import catalog, fwoptions
 from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES,  # noqa: F401 - kept importable here
                          ConfigFile, _check_shape, parse_yaml, read)
+from .decision import DEFAULT_MARGIN, DEFAULT_MIN_PROCESSES
 from .errors import UserError
 
 DEVICE_RE = re.compile(r"cpu|cuda:\d{1,2}")  # always fullmatch: `$` would let "cpu\n" in
@@ -301,6 +302,15 @@ class ExecutorSettings(_Strict):
     cells_per_node: CellsPerNode = Field(default_factory=CellsPerNode)
 
 
+class DecisionSettings(_Strict):
+    """When a difference names a winner or a regression (mlbench.decision: the one rule)."""
+    margin: float = Field(DEFAULT_MARGIN, ge=0, lt=10, allow_inf_nan=False,
+                          description="practical-equivalence margin: the 95% interval of the "
+                                      "ratio must lie beyond 1 + margin")
+    min_processes: int = Field(DEFAULT_MIN_PROCESSES, ge=2, le=1000,
+                               description="fewest processes per side for a winner")
+
+
 class Config(_Strict):
     frameworks: list[FrameworkEntry] = Field(min_length=1)
     modes: list[Literal["default", "best"]] = Field(
@@ -330,6 +340,7 @@ class Config(_Strict):
     exclude: list[Exclude] = Field(default_factory=list)
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
 
     @field_validator("models", mode="before")
     @classmethod

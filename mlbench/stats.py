@@ -230,6 +230,33 @@ def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDE
     return out
 
 
+def geomean_ratio_ci(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+                     seed: int | None = None) -> Ratio | None:
+    """The geometric mean over several (a, b) pairs (one per shared configuration) of the ratio
+    of medians a / b, with a percentile-bootstrap interval: each bootstrap replicate resamples
+    every pair's processes and takes the geometric mean of the replicate ratios. One pair gives
+    exactly ratio_ci. n_a / n_b: the fewest processes of any pair's side. None when any pair
+    has no ratio; no interval when any side has fewer than 2 processes."""
+    arrs = [(_arr(a), _arr(b)) for a, b in pairs]
+    if not arrs or any(not len(xa) or not len(xb) for xa, xb in arrs):
+        return None
+    meds = [(float(np.median(xa)), float(np.median(xb))) for xa, xb in arrs]
+    if any(ma <= 0 or mb <= 0 for ma, mb in meds):
+        return None
+    point = math.exp(sum(math.log(ma / mb) for ma, mb in meds) / len(meds))
+    na, nb = min(len(xa) for xa, _ in arrs), min(len(xb) for _, xb in arrs)
+    if na < 2 or nb < 2:
+        return Ratio(point, None, None, na, nb)
+    rng = _rng(seed)
+    logs = np.zeros(n_boot)
+    for xa, xb in arrs:
+        logs += np.log(_boot_medians(xa, rng, n_boot) / _boot_medians(xb, rng, n_boot))
+    r = np.exp(logs / len(arrs))
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(r, [alpha, 1 - alpha])
+    return Ratio(point, float(lo), float(hi), na, nb)
+
+
 def cv(values) -> float | None:
     """Relative spread between processes: sample standard deviation / mean (pyperf's figure)."""
     a = _arr(values)

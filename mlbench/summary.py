@@ -6,7 +6,8 @@ cell_id, all its repeats together, the figures the report shows), `annotate` (wh
 to results.json at the end of a run) and the schema file shipped as package data
 (mlbench/schema/results.schema.json, generated from these models with model_json_schema:
 `python -m mlbench.summary` rewrites it). Intervals are null, never absent, when a cell has a
-single process. Never imports an ML framework, plotly or the report.
+single process. Never imports an ML framework or plotly; the report's verdict rule only when
+`verdicts` are built.
 """
 from __future__ import annotations
 
@@ -103,6 +104,25 @@ class CellSummary(_M):
     warnings: list[str]
 
 
+class Verdict(_M):
+    """One answer of the report's verdict (mlbench.decision's rule), per (model, device,
+    question)."""
+    question: str = Field(description="e.g. 'fastest to train', 'fastest to train out of "
+                                      "the box'")
+    model: str
+    device: str
+    figure: str = Field(description="the figure compared")
+    winner: str | None = Field(description="null: no winner (see reason)")
+    leader: str | None = Field(description="ahead on the point estimate, winner or not")
+    runner_up: str | None
+    ratio: Num = Field(description=">= 1: how many times better the leader is (geometric mean "
+                                   "over the shared configurations)")
+    ci_low: Num = Field(description="bootstrap 95% interval of the ratio; null without one")
+    ci_high: Num
+    reason: str
+    warnings: list[str] = Field(description="warnings about the samples the verdict rests on")
+
+
 class Attempt(BaseModel):
     """One attempt record (raw samples included); the full field list is the store's."""
     model_config = ConfigDict(extra="allow")
@@ -121,6 +141,7 @@ class ResultsDoc(BaseModel):
     cell_warnings: dict[str, list[str]] | None = None
     summaries: list[CellSummary] | None = None
     summaries_error: str | None = None
+    verdicts: list[Verdict] | None = None
 
 
 def json_schema() -> dict:
@@ -192,9 +213,19 @@ def annotate(latest: list[dict], run_dir: str | Path | None = None) -> dict:
         out["cell_warnings"] = {r["cell_id"]: list(r["warnings"] or [])
                                 for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
         out["summaries"] = summaries(cells)
+        out["verdicts"] = verdicts(cells, _run_doc(run_dir), run_dir)
     except Exception as exc:  # noqa: BLE001 - advice and summaries: never lose the results
         out["summaries_error"] = f"{type(exc).__name__}: {exc}"[:500]
     return out
+
+
+def verdicts(cells, run: dict | None, run_dir: str | Path | None) -> list[dict]:
+    """The report's verdicts as data (validated by Verdict): the same function the page's
+    verdict table renders from (mlbench.report.modes.verdict_records)."""
+    from .gate_verdicts import load_verdicts
+    from .report.modes import verdict_records
+    gate = load_verdicts(run_dir)[0] if run_dir is not None else None
+    return [Verdict(**v).model_dump() for v in verdict_records(cells, gate, run)]
 
 
 def _run_doc(run_dir: str | Path | None) -> dict | None:

@@ -14,13 +14,7 @@ import gc
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import aggregate, ceiling
 from ..errors import UserError
-from ..gate_verdicts import load_verdicts
-from . import modes as modes_mod
-from .figures import build_figures
-from .recommend import recommend
-from .render import render
 
 __all__ = ["build_report"]
 
@@ -43,6 +37,14 @@ def _no_cyclic_gc():
 def build_report(results: str | Path, output: str | Path) -> Path:
     """Read a results.json, results.jsonl or run directory; write index.html, summary.csv and
     aggregated.parquet into `output`; return the index.html path."""
+    # imported here: mlbench.summary reads the verdicts (report.modes) without loading the
+    # page's renderer (jinja2, plotly)
+    from .. import aggregate, ceiling, decision
+    from ..gate_verdicts import load_verdicts
+    from . import modes as modes_mod
+    from .figures import build_figures
+    from .recommend import recommend
+    from .render import render
     with _no_cyclic_gc():
         run, warnings, att, cells = aggregate.load_frames(results)
         out = Path(output)
@@ -50,10 +52,14 @@ def build_report(results: str | Path, output: str | Path) -> Path:
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
         verdicts, gate_error = load_verdicts(results)
-        modes = modes_mod.build(cells, verdicts)  # None unless a framework ran in several modes
+        settings = decision.settings_from(run)
+        # None unless a framework ran in several modes
+        modes = modes_mod.build(cells, verdicts, settings)
         figures = build_figures(cells) + ([modes.figure] if modes and modes.figure else [])
+        recs = recommend(cells, verdicts, settings)
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, verdicts),
-                      aggregate.failures_frame(att), figures, recommend(cells, verdicts),
+                      aggregate.failures_frame(att), figures, recs,
                       warnings, ceilings=ceiling.load(results), verdicts=verdicts,
-                      gate_error=gate_error, modes=modes)
+                      gate_error=gate_error, modes=modes,
+                      verdict_rows=modes_mod.verdict_rows(recs, modes and modes.verdicts))

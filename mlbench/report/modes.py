@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .. import catalog
+from .. import catalog, decision
 from .figures import Figure, bases_of, colour, esc, grid_layout, symbol
-from .recommend import recommend
+from .recommend import Recommendation, recommend
 
 QUESTIONS = ("out of the box", "at its best")
 
@@ -52,8 +52,14 @@ class ModeVerdict:
     model: str
     device: str
     winner: str | None  # the variant label, None without a clear winner
-    verdict: str       # recommend's: clear | single | no-clear-winner | nothing-to-compare
-    text: str
+    verdict: str       # recommend's: clear | no-clear-winner | nothing-to-compare
+    text: str          # a sentence or two
+    details: tuple[str, ...] = ()   # shown on demand: the modes compared
+    rec: "Recommendation | None" = None
+
+    def record(self) -> dict:
+        """The verdict object of results.json (question: '<aspect> <question>')."""
+        return self.rec.record(f"{self.rec.title} {self.question}")
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,10 @@ def _describe(ok: pl.DataFrame, labels: list[str]) -> str:
     return "; ".join(seen[k] for k in sorted(seen))
 
 
-def verdicts(cells: pl.DataFrame, gate=None) -> list[ModeVerdict]:
-    """Both questions for every model and device, on training throughput."""
+def verdicts(cells: pl.DataFrame, gate=None,
+             settings: decision.Settings | None = None) -> list[ModeVerdict]:
+    """Both questions for every model and device, on training throughput (cells that failed
+    the equivalence gate left out)."""
     ok = _ok(cells, gate)
     if ok.is_empty():
         return []
@@ -138,45 +146,67 @@ def verdicts(cells: pl.DataFrame, gate=None) -> list[ModeVerdict]:
         "model_label", "device", "framework").iter_rows()], dtype=pl.Boolean))
     out = []
     for question, sub in zip(QUESTIONS, (default, best)):
-        for rec in recommend(sub, None):
+        for rec in recommend(sub, None, settings):
             if rec.aspect != "train":
                 continue
             part = sub.filter((pl.col("model_label") == rec.model) & (pl.col("device") ==
                                                                       rec.device))
             labels = sorted(set(part["framework"].to_list()))
-            head = ("Out of the box (each framework's default mode)" if question == QUESTIONS[0]
-                    else "At its best (each framework in its fastest-training mode)")
-            won = ""
-            if rec.winner:
-                won = f" Winning mode: {_describe(part, [rec.winner])}."
+            won = f" Winning mode: {_describe(part, [rec.winner])}." if rec.winner else ""
             out.append(ModeVerdict(question, rec.model, rec.device, rec.winner, rec.verdict,
-                                   f"{head}: {rec.text}{won} Compared: "
-                                   f"{_describe(part, labels)}."))
+                                   f"{rec.text}{won}",
+                                   (f"Compared: {_describe(part, labels)}.", *rec.details),
+                                   rec))
     return out
 
 
-def compile_costs(cells: pl.DataFrame) -> pl.DataFrame:
+def verdict_rows(recs: list[Recommendation], mode_verdicts: list[ModeVerdict] | None
+                 ) -> list[dict]:
+    """The verdicts as data (summary.Verdict), in the page's order: every recommendation, then
+    the modes section's two questions."""
+    return [r.record() for r in recs] + [v.record() for v in mode_verdicts or []]
+
+
+def verdict_records(cells: pl.DataFrame, gate=None, run: dict | None = None) -> list[dict]:
+    """results.json's `verdicts`: what the page's verdict table shows for these cells, under
+    the run's `decision:` settings."""
+    settings = decision.settings_from(run)
+    return verdict_rows(recommend(cells, gate, settings),
+                        verdicts(cells, gate, settings) if has_modes(cells) else None)
+
+
+def compile_costs(cells: pl.DataFrame, gate=None) -> pl.DataFrame:
     """Per ok cell: compile_s (first step - median steady step, >= 0), step_s, and against the
     default mode of its framework in the same configuration: break_even (steps; null: never or
-    no default measured) and break_even_text."""
+    no default measured) and break_even_text. A cell that failed the equivalence gate keeps its
+    row, marked not comparable, with no break-even, and is never the default measured
+    against (gate_failed: True)."""
     ok = cells.filter((pl.col("ok_repeats") > 0) & pl.col("first_step_s").is_not_null()
                       & pl.col("step_median").is_not_null())
+    passing = set(_ok(ok, gate)["cell_id"].to_list()) if "cell_id" in ok.columns else None
     cost = ok.select(
         "model_label", "device", "precision", "batch_size", "framework", "base_framework", "mode",
         "mode_settings", "train_sps", pl.col("step_median").alias("step_s"),
         (pl.col("first_step_s") - pl.col("step_median")).clip(lower_bound=0.0)
-        .alias("compile_s"))
+        .alias("compile_s"),
+        (pl.col("cell_id").is_in(sorted(passing)).not_() if passing is not None
+         else pl.lit(False)).alias("gate_failed"))
     key = ["base_framework", "model_label", "device", "precision", "batch_size"]
-    defaults = cost.filter(pl.col("framework").is_in(sorted(_default_labels(ok)))).select(
+    defaults = cost.filter(pl.col("framework").is_in(sorted(_default_labels(ok)))
+                           & pl.col("gate_failed").not_()).select(
         *key, pl.col("framework").alias("default_label"),
         pl.col("compile_s").alias("default_compile_s"), pl.col("step_s").alias("default_step_s"))
     rows = cost.join(defaults, on=key, how="left").sort(
         "model_label", "device", "precision", "batch_size", "base_framework", "framework"
     ).to_dicts()
     for r in rows:
+        if r["gate_failed"]:
+            r["break_even"], r["break_even_text"] = None, \
+                "not comparable (failed the equivalence gate)"
+            continue
         if r["default_label"] is None or r["default_label"] == r["framework"]:
             r["break_even"], r["break_even_text"] = None, "–" if r["default_label"] else \
-                "no default mode measured"
+                "no comparable default mode measured"
             continue
         n = break_even(r["compile_s"], r["step_s"], r["default_compile_s"], r["default_step_s"])
         r["break_even"], r["break_even_text"] = n, break_even_text(n) + f" vs {r['default_label']}"
@@ -223,9 +253,10 @@ def _figure(costs: pl.DataFrame) -> Figure | None:
                   "steady-state steps are not faster.", {"data": data, "layout": layout})
 
 
-def build(cells: pl.DataFrame, gate=None) -> ModesSection | None:
+def build(cells: pl.DataFrame, gate=None,
+          settings: decision.Settings | None = None) -> ModesSection | None:
     """The modes section, or None when every framework ran only in its default mode."""
     if not has_modes(cells):
         return None
-    costs = compile_costs(cells)
-    return ModesSection(verdicts(cells, gate), costs.to_dicts(), _figure(costs))
+    costs = compile_costs(cells, gate)
+    return ModesSection(verdicts(cells, gate, settings), costs.to_dicts(), _figure(costs))

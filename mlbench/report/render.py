@@ -21,7 +21,7 @@ from .. import stats
 from ..aggregate import flat_for_csv
 from ..gate_verdicts import NUMERICS_UNCHECKED
 from .figures import COLOURS, Figure, bases_of
-from .recommend import Recommendation
+from .recommend import BANNER, Recommendation
 
 TEMPLATE = "template.html.j2"
 SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
@@ -262,7 +262,9 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
            ceilings: dict | None = None, verdicts=None, gate_error: str | None = None,
-           modes=None) -> Path:
+           modes=None, verdict_rows: list[dict] | None = None) -> Path:
+    """`verdict_rows`: the verdicts as data (report.modes.verdict_rows, what results.json
+    carries); the verdict table renders from them (from `recs` when not given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
@@ -278,7 +280,9 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "gate_rows": _gate_rows(verdicts), "gate_ran": verdicts is not None,
         "gate_note": verdicts.note if verdicts is not None else None,
         "gate_tolerances": _tolerances(verdicts),
-        "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE,
+        "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE, "banner": BANNER,
+        "verdict_rows": verdict_rows if verdict_rows is not None else
+        [r.record() for r in recs],
         "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}),
         "figures": [(f, figure_json(f)) for f in figures],
         "modes": modes,  # report.modes.ModesSection, or None: every framework in its default
