@@ -3,8 +3,9 @@ names a winner (report verdicts, the modes section) or a regression (`mlbench co
 
 Owns the rule, its defaults and the list of warnings that void a comparison; README.md quotes
 RULE and VOIDING verbatim (tests/test_decision.py compares them). numpy/stdlib only (through
-mlbench.stats, imported when deciding: config.py reads the defaults); no ML framework, no pydantic (config.py validates the user's `decision:` block,
-`settings_from` reads it back from a run's stored config).
+mlbench.stats, imported when deciding, so config.py reads the defaults at no cost); no ML
+framework, no pydantic (config.py validates the user's `decision:` block, `settings_from` reads
+it back from a run's stored config).
 
 Why these defaults:
 * min_processes 3: the unit of evidence is a process (stats.py). With 2 processes per side the
@@ -84,6 +85,7 @@ class Decision:
     n_a: int = 0
     n_b: int = 0
     advice: str = ""        # what would let it tell (said once by the caller, not per row)
+    voided_by: tuple[str, ...] = ()   # the voiding warnings themselves (the reason names kinds)
 
     @property
     def winner(self) -> str | None:
@@ -112,16 +114,17 @@ def decide_ratio(r, *, higher_is_better: bool, warnings=(),
     base = dict(leader=leader, ratio=adv, ci_low=lo, ci_high=hi, n_a=r.n_a, n_b=r.n_b)
     n = min(r.n_a, r.n_b)
     if n < 2 or lo is None:
-        return Decision("cannot tell", reason="cannot tell: single process (no interval)",
+        return Decision("cannot tell", reason="cannot tell: single process",
                         advice=stats.REPEATS_ADVICE, **base)
     if n < settings.min_processes:
         return Decision("cannot tell", reason=f"cannot tell: only {n} processes on one side "
                         f"(at least {settings.min_processes} needed)",
                         advice=stats.REPEATS_ADVICE, **base)
-    void = voiding(warnings)
+    void = tuple(dict.fromkeys(voiding(warnings)))
     if void:
-        return Decision("cannot tell", reason="cannot tell: voided by " + "; ".join(
-            dict.fromkeys(void)), **base)
+        kinds = [k for k in VOIDING if any(w.lower().startswith(k) for w in void)]
+        return Decision("cannot tell", reason="cannot tell: voided by " + ", ".join(kinds),
+                        voided_by=void, **base)
     edge = 1 + settings.margin
     if lo > edge:
         return Decision("winner", reason=f"the interval lies beyond the ±{settings.margin:.0%} "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fakestore as fs
+import numpy as np
 import pytest
 
 from mlbench.compare import compare
@@ -95,3 +96,94 @@ def test_memory_of_different_figures_is_not_compared(tmp_path):
     rows = [r for r in compare(base, new).rows if r.metric.startswith("memory")]
     assert len(rows) == 1 and rows[0].verdict == "not comparable"
     assert "host_peak vs working" in rows[0].note and not rows[0].regressed
+
+
+# --- the noise-aware rule (mlbench.decision), through the command ------------------------------
+
+def _noisy(tmp, name, scale=1.0, ks=(1.0, 1.06, 0.95, 1.02), fws=("pytorch", "jax")):
+    """Irregular per-process speeds (a drifting warm-up and an outlier inside each process)."""
+    shape = (1.5, 1.1, 1.0, 0.97, 1.04, 0.99, 1.02, 1.0, 1.35, 0.98)
+    out = []
+    for i, fw in enumerate(fws):
+        for r, k in enumerate(ks):
+            st = 0.010 * (1 + i) * k * scale
+            out.append(fs.attempt(fw, repeat=r, step_times=[st * f for f in shape],
+                                  latencies=[st / 4 * f for f in shape]))
+    return fs.write_store(tmp / name, out)
+
+
+def test_a_a_within_noise_exits_0_and_names_the_test(tmp_path, capsys):
+    from cliutil import run_inproc
+    from mlbench import decision
+    base = _noisy(tmp_path, "a1")
+    # the same config again: each process lands elsewhere (up to 9% apart)
+    new = _noisy(tmp_path, "a2", ks=(0.96, 1.03, 1.05, 0.99))
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 0 and "REGRESSED" not in out and "no regressions" in out, out
+    assert decision.TEST_NAME in out and "within noise" in out
+
+
+def test_planted_20_percent_slowdown_with_4_processes_exits_1(tmp_path, capsys):
+    from cliutil import run_inproc
+    base = _noisy(tmp_path, "b")
+    new = _noisy(tmp_path, "n", scale=1.2, ks=(0.96, 1.03, 1.05, 0.99))
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 1 and "REGRESSED" in out, out
+    row = next(r for r in compare(base, new).rows if r.metric == "train samples/s")
+    # independent: the ratio of medians of the per-process throughputs
+    ks_b, ks_n = (1.0, 1.06, 0.95, 1.02), (0.96, 1.03, 1.05, 0.99)
+    expect = np.median([1 / (1.2 * k) for k in ks_n]) / np.median([1 / k for k in ks_b]) - 1
+    assert row.regressed and row.change_hi < -0.05
+    assert row.change_lo <= expect <= row.change_hi
+
+
+def test_single_process_says_cannot_tell_and_exits_0(tmp_path, capsys):
+    from cliutil import run_inproc
+    base = _noisy(tmp_path, "b", ks=(1.0,))
+    new = _noisy(tmp_path, "n", scale=2.0, ks=(1.0,))   # twice as slow, one process each
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 0 and "cannot tell (single process" in out and "repeats: 3" in out, out
+    assert out.count("repeats: 3") == 1                  # the advice once, not per row
+    rc, _, _ = run_inproc(["compare", str(base), str(new), "--strict"], capsys)
+    assert rc == 1                                       # the older rule on request
+
+
+def test_contended_side_cannot_tell(tmp_path, monkeypatch):
+    import polars as pl
+    from mlbench import compare as cmp
+    base = _noisy(tmp_path, "b")
+    new = _noisy(tmp_path, "n", scale=1.3)
+    assert compare(base, new).regressed
+    real = cmp.load_frames
+    text = "contended: other processes used 1.7 of 2 cores during the steady state"
+
+    def contended(path):
+        run, w, att, cells = real(path)
+        if str(path) == str(new):
+            cells = cells.with_columns(pl.lit([text]).alias("warn_all"))
+        return run, w, att, cells
+    monkeypatch.setattr(cmp, "load_frames", contended)
+    res = compare(base, new)
+    assert not res.regressed
+    rows = [r for r in res.rows if r.metric != "status"]
+    assert rows and all(r.verdict == "cannot tell" and "contended" in r.note for r in rows)
+
+
+def test_runs_with_no_cell_in_common_exit_2(tmp_path, capsys):
+    from cliutil import run_inproc
+    base = _noisy(tmp_path, "b", fws=("pytorch",))
+    new = _noisy(tmp_path, "n", fws=("jax",))
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 2 and "nothing compared" in out, out
+
+
+def test_a_changed_winner_is_listed(tmp_path):
+    base = _noisy(tmp_path, "b")                       # pytorch 2x faster than jax
+    shape = (1.5, 1.1, 1.0, 0.97, 1.04, 0.99, 1.02, 1.0, 1.35, 0.98)
+    out = [fs.attempt(fw, repeat=r, step_times=[st * k * f for f in shape],
+                      latencies=[st / 4 * k * f for f in shape])
+           for fw, st in (("pytorch", 0.030), ("jax", 0.020))
+           for r, k in enumerate((1.0, 1.06, 0.95, 1.02))]
+    new = fs.write_store(tmp_path / "n", out)          # now jax 1.5x faster
+    text = compare(base, new).render_text()
+    assert "verdict changed: mlp (preset=small) on cpu, fastest to train: pytorch -> jax" in text

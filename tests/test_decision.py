@@ -128,7 +128,8 @@ def test_every_voiding_kind_has_a_planted_text():
 def test_each_voiding_warning_voids_a_clear_winner(kind):
     d = decision.decide(*BEYOND, higher_is_better=True, warnings=[VOIDING_TEXTS[kind]])
     assert d.winner is None and d.outcome == "cannot tell" and d.leader == "a"
-    assert VOIDING_TEXTS[kind] in d.reason and d.ci_low > 1.05
+    assert d.reason == f"cannot tell: voided by {kind}" and d.ci_low > 1.05
+    assert d.voided_by == (VOIDING_TEXTS[kind],)
 
 
 @pytest.mark.parametrize("text", NOT_VOIDING)

@@ -44,26 +44,27 @@ class Aspect:
     unit: str
     warn: str | None = None   # cells_frame list column of warnings about these samples
     title: str = ""           # the verdict's question
+    short: str = ""           # the figure in a sentence
 
 
 ASPECTS = (
     Aspect("train", "trains fastest", "train_sps", "train_sps_r", True,
-           "steady-state training samples/s", "warn_train", "fastest to train"),
+           "steady-state training samples/s", "warn_train", "fastest to train", "throughput"),
     Aspect("compile", "compiles fastest", "compile_s", "compile_r", False,
-           "compile time (first step - median step)", None, "fastest to compile"),
+           "compile time (first step - median step)", None, "fastest to compile",
+           "compile time"),
     Aspect("latency", "serves with the lowest latency", "lat_median", "lat_p50_r", False,
-           "inference p50 latency", "warn_latency", "lowest latency"),
+           "inference p50 latency", "warn_latency", "lowest latency", "p50 latency"),
     Aspect("memory", "uses the least memory", "mem_bytes", "mem_r", False,
-           "memory", None, "least memory"),
+           "memory", None, "least memory", "memory"),
     Aspect("energy", "uses the least energy per sample", "train_j_per_ksample",
            "train_j_per_ksample_r", False, "training energy (J per 1,000 samples)", "warn_train",
-           "least energy per sample"),
+           "least energy per sample", "energy per sample"),
 )
 # said once, in the banner above the recommendations (render.py), never per recommendation
-BANNER = (f"{decision.RULE} Test: {decision.TEST_NAME}. Voiding warnings: "
-          f"{', '.join(decision.VOIDING)}. With several configurations (batch size, precision) "
-          "the ratio is the geometric mean over the configurations both frameworks measured. "
-          f"Single processes and pairs of processes are never a winner: {stats.REPEATS_ADVICE}.")
+BANNER = (f"{decision.RULE} Voiding warnings: {', '.join(decision.VOIDING)}. Over several "
+          "configurations (batch size, precision): the geometric mean over those both "
+          f"frameworks measured. Advice: {stats.REPEATS_ADVICE}.")
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,13 @@ def compiles(row: dict) -> bool:
     return True
 
 
-def _words(asp: Aspect, d: decision.Decision, leader: str, other: str) -> str:
+def _words(asp: Aspect, d: decision.Decision, other: str) -> str:
     r = decision.interval_text(d)
     if asp.key == "train":
-        return f"{r} the {asp.unit} of {other}"
+        return f"{r} the {asp.short} of {other}"
     if asp.key == "memory":
-        return f"{(1 - 1 / d.ratio) * 100:.0f}% less {asp.unit} than {other} ({r})"
-    return f"{r} lower {asp.unit} than {other}"
+        return f"{(1 - 1 / d.ratio) * 100:.0f}% less {asp.short} than {other} ({r})"
+    return f"{r} lower {asp.short} than {other}"
 
 
 def _memory_detail(rows: list[dict], both: list, leader: str, other: str) -> str | None:
@@ -252,7 +253,7 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict],
     common = dict(runner_up=other, ratio=d.ratio, lo=d.ci_low, hi=d.ci_high,
                   interval_kind=kind, warnings=warns, leader=leader, details=details)
     if d.outcome == "winner":
-        return rec(f"{leader} {asp.verb}: {_words(asp, d, leader, other)}.", reason,
+        return rec(f"{leader} {asp.verb}: {_words(asp, d, other)}.", reason,
                    winner=leader, verdict="clear", **common)
     return rec(f"No clear winner: {leader} leads {other} by {decision.interval_text(d)}; "
                f"{reason}.", reason, verdict="no-clear-winner", **common)

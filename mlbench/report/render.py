@@ -17,7 +17,6 @@ from plotly.offline import get_plotlyjs
 
 from .. import __version__
 from .. import ceiling as ceiling_mod
-from .. import stats
 from ..aggregate import flat_for_csv
 from ..gate_verdicts import NUMERICS_UNCHECKED
 from .figures import COLOURS, Figure, bases_of
@@ -180,10 +179,9 @@ def missing_notes(run: dict, att: pl.DataFrame, cells: pl.DataFrame, warnings: l
         else 0
     if single:
         notes.append(f"{single} cell(s) were measured in a single process: they have no "
-                     "confidence interval and their run-to-run noise is unknown ("
-                     f"{stats.REPEATS_ADVICE}); comparisons involving them fall back to the "
-                     "within-run "
-                     "spread and say so.")
+                     "confidence interval, their run-to-run noise is unknown, and no verdict "
+                     "names a winner on them (the rule and the advice head the "
+                     "Recommendations).")
     stale = int(cells["stale_repeats"].sum() or 0) if "stale_repeats" in cells.columns else 0
     if stale:
         n = cells.filter(pl.col("stale_repeats") > 0).height
@@ -280,7 +278,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "gate_rows": _gate_rows(verdicts), "gate_ran": verdicts is not None,
         "gate_note": verdicts.note if verdicts is not None else None,
         "gate_tolerances": _tolerances(verdicts),
-        "recs": by_workload, "repeats_advice": stats.REPEATS_ADVICE, "banner": BANNER,
+        "recs": by_workload, "banner": BANNER,
         "verdict_rows": verdict_rows if verdict_rows is not None else
         [r.record() for r in recs],
         "panel_keys": sorted({k for f in figures for k in (f.spec.get("panels") or {})}),
