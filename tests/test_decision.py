@@ -322,3 +322,33 @@ def test_repeated_advice_is_said_once_on_the_page(tmp_path):
     recs = html[html.index('id="recommendations"'):html.index('id="figures"')]
     assert recs.count(stats.REPEATS_ADVICE) == 1
     assert "do not over-read" not in html and recs.count("geometric mean over") == 1
+
+
+def test_energy_aspect_only_where_measured():
+    cells = _frame(_cells({("jax", "fp32"): 0.010, ("pytorch", "fp32"): 0.015}))
+    assert "energy" not in {r.aspect for r in recommend(cells)}           # no column
+    none = cells.with_columns(pl.lit(None, dtype=pl.Float64).alias("train_j_per_ksample"))
+    assert "energy" not in {r.aspect for r in recommend(none)}            # all null
+    joules = {"jax": [41.0, 44.5, 39.8], "pytorch": [60.2, 66.0, 58.1]}   # per process
+    per = cells.with_columns(
+        pl.col("framework").replace_strict({k: float(np.median(v)) for k, v in joules.items()},
+                                           return_dtype=pl.Float64).alias("train_j_per_ksample"),
+        pl.col("framework").replace_strict(joules, return_dtype=pl.List(pl.Float64))
+        .alias("train_j_per_ksample_r"))
+    rec = next(r for r in recommend(per) if r.aspect == "energy")
+    ratio, lo, hi = _boot([(joules["pytorch"], joules["jax"])])
+    assert rec.title == "least energy per sample" and rec.winner == "jax"
+    assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((ratio, lo, hi))
+
+
+def test_modes_verdicts_are_data_too(tmp_path):
+    recs = _cells({("pytorch", "fp32"): 0.010, ("jax", "fp32"): 0.006})
+    for r, k in enumerate(KS):
+        x = fs.attempt("pytorch-compile", repeat=r, step_times=[0.004 * k * f for f in SHAPE])
+        x.update(base_framework="pytorch", mode="best", mode_settings={"compile": True})
+        recs.append(x)
+    got = {v["question"]: v for v in modes.verdict_records(_frame(recs))}
+    assert got["fastest to train out of the box"]["winner"] == "jax"
+    assert got["fastest to train at its best"]["winner"] == "pytorch-compile"
+    # eager pytorch is not asked how fast it compiles; its compiled mode is
+    assert got["fastest to compile"]["runner_up"] != "pytorch"
