@@ -31,15 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _boot(pairs, n=stats.N_BOOT):
     """Independent percentile bootstrap of the geometric mean over pairs of the ratio of
-    medians (numpy; one pair: the plain ratio of medians)."""
-    rng = np.random.default_rng(stats.SEED)
+    medians (numpy; one pair: the plain ratio of medians). Pairs of the same sizes share one
+    plan per side (the repeat indices), a then b from a generator seeded for those sizes."""
+    plans = {}
+    for a, b in pairs:
+        if (len(a), len(b)) not in plans:
+            rng = np.random.default_rng(stats.SEED)
+            plans[(len(a), len(b))] = (rng.integers(0, len(a), size=(n, len(a))),
+                                       rng.integers(0, len(b), size=(n, len(b))))
     logs = np.zeros(n)
     point = []
     for a, b in pairs:
+        pa, pb = plans[(len(a), len(b))]
         a, b = np.asarray(a, float), np.asarray(b, float)
-        ma = np.median(a[rng.integers(0, len(a), size=(n, len(a)))], axis=1)
-        mb = np.median(b[rng.integers(0, len(b), size=(n, len(b)))], axis=1)
-        logs += np.log(ma / mb)
+        logs += np.log(np.median(a[pa], axis=1) / np.median(b[pb], axis=1))
         point.append(np.log(np.median(a) / np.median(b)))
     lo, hi = np.quantile(np.exp(logs / len(pairs)), [0.025, 0.975])
     return float(np.exp(np.mean(point))), float(lo), float(hi)
@@ -352,3 +357,18 @@ def test_modes_verdicts_are_data_too(tmp_path):
     assert got["fastest to train at its best"]["winner"] == "pytorch-compile"
     # eager pytorch is not asked how fast it compiles; its compiled mode is
     assert got["fastest to compile"]["runner_up"] != "pytorch"
+
+
+def test_configurations_that_disagree_give_no_winner():
+    # jax 2x faster in fp32, pytorch 1.25x faster in bf16: the geometric mean favours jax
+    # beyond the margin, but bf16 says the opposite beyond it
+    plan = {("jax", "fp32"): 0.010, ("pytorch", "fp32"): 0.020,
+            ("jax", "bf16"): 0.0125, ("pytorch", "bf16"): 0.010}
+    rec = next(r for r in recommend(_frame(_cells(plan))) if r.aspect == "train")
+    ratio, lo, hi = _boot([(_sps(0.0125), _sps(0.010)), (_sps(0.010), _sps(0.020))])
+    assert lo > 1.05 or hi < 1 / 1.05        # the mean alone would name a winner
+    per_bf16 = _boot([(_sps(0.010), _sps(0.0125))])
+    assert per_bf16[1] > 1.05                 # pytorch ahead in bf16 beyond the margin
+    assert rec.winner is None and rec.leader == "jax"
+    assert rec.reason == "configurations disagree: pytorch is ahead beyond the margin in " \
+                         "bs32 bf16"

@@ -174,8 +174,11 @@ def _eager_note(rows: list[dict]) -> str | None:
             eager.items())) + "."
 
 
-def _one(model: str, device: str, asp: Aspect, rows: list[dict],
-         settings: decision.Settings) -> Recommendation:
+def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
+             ) -> "Recommendation | dict":
+    """Everything up to the ratio's interval: a final Recommendation (nothing to compare), or
+    the state _finish needs, whose ratio pairs are known before any interval is computed (so
+    that all of them are bootstrapped in one vectorised call)."""
     note = None   # compile: the eager frameworks, apart from the question
     if asp.key == "compile":
         note = _eager_note(rows)
@@ -221,10 +224,18 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict],
         why = f"{first} and {second} were never measured in the same configuration"
         return rec(f"No clear winner: {why}.", why, verdict="no-clear-winner", leader=first,
                    runner_up=second)
-    pairs = [(shared[k][first]["reps"], shared[k][second]["reps"]) for k in both]
+    pairs = [(tuple(shared[k][first]["reps"]), tuple(shared[k][second]["reps"])) for k in both]
+    return {"asp": asp, "rows": rows, "rec": rec, "device": device, "shared": shared,
+            "ranked": ranked, "both": both, "pairs": pairs}
+
+
+def _finish(st: dict, ratio, per_config: dict, settings: decision.Settings) -> Recommendation:
+    asp, rows, rec, device = st["asp"], st["rows"], st["rec"], st["device"]
+    shared, ranked, both, pairs = st["shared"], st["ranked"], st["both"], st["pairs"]
+    first, second = ranked[0], ranked[1]
     raw_warn = [w for k in both for fw in (first, second) for w in shared[k][fw]["warn"]]
-    d = decision.decide_ratio(stats.geomean_ratio_ci(pairs), higher_is_better=asp.higher_is_better,
-                              warnings=raw_warn, settings=settings)
+    d = decision.decide_ratio(ratio, higher_is_better=asp.higher_is_better, warnings=raw_warn,
+                              settings=settings)
     leader, other = (first, second) if d.leader != "b" else (second, first)
     warns = tuple(dict.fromkeys(f"{fw} ({_cfg(*k)}): {w}" for k in both for fw in (first, second)
                                 for w in shared[k][fw]["warn"]))
@@ -241,9 +252,10 @@ def _one(model: str, device: str, asp: Aspect, rows: list[dict],
     reason = d.reason
     if d.outcome == "winner" and len(both) > 1:
         flips = []
-        for k, (a, b) in zip(both, pairs):
-            dk = decision.decide(a, b, higher_is_better=asp.higher_is_better,
-                                 warnings=raw_warn, settings=settings)
+        for k, pair in zip(both, pairs):
+            dk = decision.decide_ratio(per_config.get(pair),
+                                       higher_is_better=asp.higher_is_better,
+                                       warnings=raw_warn, settings=settings)
             if dk.outcome == "winner" and dk.leader != d.leader:
                 flips.append(_cfg(*k))
         if flips:
@@ -290,17 +302,20 @@ def recommend(cells: pl.DataFrame, verdicts=None,
     has_energy = "train_j_per_ksample" in cells.columns and \
         cells["train_j_per_ksample"].drop_nulls().len() > 0
     out: list[Recommendation] = []
-    for key in sorted(groups):
-        for asp in ASPECTS:
-            if asp.key == "energy" and not has_energy:
-                continue
-            rec = _one(*key, asp, groups[key], settings)
-            extra = []
-            if key in failed:
-                extra.append("Not comparable (failed the equivalence gate), left out: "
-                             f"{_listing(failed[key])}.")
-            if key in unchecked:
-                extra.append(f"Not checked by the equivalence gate: {_listing(unchecked[key])}.")
-            out.append(replace(rec, details=rec.details + tuple(extra)) if extra else rec)
+    prepared = [(key, _prepare(*key, asp, groups[key])) for key in sorted(groups)
+                for asp in ASPECTS if asp.key != "energy" or has_energy]
+    states = [st for _, st in prepared if isinstance(st, dict)]
+    per_config: dict = {}  # each configuration's own ratio: configurations that disagree
+    ratios = iter(stats.geomean_ratio_ci_many([st["pairs"] for st in states],
+                                              pairs_out=per_config))
+    for key, st in prepared:
+        rec = _finish(st, next(ratios), per_config, settings) if isinstance(st, dict) else st
+        extra = []
+        if key in failed:
+            extra.append("Not comparable (failed the equivalence gate), left out: "
+                         f"{_listing(failed[key])}.")
+        if key in unchecked:
+            extra.append(f"Not checked by the equivalence gate: {_listing(unchecked[key])}.")
+        out.append(replace(rec, details=rec.details + tuple(extra)) if extra else rec)
     return out
 
