@@ -142,6 +142,7 @@ class ResultsDoc(BaseModel):
     summaries: list[CellSummary] | None = None
     summaries_error: str | None = None
     verdicts: list[Verdict] | None = None
+    verdicts_error: str | None = None
 
 
 def json_schema() -> dict:
@@ -213,9 +214,13 @@ def annotate(latest: list[dict], run_dir: str | Path | None = None) -> dict:
         out["cell_warnings"] = {r["cell_id"]: list(r["warnings"] or [])
                                 for r in cells.select("cell_id", "warnings").iter_rows(named=True)}
         out["summaries"] = summaries(cells)
-        out["verdicts"] = verdicts(cells, _run_doc(run_dir), run_dir)
     except Exception as exc:  # noqa: BLE001 - advice and summaries: never lose the results
         out["summaries_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return out
+    try:
+        out["verdicts"] = verdicts(cells, _run_doc(run_dir), run_dir)
+    except Exception as exc:  # noqa: BLE001 - nor the summaries for a verdict
+        out["verdicts_error"] = f"{type(exc).__name__}: {exc}"[:500]
     return out
 
 
