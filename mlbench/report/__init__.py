@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..gate_verdicts import load_verdicts
 from . import modes as modes_mod
 from .figures import build_figures
+from .gatemarks import GateMarks
 from .recommend import recommend
 from .render import render
 
@@ -50,10 +51,13 @@ def build_report(results: str | Path, output: str | Path) -> Path:
             raise UserError("report output must be a directory, but a file is in the way",
                             str(out))
         verdicts, gate_error = load_verdicts(results)
+        marks = GateMarks(cells, verdicts)
+        cells = marks.columns(cells)  # gate, gate_text: every table and figure shows them
         modes = modes_mod.build(cells, verdicts)  # None unless a framework ran in several modes
-        figures = build_figures(cells) + ([modes.figure] if modes and modes.figure else [])
+        figures = [marks.mark(f) for f in build_figures(cells)
+                   + ([modes.figure] if modes and modes.figure else [])]
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, verdicts),
                       aggregate.failures_frame(att), figures, recommend(cells, verdicts),
                       warnings, ceilings=ceiling.load(results), verdicts=verdicts,
-                      gate_error=gate_error, modes=modes)
+                      gate_error=gate_error, modes=modes, marks=marks)
