@@ -98,7 +98,7 @@ class GateMarks:
             marks = [worst.get((fw, x), (None, "")) for x in tr.get("x", [])]
             tr["customdata"] = [[*c, esc(m[1])] for c, m in zip(tr.get("customdata", []), marks)]
             tr["hovertemplate"] = tr["hovertemplate"].replace(
-                "<extra>", "<br>gate: %{customdata[1]}<extra>", 1)
+                "<extra>", "<br>%{customdata[1]}<extra>", 1)
             if any(m[0] in LEGEND for m in marks):
                 tr.setdefault("marker", {})["pattern"] = {
                     "shape": [BAR_PATTERN.get(m[0], "") for m in marks]}
@@ -116,7 +116,7 @@ class GateMarks:
             if text:
                 hover = tr.get("hovertemplate", "")
                 cut = hover.find("<extra>")
-                line = "<br>gate: " + esc(text).replace("%{", "% {")
+                line = "<br>" + esc(text).replace("%{", "% {")
                 tr["hovertemplate"] = hover[:cut] + line + hover[cut:] if cut >= 0 \
                     else hover + line
             if status in LEGEND:

@@ -297,7 +297,8 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "gate_by_cell": {k: v[1] for k, v in marks.by_cell.items()},
         "gate_of": marks.of,
         # the comparison table's short gate word (the sentence is its tooltip)
-        "gate_word": {"fail": "failed", "unchecked": "not checked", "pass": "passed"}, "summary_cols": SUMMARY_COLUMNS,
+        "gate_word": {"fail": "failed", "unchecked": "not checked", "pass": "passed"},
+        "summary_cols": SUMMARY_COLUMNS,
         "summary_num_cols": SUMMARY_NUM_COLS, "cmp_num_cols": CMP_NUM_COLS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
         "env": _environment(run, cells),
