@@ -99,7 +99,9 @@ def page(tmp_path_factory):
 
 def test_page_points(page):
     verdict = page.split('<section id="verdict">', 1)[1].split("</section>", 1)[0]
-    assert 'class="scroll"' not in verdict  # grows with its rows: no last row hidden
+    # grows with its rows (no inner vertical scroll hiding the last row); scrolls sideways only
+    assert '<div class="scroll grow"><table id="verdict-table">' in verdict
+    assert re.search(r"\.scroll\.grow \{ max-height:none; \}", page)
     nav = page.split("<nav>", 1)[1].split("</nav>", 1)[0]
     heading = page.split('<section id="comparison">', 1)[1].split("</h2>", 1)[0]
     name = re.search(r'href="#comparison">([^<]+)<', nav).group(1)
