@@ -5,6 +5,7 @@ curve against batch size from one batch size, the Verdict table not boxed, one n
 "Across frameworks" section, units in the break-even table's cells, a warnings column there."""
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -109,6 +110,10 @@ def test_page_points(page):
     modes = page.split('id="modes-table"', 1)[1].split("</table>", 1)[0]
     head = modes.split("</thead>", 1)[0]
     assert "step ms" not in head and "<th>warnings</th>" in head and "<th>gate</th>" in head
+    # the modes section's figure: its log axis labels whole numbers too
+    spec = json.loads(re.search(r'id="fig-compile-cost" class="figure"></div>\s*<script>'
+                                r'\(function\(\)\{var s=(.*?);if\(s\.panels\)', page).group(1))
+    assert spec["layout"]["xaxis"]["type"] == "log" and spec["layout"]["xaxis"]["tickformat"]
     rows = modes.split("<tbody>", 1)[1]
     # step times of ~2-4 ms and a 3 s compile: each cell carries its own unit
     assert re.search(r'class="n">\d+(\.\d+)? ms<', rows) and re.search(r'class="n">\d(\.\d+)? s<',

@@ -18,7 +18,7 @@ from .. import aggregate, ceiling
 from ..errors import UserError
 from ..gate_verdicts import load_verdicts
 from . import modes as modes_mod
-from .figures import build_figures
+from .figures import build_figures, log_ticks_whole
 from .gatemarks import GateMarks
 from .recommend import recommend
 from .render import render
@@ -54,7 +54,7 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         marks = GateMarks(cells, verdicts)
         cells = marks.columns(cells)  # gate, gate_text: every table and figure shows them
         modes = modes_mod.build(cells, verdicts)  # None unless a framework ran in several modes
-        figures = [marks.mark(f) for f in build_figures(cells)
+        figures = [marks.mark(log_ticks_whole(f)) for f in build_figures(cells)
                    + ([modes.figure] if modes and modes.figure else [])]
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, verdicts),

@@ -259,6 +259,20 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
     return Figure(fid, title, caption, {"data": data, "layout": layout})
 
 
+def log_ticks_whole(fig: Figure) -> Figure:
+    """Every log axis of a figure (also those drawn elsewhere, e.g. the modes section's) labels
+    each tick as a whole number: plotly's default writes the ticks between powers of ten as a
+    bare digit ("2", "5"), which loses the unit's scale."""
+    specs = list((fig.spec.get("panels") or {}).values()) or [fig.spec]
+    for spec in specs:
+        for key, ax in spec.get("layout", {}).items():
+            if key.startswith(("xaxis", "yaxis")) and isinstance(ax, dict) \
+                    and ax.get("type") == "log" and "tickformat" not in ax \
+                    and ax.get("tickmode") != "array":
+                ax["tickformat"] = "~g"
+    return fig
+
+
 MAX_GRID_PANELS = 6  # beyond: one panel at a time, chosen with the page's panel selector
 
 
