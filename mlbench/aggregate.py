@@ -92,7 +92,9 @@ def settings_label(settings: dict) -> str:
 
 
 def options_label(opts) -> str:
-    if not isinstance(opts, dict) or not opts:
+    if isinstance(opts, dict) and not opts:
+        return ""  # a user's model without options: no empty braces in its label
+    if not isinstance(opts, dict):
         return _s(opts) or ""
     return ", ".join(f"{k}={_s(v)}" for k, v in sorted(opts.items()))
 
@@ -128,7 +130,12 @@ def flatten(i: int, a: dict) -> dict:
     # label of a data: model): what cells are compared on, and what verify.json names them by
     label = _s(a.get("model_label")) or model
     mopts = a.get("model_options")
-    if isinstance(mopts, dict) and label == f"{model}.{mopts.get('preset')}":
+    shown = label
+    if isinstance(mopts, dict) and mopts.get("preset") is not None \
+            and label in (model, f"{model}.{mopts['preset']}"):
+        # one scheme for every built-in model: model.preset ("mlp.small" beside "cnn.tiny"),
+        # also when the config left the default preset out of its label
+        shown = f"{model}.{_s(mopts['preset'])}"
         mopts = {k: v for k, v in mopts.items() if k != "preset"} or None  # the label says it
     opts = options_label(mopts)
     # each figure under its own name: the allocator's peak, and NVML's per-process peak (which
@@ -162,7 +169,7 @@ def flatten(i: int, a: dict) -> dict:
         "base_framework": _s(a.get("base_framework")) or _s(a.get("framework")) or "?",
         "mode": _s(a.get("mode")) or "default",
         "mode_settings": options_label(a.get("mode_settings") or None),
-        "model_label": f"{label} ({opts})" if opts else label,
+        "model_label": f"{shown} ({opts})" if opts else shown,
         "gate_label": label,
         "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
         "precision": _s(a.get("precision")) or "?", "status": _s(a.get("status")) or "?",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import catalog, ceiling, gate, gate_verdicts, gpu, launcher
+from . import catalog, ceiling, gate, gate_verdicts, gpu, heartbeat, launcher
 from .config import Config
 from .matrix import resolve_threads
 
@@ -49,7 +49,7 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
     say(f"equivalence gate: {len(config.models)} model(s) x {len(frameworks)} framework(s) "
         f"on {', '.join(devices)} ...")
     report = gate.run(config, out_dir, frameworks=frameworks, devices=devices, stop=stop,
-                      launch=launch)
+                      launch=heartbeat.watched(launch or launcher.launch, say, _gate_step))
     if stop is not None and stop.requested:
         return None
     failed = report.failed()
@@ -79,4 +79,20 @@ def measure(config: Config, out_dir: Path, say: Say, stop: launcher.Stop | None 
     return ceiling.measure_ceilings(out_dir, frameworks, devices, config.precisions,
                                     python_for=pythons, threads=resolve_threads(config),
                                     timeout_s=min(config.timeout_s, 600), tf32=config.tf32,
-                                    stop=stop, launch=launch)
+                                    stop=stop, launch=heartbeat.watched(
+                                        launch or launcher.launch, say, _ceiling_step))
+
+
+def _gate_step(job, job_dir) -> str:
+    """What one gate worker checks: its framework, device, precision and models."""
+    req = job.request if isinstance(job.request, dict) else {}
+    models = ", ".join(str(m.get("key") or m.get("model")) for m in req.get("models") or []
+                       if isinstance(m, dict))
+    return (f"equivalence gate: {Path(job_dir).name.removeprefix('gate-')}"
+            + (f" ({models})" if models else ""))
+
+
+def _ceiling_step(job, job_dir) -> str:
+    """One ceiling worker: its round (the work folder's -r<N>) and framework on device."""
+    fw_dev, _, r = Path(job_dir).name.rpartition("-r")
+    return f"device ceilings: round {int(r) + 1 if r.isdigit() else r}, {fw_dev}"

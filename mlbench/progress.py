@@ -1,8 +1,12 @@
 """What the user sees while a sweep runs and when it ends (rich, through typer).
 
-Owns the live progress display (cell n of N, the cell, its phase, elapsed, ETA), one line per
-finished cell, and the end-of-run summary by status with the command that reruns each failed
-cell. Must not import any ML framework.
+Owns the live progress display (cell n of N, the cell, its phase and elapsed time, the sweep's
+ETA), one line per finished cell, and the end-of-run summary by status with the command that
+reruns each failed cell. On a terminal the display is live; when the output is a file or a CI
+log, a plain line every HEARTBEAT_S seconds (mlbench.heartbeat, which also reports the gate's
+and the ceilings' workers) says what runs and for how long ("cell X (3 of 8): train epoch 1
+step 40/64, 23 s"), so a long silent wait never looks like a hang.
+Must not import any ML framework.
 """
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ import time
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
+from .heartbeat import HEARTBEAT_S, Heartbeat
 from .matrix import Cell
 from .runner import FAILED, Hooks, Outcome
 
@@ -22,12 +27,26 @@ STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "oom": "magenta",
          "timeout": "red", "crashed": "red", "interrupted": "yellow"}
 
 
+class CellElapsed(ProgressColumn):
+    """The running cell's own elapsed time (the bar's clock is the sweep's)."""
+
+    def __init__(self, hooks: "RichHooks"):
+        super().__init__()
+        self.hooks = hooks
+
+    def render(self, task):
+        return f"{time.monotonic() - self.hooks.t_cell:4.0f} s" if self.hooks.t_cell else ""
+
+
 class RichHooks(Hooks):
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.console = console or Console(stderr=True)
+        self.heartbeat_s = heartbeat_s
         self.progress: Progress | None = None
         self.task = None
         self.t_cell = 0.0
+        self.heart: Heartbeat | None = None
+        self.label = ""
 
     def note(self, text: str) -> None:
         self.console.print(escape(text), highlight=False, soft_wrap=True)
@@ -37,22 +56,29 @@ class RichHooks(Hooks):
             self.console.print(f"keeping {skipped_done} cell(s) already done; {total} to run")
         self.progress = Progress(
             TextColumn("[bold]{task.fields[cell]}"), TextColumn("{task.fields[phase]}"),
-            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            CellElapsed(self), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), console=self.console, transient=True,
             refresh_per_second=2, disable=not self.console.is_terminal)
         self.progress.start()
         self.task = self.progress.add_task("sweep", total=total, cell="", phase="")
+        if not self.console.is_terminal:
+            self.heart = Heartbeat(self.note, self.heartbeat_s).start()
 
     def cell_start(self, cell: Cell, index: int, total: int) -> None:
         self.t_cell = time.monotonic()
         label = f"{cell.cell_id}" + (f" r{cell.repeat}" if cell.repeat else "")
+        self.label = f"cell {label} ({index} of {total})"
         self.progress.update(self.task, cell=escape(label), phase="starting")
+        if self.heart:
+            self.heart.set(f"{self.label}: starting")
 
     def message(self, cell: Cell, msg: dict) -> None:
         phase = msg.get("phase") or msg.get("type", "")
         if msg.get("type") == "progress" and "epoch" in msg:
             phase = f"train epoch {msg['epoch'] + 1} step {msg.get('step')}/{msg.get('steps')}"
         self.progress.update(self.task, phase=escape(str(phase)))
+        if self.heart:
+            self.heart.set(f"{self.label}: {phase}", restart=False)
 
     def cell_end(self, cell: Cell, record: dict) -> None:
         status = record["status"]
@@ -62,8 +88,12 @@ class RichHooks(Hooks):
                            f"{escape(cell.cell_id)}{rep} ({record['wall_s']:.1f} s){extra}",
                            highlight=False, soft_wrap=True)
         self.progress.advance(self.task)
+        if self.heart:
+            self.heart.set(None)
 
     def stop(self) -> None:
+        if self.heart:
+            self.heart.stop()
         if self.progress:
             self.progress.stop()
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .records import STATUSES
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "results.schema.json"
 Num = float | None
@@ -123,12 +125,160 @@ class Verdict(_M):
     warnings: list[str] = Field(description="warnings about the samples the verdict rests on")
 
 
-class Attempt(BaseModel):
-    """One attempt record (raw samples included); the full field list is the store's."""
+# --- the attempt records and run.json inside results.json: every key mlbench writes is typed;
+# keys a newer mlbench adds are allowed (open models), so older readers keep working --------------
+
+NonNeg = Annotated[float, Field(ge=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Seconds = NonNeg | None
+
+
+class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
-    cell_id: str
-    status: str
-    repeat: int = 0
+
+
+class SteadyBlock(_Open):
+    steps: NonNegInt
+    seconds: NonNeg
+
+
+class TrainMetrics(_Open):
+    steps_per_epoch: NonNegInt | None = None
+    samples_per_step: NonNeg | None = None
+    steps_per_block: NonNegInt | None = None
+    steady_steps: NonNegInt | None = None
+    first_step_s: Seconds = Field(None, description="first training step: trace/compile + one")
+    warmup_s: Seconds = None
+    steady_s: Seconds = None
+    warmup_step_times_s: list[NonNeg] | None = None
+    step_times_s: list[NonNeg] | None = Field(None, description="steady-state step times, s "
+                                              "(each the mean step time of one block)")
+    steady_blocks: list[SteadyBlock] | None = None
+    epoch_times_s: list[NonNeg] | None = None
+    epoch_loss_means: list[float | None] | None = None
+    epoch_losses: list[float | None] | None = None
+
+
+class EvalMetrics(_Open):
+    loss: float | None = None
+    accuracy: Annotated[float, Field(ge=0, le=1)] | None = None
+    time_s: Seconds = None
+    samples: NonNegInt | None = None
+
+
+class InferenceMetrics(_Open):
+    warmup_iterations: NonNegInt | None = None
+    warmup_s: Seconds = None
+    batch_size: NonNegInt | None = None
+    latencies_s: list[NonNeg] | None = None
+    loops: NonNegInt | None = None
+    min_sample_s: Seconds = None
+
+
+class MemoryMetrics(_Open):
+    peak_device_bytes: NonNegInt | None = None
+    host_baseline_rss_bytes: NonNegInt | None = None
+    host_peak_rss_bytes: NonNegInt | None = None
+
+
+class ParamCounts(_Open):
+    trainable: NonNegInt | None = None
+    non_trainable: NonNegInt | None = None
+
+
+class FlopsPerSample(_Open):
+    forward: NonNeg | None = Field(None, description="analytic forward FLOPs of one sample")
+    train_step: NonNeg | None = Field(None, description="training FLOPs of one sample: 3 x "
+                                      "forward (forward + backward)")
+
+
+class Metrics(_Open):
+    params: ParamCounts | None = None
+    flops_per_sample: FlopsPerSample | None = None
+    train: TrainMetrics | None = None
+    eval: EvalMetrics | None = None
+    inference: InferenceMetrics | None = None
+    memory: MemoryMetrics | None = None
+    settings: dict[str, Any] | None = None
+    model_spec: dict[str, Any] | None = None
+    data_hash: str | None = None
+
+
+class Hello(_Open):
+    pid: int | None = None
+    python: str | None = None
+    framework: str | None = None
+    framework_version: str | None = None
+    device_name: str | None = None
+    import_s: Seconds = None
+    cpu_affinity: list[int] | None = None
+    visible_devices: str | None = None
+
+
+class Attempt(_Open):
+    """One attempt of one cell (the latest per cell and repeat), raw samples included."""
+    cell_id: str = Field(min_length=1)
+    repeat: NonNegInt = 0
+    order: int | None = None
+    schema_: int | None = Field(None, alias="schema")
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    reason: str | None = None
+    run_id: str | None = None
+    fingerprint: str | None = None
+    framework: str | None = None
+    base_framework: str | None = None
+    mode: str | None = None
+    mode_settings: dict[str, Any] | None = None
+    model: str | None = None
+    model_label: str | None = None
+    model_options: dict[str, Any] | None = None
+    device: str | None = None
+    batch_size: NonNegInt | None = None
+    precision: str | None = None
+    command: list[str] | None = None
+    rerun: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    wall_s: Seconds = None
+    exit_code: int | None = None
+    signal: str | None = None
+    machine_before: dict[str, Any] | None = None
+    device_before: dict[str, Any] | None = None
+    gpu: dict[str, Any] | None = None
+    hello: Hello | None = None
+    metrics: Metrics | None = None
+    host_peak_rss_bytes: NonNegInt | None = None
+    stderr_tail: str | None = None
+    stderr_log: str | None = None
+    protocol_noise: list[str] | None = None
+    placement: dict[str, Any] | None = None
+
+
+class Session(_Open):
+    started_at: str | None = None
+    mode: str | None = None
+
+
+class FrameworkInfo(_Open):
+    python: str | None = None
+    version: str | None = None
+
+
+class RunDoc(_Open):
+    """run.json as results.json carries it: the configuration is required (a run is not
+    reproducible without it)."""
+    schema_: int | None = Field(None, alias="schema")
+    run_id: str | None = None
+    mlbench_version: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    sessions: list[Session] | None = None
+    config: dict[str, Any] = Field(description="the validated configuration of the run")
+    host: dict[str, Any] | None = None
+    frameworks: dict[str, FrameworkInfo] | None = None
+    order: list[tuple[str, NonNegInt]] | None = Field(None, description="[[cell_id, repeat]]")
+    executor: dict[str, Any] | None = None
+    ceilings: dict[str, Any] | None = None
 
 
 class ResultsDoc(BaseModel):
@@ -136,7 +286,7 @@ class ResultsDoc(BaseModel):
     summary the report shows."""
     model_config = ConfigDict(extra="allow")
     schema_: int = Field(alias="schema")
-    run: dict[str, Any]
+    run: RunDoc
     cells: list[Attempt]
     cell_warnings: dict[str, list[str]] | None = None
     summaries: list[CellSummary] | None = None
@@ -243,8 +393,9 @@ def _run_doc(run_dir: str | Path | None) -> dict | None:
 
 
 def validate(doc: dict) -> ResultsDoc:
-    """Validate a results.json document against the models (raises pydantic.ValidationError)."""
-    return ResultsDoc.model_validate(doc)
+    """Validate a results.json document against the models (raises pydantic.ValidationError),
+    as JSON and strictly: "32" is not a batch size, exactly as the JSON Schema says."""
+    return ResultsDoc.model_validate_json(json.dumps(doc), strict=True)
 
 
 if __name__ == "__main__":  # regenerate the shipped schema file

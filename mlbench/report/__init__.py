@@ -42,7 +42,8 @@ def build_report(results: str | Path, output: str | Path) -> Path:
     from .. import aggregate, ceiling, decision
     from ..gate_verdicts import load_verdicts
     from . import modes as modes_mod
-    from .figures import build_figures
+    from .figures import build_figures, log_ticks_whole
+    from .gatemarks import GateMarks
     from .recommend import recommend
     from .render import render
     with _no_cyclic_gc():
@@ -53,13 +54,16 @@ def build_report(results: str | Path, output: str | Path) -> Path:
                             str(out))
         verdicts, gate_error = load_verdicts(results)
         settings = decision.settings_from(run)
+        marks = GateMarks(cells, verdicts)
+        cells = marks.columns(cells)  # gate, gate_text: every table and figure shows them
         # None unless a framework ran in several modes
         modes = modes_mod.build(cells, verdicts, settings)
-        figures = build_figures(cells) + ([modes.figure] if modes and modes.figure else [])
+        figures = [marks.mark(log_ticks_whole(f)) for f in build_figures(cells)
+                   + ([modes.figure] if modes and modes.figure else [])]
         recs = recommend(cells, verdicts, settings)
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, verdicts),
                       aggregate.failures_frame(att), figures, recs,
                       warnings, ceilings=ceiling.load(results), verdicts=verdicts,
-                      gate_error=gate_error, modes=modes,
+                      gate_error=gate_error, modes=modes, marks=marks,
                       verdict_rows=modes_mod.verdict_rows(recs, modes and modes.verdicts))

@@ -77,8 +77,10 @@ def _panels(df: pl.DataFrame) -> list[tuple]:
 
 LAYOUT = {"template": "plotly_white", "hovermode": "closest", "font": {"size": 12},
           "paper_bgcolor": "white", "plot_bgcolor": "white",
-          "legend": {"orientation": "h", "y": 1, "yanchor": "top", "x": 0, "xanchor": "left",
-                     "yref": "container"}}
+          # the legend right of the panels, from the top of the plot area down: plotly's
+          # toolbar (top right, in the top margin) never covers an entry
+          "legend": {"orientation": "v", "y": 1, "yanchor": "top", "x": 1.02,
+                     "xanchor": "left"}}
 PANEL_PX, GAP_PX, TOP_PX, BOTTOM_PX = 260, 80, 60, 50
 
 
@@ -89,7 +91,7 @@ def grid_layout(panels: list[tuple], y_title: str, x_title: str) -> tuple[dict, 
     nrows = math.ceil(len(panels) / ncols)
     height = TOP_PX + BOTTOM_PX + nrows * PANEL_PX + (nrows - 1) * GAP_PX
     area = height - TOP_PX - BOTTOM_PX
-    vgap, hgap = GAP_PX / area, 0.06
+    vgap, hgap = GAP_PX / area, 0.09  # room for every panel's y-axis title
     rh, cw = PANEL_PX / area, (1 - (ncols - 1) * hgap) / ncols
     layout = {**LAYOUT, "height": height, "annotations": [],
               "margin": {"l": 70, "r": 20, "t": TOP_PX, "b": BOTTOM_PX}}
@@ -101,7 +103,7 @@ def grid_layout(panels: list[tuple], y_title: str, x_title: str) -> tuple[dict, 
                                  "title": {"text": esc(x_title)}, "automargin": True}
         layout[f"yaxis{sfx}"] = {"domain": [max(0, y1 - rh), y1], "anchor": f"x{sfx}",
                                  "automargin": True, "gridcolor": "#eceff3",
-                                 **({"title": {"text": esc(y_title)}} if c == 0 else {})}
+                                 "title": {"text": esc(y_title)}}  # every panel: read alone
         layout["annotations"].append({"text": f"<b>{esc(' · '.join(p))}</b>", "showarrow": False,
                                       "x": x0 + cw / 2, "y": y1, "xref": "paper",
                                       "yref": "paper", "xanchor": "center", "yanchor": "bottom"})
@@ -161,7 +163,8 @@ def _head(fw: str, panel: tuple) -> str:
 
 
 def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: list[dict],
-             y_title: str, kind: str = "line", log_y: bool = False) -> Figure | None:
+             y_title: str, kind: str = "line", log_y: bool = False,
+             log_format: str = "~s") -> Figure | None:
     """series: dicts with col (y), label, hover (template tail), and optionally dash, scale,
     opacity, pattern, extra (customdata columns), err ((min, max) columns for error bars)."""
     cols = [s["col"] for s in series]
@@ -172,8 +175,16 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
     panels = _panels(df)
     fws = _fws(df)
     bases = bases_of(df)
-    layout, ncols = grid_layout(panels, y_title, "batch size")
     batches = sorted({v for v in df["batch_size"].to_list() if v is not None})
+    if kind == "line" and len(batches) < 2:
+        # a curve against batch size needs two batch sizes: one bar per framework instead
+        kind = "bar"
+        title = f"{title.split(' against batch size')[0]} at batch size " + \
+            ", ".join(map(str, batches))
+        caption = ("Drawn as bars: this run measured one batch size, so there is no curve "
+                   "against batch size (run two or more batch sizes to see how it scales). "
+                   + caption)
+    layout, ncols = grid_layout(panels, y_title, "batch size")
     index = {p: i for i, p in enumerate(panels)}
     data, shown = [], set()
     groups: dict[tuple, list[dict]] = {}
@@ -200,6 +211,7 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
                 _custom(rows, s.get("extra", [])),
                 _head(fw, (model, dev, prec)) + s["hover"] + "<extra></extra>")
             tr = {"x": x if kind == "line" else [str(v) for v in x], "y": y, "name": name,
+                  "meta": {"framework": fw},
                   "legendgroup": name, "showlegend": name not in shown, "xaxis": f"x{sfx}",
                   "yaxis": f"y{sfx}", "customdata": custom, "hovertemplate": hover}
             if s.get("opacity", 1) != 1:  # 1 is plotly's default
@@ -234,7 +246,9 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
             layout[f"xaxis{sfx}"].update(type="category", categoryorder="array",
                                          categoryarray=[str(b) for b in batches])
         if log_y:
-            layout[f"yaxis{sfx}"]["type"] = "log"
+            # every tick label a whole number with its prefix: plotly's default labels the
+            # ticks between the powers of ten with a bare digit ("2", "5"), units lost
+            layout[f"yaxis{sfx}"].update(type="log", tickformat=log_format)
             if c_ := layout[f"yaxis{sfx}"].get("title"):
                 c_["text"] = c_["text"] + " (log scale)"
     if kind == "bar":
@@ -243,6 +257,20 @@ def _faceted(cells: pl.DataFrame, fid: str, title: str, caption: str, series: li
         return Figure(fid, title, caption, {"panels": _per_panel(panels, data, layout,
                                                                   y_title, kind)})
     return Figure(fid, title, caption, {"data": data, "layout": layout})
+
+
+def log_ticks_whole(fig: Figure) -> Figure:
+    """Every log axis of a figure (also those drawn elsewhere, e.g. the modes section's) labels
+    each tick as a whole number: plotly's default writes the ticks between powers of ten as a
+    bare digit ("2", "5"), which loses the unit's scale."""
+    specs = list((fig.spec.get("panels") or {}).values()) or [fig.spec]
+    for spec in specs:
+        for key, ax in spec.get("layout", {}).items():
+            if key.startswith(("xaxis", "yaxis")) and isinstance(ax, dict) \
+                    and ax.get("type") == "log" and "tickformat" not in ax \
+                    and ax.get("tickmode") != "array":
+                ax["tickformat"] = "~g"
+    return fig
 
 
 MAX_GRID_PANELS = 6  # beyond: one panel at a time, chosen with the page's panel selector
@@ -336,6 +364,8 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                              .alias("host_working_bytes"),
                              pl.when(~on_dev).then(pl.col("host_peak_rss_bytes"))
                              .alias("host_peak_rss_bytes"))
+    mem = mem.with_columns((pl.col("host_peak_rss_bytes") / MIB).alias("peak_rss_mib"),
+                           (pl.col("host_working_bytes") / MIB).alias("working_mib"))
     rep = ("<br>95% CI: %{customdata[2]:.4s} – %{customdata[3]:.4s} (%{customdata[4]})"
            "<br>repeat range: %{customdata[5]:.4s} – %{customdata[6]:.4s}"
            "<br>achieved: %{customdata[7]:.4s}FLOP/s · MFU %{customdata[8]:.3p} (one "
@@ -372,7 +402,7 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
         _faceted(cells, "epoch", "Training time per epoch: steady state, warm-up, first step",
                  "Stacked per framework. Bottom (solid): the steady-state epoch = steps per "
                  "epoch × median steady-state step time; this part is what the ranking and the "
-                 "verdict use. Middle (light): the warm-up steps. Top (hatched): the first step "
+                 "verdict use. Middle (light): the warm-up steps. Top (lightest): the first step "
                  "(trace/compile + one step). Warm-up and first step are one-off costs of the "
                  "first epoch; hover shows the first epoch's measured wall time.",
                  [dict(col="epoch_steady_s", label="steady epoch", hover="batch %{x}<br>"
@@ -382,7 +412,7 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                   dict(col="warmup_s", label="warm-up", opacity=0.55, hover="batch %{x}<br>"
                        "warm-up: %{customdata[2]:.4s}s", extra=["warmup_s"],
                        base=["epoch_steady_s"]),
-                  dict(col="first_step_s", label="first step", pattern="/", opacity=0.8,
+                  dict(col="first_step_s", label="first step", opacity=0.3,
                        hover="batch %{x}<br>first step: %{customdata[2]:.4s}s",
                        extra=["first_step_s"], base=["epoch_steady_s", "warmup_s"])],
                  "seconds", kind="bar"),
@@ -396,23 +426,30 @@ def build_figures(cells: pl.DataFrame) -> list[Figure]:
                        **({"err": ("lat_p50_ci_lo", "lat_p50_ci_hi")} if p == "p50" else {}))
                   for c, p, d in (("lat_median", "p50", "solid"), ("lat_p90", "p90", "dash"),
                                   ("lat_p99", "p99", "dot"))],
-                 "latency (ms)", log_y=True),
-        _faceted(mem, "memory", "Memory: working memory (CPU), allocator peak (GPU)",
-                 "Solid, the headline figure each comparison uses: on the CPU the cell's "
-                 "working memory = peak RSS (max of the parent's sampling and the worker's "
-                 "ru_maxrss) minus the RSS just before the model is built (libraries and data "
-                 "excluded); on accelerators the framework allocator's peak device memory. "
-                 "Hatched, secondary: the whole-process peak RSS on the CPU (libraries "
-                 "included), NVML's per-process figure on GPUs. Maximum over ok repeats.",
+                 "latency (ms)", log_y=True, log_format="~g"),
+        _faceted(mem, "memory", "Memory: working memory beside whole-process peak RSS (CPU); "
+                 "allocator peak beside NVML's per-process peak (GPU)",
+                 "Two figures per cell, side by side, because they can disagree. CPU: the "
+                 "working memory (solid) = peak RSS (max of the parent's sampling and the "
+                 "worker's ru_maxrss) minus the RSS just before the model is built, i.e. what "
+                 "the model, its optimizer and its batches take, libraries and data excluded; it "
+                 "is the headline the comparisons use. Beside it (light) the whole-process peak "
+                 "RSS, libraries and runtime included: what the machine must have free. A "
+                 "framework can use the least working memory and still need the most RAM. GPU: "
+                 "the framework allocator's peak device memory (solid, the headline) and "
+                 "NVML's per-process figure (light, CUDA context included). Maximum over ok "
+                 "repeats.",
                  [dict(col="dev_mem", label="device peak (allocator)", scale=1 / MIB,
-                       hover="batch %{x}<br>device peak: %{y:.4g} MiB"),
+                       hover="batch %{x}<br>device peak (allocator): %{y:.4g} MiB"),
                   dict(col="host_working_bytes", label="working memory", scale=1 / MIB,
-                       hover="batch %{x}<br>working memory: %{y:.4g} MiB"),
+                       hover="batch %{x}<br>working memory: %{y:.4g} MiB<br>whole-process peak "
+                       "RSS: %{customdata[2]:.4g} MiB", extra=["peak_rss_mib"]),
                   dict(col="host_peak_rss_bytes", label="peak RSS (whole process)",
-                       scale=1 / MIB, pattern="/", opacity=0.5,
-                       hover="batch %{x}<br>whole-process peak RSS: %{y:.4g} MiB"),
-                  dict(col="nvml_mem", label="NVML per process", scale=1 / MIB, pattern="x",
-                       opacity=0.5, hover="batch %{x}<br>NVML per process: %{y:.4g} MiB")],
+                       scale=1 / MIB, opacity=0.45,
+                       hover="batch %{x}<br>whole-process peak RSS: %{y:.4g} MiB<br>working "
+                       "memory: %{customdata[2]:.4g} MiB", extra=["working_mib"]),
+                  dict(col="nvml_mem", label="NVML per process", scale=1 / MIB, opacity=0.45,
+                       hover="batch %{x}<br>NVML per process: %{y:.4g} MiB")],
                  "MiB", kind="bar"),
         _faceted(cells, "accuracy", "Evaluation accuracy",
                  "Accuracy on the held-out synthetic data after training (median over repeats); "

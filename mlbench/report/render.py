@@ -20,12 +20,14 @@ from .. import ceiling as ceiling_mod
 from ..aggregate import flat_for_csv
 from ..gate_verdicts import NUMERICS_UNCHECKED
 from .figures import COLOURS, Figure, bases_of
+from .gatemarks import GateMarks
 from .recommend import BANNER, Recommendation
 
 TEMPLATE = "template.html.j2"
 SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
     ("cell_id", "cell", "s"), ("framework", "framework", "s"), ("model_label", "model", "s"),
-    ("device", "device", "s"), ("precision", "precision", "s"), ("batch_size", "batch", "s"),
+    ("device", "device", "s"), ("precision", "precision", "s"), ("gate_text", "gate", "s"),
+    ("batch_size", "batch", "s"),
     ("params_trainable", "parameters", "int"),
     ("ok_repeats", "ok", "s"), ("repeats", "repeats", "s"), ("train_sps", "samples/s", "num"),
     ("train_sps_ci_lo", "CI95 lo", "num"), ("train_sps_ci_hi", "CI95 hi", "num"),
@@ -260,10 +262,15 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
            comparison: pl.DataFrame, failures: pl.DataFrame, figures: list[Figure],
            recs: list[Recommendation], warnings: list[str],
            ceilings: dict | None = None, verdicts=None, gate_error: str | None = None,
-           modes=None, verdict_rows: list[dict] | None = None) -> Path:
+           modes=None, verdict_rows: list[dict] | None = None, marks=None) -> Path:
     """`verdict_rows`: the verdicts as data (report.modes.verdict_rows, what results.json
-    carries); the verdict table renders from them (from `recs` when not given)."""
+    carries); the verdict table renders from them (from `recs` when not given). `marks`: the
+    gate's marks (report.gatemarks), built here when not given."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if marks is None:
+        marks = GateMarks(cells, verdicts)
+    if "gate_text" not in cells.columns:
+        cells = marks.columns(cells)
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
         by_workload.setdefault((r.model, r.device), []).append(r)
@@ -287,7 +294,14 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         "plotlyjs": get_plotlyjs() if figures else "",
         "colours": COLOURS,
         "fw_class": _fw_class(cells),
-        "comparison": comparison.to_dicts(), "summary_cols": SUMMARY_COLUMNS,
+        "comparison": comparison.to_dicts(),
+        # the gate's sentence per cell id and per (framework, model, device, precision), for
+        # the tables whose rows are not cells_frame rows (report.gatemarks.GateMarks)
+        "gate_by_cell": {k: v[1] for k, v in marks.by_cell.items()},
+        "gate_of": marks.of,
+        # the comparison table's short gate word (the sentence is its tooltip)
+        "gate_word": {"fail": "failed", "unchecked": "not checked", "pass": "passed"},
+        "summary_cols": SUMMARY_COLUMNS,
         "summary_num_cols": SUMMARY_NUM_COLS, "cmp_num_cols": CMP_NUM_COLS,
         "summary": cells.to_dicts(), "failures": failures.to_dicts(),
         "env": _environment(run, cells),
