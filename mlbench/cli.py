@@ -404,6 +404,11 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
+    if (output / "run.json").exists():
+        # a run's verdicts belong to its cells: rerunning them reruns their gate rows (merged)
+        raise UserError(f"{output} holds a run; its gate reruns with its cells: mlbench run "
+                        f"--output {output} --failed, --only CELL_ID or --resume; give "
+                        "`mlbench gate` another --output", "--output")
     guards.writable_dir(output, "gate output directory")
     from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)

@@ -33,7 +33,7 @@ from typing import Callable
 from . import catalog, launcher
 from .config import Config
 from .gate_verdicts import (GATE_BATCH, GATE_STEPS, GATE_WORK_DIR, NUMERICS_UNCHECKED,
-                            TOLERANCES, GateReport, GateRow, max_known)
+                            ONLY_FRAMEWORK, TOLERANCES, GateReport, GateRow, max_known)
 from .matrix import resolve_threads
 from .protocol import VerifyRequest
 
@@ -43,7 +43,7 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
         perturb: dict[str, str] | None = None, timeout_s: float | None = None,
         on_record: Callable[[str, dict], None] | None = None,
         stop: launcher.Stop | None = None,
-        launch: launcher.Launch | None = None) -> GateReport:
+        launch: launcher.Launch | None = None, write: bool = True) -> GateReport:
     """Run the gate for the models of `config` and write its document
     (`<out_dir>/verify.json`, gate_verdicts.GATE_JSON).
 
@@ -53,7 +53,8 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
     framework's model. `on_record(label, attempt_record)` is called after each worker process.
     Every worker starts through `launch` (the one spawner, mlbench.launcher.launch, unless an
     executor passes its own) and stops with `stop` (Ctrl-C): a gate stopped half-way is not
-    written (nothing half-checked is kept as a verdict).
+    written (nothing half-checked is kept as a verdict); with `write=False` the caller stores
+    the verdicts (a rerun merges them into the run's document: gate_verdicts.merge).
     TF32 is always off in the gate (it checks the model, not the speed knobs).
     """
     t0 = time.monotonic()
@@ -122,7 +123,7 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
                 rows += r
                 pairs += p
     report = GateReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
-    if not stop.requested:
+    if write and not stop.requested:
         report.write(out_dir)
     return report
 
@@ -220,6 +221,9 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             if status == "skipped" and r.get("kind") == "device" and device.startswith("cuda"):
                 # the gate only runs on devices NVML sees: a framework that cannot use it failed
                 status, reason = "failed", f"{fw} cannot use {device}, which NVML sees: {reason}"
+            elif status in ("error", "oom") and r.get("stage") in STAGE_FAILURES:
+                # not a verdict on the numerics: the model never got that far
+                reason = f"{STAGE_FAILURES[r['stage']]}: {reason}"
             rows[fw] = GateRow(**base, framework=fw, reference="-", status=status,
                                  passed=None if status == "skipped" else False, reason=reason)
     if ref is not None and ref.get("status") != "ok":
@@ -286,14 +290,18 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             # alone (the only framework that ran: a user's model with canonical weights too)
             # is not "no shared weights": that is for peers with other starting weights
             alone = len(ok) == 1 or fw in numeric
-            reasons.append("only framework: nothing to compare with" if alone else
-                           NUMERICS_UNCHECKED)
+            reasons.append(ONLY_FRAMEWORK if alone else NUMERICS_UNCHECKED)
         errs = {k: c.get(k) for k in ("max_abs_err", "max_rel_err", "loss_err",
                                       "steps_loss_err")} if c else {}
         rows[fw] = GateRow(**base, framework=fw, reference=reference, passed=passed,
                              reason="; ".join(reasons) or None, params_equal=params_equal,
                              data_hash_equal=data_equal, params=r["params"], **errs)
     return [rows[fw] for fw in got], pairs
+
+
+# What a model's error in the gate worker was, by how far it got (workers/gate.py `stage`).
+STAGE_FAILURES = {"build": "builder error", "weights": "error loading the shared weights",
+                  "run": "error in the gate's forward and steps"}
 
 
 def _majority(values: list[str]) -> str | None:

@@ -183,13 +183,15 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         run = store_run_info(store, config, plan, previous)
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
+        if plan.mode == "failed" and not todo:
+            hooks.note(f"no failed cells in {out_dir}: nothing to rerun")
         todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's
         run["order"] = order.as_record(todo)
         stop = Stop()
         old = _install_signals(stop)  # Ctrl-C stops the gate and the ceilings too
         try:
             if todo:
-                _preflight(config, out_dir, plan, hooks, ex, run, stop)
+                _preflight(config, out_dir, plan, hooks, ex, run, stop, todo)
                 store.write_run(run)
         except BaseException:
             _restore_signals(old)
@@ -246,7 +248,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
 
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,
-               run: dict, stop: Stop) -> None:
+               run: dict, stop: Stop, todo: list[Cell] | None = None) -> None:
     """The gate and the ceilings before the cells, where the cells run: their workers start
     through the executor (ex.launch) and stop on Ctrl-C. On a cluster also once per node kind;
     a driver that runs no cells measures nothing itself: the run's gate verdicts and
@@ -254,8 +256,9 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
     run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
     here = ex.runs_cells_here()
     if here:
+        # a rerun (--resume, --failed, --only) reruns the gate rows of the cells it runs
         preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new", stop=stop,
-                           launch=ex.launch)
+                           launch=ex.launch, cells=todo)
         if stop.requested:
             return
         run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
