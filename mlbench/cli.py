@@ -332,7 +332,9 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             if path is None:
                 return stored_conf, out_dir
             conf = _load_config(path, overrides)
-            changed = cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
+            # where the cells run (executor.*) is not part of what was measured: not a change
+            changed = [k for k in cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
+                       if k.split(".")[0] != "executor"]
             from .matrix import expand
             before = {c.cell_id for c in expand(stored_conf)}
             after = {c.cell_id for c in expand(conf)}

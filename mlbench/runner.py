@@ -44,6 +44,7 @@ class Outcome:
     latest: list[dict]
     interrupted_by: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stopped: int = 0  # of `ran`: the cells stopped by the interrupt (status interrupted)
 
     @property
     def exit_code(self) -> int:
@@ -200,7 +201,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         del previous
         store.drop_records()
         by_key = {c.key: c for c in todo}
-        ran = 0
+        ran = stopped = 0
         failure: BaseException | None = None
         try:
             hooks.start(len(todo), kept)
@@ -216,6 +217,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 record["run_id"] = run["run_id"]
                 store.append(record)
                 ran += 1
+                stopped += record["status"] == "interrupted"
                 hooks.cell_end(by_key[(record["cell_id"], record["repeat"])], record)
         except OSError as exc:
             # A full or failing disk while preparing a cell (request.json, stderr log).
@@ -244,7 +246,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         if on_finalized:
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
-                       stop.signal_name if stop.requested else None)
+                       stop.signal_name if stop.requested else None, stopped=stopped)
 
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,
@@ -269,12 +271,16 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
     from .ray_executor import ceilings_here, gate_here
     host = run["host"]["hostname"] if here else None
     if config.verify and preflight.real_frameworks(config):
-        hooks.note("equivalence gate on each node kind ...")
+        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        if elsewhere:  # the driver's own kind ran the gate above: not announced twice
+            hooks.note(f"equivalence gate on node kind(s) {', '.join(elsewhere)} ...")
         run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
         if not here:
             _adopt(run["gate_by_kind"], "gate", out_dir / gate_verdicts.GATE_JSON)
     if config.ceiling and (run.get("ceilings") is not None or not here):
-        hooks.note("device ceilings on each node kind ...")
+        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        if elsewhere:
+            hooks.note(f"device ceilings on node kind(s) {', '.join(elsewhere)} ...")
         run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
         if not here:
             doc = _adopt(run["ceilings_by_kind"], "doc", out_dir / ceiling.CEILINGS_JSON)
