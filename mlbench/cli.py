@@ -328,6 +328,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             from . import store
             guards.run_layout(out_dir)
             raw = store.read_run(stored).config
+            _check_model_names(overrides, raw)
             stored_conf = cfg.validate(raw, str(stored), overrides)
             if path is None:
                 return stored_conf, out_dir
@@ -361,8 +362,22 @@ def _load_config(path: Path | None, overrides: dict) -> cfg.Config:
     missing file or a YAML syntax error answers without building the config's models."""
     from . import configfile
     got = configfile.read(path)
+    _check_model_names(overrides, got.raw)
     from . import config as cfg
     return cfg.from_file(got, overrides)
+
+
+def _check_model_names(overrides: dict, raw: Any) -> None:
+    """`--models NAME`: a name that is neither built in nor one of the config's own models is
+    refused with the closest of both suggested (the config alone knows only the built-in)."""
+    names = overrides.get("models")
+    if not names:
+        return
+    from . import catalog, usermodel
+    why = usermodel.unknown_model(list(names), raw.get("models") if isinstance(raw, dict)
+                                  else None, tuple(catalog.models()))
+    if why:
+        raise UserError(why, "command line: models")
 
 
 @app.command("gate", cls=_Command)

@@ -22,7 +22,7 @@ from . import __version__, ceiling, config as cfg, gate_verdicts, guards, order,
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
-from .matrix import Cell, expand
+from .matrix import Cell, expand, resolve_only
 from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
 
 DONE = ("ok", "skipped")
@@ -119,14 +119,15 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
     """The cells to run now, and how many are already done and kept."""
     latest = {(a["cell_id"], int(a.get("repeat", 0))): a for a in latest_attempts(previous)}
     if plan.mode == "only":
+        only = resolve_only(plan.only, cells)  # a model's id without its options hash too
         known = {c.cell_id for c in cells} | {a["cell_id"] for a in previous}
-        missing = [o for o in plan.only if o not in known]
+        missing = [o for o in only if o not in known]
         if missing:
             import difflib
             close = difflib.get_close_matches(missing[0], sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
-        todo = [c for c in cells if c.cell_id in plan.only]
+        todo = [c for c in cells if c.cell_id in only]
         return todo, len(cells) - len(todo)
     if plan.mode == "failed":
         todo = [c for c in cells if c.key in latest and latest[c.key]["status"] in FAILED]
