@@ -81,6 +81,27 @@ def run_gate(config: Config, out_dir: Path, say: Say, again: bool,
     return report
 
 
+def adopt_gate_rows(by_kind: dict, out_dir: Path, config: Config,
+                    cells: list[Cell] | None) -> bool:
+    """A rerun on a cluster whose driver runs no cells: the first node kind's verdicts for the
+    groups of `cells` merged into the run's verify.json (the other rows kept, as run_gate does
+    here; nothing rerun: the file stays as it is). False when there is nothing to merge into
+    (a new run, no verify.json yet): the caller then adopts the kind's whole document."""
+    path = out_dir / gate_verdicts.GATE_JSON
+    if cells is None or not path.exists():
+        return False
+    groups = rerun_groups(config, cells)
+    for kind in sorted(by_kind) if groups else ():
+        doc = (by_kind[kind].get("result") or {}).get("gate")
+        if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+            report = gate_verdicts.GateReport(
+                rows=[gate_verdicts.GateRow(**r) for r in doc["rows"]],
+                pairs=list(doc.get("pairs") or []), seconds=float(doc.get("seconds") or 0.0))
+            gate_verdicts.merge(out_dir, report, groups)
+            break
+    return True
+
+
 def rerun_groups(config: Config, cells: list[Cell]) -> set[tuple[str, str, str]]:
     """The gate's (model_label, device, precision) groups that `cells` depend on (those of a
     gated framework, on a device the gate runs on)."""

@@ -276,7 +276,8 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
         if elsewhere:  # the driver's own kind ran the gate above: not announced twice
             hooks.note(f"equivalence gate on node kind(s) {', '.join(elsewhere)} ...")
         run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
-        if not here:
+        if not here and not preflight.adopt_gate_rows(run["gate_by_kind"], out_dir, config,
+                                                      todo if plan.mode != "new" else None):
             _adopt(run["gate_by_kind"], "gate", out_dir / gate_verdicts.GATE_JSON)
     if config.ceiling and (run.get("ceilings") is not None or not here):
         elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)

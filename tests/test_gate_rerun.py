@@ -107,3 +107,58 @@ def test_mlbench_gate_refuses_to_overwrite_a_runs_verdicts(tmp_path, monkeypatch
     rc, _, err = run_inproc(["gate", "-c", str(conf), "-o", str(out)], capsys)
     assert rc == 2 and err.startswith("error: ") and "--failed" in err and "--only" in err
     assert (out / "verify.json").read_bytes() == before
+
+
+class _RemoteCluster:
+    """A cluster whose driver runs no cells; its one node kind answers the gate with `doc`."""
+
+    def __init__(self, doc):
+        self.doc = doc
+
+    def describe(self):
+        return {"kind": "cluster", "nodes": []}
+
+    def runs_cells_here(self):
+        return False
+
+    def launch(self, job, job_dir, stop, on_message=lambda m: None):
+        raise AssertionError(f"{job.script.name} started on the driver")
+
+    def on_each_kind(self, fn, *args):
+        return {"kind-a": {"node_id": "n1", "hostname": "node1", "result": {"gate": self.doc}}}
+
+
+def test_a_rerun_on_a_cluster_merges_the_node_kinds_rows_for_its_cells(tmp_path):
+    from mlbench import gate_verdicts, launcher, matrix, runner
+    from mlbench.config import Config
+    config = Config(frameworks=["pytorch"], batch_sizes=[16], threads=1, ceiling=False,
+                    models=[{"name": "mlp", "preset": "tiny"},
+                            {"name": "mlp", "preset": "tiny", "options": {"hidden": [32]},
+                             "label": "narrow"}])
+
+    def row(label, passed, reason):
+        return gate_verdicts.GateRow(model="mlp", model_label=label, device="cpu",
+                                     precision="fp32", framework="pytorch", reference="numpy",
+                                     passed=passed, reason=reason, max_abs_err=3.5e-7)
+
+    stored = gate_verdicts.GateReport(rows=[row("mlp.tiny", True, None),
+                                            row("narrow", False, "builder error: KeyError: x")],
+                                      seconds=4.0)
+    stored.write(tmp_path)
+    before = (tmp_path / "verify.json").read_text()
+    fresh = gate_verdicts.GateReport(rows=[row("mlp.tiny", False, "changed elsewhere"),
+                                           row("narrow", True, None)]).to_json()
+    todo = [c for c in matrix.expand(config) if c.model.id_label == "narrow"]
+    runner._preflight(config, tmp_path, runner.Plan("failed"), runner.Hooks(),
+                      _RemoteCluster(fresh), {"host": {"hostname": "driver"}},
+                      launcher.Stop(), todo)
+    rows = _rows(tmp_path)
+    assert rows["narrow"]["passed"] is True and rows["narrow"]["reason"] is None
+    kept = json.loads(before)["rows"][0]
+    assert rows["mlp.tiny"] == kept and json.dumps(kept, indent=1).replace("\n", "\n  ") in \
+        (tmp_path / "verify.json").read_text()
+    # a new run adopts the node kind's whole document
+    runner._preflight(config, tmp_path, runner.Plan("new"), runner.Hooks(),
+                      _RemoteCluster(fresh), {"host": {"hostname": "driver"}}, launcher.Stop(),
+                      todo)
+    assert _rows(tmp_path)["mlp.tiny"]["reason"] == "changed elsewhere"
