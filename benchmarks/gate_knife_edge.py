@@ -83,7 +83,8 @@ def main(seed: int) -> None:
               f"{b_out[at]:+.3e} (ReLU gradient {'1' if b_out[at] > 0 else '0'})")
         for w in ("conv7/kernel", "bn6/beta", "bn6/gamma", "conv6/kernel", "conv0/kernel"):
             g, r = grads[w], ref_grads[w]
-            print(f"  gradient {w:13s} max err / max |g|: {np.abs(g - r).max() / np.abs(r).max():.2e}")
+            rel = np.abs(g - r).max() / np.abs(r).max()
+            print(f"  gradient {w:13s} max err / max |g|: {rel:.2e}")
 
 
 if __name__ == "__main__":

@@ -94,8 +94,8 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
     if outcome.interrupted_by or stopped:
         why = f"interrupted by {outcome.interrupted_by}" if outcome.interrupted_by else \
             "interrupted earlier"
-        what = f" ({len(stopped)} stopped: {', '.join(stopped[:5])}{' ...' if len(stopped) > 5 else ''})" \
-            if stopped else ""
+        more = " ..." if len(stopped) > 5 else ""
+        what = f" ({len(stopped)} stopped: {', '.join(stopped[:5])}{more})" if stopped else ""
         console.print(f"[yellow]{escape(why + what)}; finish with "
                       f"{escape(shlex.join([*rerun_prefix, '--resume']))}[/]", soft_wrap=True)
 

@@ -27,7 +27,8 @@ def _plant(tmp_path: Path, monkeypatch) -> Path:
     assert BUILD in src, "numpy_worker.py changed: update the planted framework"
     marker = tmp_path / "broken"
     src = src.replace(BUILD, BUILD + (
-        f"        if spec.get('hidden') == [32] and __import__('os').path.exists({str(marker)!r}):\n"
+        "        import os\n"
+        f"        if spec.get('hidden') == [32] and os.path.exists({str(marker)!r}):\n"
         "            raise RuntimeError('planted: the builder cannot find its layer')\n"))
     (d / "pytorch_worker.py").write_text(src)
     monkeypatch.setenv("MLBENCH_WORKERS_DIR", str(d))
