@@ -19,7 +19,8 @@ own process with its own options and gets its own rows, keyed by its label.
 Verdict per (device, precision, model, framework): against numpy where it has a reference (mlp);
 otherwise pairwise: the largest group of frameworks that all agree within tolerance passes, the
 others fail ("disagrees with ..."); a tie (two frameworks that disagree) fails both, since
-nothing says which one is wrong.
+nothing says which one is wrong. A framework whose forward agrees but whose training steps do
+not is judged again on a second draw of weights and batches (mlbench.gate_draws says why).
 """
 from __future__ import annotations
 
