@@ -328,11 +328,14 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             from . import store
             guards.run_layout(out_dir)
             raw = store.read_run(stored).config
+            _check_model_names(overrides, raw)
             stored_conf = cfg.validate(raw, str(stored), overrides)
             if path is None:
                 return stored_conf, out_dir
             conf = _load_config(path, overrides)
-            changed = cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
+            # where the cells run (executor.*) is not part of what was measured: not a change
+            changed = [k for k in cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
+                       if k.split(".")[0] != "executor"]
             from .matrix import expand
             before = {c.cell_id for c in expand(stored_conf)}
             after = {c.cell_id for c in expand(conf)}
@@ -359,8 +362,22 @@ def _load_config(path: Path | None, overrides: dict) -> cfg.Config:
     missing file or a YAML syntax error answers without building the config's models."""
     from . import configfile
     got = configfile.read(path)
+    _check_model_names(overrides, got.raw)
     from . import config as cfg
     return cfg.from_file(got, overrides)
+
+
+def _check_model_names(overrides: dict, raw: Any) -> None:
+    """`--models NAME`: a name that is neither built in nor one of the config's own models is
+    refused with the closest of both suggested (the config alone knows only the built-in)."""
+    names = overrides.get("models")
+    if not names:
+        return
+    from . import catalog, usermodel
+    why = usermodel.unknown_model(list(names), raw.get("models") if isinstance(raw, dict)
+                                  else None, tuple(catalog.models()))
+    if why:
+        raise UserError(why, "command line: models")
 
 
 @app.command("gate", cls=_Command)
@@ -404,6 +421,11 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
+    if (output / "run.json").exists():
+        # a run's verdicts belong to its cells: rerunning them reruns their gate rows (merged)
+        raise UserError(f"{output} holds a run; its gate reruns with its cells: mlbench run "
+                        f"--output {output} --failed, --only CELL_ID or --resume; give "
+                        "`mlbench gate` another --output", "--output")
     guards.writable_dir(output, "gate output directory")
     from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)

@@ -19,7 +19,8 @@ own process with its own options and gets its own rows, keyed by its label.
 Verdict per (device, precision, model, framework): against numpy where it has a reference (mlp);
 otherwise pairwise: the largest group of frameworks that all agree within tolerance passes, the
 others fail ("disagrees with ..."); a tie (two frameworks that disagree) fails both, since
-nothing says which one is wrong.
+nothing says which one is wrong. A framework whose forward agrees but whose training steps do
+not is judged again on a second draw of weights and batches (mlbench.gate_draws says why).
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import catalog, launcher
+from . import catalog, gate_draws, launcher
 from .config import Config
 from .gate_verdicts import (GATE_BATCH, GATE_STEPS, GATE_WORK_DIR, NUMERICS_UNCHECKED,
-                            TOLERANCES, GateReport, GateRow, max_known)
+                            ONLY_FRAMEWORK, TOLERANCES, GateReport, GateRow, max_known)
 from .matrix import resolve_threads
 from .protocol import VerifyRequest
 
@@ -43,7 +44,7 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
         perturb: dict[str, str] | None = None, timeout_s: float | None = None,
         on_record: Callable[[str, dict], None] | None = None,
         stop: launcher.Stop | None = None,
-        launch: launcher.Launch | None = None) -> GateReport:
+        launch: launcher.Launch | None = None, write: bool = True) -> GateReport:
     """Run the gate for the models of `config` and write its document
     (`<out_dir>/verify.json`, gate_verdicts.GATE_JSON).
 
@@ -53,7 +54,8 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
     framework's model. `on_record(label, attempt_record)` is called after each worker process.
     Every worker starts through `launch` (the one spawner, mlbench.launcher.launch, unless an
     executor passes its own) and stops with `stop` (Ctrl-C): a gate stopped half-way is not
-    written (nothing half-checked is kept as a verdict).
+    written (nothing half-checked is kept as a verdict); with `write=False` the caller stores
+    the verdicts (a rerun merges them into the run's document: gate_verdicts.merge).
     TF32 is always off in the gate (it checks the model, not the speed knobs).
     """
     t0 = time.monotonic()
@@ -76,16 +78,19 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
     perturb = perturb or {}
     threads = resolve_threads(config)
 
-    def check(label: str, device: str, precision: str, models: list[dict]) -> dict:
+    def check(label: str, device: str, precision: str, models: list[dict],
+              seed: int | None = None) -> dict:
         var = variants.get(label) or catalog.Variant(label, label, _options(config, label),
                                                      "default")
         fw = var.framework
-        tag = f"{label}-{device.replace(':', '')}-{precision}"
+        tag = f"{label}-{device.replace(':', '')}-{precision}" + (
+            f"-seed{seed}" if seed is not None else "")
         job_dir = work / tag
         job_dir.mkdir(parents=True, exist_ok=True)
         request = VerifyRequest(
             cell_id=f"gate-{tag}", framework=fw, device=device, precision=precision,
-            seed=config.seed, threads=threads, options=dict(var.options),
+            seed=config.seed if seed is None else seed, threads=threads,
+            options=dict(var.options),
             batch_size=GATE_BATCH, verify_steps=GATE_STEPS,
             verify_dir=str(job_dir.resolve()), models=models,
             memory_limit_mb=config.memory_limit_mb,
@@ -110,19 +115,38 @@ def run(config: Config, out_dir: Path, *, frameworks: list[str] | None = None,
     reference = check("numpy", "cpu", "fp32", ref_entries) if ref_entries else {}
     rows: list[GateRow] = []
     pairs: list[dict] = []
+    def judge(results: dict, ref_results: dict, e: dict, device: str, precision: str,
+              steps_only: set | None = None) -> tuple[list[GateRow], list[dict]]:
+        key = e["key"]
+        got = {fw: results[fw].get(key, {"status": "error", "reason": "no answer"})
+               for fw in frameworks}
+        ref = ref_results.get(key) if has_ref[key] else None
+        return _judge(names[key], key, device, precision, got, ref, steps_only)
+
     for device in devices:
         for precision in precisions:
             results = {fw: check(fw, device, precision, entries) for fw in frameworks}
+            retry = {e["key"]: set() for e in entries}
+            judged = {e["key"]: judge(results, reference, e, device, precision, retry[e["key"]])
+                      for e in entries}
+            again = [e for e in entries if retry[e["key"]]]
+            if again and not stop.requested:
+                # the training steps alone differed: a second draw tells a different model
+                # from a rounding knife-edge (mlbench.gate_draws)
+                seed2 = config.seed + gate_draws.SECOND_DRAW
+                results2 = {fw: check(fw, device, precision, again, seed2) for fw in frameworks}
+                refs = [e for e in again if has_ref[e["key"]]]
+                ref2 = check("numpy", "cpu", "fp32", refs, seed2) if refs else {}
+                for e in again:
+                    r2, p2 = judge(results2, ref2, e, device, precision)
+                    r1, p1 = judged[e["key"]]
+                    judged[e["key"]] = (gate_draws.combine(r1, r2, retry[e["key"]], config.seed),
+                                        p1 + [{**p, "seed": seed2} for p in p2])
             for e in entries:
-                key = e["key"]
-                got = {fw: results[fw].get(key, {"status": "error", "reason": "no answer"})
-                       for fw in frameworks}
-                ref = reference.get(key) if has_ref[key] else None
-                r, p = _judge(names[key], key, device, precision, got, ref)
-                rows += r
-                pairs += p
+                rows += judged[e["key"]][0]
+                pairs += judged[e["key"]][1]
     report = GateReport(rows=rows, pairs=pairs, seconds=time.monotonic() - t0)
-    if not stop.requested:
+    if write and not stop.requested:
         report.write(out_dir)
     return report
 
@@ -169,18 +193,20 @@ def _compare(a: dict, ref: dict, tol: dict) -> dict:
     max_abs = max_rel = 0.0
     shape_differs = {"agree": False, "why": f"output shape {a['output_shape']} vs "
                      f"{ref['output_shape']}", "max_abs_err": None, "max_rel_err": None,
-                     "loss_err": None, "steps_loss_err": None}
+                     "loss_err": None, "steps_loss_err": None, "forward_agree": False}
     if a["output_shape"] != ref["output_shape"]:
         return shape_differs
     (ia, xs), (ir, rs) = _arrays(a), _arrays(ref)
     if ia is not None and ir is not None and not np.array_equal(ia, ir):
         return {**shape_differs, "why": "compared output samples at different indices"}
+    forward_ok = None  # the outputs before any step (the after-step ones come second)
     for x, r in zip(xs, rs):
         if x.shape != r.shape:
             return shape_differs
         err = np.abs(x - r)
         ok &= bool(np.all(err <= tol["atol"] + tol["rtol"] * np.abs(r)))
         ok &= bool(np.all(np.isfinite(x)))
+        forward_ok = ok if forward_ok is None else forward_ok
         max_abs = max(max_abs, float(err.max(initial=0.0)))
         big = np.abs(r) > tol["atol"]
         if big.any():
@@ -204,12 +230,19 @@ def _compare(a: dict, ref: dict, tol: dict) -> dict:
         ok = False
     elif not losses_ok:
         why = "losses differ beyond tolerance"
-    return {"agree": ok and losses_ok, "why": why, "max_abs_err": max_abs,
+    # the model computes the same forward (outputs and loss before any step, and the first
+    # training-mode loss): a disagreement is then the training steps' alone (gate_draws)
+    forward = forward_ok and loss_ok(a["loss_before"], ref["loss_before"]) and bool(
+        a["train_losses"]) and loss_ok(a["train_losses"][0], ref["train_losses"][0])
+    return {"agree": ok and losses_ok, "why": why, "forward_agree": forward, "max_abs_err": max_abs,
             "max_rel_err": max_rel, "loss_err": loss_err, "steps_loss_err": steps_err}
 
 
 def _judge(model: str, label: str, device: str, precision: str, got: dict,
-           ref: dict | None) -> tuple[list[GateRow], list[dict]]:
+           ref: dict | None, steps_only: set | None = None) -> tuple[list[GateRow], list[dict]]:
+    """The gate's rows for one (model, device, precision) and the pairs compared. `steps_only`,
+    when given, receives the frameworks that failed on the training steps alone (same counts,
+    batches and forward: gate_draws gives them a second draw)."""
     tol = TOLERANCES[precision]
     base = dict(model=model, model_label=label, device=device, precision=precision)
     ok = {fw: r for fw, r in got.items() if r.get("status") == "ok"}
@@ -220,6 +253,9 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             if status == "skipped" and r.get("kind") == "device" and device.startswith("cuda"):
                 # the gate only runs on devices NVML sees: a framework that cannot use it failed
                 status, reason = "failed", f"{fw} cannot use {device}, which NVML sees: {reason}"
+            elif status in ("error", "oom") and r.get("stage") in STAGE_FAILURES:
+                # not a verdict on the numerics: the model never got that far
+                reason = f"{STAGE_FAILURES[r['stage']]}: {reason}"
             rows[fw] = GateRow(**base, framework=fw, reference="-", status=status,
                                  passed=None if status == "skipped" else False, reason=reason)
     if ref is not None and ref.get("status") != "ok":
@@ -258,6 +294,7 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             cs = [cmp[(fw, g)] for g in others]
             worst = {k: max_known(*(c[k] for c in cs)) for k in
                      ("max_abs_err", "max_rel_err", "loss_err", "steps_loss_err")}
+            worst["forward_agree"] = all(c.get("forward_agree") for c in cs)
             agree = group is not None and fw in group
             why = None if agree else (f"disagrees with {', '.join(others)}" if group else
                                       "no two frameworks agree: cannot tell which is right")
@@ -280,20 +317,26 @@ def _judge(model: str, label: str, device: str, precision: str, got: dict,
             reasons.append(f"output {r['output_shape']} {r.get('output_dtype')} differs from "
                            f"the other frameworks' {_majority(shapes)}")
         if c is not None and not c["agree"]:
+            if not reasons and c.get("forward_agree") and steps_only is not None:
+                steps_only.add(fw)
             reasons.append(c["why"])
         passed = None if c is None and not reasons else not reasons
         if c is None and not reasons:
             # alone (the only framework that ran: a user's model with canonical weights too)
             # is not "no shared weights": that is for peers with other starting weights
             alone = len(ok) == 1 or fw in numeric
-            reasons.append("only framework: nothing to compare with" if alone else
-                           NUMERICS_UNCHECKED)
+            reasons.append(ONLY_FRAMEWORK if alone else NUMERICS_UNCHECKED)
         errs = {k: c.get(k) for k in ("max_abs_err", "max_rel_err", "loss_err",
                                       "steps_loss_err")} if c else {}
         rows[fw] = GateRow(**base, framework=fw, reference=reference, passed=passed,
                              reason="; ".join(reasons) or None, params_equal=params_equal,
                              data_hash_equal=data_equal, params=r["params"], **errs)
     return [rows[fw] for fw in got], pairs
+
+
+# What a model's error in the gate worker was, by how far it got (workers/gate.py `stage`).
+STAGE_FAILURES = {"build": "builder error", "weights": "error loading the shared weights",
+                  "run": "error in the gate's forward and steps"}
 
 
 def _majority(values: list[str]) -> str | None:

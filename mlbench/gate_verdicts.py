@@ -45,6 +45,8 @@ TOLERANCE_NOTE = ("outputs pass when |a - ref| <= atol + rtol*|ref| for every va
 # The verdict of a user's natively written model: counts, shapes and batches were checked, the
 # numbers were not (each framework initialised it its own way). Never shown as passed.
 NUMERICS_UNCHECKED = "numerics unchecked (no shared weights)"
+# The verdict of a framework that ran alone for a model: nothing to compare its numbers with.
+ONLY_FRAMEWORK = "only framework: nothing to compare with"
 
 
 @dataclass(frozen=True)
@@ -105,24 +107,100 @@ class GateReport:
         return path
 
     def render_text(self) -> str:
-        lines = [f"{'model':<18} {'device':<7} {'prec':<5} {'framework':<11} {'reference':<22} "
-                 f"{'max abs':>9} {'max rel':>9} {'loss err':>9}  verdict"]
+        # columns as wide as their longest entry: "pairwise: jax, tensorflow-xla" is never cut
+        cols = [("model", 18, lambda r: r.model_label), ("device", 7, lambda r: r.device),
+                ("prec", 5, lambda r: r.precision), ("framework", 11, lambda r: r.framework),
+                ("reference", 22, lambda r: r.reference)]
+        widths = [max([least, len(name)] + [len(str(get(r))) for r in self.rows])
+                  for name, least, get in cols]
+        lines = [" ".join(f"{name:<{w}}" for (name, _, _), w in zip(cols, widths))
+                 + f" {'max abs':>9} {'max rel':>9} {'loss err':>9}  verdict"]
         for r in self.rows:
             verdict = {True: "pass", False: "FAIL", None: "-"}[r.passed]
             if r.reason:
                 verdict += f" ({r.reason})"
-            lines.append(f"{r.model_label:<18} {r.device:<7} {r.precision:<5} {r.framework:<11} "
-                         f"{r.reference[:22]:<22} {_fmt(r.max_abs_err)} {_fmt(r.max_rel_err)} "
+            lines.append(" ".join(f"{str(get(r)):<{w}}" for (_, _, get), w in zip(cols, widths))
+                         + f" {_fmt(r.max_abs_err)} {_fmt(r.max_rel_err)} "
                          f"{_fmt(max_known(r.loss_err, r.steps_loss_err))}  {verdict}")
         tol = "; ".join(f"{p}: rtol {t['rtol']:g} atol {t['atol']:g} (loss rtol "
                         f"{t['loss_rtol']:g} atol {t['loss_atol']:g})"
                         for p, t in self.tolerances.items())
         lines.append(f"tolerances: {tol}")
-        n_fail = len(self.failed())
-        lines.append("equivalence gate: " + ("passed" if not n_fail else
-                                             f"FAILED for {n_fail} cell(s): their speed is "
-                                             "not comparable"))
+        lines.append(checked_text(self.rows))
         return "\n".join(lines)
+
+
+def checked_text(rows: list[GateRow]) -> str:
+    """What the gate checked, in one line: "passed" alone only when every row was compared
+    numerically and agreed; otherwise each kind of outcome with the models (and frameworks) it
+    covers, e.g. "equivalence gate: numerics unchecked for mine (jax, pytorch: no shared
+    weights); only framework for tab (pytorch)"."""
+    def listing(group: list[GateRow], why: str = "") -> str:
+        by: dict[str, set] = {}
+        for r in group:
+            by.setdefault(r.model_label or r.model, set()).add(r.framework)
+        return ", ".join(f"{m} ({', '.join(sorted(f))}{why})" for m, f in by.items())
+
+    failed = [r for r in rows if r.passed is False]
+    passed = [r for r in rows if r.passed is True]
+    unchecked = [r for r in rows if r.passed is None and r.reason == NUMERICS_UNCHECKED]
+    alone = [r for r in rows if r.passed is None and r.reason == ONLY_FRAMEWORK]
+    skipped = [r for r in rows if r.passed is None and r not in unchecked and r not in alone]
+    if passed and not (failed or unchecked or alone or skipped):
+        return "equivalence gate: passed"
+    parts = []
+    if failed:
+        parts.append(f"FAILED for {len(failed)} cell(s): their speed is not comparable "
+                     f"({listing(failed)})")
+    if passed:
+        parts.append(f"passed for {listing(passed)}")
+    elif not failed:
+        parts.append("no numbers compared" if rows else "nothing checked")
+    if unchecked:
+        parts.append(f"numerics unchecked for {listing(unchecked, ': no shared weights')}")
+    if alone:
+        parts.append(f"only framework for {listing(alone)}")
+    if skipped:
+        parts.append(f"skipped for {listing(skipped)}")
+    return "equivalence gate: " + "; ".join(parts)
+
+
+def merge(out_dir: Path, report: GateReport, groups: set[tuple[str, str, str]]) -> GateReport:
+    """Put the rerun `report`'s verdicts for `groups` ({(model_label, device, precision)}) into
+    the run's verify.json, in place of that group's former rows and pairs; every other row and
+    pair stays as stored (the same JSON, byte for byte). A group's rows are judged together
+    (pairwise, against the same reference), so a group is replaced whole. The stored document
+    is read raw, not through GateRow, so a row written by another mlbench keeps its fields."""
+    path = Path(out_dir) / GATE_JSON
+    doc = json.loads(path.read_text())
+
+    def key(d: dict) -> tuple:
+        return (d.get("model_label") or d.get("model"), d.get("device"), d.get("precision"))
+
+    fresh = report.to_json()
+    for part in ("rows", "pairs"):
+        new: dict[tuple, list] = {}
+        for d in fresh[part]:
+            if key(d) in groups:
+                new.setdefault(key(d), []).append(d)
+        out, placed = [], set()
+        for d in doc.get(part, []):
+            k = key(d)
+            if k not in groups:
+                out.append(d)
+            elif k not in placed:  # the group's new verdicts where its old ones were
+                out += new.get(k, [])
+                placed.add(k)
+        for k, ds in new.items():
+            if k not in placed:
+                out += ds
+        doc[part] = out
+    doc["passed"] = all(r.get("passed") is not False for r in doc["rows"])
+    doc["seconds"] = float(doc.get("seconds") or 0.0) + report.seconds
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
+    return load(path)
 
 
 def load(path: Path) -> GateReport:

@@ -57,6 +57,32 @@ def cell_id(framework: str, model_label: str, device: str, batch_size: int,
     return f"{framework}-{model_label}-{device.replace(':', '')}-bs{batch_size}-{precision}"
 
 
+def short_id(cell: Cell) -> str:
+    """The cell's id with its model's options hash left out (`pytorch-mine-cpu-bs64-fp32` for
+    the model label `mine.1a2b3c` of a model given options but no label)."""
+    m = cell.model
+    label = m.id_label
+    if m.options and not m.label:
+        label = label.rsplit(".", 1)[0]
+    return cell_id(cell.competitor, label, cell.device, cell.batch_size, cell.precision)
+
+
+def resolve_only(names: tuple[str, ...] | list[str], cells: list[Cell]) -> list[str]:
+    """`--only` names as cell ids: an id as is; a short id (short_id) that names exactly one
+    cell of the sweep, as that cell's id; anything else as given (the caller says it is
+    unknown)."""
+    ids = {c.cell_id for c in cells}
+    by_short: dict[str, set[str]] = {}
+    for c in cells:
+        by_short.setdefault(short_id(c), set()).add(c.cell_id)
+    out = []
+    for name in names:
+        if name not in ids and len(by_short.get(name, ())) == 1:
+            name = next(iter(by_short[name]))
+        out.append(name)
+    return out
+
+
 def resolve_threads(config: Config) -> int:
     """The same thread count for every framework: the config's, or one per physical core."""
     return config.threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -102,8 +102,7 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
     counts: dict[str, int] = {}
     for a in outcome.latest:
         counts[a["status"]] = counts.get(a["status"], 0) + 1
-    console.print(f"[bold]{len(outcome.latest)} cell(s) in {escape(str(outcome.out_dir))}, "
-                  f"{outcome.ran} run now[/]", soft_wrap=True)
+    console.print(f"[bold]{escape(counts_line(outcome))}[/]", soft_wrap=True)
     table = Table()
     table.add_column("status")
     table.add_column("cells", justify="right")
@@ -111,7 +110,8 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
         if counts.get(status):
             table.add_row(f"[{STYLE[status]}]{status}[/]", str(counts[status]))
     console.print(table)
-    broken = [a for a in outcome.latest if a["status"] in FAILED]
+    # an interrupted cell was stopped, not failed: --resume finishes it (below)
+    broken = [a for a in outcome.latest if a["status"] in FAILED and a["status"] != "interrupted"]
     if broken:
         console.print("[bold]to rerun a failed cell alone:[/]")
         for a in broken:
@@ -120,6 +120,25 @@ def print_summary(outcome: Outcome, console: Console, rerun_prefix: list[str]) -
                           f"    {escape(cmd)}", highlight=False, soft_wrap=True)
         console.print(f"every failed cell: {escape(shlex.join([*rerun_prefix, '--failed']))}",
                       soft_wrap=True)
-    if outcome.interrupted_by:
-        console.print(f"[yellow]interrupted by {outcome.interrupted_by}; finish with "
-                      f"{escape(shlex.join([*rerun_prefix, '--resume']))}[/]")
+    stopped = [a["cell_id"] for a in outcome.latest if a["status"] == "interrupted"]
+    if outcome.interrupted_by or stopped:
+        why = f"interrupted by {outcome.interrupted_by}" if outcome.interrupted_by else \
+            "interrupted earlier"
+        more = " ..." if len(stopped) > 5 else ""
+        what = f" ({len(stopped)} stopped: {', '.join(stopped[:5])}{more})" if stopped else ""
+        console.print(f"[yellow]{escape(why + what)}; finish with "
+                      f"{escape(shlex.join([*rerun_prefix, '--resume']))}[/]", soft_wrap=True)
+
+
+def counts_line(outcome: Outcome) -> str:
+    """The sweep in numbers: its cells, those with a result in the run directory, what this
+    session did (run to the end, stopped by an interrupt) and what it never started."""
+    finished = outcome.ran - outcome.stopped
+    text = (f"{outcome.planned} cell(s) in the sweep, {len(outcome.latest)} with a result in "
+            f"{outcome.out_dir}: {finished} run now")
+    if outcome.stopped:
+        text += f", {outcome.stopped} stopped by the interrupt"
+    not_started = outcome.planned - len(outcome.latest)
+    if not_started > 0:
+        text += f"; {not_started} not started"
+    return text

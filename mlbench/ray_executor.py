@@ -378,6 +378,17 @@ class RayExecutor:
             out[kind] = entry
         return out
 
+    def kinds_elsewhere(self, driver_host: str | None) -> list[str]:
+        """The node kinds whose node (the one on_each_kind picks) is not `driver_host` (None:
+        every kind): the driver's own kind was measured by its own preflight already."""
+        if self._nodes is None:
+            self.describe()
+        first: dict[str, dict] = {}
+        for n in self._nodes or []:
+            first.setdefault(self._kinds[n["node_id"]], n)
+        return sorted(k for k, n in first.items()
+                      if driver_host is None or n.get("hostname") != driver_host)
+
     def runs_cells_here(self) -> bool:
         """Whether the driver's host is one of the nodes that run cells (a local cluster, or a
         head that declares mlbench_node): only then does the driver measure the gate and the

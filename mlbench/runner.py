@@ -22,7 +22,7 @@ from . import __version__, ceiling, config as cfg, gate_verdicts, guards, order,
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
-from .matrix import Cell, expand
+from .matrix import Cell, expand, resolve_only
 from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
 
 DONE = ("ok", "skipped")
@@ -44,6 +44,7 @@ class Outcome:
     latest: list[dict]
     interrupted_by: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stopped: int = 0  # of `ran`: the cells stopped by the interrupt (status interrupted)
 
     @property
     def exit_code(self) -> int:
@@ -118,14 +119,15 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
     """The cells to run now, and how many are already done and kept."""
     latest = {(a["cell_id"], int(a.get("repeat", 0))): a for a in latest_attempts(previous)}
     if plan.mode == "only":
+        only = resolve_only(plan.only, cells)  # a model's id without its options hash too
         known = {c.cell_id for c in cells} | {a["cell_id"] for a in previous}
-        missing = [o for o in plan.only if o not in known]
+        missing = [o for o in only if o not in known]
         if missing:
             import difflib
             close = difflib.get_close_matches(missing[0], sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
-        todo = [c for c in cells if c.cell_id in plan.only]
+        todo = [c for c in cells if c.cell_id in only]
         return todo, len(cells) - len(todo)
     if plan.mode == "failed":
         todo = [c for c in cells if c.key in latest and latest[c.key]["status"] in FAILED]
@@ -183,13 +185,15 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         run = store_run_info(store, config, plan, previous)
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
+        if plan.mode == "failed" and not todo:
+            hooks.note(f"no failed cells in {out_dir}: nothing to rerun")
         todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's
         run["order"] = order.as_record(todo)
         stop = Stop()
         old = _install_signals(stop)  # Ctrl-C stops the gate and the ceilings too
         try:
             if todo:
-                _preflight(config, out_dir, plan, hooks, ex, run, stop)
+                _preflight(config, out_dir, plan, hooks, ex, run, stop, todo)
                 store.write_run(run)
         except BaseException:
             _restore_signals(old)
@@ -198,7 +202,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         del previous
         store.drop_records()
         by_key = {c.key: c for c in todo}
-        ran = 0
+        ran = stopped = 0
         failure: BaseException | None = None
         try:
             hooks.start(len(todo), kept)
@@ -214,6 +218,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 record["run_id"] = run["run_id"]
                 store.append(record)
                 ran += 1
+                stopped += record["status"] == "interrupted"
                 hooks.cell_end(by_key[(record["cell_id"], record["repeat"])], record)
         except OSError as exc:
             # A full or failing disk while preparing a cell (request.json, stderr log).
@@ -242,11 +247,11 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
         if on_finalized:
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
-                       stop.signal_name if stop.requested else None)
+                       stop.signal_name if stop.requested else None, stopped=stopped)
 
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,
-               run: dict, stop: Stop) -> None:
+               run: dict, stop: Stop, todo: list[Cell] | None = None) -> None:
     """The gate and the ceilings before the cells, where the cells run: their workers start
     through the executor (ex.launch) and stop on Ctrl-C. On a cluster also once per node kind;
     a driver that runs no cells measures nothing itself: the run's gate verdicts and
@@ -254,8 +259,9 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
     run["executor"] = ex.describe()  # the nodes cells run on (starts/joins Ray)
     here = ex.runs_cells_here()
     if here:
+        # a rerun (--resume, --failed, --only) reruns the gate rows of the cells it runs
         preflight.run_gate(config, out_dir, hooks.note, again=plan.mode == "new", stop=stop,
-                           launch=ex.launch)
+                           launch=ex.launch, cells=todo)
         if stop.requested:
             return
         run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
@@ -266,12 +272,17 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
     from .ray_executor import ceilings_here, gate_here
     host = run["host"]["hostname"] if here else None
     if config.verify and preflight.real_frameworks(config):
-        hooks.note("equivalence gate on each node kind ...")
+        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        if elsewhere:  # the driver's own kind ran the gate above: not announced twice
+            hooks.note(f"equivalence gate on node kind(s) {', '.join(elsewhere)} ...")
         run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
-        if not here:
+        if not here and not preflight.adopt_gate_rows(run["gate_by_kind"], out_dir, config,
+                                                      todo if plan.mode != "new" else None):
             _adopt(run["gate_by_kind"], "gate", out_dir / gate_verdicts.GATE_JSON)
     if config.ceiling and (run.get("ceilings") is not None or not here):
-        hooks.note("device ceilings on each node kind ...")
+        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        if elsewhere:
+            hooks.note(f"device ceilings on node kind(s) {', '.join(elsewhere)} ...")
         run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
         if not here:
             doc = _adopt(run["ceilings_by_kind"], "doc", out_dir / ceiling.CEILINGS_JSON)

@@ -12,6 +12,7 @@ Must not import an ML framework, and must never import or execute the user's fil
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
 import os
 import sys
@@ -159,14 +160,34 @@ def check_input(value: object, path: str) -> dict:
 
 
 def check_frameworks(info: UserModelFile, frameworks: list[str]) -> str | None:
-    """A sentence when a framework of the sweep has no builder in the file, else None."""
-    for fw in frameworks:
-        fn = BUILDERS.get(fw)
-        if fn is None:
-            continue  # numpy (the mlp reference: it skips other models), test workers
-        if fn not in info.functions:
-            have = ", ".join(f"{b}()" for b in info.builders()) or "none"
-            return (f"model file {info.path} has no {fn}() for framework {fw} (it has: {have})")
+    """A sentence when no framework of the sweep has a builder in the file (naming every
+    missing function), else None: a framework without one has its cells skipped with the
+    reason (workers/usermodel.py: "no tensorflow() in the model file ..."), or left out by an
+    `exclude` rule, while the others run."""
+    missing = [(fw, fn) for fw in frameworks if (fn := BUILDERS.get(fw)) is not None
+               and fn not in info.functions]
+    # numpy (the mlp reference: it skips other models) and test workers call no builder
+    callers = [fw for fw in frameworks if fw in BUILDERS]
+    if not callers or len(missing) < len(callers):
+        return None
+    have = ", ".join(f"{b}()" for b in info.builders()) or "none"
+    what = ", ".join(f"no {fn}() for framework {fw}" for fw, fn in missing)
+    return f"model file {info.path} has {what} (it has: {have})"
+
+
+def unknown_model(names: list[str], configured: object, builtins: tuple[str, ...]) -> str | None:
+    """A sentence for the first of `names` (--models) that is neither a built-in model nor one
+    of the config's own models (by name or label), with the closest of both suggested."""
+    own = []
+    for m in configured if isinstance(configured, list) else []:
+        if isinstance(m, dict) and m.get("source") is not None:
+            own += [k for k in (m.get("name"), m.get("label")) if isinstance(k, str)]
+    allowed = list(builtins) + [k for k in dict.fromkeys(own) if k not in builtins]
+    for name in names:
+        if isinstance(name, str) and name not in allowed:
+            close = difflib.get_close_matches(name[:200], allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"unknown model {name[:200]!r}{hint}; allowed: {', '.join(allowed)}"
     return None
 
 

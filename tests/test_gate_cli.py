@@ -31,7 +31,7 @@ def gate_spy(monkeypatch, tmp_path):
     calls = []
     verdict = {"rows": [_row("pytorch", True), _row("jax", False)]}
 
-    def run_gate(config, out_dir, say, again, stop=None, launch=None):
+    def run_gate(config, out_dir, say, again, stop=None, launch=None, cells=None):
         calls.append({"frameworks": list(config.base_frameworks), "out": Path(out_dir),
                       "again": again, "verify": config.verify})
         return gate_verdicts.GateReport(rows=verdict["rows"])

@@ -43,19 +43,23 @@ def run_verify(request: dict, make_backend: Callable[[dict], FrameworkInterface]
                    user_model=entry.get("user_model"))
         key = entry.get("key") or entry["model"]
         progress("verify", model=key)
+        stage = ["build"]  # _verify_one moves it on: the parent tells a builder error apart
         try:
-            models[key] = _verify_one(sub, key, make_backend)
+            models[key] = _verify_one(sub, key, make_backend, stage)
         except SkipCell as exc:
             models[key] = {"status": "skipped", "reason": str(exc),
                            "kind": getattr(exc, "kind", None)}
         except Exception as exc:  # noqa: BLE001 - one model's failure is data, not the end
             models[key] = {"status": "oom" if is_oom(exc) else "error",
                            "reason": f"{type(exc).__name__}: {str(exc)[:1000]}",
+                           "stage": stage[0],
                            "traceback": traceback.format_exc()[-4000:]}
     return {"mode": "verify", "models": models}
 
 
-def _verify_one(request: dict, key: str, make_backend) -> dict:
+def _verify_one(request: dict, key: str, make_backend, stage: list) -> dict:
+    """One model's gate outputs; `stage[0]` says how far it got ("build": constructing the
+    backend and the model; "weights": loading the shared weights; "run": data, forward, steps)."""
     import hashlib
 
     import numpy as np
@@ -71,7 +75,9 @@ def _verify_one(request: dict, key: str, make_backend) -> dict:
     build_spec = dict(spec, **PERTURBATIONS[perturb]) if perturb else spec
     backend.build_model(build_spec)
     counts = backend.count_parameters()
+    stage[0] = "weights"
     weights_hash = load_initial_weights(backend, spec, int(request["seed"]), exercise=True)
+    stage[0] = "run"
     data = specs.make_dataset(spec, request)
     backend.load_data(data)
     if spec["model"] == "user":
