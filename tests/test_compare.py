@@ -186,4 +186,4 @@ def test_a_changed_winner_is_listed(tmp_path):
            for r, k in enumerate((1.0, 1.06, 0.95, 1.02))]
     new = fs.write_store(tmp_path / "n", out)          # now jax 1.5x faster
     text = compare(base, new).render_text()
-    assert "verdict changed: mlp (preset=small) on cpu, fastest to train: pytorch -> jax" in text
+    assert "verdict changed: mlp.small on cpu, fastest to train: pytorch -> jax" in text
