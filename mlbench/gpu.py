@@ -13,6 +13,7 @@ Must not import any ML framework.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -156,6 +157,20 @@ def visible_devices() -> list[Visible]:
     return out
 
 
+def assigned(token: str) -> Visible | None:
+    """The GPU a scheduler (Ray) assigned by its CUDA_VISIBLE_DEVICES entry: a physical index
+    (PCI bus order) or a GPU-/MIG- UUID, read WITHOUT the inherited variable, which in a Ray
+    task is that same assignment (the task's `cuda:2` is its only device, not the third)."""
+    handles = _pci_order_handles()
+    token = str(token).strip()
+    hit: tuple[Any, bool] | None = None
+    if token.isdigit():
+        hit = (handles[int(token)], False) if int(token) < len(handles) else None
+    elif token.startswith(("GPU-", "MIG-")) and handles:
+        hit = _resolve_uuid(token, handles)
+    return None if hit is None else Visible(0, token, hit[0], _uuid(hit[0]), hit[1])
+
+
 def _index(device: str) -> int | None:
     try:
         return int(device.split(":")[1]) if device.startswith("cuda:") else None
@@ -217,7 +232,7 @@ class ProcessSampler:
     `process_memory_note`: a MIG device, no process with the worker's PID (a container without
     the host PID namespace), no memory figure, or an NVML error."""
 
-    def __init__(self, pid: int, device: str):
+    def __init__(self, pid: int, device: str, token: str | None = None):
         self.pid = pid
         self.handle = None
         self.peak_process_bytes = 0
@@ -228,7 +243,11 @@ class ProcessSampler:
         self.pid_seen = False
         self.no_figure = False
         self.other_pids: set[int] = set()
-        v = visible(device) if device.startswith("cuda") else None
+        self.throttle_seen = 0  # OR of the throttle-reason bitmasks seen while the worker ran
+        self.power_at: list[tuple[float, float]] = []  # (monotonic s, W): energy's fallback
+        # `token`: a scheduler's assignment (Ray), resolved physically; else the user's cuda:N
+        v = (assigned(token) if token is not None else visible(device)) \
+            if device.startswith("cuda") else None
         if v is not None:
             self.handle = v.handle
             self.mig = _is_mig(v)
@@ -262,6 +281,10 @@ class ProcessSampler:
         self._note(err)
         if power is not None:
             self.power.append(power / 1000.0)
+            self.power_at.append((time.monotonic(), power / 1000.0))
+        reasons = _try(_throttle_fn(), self.handle)
+        if isinstance(reasons, int):
+            self.throttle_seen |= reasons
 
     def why_unattributed(self) -> str | None:
         if self.peak_process_bytes:
@@ -288,15 +311,20 @@ class ProcessSampler:
             "utilization_pct_mean": sum(self.util) / len(self.util) if self.util else None,
             "power_w_mean": sum(self.power) / len(self.power) if self.power else None,
             "samples": len(self.util),
+            "throttle_reasons": throttle_names(self.throttle_seen),
         }
 
 
-def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None:
+def device_state(device: str, exclude_pids: tuple[int, ...] = (),
+                 token: str | None = None) -> dict | None:
     """What is already happening on a GPU, read just before a cell starts: the compute processes
     on it (pid, used memory), utilisation, SM and memory clocks, temperature, memory in use.
     None for the CPU or when NVML cannot see the device. Every field may be None (not supported
-    on this GPU, or no permission); mlbench.stats.busy_warnings turns this into warnings."""
-    v = visible(device) if device.startswith("cuda") else None
+    on this GPU, or no permission); mlbench.stats.busy_warnings turns this into warnings.
+    Also the power limit, throttle reasons, persistence, ECC and MIG mode (limits_state).
+    `token`: a scheduler's assignment, resolved as `assigned` does."""
+    v = (assigned(token) if token is not None else visible(device)) \
+        if device.startswith("cuda") else None
     if v is None:
         return None
     h = v.handle
@@ -323,7 +351,79 @@ def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None
                               getattr(pynvml, "NVML_TEMPERATURE_GPU", 0)),
         "memory_used_bytes": None if mem is None else int(mem.used),
         "power_w": None if power is None else power / 1000.0,
+        **limits_state(h),
     }
+
+
+# --- power limit, clocks, throttling (before and after each cell; the smoke check's probe) ----
+
+# NVML's clocks-event ("throttle") reason bits (nvml.h, nvmlClocksEventReason*): the names
+# mlbench records. GpuIdle and the user's own clock settings are not throttling.
+THROTTLE_BITS = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal_slowdown",
+                 0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown",
+                 0x10: "sync_boost"}
+NOT_THROTTLING = {0x1: "gpu_idle", 0x2: "applications_clocks_setting",
+                  0x100: "display_clock_setting"}
+
+
+def _throttle_fn() -> Callable:
+    """NVML's current clocks-event reasons call (renamed from ...ClocksThrottleReasons in
+    newer nvidia-ml-py; both are tried)."""
+    for name in ("nvmlDeviceGetCurrentClocksEventReasons",
+                 "nvmlDeviceGetCurrentClocksThrottleReasons"):
+        fn = getattr(pynvml, name, None)
+        if fn is not None:
+            return fn
+    return lambda h: None
+
+
+def throttle_names(mask: int | None) -> list[str] | None:
+    """The throttling reasons in an NVML reason bitmask (idle and clock settings left out);
+    None when NVML gave no mask."""
+    if not isinstance(mask, int):
+        return None
+    return [name for bit, name in sorted(THROTTLE_BITS.items()) if mask & bit]
+
+
+def _pair0(v: Any) -> Any:
+    return v[0] if isinstance(v, (tuple, list)) and v else v
+
+
+def limits_state(h: Any) -> dict:
+    """Power limit, clocks, current throttle reasons, persistence mode, ECC and MIG mode, and
+    the total-energy counter of one device (every field None where NVML cannot tell)."""
+    limit = _try(pynvml.nvmlDeviceGetEnforcedPowerLimit, h)
+    reasons = _try(_throttle_fn(), h)
+    mig, ecc = _try(pynvml.nvmlDeviceGetMigMode, h), _try(pynvml.nvmlDeviceGetEccMode, h)
+    return {
+        "power_limit_w": None if limit is None else limit / 1000.0,
+        "throttle_reasons": throttle_names(reasons),
+        "persistence_mode": _try(pynvml.nvmlDeviceGetPersistenceMode, h),
+        "ecc_mode": _pair0(ecc),
+        "mig_mode": _pair0(mig),
+        "energy_mj": _try(pynvml.nvmlDeviceGetTotalEnergyConsumption, h),
+    }
+
+
+def energy_mj(h: Any) -> tuple[int | None, str | None]:
+    """NVML's total-energy counter (millijoules since the driver loaded; Volta and newer), or
+    (None, why not)."""
+    if h is None:
+        return None, "no NVML handle"
+    v, err = _call(pynvml.nvmlDeviceGetTotalEnergyConsumption, h)
+    return (int(v), None) if isinstance(v, int) else (None, err or "no energy counter")
+
+
+def versions() -> dict:
+    """Driver and the CUDA version the driver supports (NVML), for the probe and the
+    ceilings cache key."""
+    if _init() is not None:
+        return {"driver": None, "cuda_driver": None}
+    drv = _try(pynvml.nvmlSystemGetDriverVersion)
+    cuda = _try(pynvml.nvmlSystemGetCudaDriverVersion)
+    return {"driver": None if drv is None else _str(drv),
+            "cuda_driver": None if not isinstance(cuda, int) else
+            f"{cuda // 1000}.{cuda % 1000 // 10}"}
 
 
 def uuid(index: int) -> str | None:
