@@ -149,7 +149,14 @@ def fields(record: dict) -> dict:
     e = record.get("energy") if isinstance(record.get("energy"), dict) else {}
     def ok(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-    return {k: float(e[k]) if ok(e.get(k)) else None for k in FIELDS}
+    g = record.get("gpu") if isinstance(record.get("gpu"), dict) else {}
+    before = record.get("device_before") if isinstance(record.get("device_before"), dict) else {}
+    reasons = g.get("throttle_reasons")
+    return {**{k: float(e[k]) if ok(e.get(k)) else None for k in FIELDS},
+            "throttle_reasons": ", ".join(map(str, reasons)) if isinstance(reasons, list)
+            and reasons else None,
+            "power_limit_w": float(before["power_limit_w"]) if ok(before.get("power_limit_w"))
+            else None}
 
 
 def warnings(record: dict) -> list[str]:

@@ -76,6 +76,18 @@ class Mfu(_M):
     datasheet_flops_s: Num
 
 
+class Energy(_M):
+    """NVML energy of the whole GPU between the worker's phase boundaries (mlbench.energy);
+    null where the GPU has no counter and too few power samples, or for a CPU cell."""
+    train_j_per_step: Num = Field(description="joules per steady-state training step")
+    train_j_per_ksample: Num = Field(description="joules per 1,000 training samples")
+    infer_j_per_call: Num = Field(description="joules per inference call (one batch)")
+    infer_j_per_ksample: Num = Field(description="joules per 1,000 inferred samples")
+    power_limit_w: Num = Field(description="the GPU's enforced power limit before the cell")
+    throttle_reasons: str | None = Field(description="NVML throttle reasons seen while the "
+                                                     "cell ran (sw_power_cap, hw_slowdown, ...)")
+
+
 class CellSummary(_M):
     cell_id: str
     framework: str
@@ -101,6 +113,7 @@ class CellSummary(_M):
     eval_accuracy: Num
     ci_basis: str | None = Field(description="'single process' or 'bootstrap over N processes'")
     warnings: list[str]
+    energy: Energy | None = Field(None, description="GPU cells: medians over repeats")
 
 
 class Attempt(BaseModel):
@@ -176,7 +189,10 @@ def summaries(cells) -> list[dict]:
                     datasheet_flops_s=_f(g("datasheet_flops_s"))),
             train_loss_mean_last_epoch=_f(g("train_loss_mean_last_epoch")),
             eval_accuracy=_f(g("accuracy")), ci_basis=g("ci_basis"),
-            warnings=list(g("warnings") or []))
+            warnings=list(g("warnings") or []),
+            energy=None if g("device") == "cpu" else Energy(
+                **{k: _f(g(k)) for k in Energy.model_fields if k != "throttle_reasons"},
+                throttle_reasons=g("throttle_reasons")))
         out.append(s.model_dump())
     return out
 

@@ -20,6 +20,7 @@ from .. import ceiling as ceiling_mod
 from .. import stats
 from ..aggregate import flat_for_csv
 from ..gate_verdicts import NUMERICS_UNCHECKED
+from .energy import figures as energy_figures
 from .figures import COLOURS, Figure, bases_of
 from .recommend import Recommendation
 
@@ -45,6 +46,7 @@ SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
     ("host_working_bytes", "host working", "bytes"), ("host_peak_rss_bytes", "host peak RSS",
                                                      "bytes"),
     ("peak_device_bytes", "device peak", "bytes"),
+    ("train_j_per_ksample", "J / 1k train samples", "num"),
     ("n_warnings", "warnings", "s"), ("failed_statuses", "failed repeats", "s")]
 
 
@@ -264,6 +266,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
            ceilings: dict | None = None, verdicts=None, gate_error: str | None = None,
            modes=None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
+    figures = figures + energy_figures(cells)  # GPU cells with NVML energy figures
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
         by_workload.setdefault((r.model, r.device), []).append(r)
