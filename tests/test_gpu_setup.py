@@ -90,7 +90,7 @@ def test_plan_keeps_cuda_sets_apart_and_numpy_equal(driver):
 def _dist(site: Path, name: str, files: list[str]) -> None:
     info = site / f"{name}.dist-info"
     info.mkdir(parents=True)
-    rows = [f"{f},sha256=x,1" for f in files] + [f"{name}.dist-info/RECORD,,"]
+    rows = [f"{f},sha256={name}:{f},1" for f in files] + [f"{name}.dist-info/RECORD,,"]
     (info / "RECORD").write_text("\n".join(rows) + "\n")
 
 
@@ -152,3 +152,119 @@ def test_gpu_check_script_parses_and_brings_back_at_most_eight_small_files(tmp_p
     summary = (out / "summary.txt").read_text()
     assert "per framework: jax: 10 skipped; pytorch: 10 skipped" in summary
     assert not list(tmp_path.glob("mlbench-gpu-check.*"))  # the scratch folder is removed
+
+
+# --- issue 22: setup defects -----------------------------------------------------------------
+
+def test_pip_keeps_the_mirror_and_certificates_but_nothing_that_could_bring_a_cpu_build():
+    environ = {"PATH": "/bin", "PIP_INDEX_URL": "https://mirror.example/simple",
+               "PIP_CERT": "/etc/ssl/corp.pem", "PIP_TRUSTED_HOST": "mirror.example",
+               "PIP_CLIENT_CERT": "/etc/ssl/me.pem", "PIP_FIND_LINKS": "/wheels/cpu",
+               "PIP_CONSTRAINT": "/etc/pip/cpu.txt", "PIP_NO_INDEX": "1"}
+    config = ["global.extra-index-url='https://mirror.example/extra'",
+              "global.index-url='https://from-config.example/simple'",
+              "global.find-links='/opt/wheels'", "global.constraint='/opt/c.txt'",
+              ":env:.cert='/etc/ssl/corp.pem'"]
+    env = gpu_setup._pip_env(environ, config)
+    assert env["PIP_INDEX_URL"] == "https://mirror.example/simple"  # the variable wins
+    assert env["PIP_EXTRA_INDEX_URL"] == "https://mirror.example/extra"  # from the config
+    assert env["PIP_CERT"] == "/etc/ssl/corp.pem" and env["PIP_TRUSTED_HOST"] == "mirror.example"
+    assert env["PIP_CLIENT_CERT"] == "/etc/ssl/me.pem"
+    for gone in ("PIP_FIND_LINKS", "PIP_CONSTRAINT", "PIP_NO_INDEX"):
+        assert gone not in env
+    assert env["PIP_CONFIG_FILE"] == os.devnull and env["PATH"] == "/bin"
+
+
+def test_gpu_setup_installs_mlbench_alone_in_the_parent_venv():
+    proc = _setup("--gpu", "--dry-run", "--driver", "580.65.06")
+    assert proc.returncode == 0, proc.stderr
+    parent = [x for x in proc.stdout.splitlines() if x.startswith("parent .venv")]
+    assert parent and parent[0].split(" -e ")[1].split()[0] == "."  # not .[cpu]
+    text = (ROOT / ".ci" / "setup").read_text()
+    assert '-e "$parent_spec"' in text and 'extras=""' in text
+
+
+def test_identical_files_are_no_conflict_different_content_is(tmp_path):
+    site = tmp_path / "site-packages"
+    for name, digest in (("nvidia_cublas-13.1", "sha256=same"), ("nvidia_cudnn_cu13-9.2", "sha256=same"),
+                         ("nvidia_nccl_cu13-2.29", "sha256=other")):
+        info = site / f"{name}.dist-info"
+        info.mkdir(parents=True)
+        (info / "RECORD").write_text(f"nvidia/__init__.py,{digest},0\n")
+    assert gpu_setup.conflicts(site) == {"nvidia/__init__.py": [
+        "nvidia_cublas-13.1", "nvidia_cudnn_cu13-9.2", "nvidia_nccl_cu13-2.29"]}
+    (site / "nvidia_nccl_cu13-2.29.dist-info" / "RECORD").write_text(
+        "nvidia/__init__.py,sha256=same,0\n")
+    assert gpu_setup.conflicts(site) == {}
+
+
+def _req_dist(path: Path, extra: str) -> list:
+    from packaging.requirements import Requirement
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("Requires-Dist:"):
+            r = Requirement(line.split(":", 1)[1].strip())
+            if r.marker is None or r.marker.evaluate({"extra": extra, "sys_platform": "linux"}):
+                out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("pins_file", ["cuda13-torch-jax.txt", "cuda12-torch-jax.txt",
+                                       "cuda12-tensorflow.txt"])
+def test_cuda_compiler_packages_are_pinned_with_the_runtime(pins_file):
+    _, pins = gpu_setup.read_pins(ROOT / ".ci" / "gpu" / pins_file)
+    suffix = "-cu12" if "nvidia-cuda-runtime-cu12" in pins else ""
+    series = pins[f"nvidia-cuda-runtime{suffix}"].split(".")[:2]
+    for name in ("nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-nvjitlink", "nvidia-cuda-crt"):
+        if name + suffix in pins:
+            assert pins[name + suffix].split(".")[:2] == series, (name, pins[name + suffix])
+    if pins_file == "cuda13-torch-jax.txt":
+        # and they still satisfy what jax's CUDA plugin asks (its recorded wheel metadata)
+        from packaging.version import Version
+        reqs = _req_dist(ROOT / "tests" / "data" / "jax_cuda13_plugin-0.10.2.METADATA",
+                         "with-cuda")
+        for r in reqs:
+            if r.name in pins:
+                assert Version(pins[r.name]) in r.specifier, (r.name, pins[r.name])
+
+
+def test_lock_tool_holds_compilers_to_the_runtime_series():
+    spec = importlib.util.spec_from_file_location("gpu_lock", ROOT / ".ci" / "gpu" / "lock.py")
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    roots = lock.runtime_roots({"nvidia-cuda-runtime": "13.0.96", "nvidia-nvjitlink": "13.5.37",
+                                "nvidia-cuda-nvcc": "13.0.88", "nvidia-nvvm": "13.5.37"})
+    assert sorted(roots) == ["nvidia-nvjitlink==13.0.*", "nvidia-nvvm==13.0.*"]
+    assert lock.runtime_roots({"nvidia-cuda-runtime-cu12": "12.8.90",
+                               "nvidia-cuda-nvcc-cu12": "12.9.86"}) == \
+        ["nvidia-cuda-nvcc-cu12==12.8.*"]
+
+
+@pytest.mark.parametrize("driver,cap,refused", [("550.54.15", "9.0", True),
+                                                ("555.42.02", "9.0", False),
+                                                ("550.54.15", "8.9", False),
+                                                ("535.104.05", "8.0", False)])
+def test_tensorflow_is_refused_where_the_driver_cannot_jit_its_ptx(driver, cap, refused):
+    p = gpu_setup.plan(driver, compute_cap=cap)
+    names = [e["name"] for e in p["environments"]]
+    assert ("tensorflow" not in names) == refused
+    if refused:
+        assert "R555" in p["refused"][0] and "PTX" in p["refused"][0]
+        assert "TensorFlow refused" in gpu_setup.render(p, dry_run=True)
+    assert gpu_setup.ptx_jit(cap) == (cap == "9.0")
+
+
+def test_setup_checks_run_a_real_op_and_a_matmul_in_each_framework():
+    for fw, (code, asked) in gpu_setup.CHECKS.items():
+        assert "matmul" in asked
+        assert any(op in code for op in ("@", "tf.matmul")) and "sin" in code
+        compile(code, fw, "exec")  # a check that cannot even parse would fail on every GPU
+
+
+def test_written_config_leaves_a_refused_framework_out(tmp_path):
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / "benchmark_config.yaml", tmp_path / "configs")
+    path = gpu_setup.write_config({"pytorch": sys.executable, "jax": sys.executable},
+                                  root=tmp_path)
+    conf = load_config(path)
+    assert [str(getattr(f, "framework", f)) for f in conf.frameworks] == ["pytorch", "jax"]
