@@ -171,6 +171,24 @@ def assigned(token: str) -> Visible | None:
     return None if hit is None else Visible(0, token, hit[0], _uuid(hit[0]), hit[1])
 
 
+# The driver's JIT cache: a kernel compiled from PTX (TensorFlow on compute capability 9.x, any
+# framework on a GPU newer than its wheel) is kept across processes. The default (~/.nv, 256 MiB
+# to 1 GiB by driver) is too small for a sweep's kernels and would JIT them again in each cell,
+# inflating first-step times; 4 GiB is the largest size the driver accepts.
+CUDA_CACHE_MAXSIZE = str(4 << 30)
+
+
+def cuda_cache_env(environ: dict | None = None) -> dict[str, str]:
+    """CUDA_CACHE_PATH / CUDA_CACHE_MAXSIZE for a GPU worker: the user's own where set, else a
+    persistent cache under ~/.cache/mlbench."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("CUDA_CACHE_PATH") or os.path.join(
+        os.path.expanduser("~"), ".cache", "mlbench", "cuda-jit-cache")
+    return {"CUDA_CACHE_PATH": path,
+            "CUDA_CACHE_MAXSIZE": environ.get("CUDA_CACHE_MAXSIZE") or CUDA_CACHE_MAXSIZE,
+            "CUDA_CACHE_DISABLE": "0"}
+
+
 def _index(device: str) -> int | None:
     try:
         return int(device.split(":")[1]) if device.startswith("cuda:") else None

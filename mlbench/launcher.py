@@ -101,6 +101,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
             "XLA_PYTHON_CLIENT_MEM_FRACTION", JAX_MEM_FRACTION)
+        env.update(gpu.cuda_cache_env())  # PTX JIT'd once, kept across cells
     return env
 
 
@@ -137,7 +138,7 @@ def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", *THREAD_VARS, *catalog.framework_env(job.framework))}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE", *THREAD_VARS, *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
     (job_dir / "command.txt").write_text(line + "\n")
     return argv, env
