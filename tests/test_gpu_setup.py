@@ -323,3 +323,41 @@ def test_written_config_leaves_a_refused_framework_out(tmp_path):
                                   root=tmp_path)
     conf = load_config(path)
     assert [str(getattr(f, "framework", f)) for f in conf.frameworks] == ["pytorch", "jax"]
+
+
+HOPPER_OLD_DRIVER = """case "$1" in
+  -L) echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa1111)' ;;
+  --query-gpu=driver_version) echo 550.54.15 ;;
+  --query-gpu=compute_cap) echo 9.0 ;;
+esac"""
+
+
+def test_tensorflow_check_refuses_in_one_line_on_hopper_with_an_old_driver(tmp_path):
+    bindir = tmp_path / "smi"
+    bindir.mkdir()
+    (bindir / "nvidia-smi").write_text("#!/bin/sh\n" + HOPPER_OLD_DRIVER + "\n")
+    (bindir / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
+           "PATH": f"{bindir}:{os.environ['PATH']}"}
+    env.pop("GPU_CHECK_PYTHON", None)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check_tf.sh"),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          env=env)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+    assert "TensorFlow refused" in lines[0] and "R555" in lines[0]
+    assert not (ROOT / ".venv-gpu-tensorflow").exists()  # refused before installing anything
+
+
+def test_tensorflow_check_dry_run_and_no_gpu(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
+    script = str(ROOT / "benchmarks" / "gpu_check_tf.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    dry = subprocess.run(["bash", script, "--dry-run", str(tmp_path / "dry")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert dry.returncode == 0 and "== cells: 6" in dry.stdout, dry.stdout + dry.stderr
+    if not shutil.which("nvidia-smi"):
+        real = subprocess.run(["bash", script, str(tmp_path / "out")], capture_output=True,
+                              text=True, timeout=60, env=env)
+        lines = (real.stdout + real.stderr).strip().splitlines()
+        assert real.returncode != 0 and len(lines) == 1 and "no NVIDIA GPU" in lines[0]
