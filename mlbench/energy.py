@@ -57,8 +57,7 @@ class Meter:
             return
         mj, why = self.read(self.sampler.handle)
         self.marks.append({"phase": phase, "t": self.clock(), "mj": mj, "why": why,
-                           "epoch": msg.get("epoch"), "step": msg.get("step"),
-                           "steps": msg.get("steps")})
+                           **{k: _count(msg.get(k)) for k in ("epoch", "step", "steps")}})
 
     # ----------------------------------------------------------------- figures
 
@@ -85,9 +84,17 @@ class Meter:
         return joules, POLLING
 
     def summary(self) -> dict | None:
-        """The cell's energy fields (None for a CPU cell or a GPU NVML cannot see)."""
+        """The cell's energy fields (None for a CPU cell or a GPU NVML cannot see). Never
+        raises: odd figures in a worker's messages leave the energy unknown, with the reason."""
         if getattr(self.sampler, "handle", None) is None:
             return None
+        try:
+            return self._summary()
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            return {"source": None, **{k: None for k in FIELDS}, "warnings": None,
+                    "note": f"energy not computed: {type(exc).__name__}: {exc}"[:300]}
+
+    def _summary(self) -> dict:
         self.why: str | None = None
         warnings: list[str] = []
         out: dict[str, Any] = {"source": None, "train_joules": None, "train_steps": None,
@@ -135,6 +142,10 @@ def throttle_warning(sampled: dict | None) -> str | None:
         return None
     return (f"the GPU throttled while the cell ran ({', '.join(reasons)}): its clocks were "
             "below their maximum for part of the run")
+
+
+def _count(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
 # ---------------------------------------------------------------- the tables' view of a record

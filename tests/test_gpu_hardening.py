@@ -243,3 +243,15 @@ def test_ceilings_cache_key_holds_driver_and_cuda(fake):
     fake(TWO)
     key = ceiling.host_key()
     assert key["driver"] == "580.65" and key["cuda_driver"] == "13.0"
+
+
+def test_odd_progress_fields_never_break_the_launcher():
+    m = energy.Meter(_Sampler())
+    marks = [({"type": "progress", "phase": "train", "epoch": "x", "step": True, "steps": -3},
+              1_000, 0.0),
+             ({"type": "progress", "phase": "evaluate"}, 9_000, 1.0),
+             ({"type": "progress", "phase": "inference"}, 9_500, 2.0)]
+    e = _drive(m, marks, {"train": {"samples_per_step": "lots"},
+                          "inference": {"latencies_s": [0.1], "loops": "many"}})
+    assert e["train_j_per_step"] is None and e["infer_j_per_call"] is None
+    assert e["note"].startswith("energy not computed: ValueError")
