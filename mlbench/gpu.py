@@ -3,8 +3,11 @@ what a worker process uses.
 
 Owns every NVML call of the parent: device listing for `mlbench list` and run.json, the mapping
 of `cuda:N` to a physical device (honouring an inherited CUDA_VISIBLE_DEVICES of indices or
-GPU-/MIG- UUIDs, as Slurm and Kubernetes set it), the value a cell's CUDA_VISIBLE_DEVICES gets,
-and the per-cell sampler (the worker's own memory per NVML, device utilisation, power).
+GPU-/MIG- UUIDs, as Slurm and Kubernetes set it) and of a scheduler's assignment (Ray: the
+physical GPU, `assigned`), the value a cell's CUDA_VISIBLE_DEVICES gets and its CUDA JIT cache,
+the per-cell sampler (the worker's own memory per NVML, device utilisation, power, throttle
+reasons), the device state before and after a cell (clocks, power limit, persistence, ECC, MIG),
+and the raw readings mlbench.energy turns into joules (the total-energy counter, versions).
 
 Every NVML call is guarded: an NVML error, a missing driver, MIG or a container without the host
 PID namespace becomes "unavailable" with the reason, never an exception that stops a sweep.
