@@ -149,7 +149,7 @@ def flatten(i: int, a: dict) -> dict:
     aff = hello.get("cpu_affinity")
     busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
                                _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
-    busy = busy + energy.warnings(a)  # throttling, energy readings that are no figure
+    busy = busy + energy.warnings(a)  # a GPU that throttled (heat, hardware slowdown)
     settings = _d(m.get("settings"))
     warm = _nums(train.get("warmup_step_times_s"))
     blocks = _blocks(train)
@@ -210,7 +210,7 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "params_trainable": pl.Int64, "params_total": pl.Int64,
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
            "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
-           "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8,
+           "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8, "energy_note": pl.Utf8,
            "power_limit_w": pl.Float64}
 for _c in ("wall_s", "samples_per_step", "steps_per_epoch", "first_step_s", "warmup_s",
            "epoch_total_s", "epoch_last_s", "block_median_s", "train_loss_mean_last_epoch",
@@ -364,6 +364,7 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.col("settings").drop_nulls().first(), pl.col("tf32_requested").drop_nulls().first(),
         *[pl.col(c).median() for c in energy.FIELDS], pl.col("power_limit_w").max(),
         pl.col("throttle_reasons").drop_nulls().first(),
+        pl.col("energy_note").drop_nulls().first(),
         pl.col("step_extreme").sum(), pl.col("step_n").sum(), pl.col("step_max_rel").max(),
         pl.col("lat_extreme").sum(), pl.col("lat_n").sum().alias("lat_n_r"),
         pl.col("lat_max_rel").max())

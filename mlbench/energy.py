@@ -135,13 +135,21 @@ class Meter:
         return out
 
 
+# Throttling that makes a cell's figures the machine's fault: heat, a hardware slowdown, the
+# power brake. The software power cap (sw_power_cap) is how a GPU under full load normally runs
+# at its power limit: recorded (throttle_reasons), not warned about, or every busy GPU cell
+# would carry the warning.
+WARN_REASONS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+                "hw_power_brake_slowdown")
+
+
 def throttle_warning(sampled: dict | None) -> str | None:
     """A warning when the GPU throttled while the cell ran (NVML reasons seen by the sampler)."""
-    reasons = (sampled or {}).get("throttle_reasons")
+    reasons = [r for r in (sampled or {}).get("throttle_reasons") or [] if r in WARN_REASONS]
     if not reasons:
         return None
     return (f"the GPU throttled while the cell ran ({', '.join(reasons)}): its clocks were "
-            "below their maximum for part of the run")
+            "held down for part of the run")
 
 
 def _count(v: Any) -> int | None:
@@ -163,7 +171,11 @@ def fields(record: dict) -> dict:
     g = record.get("gpu") if isinstance(record.get("gpu"), dict) else {}
     before = record.get("device_before") if isinstance(record.get("device_before"), dict) else {}
     reasons = g.get("throttle_reasons")
+    notes = [str(w) for w in e.get("warnings") or [] if isinstance(w, str)]
+    if not notes and isinstance(e.get("note"), str):
+        notes = [e["note"]]
     return {**{k: float(e[k]) if ok(e.get(k)) else None for k in FIELDS},
+            "energy_note": "; ".join(notes)[:500] or None,
             "throttle_reasons": ", ".join(map(str, reasons)) if isinstance(reasons, list)
             and reasons else None,
             "power_limit_w": float(before["power_limit_w"]) if ok(before.get("power_limit_w"))
@@ -171,9 +183,8 @@ def fields(record: dict) -> dict:
 
 
 def warnings(record: dict) -> list[str]:
-    """The attempt's energy and throttling warnings (they join the cell's warnings)."""
-    e = record.get("energy") if isinstance(record.get("energy"), dict) else {}
-    out = [str(w) for w in e.get("warnings") or [] if isinstance(w, str)]
+    """The attempt's throttling warning (it joins the cell's warnings). An energy reading that
+    gave no figure is no warning about the speed figures: it is the cell's `energy_note`."""
     g = record.get("gpu") if isinstance(record.get("gpu"), dict) else None
     t = throttle_warning(g)
-    return out + ([t] if t else [])
+    return [t] if t else []

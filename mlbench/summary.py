@@ -86,6 +86,8 @@ class Energy(_M):
     power_limit_w: Num = Field(description="the GPU's enforced power limit before the cell")
     throttle_reasons: str | None = Field(description="NVML throttle reasons seen while the "
                                                      "cell ran (sw_power_cap, hw_slowdown, ...)")
+    note: str | None = Field(description="why a figure is missing: no counter and too few "
+                                         "power samples, a counter that did not advance, 0 W")
 
 
 class CellSummary(_M):
@@ -191,8 +193,9 @@ def summaries(cells) -> list[dict]:
             eval_accuracy=_f(g("accuracy")), ci_basis=g("ci_basis"),
             warnings=list(g("warnings") or []),
             energy=None if g("device") == "cpu" else Energy(
-                **{k: _f(g(k)) for k in Energy.model_fields if k != "throttle_reasons"},
-                throttle_reasons=g("throttle_reasons")))
+                **{k: _f(g(k)) for k in Energy.model_fields
+                   if k not in ("throttle_reasons", "note")},
+                throttle_reasons=g("throttle_reasons"), note=g("energy_note")))
         out.append(s.model_dump())
     return out
 

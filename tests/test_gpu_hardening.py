@@ -78,7 +78,7 @@ def test_local_placement_records_the_inherited_gpus_uuid(fake, monkeypatch):
 def test_a_ray_cell_on_gpu_2_is_sampled_on_gpu_2(fake, monkeypatch, tmp_path):
     # Ray hands the task CUDA_VISIBLE_DEVICES=2 and assigns GPU "2": the worker and NVML must
     # both mean the physical GPU 2 (its power is 0.5 kW here, the others 0.3)
-    fake(THREE, power={"GPU-cccc3333": 500_000}, reasons=0x4 | 0x1, energy_step=2_000)
+    fake(THREE, power={"GPU-cccc3333": 500_000}, reasons=0x4 | 0x40 | 0x1, energy_step=2_000)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
     rec = launcher.run_cell(_cell(), tmp_path, launcher.Stop(), assigned_gpu="2")
     assert rec["status"] == "ok", rec.get("reason")
@@ -88,9 +88,14 @@ def test_a_ray_cell_on_gpu_2_is_sampled_on_gpu_2(fake, monkeypatch, tmp_path):
     # the state before and after the cell: limits, persistence, ECC, throttling seen
     for state in (rec["device_before"], rec["device_after"]):
         assert state["power_limit_w"] == 700.0 and state["persistence_mode"] == 1
-        assert state["ecc_mode"] == 1 and state["throttle_reasons"] == ["sw_power_cap"]
-    assert rec["gpu"]["throttle_reasons"] == ["sw_power_cap"]  # idle (0x1) is not throttling
-    assert any("throttled" in w for w in energy.warnings(rec))
+        assert state["ecc_mode"] == 1
+        assert state["throttle_reasons"] == ["sw_power_cap", "hw_thermal_slowdown"]
+    # idle (0x1) is not throttling; the power cap is recorded, heat is also warned about
+    assert rec["gpu"]["throttle_reasons"] == ["sw_power_cap", "hw_thermal_slowdown"]
+    (warning,) = energy.warnings(rec)
+    assert "hw_thermal_slowdown" in warning and "sw_power_cap" not in warning
+    rec["gpu"]["throttle_reasons"] = ["sw_power_cap"]  # a GPU at its power limit: no warning
+    assert energy.warnings(rec) == []
 
 
 # --- defect 5: the datasheet -----------------------------------------------------------
@@ -223,6 +228,7 @@ def test_energy_reaches_results_json_summaries_and_the_page(fake, tmp_path):
     att[0]["energy"] = {**e, "train_j_per_step": 3.0, "train_j_per_ksample": 375.0}
     att[1]["energy"] = {**e, "train_j_per_step": 5.0, "train_j_per_ksample": 625.0}
     att[0]["gpu"]["throttle_reasons"] = ["hw_thermal_slowdown"]
+    att[1]["energy"]["warnings"] = ["inference: NVML's energy counter did not advance"]
     cells = aggregate.cells_frame(aggregate.attempts_frame(att))
     row = cells.row(0, named=True)
     assert row["train_j_per_ksample"] == pytest.approx(500.0)  # the median of the repeats
@@ -231,6 +237,8 @@ def test_energy_reaches_results_json_summaries_and_the_page(fake, tmp_path):
     assert s["energy"]["train_j_per_ksample"] == pytest.approx(500.0)
     assert s["energy"]["power_limit_w"] == 700.0
     assert s["energy"]["throttle_reasons"] == "hw_thermal_slowdown"
+    assert "did not advance" in s["energy"]["note"]
+    assert not any("did not advance" in w for w in row["warnings"])  # no speed warning
     summary.CellSummary.model_validate(s)
     from mlbench.report.energy import figures
     fig = figures(cells)[0]
