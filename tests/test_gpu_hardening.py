@@ -263,3 +263,21 @@ def test_odd_progress_fields_never_break_the_launcher():
                           "inference": {"latencies_s": [0.1], "loops": "many"}})
     assert e["train_j_per_step"] is None and e["infer_j_per_call"] is None
     assert e["note"].startswith("energy not computed: ValueError")
+
+
+def test_the_page_draws_energy_for_gpu_cells(tmp_path):
+    from mlbench.report import build_report
+    att = []
+    for fw, jks in (("pytorch", 412.5), ("jax", 365.0)):
+        a = fs.attempt(fw, device="cuda:0", step_times=[0.0101, 0.0097, 0.0142, 0.0099])
+        a["energy"] = {"source": energy.COUNTER, "train_j_per_step": jks * 32 / 1000,
+                       "train_j_per_ksample": jks, "infer_j_per_call": 0.9,
+                       "infer_j_per_ksample": 0.9 / 32 * 1000}
+        att.append(a)
+    cpu = fs.attempt("numpy", device="cpu")  # no energy figure: not drawn
+    run = fs.write_store(tmp_path / "run", att + [cpu])
+    page = build_report(run, tmp_path / "out").read_text()
+    assert 'id="fig-energy"' in page and "Energy per 1,000 samples" in page
+    assert "412.5" in page and "365" in page
+    none = fs.write_store(tmp_path / "cpu", [cpu])
+    assert 'id="fig-energy"' not in build_report(none, tmp_path / "out2").read_text()
