@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from . import ceiling, energy, hardware, stats
+from . import ceiling, datasheet, energy, hardware, stats
 from .gate_verdicts import GateVerdicts
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -473,14 +473,16 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
                                   "ceiling_flops_s": pl.Float64, "ceiling_framework": pl.Utf8},
                           orient="row")
     drop = ("ceiling_flops_s", "ceiling_framework", "own_ceiling_flops_s", "mfu", "mfu_infer",
-            "mfu_own", "datasheet_flops_s", "mfu_datasheet")
+            "mfu_own", "datasheet_flops_s", "datasheet_note", "mfu_datasheet")
     out = cells.drop([c for c in drop if c in cells.columns])
     tf32 = out["tf32_requested"].to_list() if "tf32_requested" in out.columns else \
         [None] * out.height
-    sheet = [ceiling.datasheet_flops(n, p, t is True) if d != "cpu" else None
+    sheet = [datasheet.peak(n, p, t is True) if d != "cpu" else (None, None)
              for n, p, t, d in zip(out["device_name"].to_list(), out["precision"].to_list(),
                                    tf32, out["device"].to_list())]
-    out = out.with_columns(pl.Series("datasheet_flops_s", sheet, dtype=pl.Float64))
+    out = out.with_columns(pl.Series("datasheet_flops_s", [v for v, _ in sheet],
+                                     dtype=pl.Float64),
+                           pl.Series("datasheet_note", [w for _, w in sheet], dtype=pl.Utf8))
     fw = "base_framework" if "base_framework" in out.columns else "framework"  # a variant: its
     return (out.join(own_t, left_on=[fw, "device", "precision"],             # framework's own
                      right_on=["framework", "device", "precision"], how="left")

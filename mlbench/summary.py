@@ -74,6 +74,8 @@ class Mfu(_M):
     vs_own_ceiling: Num = Field(description="achieved / this framework's own ceiling")
     vs_datasheet: Num = Field(description="achieved / datasheet dense peak (known GPUs)")
     datasheet_flops_s: Num
+    datasheet_note: str | None = Field(None, description="why there is no datasheet peak (a "
+                                                         "MIG slice, an unknown GPU)")
 
 
 class Energy(_M):
@@ -188,7 +190,8 @@ def summaries(cells) -> list[dict]:
                     yardstick_flops_s=_f(g("ceiling_flops_s")),
                     yardstick_framework=g("ceiling_framework"),
                     vs_own_ceiling=_f(g("mfu_own")), vs_datasheet=_f(g("mfu_datasheet")),
-                    datasheet_flops_s=_f(g("datasheet_flops_s"))),
+                    datasheet_flops_s=_f(g("datasheet_flops_s")),
+                    datasheet_note=g("datasheet_note")),
             train_loss_mean_last_epoch=_f(g("train_loss_mean_last_epoch")),
             eval_accuracy=_f(g("accuracy")), ci_basis=g("ci_basis"),
             warnings=list(g("warnings") or []),

@@ -281,3 +281,16 @@ def test_the_page_draws_energy_for_gpu_cells(tmp_path):
     assert "412.5" in page and "365" in page
     none = fs.write_store(tmp_path / "cpu", [cpu])
     assert 'id="fig-energy"' not in build_report(none, tmp_path / "out2").read_text()
+
+
+def test_a_mig_cell_has_no_datasheet_mfu_and_its_summary_says_why():
+    a = fs.attempt("pytorch", device="cuda:0", step_times=[0.020, 0.021, 0.019, 0.035])
+    a["hello"]["device_name"] = "NVIDIA H100 80GB HBM3 MIG 3g.40gb"
+    cells = aggregate.cells_frame(aggregate.attempts_frame([a]))
+    s = summary.summaries(cells)[0]
+    assert s["mfu"]["datasheet_flops_s"] is None and s["mfu"]["vs_datasheet"] is None
+    assert "MIG slice" in s["mfu"]["datasheet_note"]
+    whole = dict(a, hello={**a["hello"], "device_name": "NVIDIA H100 80GB HBM3"})
+    s = summary.summaries(aggregate.cells_frame(aggregate.attempts_frame([whole])))[0]
+    assert s["mfu"]["datasheet_flops_s"] == pytest.approx(67.0e12)  # fp32, no TF32 asked
+    assert s["mfu"]["datasheet_note"] is None
