@@ -1,118 +1,151 @@
 #!/usr/bin/env bash
-# The prepared GPU check: the CUDA cells of configs/gpu_check.yaml (pytorch and jax; the GPU
-# image has no TensorFlow), with the equivalence gate and the ceilings, run in a scratch folder.
-# At most 8 small files come back to OUT: summary.txt, environment.txt, run.log, results.json,
-# verify.json, ceilings.json. Sized for ~10 minutes of one H200: the run itself is stopped
-# (SIGINT: measured cells kept, the rest recorded as interrupted) after GPU_CHECK_LIMIT_S.
+# The GPU smoke check: proves the most of mlbench's GPU path in one short lease of one H100 or
+# H200 (whole run, installs included, ~8 minutes), and cannot pass without touching the GPU.
 #
-#   bash benchmarks/gpu_check.sh [--dry-run] [OUT]     (default: $OUT if set, else gpu_check/)
+#   bash benchmarks/gpu_check.sh [--dry-run] [OUT]      (default: $OUT if set, else gpu_check/)
 #
-# Environments: each framework runs in .venv-gpu-<group>/bin/python when `bash .ci/setup --gpu`
-# made one, else in $PYTHON (default python3); the summary says which. --dry-run prints the
-# environments and the command and writes environment.txt, without running anything on a GPU.
-#
-# mlbench's own parent-side dependencies that such an image may lack (pydantic, polars, plotly)
-# can be carried as Python 3.12 wheels in .whl/ (downloaded on a machine with PyPI access):
-#   python3 -m pip download --only-binary=:all: --python-version 3.12 \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl pydantic pydantic-core annotated-types typing-inspection polars polars-runtime-32 plotly narwhals
+# 1. a GPU must be there (nvidia-smi lists one): else ONE line and exit 1;
+# 2. install the torch+JAX CUDA venv (.venv-gpu-torch-jax) with mlbench itself in it
+#    (.ci/gpu_setup.py --only torch-jax --with-mlbench; reused when it already imports mlbench;
+#    GPU_CHECK_PYTHON=/path/python skips the install: a prepared image);
+# 3. that interpreter must import nvidia-ml-py (else every cell would be "skipped" and the check
+#    would pass empty), and NVML must see every GPU nvidia-smi sees;
+# 4. a probe (benchmarks/gpu_probe.py): driver, CUDA, cuDNN, power limit, clocks, MIG; an fp32
+#    matmul and a conv against float64 with TF32 off and on;
+# 5. the sweep of configs/gpu_check.yaml (one ceiling round per precision, the gate, 15 cells),
+#    the pytorch-compile cell (configs/gpu_check_extra.yaml), one cell under a GPU-UUID
+#    CUDA_VISIBLE_DEVICES (its recorded UUID must be that GPU's), the HTML report;
+# 6. the verdict (benchmarks/gpu_check_verdict.py): exit 1 on any skipped or failed cell, a
+#    missing ceiling, a failed gate, a cell without NVML figures or UUID, a probe problem.
+# Six small files come back to OUT: summary.txt (the verdict), environment.txt (versions, the
+# probe), run.log, results.json, extra.json (the compile and UUID cells), ceilings.json.
+# --dry-run runs every step a CPU can (the parent's imports, the setup plan, the NVML part of
+# the probe, the configs' expansion, the verdict's reading) and no GPU work. TensorFlow has its
+# own check: benchmarks/gpu_check_tf.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
 OUT_DIR="$(mkdir -p "${1:-${OUT:-gpu_check}}" && cd "${1:-${OUT:-gpu_check}}" && pwd)"
-PY="${PYTHON:-python3}"
-LIMIT_S="${GPU_CHECK_LIMIT_S:-540}"
-SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/mlbench-gpu-check.XXXXXX")"
-trap 'rm -rf "$SCRATCH"' EXIT
+BOOT="${PYTHON:-python3}"
+VENV=".venv-gpu-torch-jax"
+BUDGET_S="${GPU_CHECK_BUDGET_S:-480}"   # the whole check, installs included
+T0=$(date +%s)
+left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
+fail() { echo "$1" | tee "$OUT_DIR/summary.txt" >&2; exit 1; }
 
-if ! "$PY" -c "import pydantic, polars, plotly, yaml" 2>/dev/null; then
-  if [ -d .whl ]; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SCRATCH/site" .whl/*.whl
-    export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
-  elif [ "$DRY" = 0 ]; then
-    echo "error: pydantic/polars/plotly missing and no .whl/ folder to install them from" >&2
-    exit 2
+# 1. a GPU, or one line
+if [ "$DRY" = 0 ]; then
+  command -v nvidia-smi >/dev/null 2>&1 \
+    || fail "error: no NVIDIA GPU here (nvidia-smi is not installed); bash benchmarks/gpu_check.sh --dry-run OUT runs what a CPU can"
+  smi="$(nvidia-smi -L 2>&1)"; smi_rc=$?
+  smi_count=$(printf '%s\n' "$smi" | grep -c '^GPU [0-9]')
+  if [ "$smi_rc" != 0 ] || [ "$smi_count" = 0 ]; then
+    fail "error: no NVIDIA GPU here (nvidia-smi: $(printf '%s' "$smi" | head -n 1 | cut -c1-160)); bash benchmarks/gpu_check.sh --dry-run OUT runs what a CPU can"
   fi
 fi
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/mlbench-gpu-check.XXXXXX")"
+trap 'rm -rf "$SCRATCH"' EXIT
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+ENVTXT="$OUT_DIR/environment.txt"
 
-# Which interpreter runs each framework: a venv of `.ci/setup --gpu`, else $PY.
-pyfor() {
-  case "$1" in pytorch|jax) v=.venv-gpu-torch-jax ;; tensorflow) v=.venv-gpu-tensorflow ;; esac
-  if [ -x "$v/bin/python" ]; then echo "$PWD/$v/bin/python"; else command -v "$PY"; fi
-}
-CONFIG="$SCRATCH/gpu_check.yaml"
-{ cat configs/gpu_check.yaml
-  echo "framework_settings:"
-  for fw in pytorch jax; do echo "  $fw: {python: \"$(pyfor $fw)\"}"; done
-} > "$CONFIG"
-
-{ echo "== environments"
-  echo "mlbench parent: $(command -v "$PY") ($("$PY" -V 2>&1))"
-  echo "pytorch: $(pyfor pytorch)"
-  "$(pyfor pytorch)" -c "import torch; print('  torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tail -n 1
-  echo "jax: $(pyfor jax)"
-  JAX_PLATFORMS=cuda "$(pyfor jax)" -c "
-import jax
-try:
-    print('  jax', jax.__version__, jax.devices('gpu'))
-except Exception as exc:
-    print('  jax', jax.__version__, 'no GPU:', type(exc).__name__, str(exc)[:200])" 2>&1 | tail -n 1
-  echo "== GPU"
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
-  echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}"
-  echo "== command"
-  echo "timeout -s INT $LIMIT_S $PY -m mlbench.cli run --config $CONFIG --output $SCRATCH/results --no-report"
-} > "$OUT_DIR/environment.txt" 2>&1
-cat "$OUT_DIR/environment.txt"
-if [ "$DRY" = 1 ]; then
-  echo "dry run: nothing run; $OUT_DIR holds environment.txt"
-  exit 0
+# 2. the torch+JAX venv with mlbench in it
+t_install=$(date +%s)
+if [ -n "${GPU_CHECK_PYTHON:-}" ]; then
+  PY="$GPU_CHECK_PYTHON"
+  echo "== setup: GPU_CHECK_PYTHON=$PY (no install)" > "$ENVTXT"
+elif [ "$DRY" = 1 ]; then
+  PY="$BOOT"
+  { echo "== setup (dry run): the parent runs in $PY"
+    "$BOOT" .ci/gpu_setup.py --dry-run --only torch-jax; } > "$ENVTXT" 2>&1 \
+    || fail "error: the GPU setup plan failed ($(tail -n 1 "$ENVTXT"))"
+else
+  PY="$PWD/$VENV/bin/python"
+  if ! "$PY" -c "import mlbench, torch, jax" >/dev/null 2>&1; then
+    "$BOOT" .ci/gpu_setup.py --only torch-jax --with-mlbench > "$SCRATCH/setup.log" 2>&1 \
+      || fail "error: GPU setup failed: $(tail -n 1 "$SCRATCH/setup.log")"
+  fi
+  { echo "== setup: $VENV ($(( $(date +%s) - t_install )) s)"; tail -n 5 "$SCRATCH/setup.log" 2>/dev/null; } > "$ENVTXT"
 fi
 
-t0=$(date +%s)
-(cd "$SCRATCH" && timeout -s INT -k 30 "$LIMIT_S" "$PY" -m mlbench.cli run --config "$CONFIG" \
-  --output "$SCRATCH/results" --no-report) > "$OUT_DIR/run.log" 2>&1
-rc=$?
-secs=$(( $(date +%s) - t0 ))
-tail -n 40 "$OUT_DIR/run.log"
+# 3. the parent can read NVML, and NVML sees what nvidia-smi sees
+"$PY" -c "import pynvml" 2>/dev/null \
+  || fail "error: nvidia-ml-py (pynvml) is not importable in $PY: without NVML every GPU cell is skipped and nothing is measured"
+"$PY" -c "import pydantic, polars, plotly, yaml, mlbench" 2>/dev/null \
+  || fail "error: $PY lacks mlbench's own dependencies (pydantic, polars, plotly, pyyaml)"
+nvml_count=$("$PY" -c "from mlbench import gpu; print(len(gpu.list_gpus()))" 2>/dev/null || echo 0)
+if [ "$DRY" = 0 ] && [ "$nvml_count" -lt "$smi_count" ]; then
+  fail "error: nvidia-smi sees $smi_count GPU(s), NVML ($PY) sees $nvml_count: $("$PY" -c 'from mlbench import gpu; print(gpu.describe())' 2>&1 | tail -n 1)"
+fi
 
-for f in results.json verify.json ceilings.json; do
-  [ -f "$SCRATCH/results/$f" ] && cp "$SCRATCH/results/$f" "$OUT_DIR/$f"
+# 4. the probe
+probe_args=("$SCRATCH/probe.json"); [ "$DRY" = 1 ] && probe_args+=(--dry-run)
+{ echo "== probe (NVML sees $nvml_count GPU(s))"; "$PY" benchmarks/gpu_probe.py "${probe_args[@]}" 2>&1; } >> "$ENVTXT"
+
+# 5. the runs
+CONFIG="$SCRATCH/gpu_check.yaml"; EXTRA="$SCRATCH/gpu_check_extra.yaml"
+for pair in "configs/gpu_check.yaml:$CONFIG" "configs/gpu_check_extra.yaml:$EXTRA"; do
+  { cat "${pair%%:*}"; echo "framework_settings:"
+    grep -q "pytorch-compile" "${pair%%:*}" && echo "  pytorch: {python: \"$PY\"}" \
+      || printf '  pytorch: {python: "%s"}\n  jax: {python: "%s"}\n' "$PY" "$PY"
+  } > "${pair##*:}"
 done
+cells() { "$PY" -c "
+import sys
+from mlbench import config, matrix
+ov = {k: v.split(',') for k, v in (a.split('=') for a in sys.argv[2:])}
+print(len(matrix.expand(config.load_config(sys.argv[1], ov or None))))" "$@"; }
+n_main=$(cells "$CONFIG") && n_extra=$(cells "$EXTRA") \
+  && n_uuid=$(cells "$CONFIG" frameworks=pytorch models=mlp precisions=fp32) \
+  || fail "error: the check's configs do not expand ($(cells "$CONFIG" 2>&1 | tail -n 1))"
+echo "== cells: $n_main + $n_extra compile + $n_uuid under a UUID" >> "$ENVTXT"
+RUN=("$PY" -m mlbench.cli run --no-report)
+if [ "$DRY" = 1 ]; then
+  cat "$ENVTXT"
+  echo "dry run: no GPU work; would run: MLBENCH_CEILING_ROUNDS=1 ${RUN[*]} --config $CONFIG (+ $EXTRA, + one cell under CUDA_VISIBLE_DEVICES=GPU-<uuid>)"
+  "$PY" benchmarks/gpu_check_verdict.py --probe "$SCRATCH/probe.json" > "$SCRATCH/verdict.txt" 2>&1
+  echo "dry run: the verdict reads the probe ($(grep -c '^FAIL: probe' "$SCRATCH/verdict.txt") probe problem(s) on this machine)"
+  exit 0
+fi
+export MLBENCH_CEILING_ROUNDS=1  # one short ceiling round per precision
+main_s=$(( $(left) - 100 )); [ "$main_s" -lt 120 ] && main_s=120
+(cd "$SCRATCH" && timeout -s INT -k 20 "$main_s" "${RUN[@]}" --config "$CONFIG" \
+  --output "$SCRATCH/results") > "$OUT_DIR/run.log" 2>&1
+echo "== main run: exit $?, $(( $(date +%s) - T0 )) s since start" >> "$OUT_DIR/run.log"
+(cd "$SCRATCH" && timeout -s INT -k 20 90 "${RUN[@]}" --config "$EXTRA" \
+  --output "$SCRATCH/extra") >> "$OUT_DIR/run.log" 2>&1
+uuid=$("$PY" -c "from mlbench import gpu; print(gpu.visible_devices()[0].uuid)" 2>/dev/null)
+(cd "$SCRATCH" && CUDA_VISIBLE_DEVICES="$uuid" timeout -s INT -k 20 60 "${RUN[@]}" \
+  --config "$CONFIG" --frameworks pytorch --models mlp --precisions fp32 --no-gate \
+  --no-ceiling --output "$SCRATCH/uuid") >> "$OUT_DIR/run.log" 2>&1
+"$PY" -m mlbench.cli report --results "$SCRATCH/results" --output "$SCRATCH/report" \
+  >> "$OUT_DIR/run.log" 2>&1
+report_kb=$(( $(stat -c %s "$SCRATCH/report/index.html" 2>/dev/null || echo 0) / 1024 ))
 
-"$PY" - "$SCRATCH/results/results.json" "$secs" "$rc" <<'PY' | tee "$OUT_DIR/summary.txt"
-import collections, json, statistics, sys
-path, secs, rc = sys.argv[1], sys.argv[2], sys.argv[3]
-try:
-    cells = json.load(open(path))["cells"]
-except (OSError, ValueError, KeyError) as exc:
-    print(f"no results.json ({exc}); mlbench exit code {rc}, {secs} s")
-    sys.exit(0)
-print(f"{'cell':48s} {'status':8s} {'train samples/s':>15s} {'first step s':>12s} "
-      f"{'p50 ms':>8s} {'peak dev MB':>11s} {'acc':>6s} attention")
-count = collections.Counter()
-for c in cells:
-    m = c.get("metrics") or {}
-    tr = m.get("train") or {}
-    st = tr.get("step_times_s") or []
-    lat = (m.get("inference") or {}).get("latencies_s") or []
-    mem = (m.get("memory") or {}).get("peak_device_bytes")
-    sps = c["batch_size"] / statistics.median(st) if st else float("nan")
-    p50 = statistics.median(lat) * 1000 if lat else float("nan")
-    acc = (m.get("eval") or {}).get("accuracy")
-    att = (m.get("settings") or {}).get("attention") or "-"
-    count[(c["framework"], c["status"])] += 1
-    print(f"{c['cell_id']:48s} {c['status']:8s} {sps:15.0f} {tr.get('first_step_s') or 0:12.2f} "
-          f"{p50:8.2f} {(mem or 0) / 2**20:11.0f} {acc if acc is not None else float('nan'):6.3f} "
-          f"{att}" + ("" if c["status"] == "ok" else f"  {str(c.get('reason'))[:100]}"))
-per = collections.defaultdict(dict)
-for (fw, status), n in sorted(count.items()):
-    per[fw][status] = n
-print("per framework: " + "; ".join(f"{fw}: " + ", ".join(f"{n} {s}" for s, n in st.items())
-                                    for fw, st in per.items()))
-print(f"mlbench exit code {rc}; {secs} s wall")
-PY
-ls -la "$OUT_DIR"
+# 6. the verdict, and what comes back
+cp "$SCRATCH/results/results.json" "$SCRATCH/results/ceilings.json" "$OUT_DIR/" 2>/dev/null
+"$PY" -c "
+import json, sys
+doc = {}
+for name, path in (('extra', sys.argv[1]), ('uuid', sys.argv[2])):
+    try:
+        doc[name] = json.load(open(path))['cells']
+    except (OSError, ValueError, KeyError) as exc:
+        doc[name] = str(exc)
+json.dump(doc, open(sys.argv[3], 'w'), indent=1)" "$SCRATCH/extra/results.json" \
+  "$SCRATCH/uuid/results.json" "$OUT_DIR/extra.json"
+cat "$SCRATCH/probe.json" >> "$ENVTXT" 2>/dev/null
+"$PY" benchmarks/gpu_check_verdict.py --probe "$SCRATCH/probe.json" \
+  --results "$SCRATCH/results/results.json:$n_main" \
+  --results "$SCRATCH/extra/results.json:$n_extra" \
+  --uuid-cell "$SCRATCH/uuid/results.json:$uuid" \
+  --ceilings "$SCRATCH/results/ceilings.json" --precisions fp32 bf16 fp16 \
+  --verify "$SCRATCH/results/verify.json" \
+  --smi-count "$smi_count" --nvml-count "$nvml_count" > "$OUT_DIR/summary.txt" 2>&1
+rc=$?
+{ [ "$report_kb" -gt 0 ] && echo "report: index.html, $report_kb KiB" \
+    || { echo "FAIL: no HTML report"; rc=1; }
+  echo "whole check: $(( $(date +%s) - T0 )) s"; } >> "$OUT_DIR/summary.txt"
+cat "$OUT_DIR/summary.txt"
 exit "$rc"

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from . import ceiling, hardware, stats
+from . import ceiling, datasheet, energy, hardware, stats
 from .gate_verdicts import GateVerdicts
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -156,6 +156,7 @@ def flatten(i: int, a: dict) -> dict:
     aff = hello.get("cpu_affinity")
     busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
                                _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
+    busy = busy + energy.warnings(a)  # a GPU that throttled (heat, hardware slowdown)
     settings = _d(m.get("settings"))
     warm = _nums(train.get("warmup_step_times_s"))
     blocks = _blocks(train)
@@ -198,6 +199,12 @@ def flatten(i: int, a: dict) -> dict:
         "flops_fwd": _num(flops.get("forward")), "flops_train": _num(flops.get("train_step")),
         "busy": "\n".join(busy) or None,
         "settings": settings_label(settings) if settings else None,
+        # the request's flag (launcher.run_cell), for the datasheet's TF32 peak; older
+        # records: the worker's own settings (JAX names it tf32_requested)
+        "tf32_requested": _first(*(v for v in (a.get("tf32"), settings.get("tf32"),
+                                                settings.get("tf32_requested"))
+                                   if isinstance(v, bool))),
+        **energy.fields(a),
         "step_times_s": _samples(train.get("step_times_s")),
         "latencies_s": _samples(inf.get("latencies_s")),
     }
@@ -209,11 +216,13 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "host_working_bytes": pl.Int64,
            "params_trainable": pl.Int64, "params_total": pl.Int64,
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
-           "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8}
+           "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
+           "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8, "energy_note": pl.Utf8,
+           "power_limit_w": pl.Float64}
 for _c in ("wall_s", "samples_per_step", "steps_per_epoch", "first_step_s", "warmup_s",
            "epoch_total_s", "epoch_last_s", "block_median_s", "train_loss_mean_last_epoch",
            "accuracy",
-           "inference_loops", "flops_fwd", "flops_train"):
+           "inference_loops", "flops_fwd", "flops_train", *energy.FIELDS):
     _SCHEMA[_c] = pl.Float64
 
 
@@ -359,7 +368,10 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.col("framework_version").drop_nulls().first(),
         pl.col("device_name").drop_nulls().first(),
         pl.col("flops_fwd").drop_nulls().first(), pl.col("flops_train").drop_nulls().first(),
-        pl.col("settings").drop_nulls().first(),
+        pl.col("settings").drop_nulls().first(), pl.col("tf32_requested").drop_nulls().first(),
+        *[pl.col(c).median() for c in energy.FIELDS], pl.col("power_limit_w").max(),
+        pl.col("throttle_reasons").drop_nulls().first(),
+        pl.col("energy_note").drop_nulls().first(),
         pl.col("step_extreme").sum(), pl.col("step_n").sum(), pl.col("step_max_rel").max(),
         pl.col("lat_extreme").sum(), pl.col("lat_n").sum().alias("lat_n_r"),
         pl.col("lat_max_rel").max())
@@ -468,12 +480,16 @@ def with_mfu(cells: pl.DataFrame, ceilings: dict) -> pl.DataFrame:
                                   "ceiling_flops_s": pl.Float64, "ceiling_framework": pl.Utf8},
                           orient="row")
     drop = ("ceiling_flops_s", "ceiling_framework", "own_ceiling_flops_s", "mfu", "mfu_infer",
-            "mfu_own", "datasheet_flops_s", "mfu_datasheet")
+            "mfu_own", "datasheet_flops_s", "datasheet_note", "mfu_datasheet")
     out = cells.drop([c for c in drop if c in cells.columns])
-    sheet = [ceiling.datasheet_flops(n, p, s) if d != "cpu" else None for n, p, s, d in zip(
-        out["device_name"].to_list(), out["precision"].to_list(), out["settings"].to_list(),
-        out["device"].to_list())]
-    out = out.with_columns(pl.Series("datasheet_flops_s", sheet, dtype=pl.Float64))
+    tf32 = out["tf32_requested"].to_list() if "tf32_requested" in out.columns else \
+        [None] * out.height
+    sheet = [datasheet.peak(n, p, t is True) if d != "cpu" else (None, None)
+             for n, p, t, d in zip(out["device_name"].to_list(), out["precision"].to_list(),
+                                   tf32, out["device"].to_list())]
+    out = out.with_columns(pl.Series("datasheet_flops_s", [v for v, _ in sheet],
+                                     dtype=pl.Float64),
+                           pl.Series("datasheet_note", [w for _, w in sheet], dtype=pl.Utf8))
     fw = "base_framework" if "base_framework" in out.columns else "framework"  # a variant: its
     return (out.join(own_t, left_on=[fw, "device", "precision"],             # framework's own
                      right_on=["framework", "device", "precision"], how="left")

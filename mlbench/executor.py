@@ -57,11 +57,14 @@ class Executor(Protocol):
 
 
 def local_placement(cell: Cell) -> dict:
-    """Where a local cell ran: this host, the cell's own GPU index."""
+    """Where a local cell ran: this host, the cell's own GPU index and that GPU's UUID through
+    the visible-device mapping (an inherited CUDA_VISIBLE_DEVICES=3 makes `cuda:0` GPU 3, so
+    the raw PCI index would name another GPU)."""
     index = int(cell.device.split(":")[1]) if cell.device.startswith("cuda") else None
+    v = gpu.visible(cell.device) if index is not None else None
     return {"executor": "local", "hostname": platform.node(), "node_id": None,
             "gpu_ids": [] if index is None else [str(index)],
-            "gpu_uuid": None if index is None else gpu.uuid(index), "node_kind": "local"}
+            "gpu_uuid": None if v is None else v.uuid, "node_kind": "local"}
 
 
 class LocalExecutor:

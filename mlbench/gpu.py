@@ -3,8 +3,11 @@ what a worker process uses.
 
 Owns every NVML call of the parent: device listing for `mlbench list` and run.json, the mapping
 of `cuda:N` to a physical device (honouring an inherited CUDA_VISIBLE_DEVICES of indices or
-GPU-/MIG- UUIDs, as Slurm and Kubernetes set it), the value a cell's CUDA_VISIBLE_DEVICES gets,
-and the per-cell sampler (the worker's own memory per NVML, device utilisation, power).
+GPU-/MIG- UUIDs, as Slurm and Kubernetes set it) and of a scheduler's assignment (Ray: the
+physical GPU, `assigned`), the value a cell's CUDA_VISIBLE_DEVICES gets and its CUDA JIT cache,
+and the guarded NVML calls (_call, _try) that mlbench.gpu_sampling builds on: the per-cell
+sampler, the device state before and after a cell, the energy counter (its names are reachable
+here too).
 
 Every NVML call is guarded: an NVML error, a missing driver, MIG or a container without the host
 PID namespace becomes "unavailable" with the reason, never an exception that stops a sweep.
@@ -156,6 +159,38 @@ def visible_devices() -> list[Visible]:
     return out
 
 
+def assigned(token: str) -> Visible | None:
+    """The GPU a scheduler (Ray) assigned by its CUDA_VISIBLE_DEVICES entry: a physical index
+    (PCI bus order) or a GPU-/MIG- UUID, read WITHOUT the inherited variable, which in a Ray
+    task is that same assignment (the task's `cuda:2` is its only device, not the third)."""
+    handles = _pci_order_handles()
+    token = str(token).strip()
+    hit: tuple[Any, bool] | None = None
+    if token.isdigit():
+        hit = (handles[int(token)], False) if int(token) < len(handles) else None
+    elif token.startswith(("GPU-", "MIG-")) and handles:
+        hit = _resolve_uuid(token, handles)
+    return None if hit is None else Visible(0, token, hit[0], _uuid(hit[0]), hit[1])
+
+
+# The driver's JIT cache: a kernel compiled from PTX (TensorFlow on compute capability 9.x, any
+# framework on a GPU newer than its wheel) is kept across processes. The default (~/.nv, 256 MiB
+# to 1 GiB by driver) is too small for a sweep's kernels and would JIT them again in each cell,
+# inflating first-step times; 4 GiB is the largest size the driver accepts.
+CUDA_CACHE_MAXSIZE = str(4 << 30)
+
+
+def cuda_cache_env(environ: dict | None = None) -> dict[str, str]:
+    """CUDA_CACHE_PATH / CUDA_CACHE_MAXSIZE for a GPU worker: the user's own where set, else a
+    persistent cache under ~/.cache/mlbench."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("CUDA_CACHE_PATH") or os.path.join(
+        os.path.expanduser("~"), ".cache", "mlbench", "cuda-jit-cache")
+    return {"CUDA_CACHE_PATH": path,
+            "CUDA_CACHE_MAXSIZE": environ.get("CUDA_CACHE_MAXSIZE") or CUDA_CACHE_MAXSIZE,
+            "CUDA_CACHE_DISABLE": "0"}
+
+
 def _index(device: str) -> int | None:
     try:
         return int(device.split(":")[1]) if device.startswith("cuda:") else None
@@ -201,134 +236,23 @@ def mapping() -> dict:
     return out
 
 
-# --- per-cell sampling --------------------------------------------------------------------------
-
-def _is_mig(v: Visible) -> bool:
-    if v.mig:
-        return True
-    mode = _try(pynvml.nvmlDeviceGetMigMode, v.handle)
-    return bool(mode and mode[0])
-
-
-class ProcessSampler:
-    """Samples a worker's GPU memory (NVML's per-process figure), utilisation and power.
-
-    When the worker's memory cannot be attributed, `summary()` says why in
-    `process_memory_note`: a MIG device, no process with the worker's PID (a container without
-    the host PID namespace), no memory figure, or an NVML error."""
-
-    def __init__(self, pid: int, device: str):
-        self.pid = pid
-        self.handle = None
-        self.peak_process_bytes = 0
-        self.util: list[int] = []
-        self.power: list[float] = []
-        self.mig = False
-        self.errors: list[str] = []
-        self.pid_seen = False
-        self.no_figure = False
-        self.other_pids: set[int] = set()
-        v = visible(device) if device.startswith("cuda") else None
-        if v is not None:
-            self.handle = v.handle
-            self.mig = _is_mig(v)
-
-    def _note(self, err: str | None) -> None:
-        if err and len(self.errors) < 3 and err not in self.errors:
-            self.errors.append(err)
-
-    def sample(self) -> None:
-        if self.handle is None:
-            return
-        procs, err = _call(pynvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
-        self._note(err)
-        for p in procs or []:
-            pid = getattr(p, "pid", None)
-            if pid != self.pid:
-                if pid is not None and len(self.other_pids) < 16:
-                    self.other_pids.add(int(pid))
-                continue
-            self.pid_seen = True
-            used = getattr(p, "usedGpuMemory", None)
-            if used:
-                self.peak_process_bytes = max(self.peak_process_bytes, int(used))
-            else:
-                self.no_figure = True
-        util, err = _call(pynvml.nvmlDeviceGetUtilizationRates, self.handle)
-        self._note(err)
-        if util is not None:
-            self.util.append(int(util.gpu))
-        power, err = _call(pynvml.nvmlDeviceGetPowerUsage, self.handle)
-        self._note(err)
-        if power is not None:
-            self.power.append(power / 1000.0)
-
-    def why_unattributed(self) -> str | None:
-        if self.peak_process_bytes:
-            return None
-        if self.mig:
-            return "MIG device: NVML gives no per-process memory inside a MIG instance"
-        if self.no_figure:
-            return (f"NVML lists the worker (pid {self.pid}) without a memory figure "
-                    "(insufficient permission or a virtualised GPU)")
-        if self.other_pids:
-            return (f"no NVML process has the worker's pid {self.pid} (saw "
-                    f"{sorted(self.other_pids)}): a container without the host PID namespace")
-        if self.errors:
-            return f"NVML unavailable: {self.errors[0]}"
-        return "NVML listed no compute process on the device while the worker ran"
-
-    def summary(self) -> dict | None:
-        if self.handle is None:
-            return None
-        return {
-            "nvml_peak_process_bytes": self.peak_process_bytes or None,
-            "process_memory_note": self.why_unattributed(),
-            "nvml_errors": self.errors or None,
-            "utilization_pct_mean": sum(self.util) / len(self.util) if self.util else None,
-            "power_w_mean": sum(self.power) / len(self.power) if self.power else None,
-            "samples": len(self.util),
-        }
-
-
-def device_state(device: str, exclude_pids: tuple[int, ...] = ()) -> dict | None:
-    """What is already happening on a GPU, read just before a cell starts: the compute processes
-    on it (pid, used memory), utilisation, SM and memory clocks, temperature, memory in use.
-    None for the CPU or when NVML cannot see the device. Every field may be None (not supported
-    on this GPU, or no permission); mlbench.stats.busy_warnings turns this into warnings."""
-    v = visible(device) if device.startswith("cuda") else None
-    if v is None:
-        return None
-    h = v.handle
-    procs = []
-    for p in (_try(pynvml.nvmlDeviceGetComputeRunningProcesses, h) or []):
-        pid = getattr(p, "pid", None)
-        if pid is None or pid in exclude_pids:
-            continue
-        used = getattr(p, "usedGpuMemory", None)
-        procs.append({"pid": int(pid), "used_memory_bytes": int(used) if used else None})
-    util = _try(pynvml.nvmlDeviceGetUtilizationRates, h)
-    mem = _try(pynvml.nvmlDeviceGetMemoryInfo, h)
-    clocks = {name: _try(pynvml.nvmlDeviceGetClockInfo, h, getattr(pynvml, kind, 0))
-              for name, kind in (("sm_clock_mhz", "NVML_CLOCK_SM"),
-                                 ("memory_clock_mhz", "NVML_CLOCK_MEM"))}
-    max_sm = _try(pynvml.nvmlDeviceGetMaxClockInfo, h, getattr(pynvml, "NVML_CLOCK_SM", 0))
-    power = _try(pynvml.nvmlDeviceGetPowerUsage, h)
-    return {
-        "processes": procs,
-        "utilization_gpu_pct": None if util is None else int(util.gpu),
-        "utilization_memory_pct": None if util is None else int(util.memory),
-        **clocks, "sm_clock_max_mhz": max_sm,
-        "temperature_c": _try(pynvml.nvmlDeviceGetTemperature, h,
-                              getattr(pynvml, "NVML_TEMPERATURE_GPU", 0)),
-        "memory_used_bytes": None if mem is None else int(mem.used),
-        "power_w": None if power is None else power / 1000.0,
-    }
-
-
 def uuid(index: int) -> str | None:
     """The UUID NVML reports for the GPU at `index` (PCI order), or None when NVML cannot tell."""
     handles = _pci_order_handles()
     if not 0 <= index < len(handles):
         return None
     return _try(lambda h: _str(pynvml.nvmlDeviceGetUUID(h)), handles[index])
+
+
+# The sampling half (ProcessSampler, device_state, limits, throttle reasons, the energy counter,
+# versions) lives in mlbench.gpu_sampling, which reads this module's NVML at call time; its
+# names stay reachable here (gpu.ProcessSampler, gpu.device_state, ...).
+_SAMPLING = ("ProcessSampler", "device_state", "limits_state", "throttle_names", "energy_mj",
+             "versions", "THROTTLE_BITS", "NOT_THROTTLING")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SAMPLING:
+        from . import gpu_sampling
+        return getattr(gpu_sampling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

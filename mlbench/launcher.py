@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, gpu, protocol, sysinfo
+from . import catalog, energy, gpu, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -101,6 +101,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
             "XLA_PYTHON_CLIENT_MEM_FRACTION", JAX_MEM_FRACTION)
+        env.update(gpu.cuda_cache_env())  # PTX JIT'd once, kept across cells
     return env
 
 
@@ -137,7 +138,7 @@ def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", *THREAD_VARS, *catalog.framework_env(job.framework))}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE", *THREAD_VARS, *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
     (job_dir / "command.txt").write_text(line + "\n")
     return argv, env
@@ -168,6 +169,7 @@ def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
         "model": cell.model.name,
         "model_label": cell.model.id_label, "model_options": cell.model.model_options,
         "device": cell.device, "batch_size": cell.batch_size, "precision": cell.precision,
+        "tf32": bool(cell.request.get("tf32")),  # the request's flag: the datasheet's TF32 peak
     }
     record = launch(cell_job(cell, assigned_gpu), cell_dir, stop, on_message)
     log = record.get("stderr_log")
@@ -192,7 +194,7 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         "command": argv, "stderr_log": str(stderr_path),
         "started_at": started.isoformat(),
         "machine_before": sysinfo.load_now(),
-        "device_before": gpu.device_state(device),
+        "device_before": gpu.device_state(device, token=job.assigned_gpu if assigned else None),
     }
     watch = _Watch()
     t0 = time.monotonic()
@@ -213,10 +215,12 @@ def launch(job: Job, job_dir: Path, stop: Stop,
     except OSError as exc:
         return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
                        stderr_path, watch)
-    sampler = gpu.ProcessSampler(proc.pid, device)
+    token = job.assigned_gpu if assigned else None  # Ray: the GPU itself, not `cuda:N`
+    sampler = gpu.ProcessSampler(proc.pid, device, token)
+    meter = energy.Meter(sampler)  # NVML energy at the worker's phase boundaries
     timed_out = False
     try:
-        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, on_message)
+        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, meter.wrap(on_message))
         if not timed_out and not stop.requested and watch.foreign is None:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
@@ -226,6 +230,8 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         rc = proc.wait()
         proc.stdout.close()
     record["gpu"] = sampler.summary()
+    record["energy"] = meter.summary()
+    record["device_after"] = gpu.device_state(device, token=token)
     return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 

@@ -77,6 +77,22 @@ class Mfu(_M):
     vs_own_ceiling: Num = Field(description="achieved / this framework's own ceiling")
     vs_datasheet: Num = Field(description="achieved / datasheet dense peak (known GPUs)")
     datasheet_flops_s: Num
+    datasheet_note: str | None = Field(None, description="why there is no datasheet peak (a "
+                                                         "MIG slice, an unknown GPU)")
+
+
+class Energy(_M):
+    """NVML energy of the whole GPU between the worker's phase boundaries (mlbench.energy);
+    null where the GPU has no counter and too few power samples, or for a CPU cell."""
+    train_j_per_step: Num = Field(description="joules per steady-state training step")
+    train_j_per_ksample: Num = Field(description="joules per 1,000 training samples")
+    infer_j_per_call: Num = Field(description="joules per inference call (one batch)")
+    infer_j_per_ksample: Num = Field(description="joules per 1,000 inferred samples")
+    power_limit_w: Num = Field(description="the GPU's enforced power limit before the cell")
+    throttle_reasons: str | None = Field(description="NVML throttle reasons seen while the "
+                                                     "cell ran (sw_power_cap, hw_slowdown, ...)")
+    note: str | None = Field(description="why a figure is missing: no counter and too few "
+                                         "power samples, a counter that did not advance, 0 W")
 
 
 class CellSummary(_M):
@@ -104,6 +120,7 @@ class CellSummary(_M):
     eval_accuracy: Num
     ci_basis: str | None = Field(description="'single process' or 'bootstrap over N processes'")
     warnings: list[str]
+    energy: Energy | None = Field(None, description="GPU cells: medians over repeats")
 
 
 class Verdict(_M):
@@ -345,10 +362,15 @@ def summaries(cells) -> list[dict]:
                     yardstick_flops_s=_f(g("ceiling_flops_s")),
                     yardstick_framework=g("ceiling_framework"),
                     vs_own_ceiling=_f(g("mfu_own")), vs_datasheet=_f(g("mfu_datasheet")),
-                    datasheet_flops_s=_f(g("datasheet_flops_s"))),
+                    datasheet_flops_s=_f(g("datasheet_flops_s")),
+                    datasheet_note=g("datasheet_note")),
             train_loss_mean_last_epoch=_f(g("train_loss_mean_last_epoch")),
             eval_accuracy=_f(g("accuracy")), ci_basis=g("ci_basis"),
-            warnings=list(g("warnings") or []))
+            warnings=list(g("warnings") or []),
+            energy=None if g("device") == "cpu" else Energy(
+                **{k: _f(g(k)) for k in Energy.model_fields
+                   if k not in ("throttle_reasons", "note")},
+                throttle_reasons=g("throttle_reasons"), note=g("energy_note")))
         out.append(s.model_dump())
     return out
 

@@ -86,7 +86,7 @@ def test_one_mfu_yardstick_ranks_like_achieved_flops():
 def test_datasheet_peak_by_nvml_name():
     assert ceiling.datasheet_flops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4e12)
     assert ceiling.datasheet_flops("NVIDIA A10", "fp16") == pytest.approx(125e12)
-    assert ceiling.datasheet_flops("NVIDIA A100-SXM4-40GB", "fp32", "tf32=True") == \
+    assert ceiling.datasheet_flops("NVIDIA A100-SXM4-40GB", "fp32", tf32=True) == \
         pytest.approx(156e12)
     assert ceiling.datasheet_flops("Fake GPU", "bf16") is None
 

@@ -245,6 +245,49 @@ class FrameworkInterface:
         """Numeric settings that change speed (tf32, matmul precision, compile mode, threads)."""
         return {}
 
+    # --- device memory per phase (issue 22): like for like across frameworks ---------------
+    # What the framework's device-memory figure is (torch: tensor bytes; TF and JAX: allocator
+    # bytes in use), named in the record so that a reader compares like with like.
+    MEMORY_FIGURE: str | None = None
+
+    def reset_peak_memory(self) -> bool:
+        """Reset the allocator's peak (a framework that can: torch, TF); True when done."""
+        return False
+
+    def peak_memory(self) -> int | None:
+        """The allocator's peak since the last reset (or since the start): bytes or None."""
+        return None
+
+    def _memory_mark(self, phase: str) -> None:
+        """Called at phase boundaries: after the warm-up steps (cuDNN autotuning, XLA
+        compilation and its scratch are over: the peak so far is kept as the warm-up's and the
+        peak is reset), after each epoch (the steady training peak), before and after the
+        inference benchmark."""
+        peaks = self.__dict__.setdefault("_phase_peaks", {})
+        if phase == "warmup" and "warmup" not in peaks:
+            peaks["warmup"] = self.peak_memory()
+            peaks["reset"] = self.reset_peak_memory()
+        elif phase == "train":
+            v = self.peak_memory()
+            if v is not None:
+                peaks["train"] = max(v, peaks.get("train") or 0)
+        elif phase == "inference_start":
+            peaks["reset_inference"] = self.reset_peak_memory()
+        elif phase == "inference" and peaks.get("reset_inference"):
+            peaks["inference"] = self.peak_memory()
+
+    def phase_memory(self) -> dict:
+        """The per-phase device peaks for get_memory_usage: warm-up, steady training, inference
+        (None where the framework could not reset its peak: then only the whole-process peak
+        is known), and which figure the framework gave."""
+        peaks = self.__dict__.get("_phase_peaks", {})
+        reset = bool(peaks.get("reset"))
+        return {"peak_device_warmup_bytes": peaks.get("warmup"),
+                "peak_device_train_bytes": peaks.get("train") if reset else None,
+                "peak_device_infer_bytes": peaks.get("inference"),
+                "peak_device_reset_after_warmup": reset,
+                "peak_device_figure": self.MEMORY_FIGURE}
+
     def sync_losses(self, losses: list) -> list[float]:
         """Wait for a block's losses (device/async values of `train_step`) and return them as
         floats. Frameworks override this to fetch the whole block in one host copy."""
@@ -271,6 +314,8 @@ class FrameworkInterface:
             _check_losses([loss], epoch, i)
             losses.append(loss)
             i += 1
+        if not rec.needs_synced_step():
+            self._memory_mark("warmup")  # once: the first steady block starts after it
         next_report = _next_report(i, steps)
         while i < steps:
             size = rec.next_block(steps - i)
@@ -286,7 +331,9 @@ class FrameworkInterface:
             if i >= next_report:
                 progress("train", epoch=epoch, step=i, steps=steps)
                 next_report = _next_report(i, steps)
-        return clock() - t_epoch, sum(losses) / max(1, len(losses))
+        t_end = clock()
+        self._memory_mark("train")
+        return t_end - t_epoch, sum(losses) / max(1, len(losses))
 
     def benchmark_inference(self, n_batches: int, warmup: int, iterations: int) -> dict:
         """Warm-up calls (each synced), then `iterations` samples. A sample times `loops`
@@ -294,6 +341,7 @@ class FrameworkInterface:
         `loops` is 1 for calls of LOOP_BELOW_S or more, otherwise the power of two that makes a
         sample last at least MIN_SAMPLE_S (pyperf's calibrated `loops`), so that no sample is too
         short for the clock and the sync to be negligible."""
+        self._memory_mark("inference_start")
         clock = self.clock
         t0 = clock()
         warm = []
@@ -320,6 +368,7 @@ class FrameworkInterface:
                 self.sync(out)
             lat.append((clock() - t0) / loops)
             del outs
+        self._memory_mark("inference")
         return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat,
                 "loops": loops, "min_sample_s": MIN_SAMPLE_S}
 

@@ -490,7 +490,7 @@ class JaxBackend(FrameworkInterface):
         return _count(shapes)
 
     # --- jitted functions ----------------------------------------------------------------
-    def _apply(self, params, batch_stats, x, train: bool):
+    def _apply(self, params, batch_stats, x, train: bool, f32: bool = True):
         variables = {"params": params}
         if self.has_bn:
             variables["batch_stats"] = batch_stats
@@ -500,7 +500,9 @@ class JaxBackend(FrameworkInterface):
             batch_stats = updates["batch_stats"]
         else:
             logits = self.model.apply(variables, x, **kw)
-        return logits.astype(jnp.float32), batch_stats  # logits and loss in float32
+        # training's logits and loss in float32; inference returns them in the compute dtype,
+        # as torch's autocast does (the eval loss casts them itself)
+        return (logits.astype(jnp.float32) if f32 else logits), batch_stats
 
     def _train_fn(self, state, x_all, y_all, index):
         x = lax.dynamic_slice_in_dim(x_all, index * self.bs, self.bs)
@@ -535,10 +537,10 @@ class JaxBackend(FrameworkInterface):
 
     def _predict_fn(self, params, batch_stats, x_all, index):
         x = lax.dynamic_slice_in_dim(x_all, index * self.bs, self.bs)
-        return self._apply(params, batch_stats, x, False)[0]
+        return self._apply(params, batch_stats, x, False, f32=False)[0]
 
     def _eval_fn(self, params, batch_stats, x_all, y_all, mask_all, index):
-        logits = self._predict_fn(params, batch_stats, x_all, index)
+        logits = self._predict_fn(params, batch_stats, x_all, index).astype(jnp.float32)
         y = lax.dynamic_slice_in_dim(y_all, index * self.bs, self.bs)
         mask = lax.dynamic_slice_in_dim(mask_all, index * self.bs, self.bs)
         mask = mask.reshape(mask.shape + (1,) * (y.ndim - 1))  # per sample -> per token
@@ -609,9 +611,23 @@ class JaxBackend(FrameworkInterface):
         return np.asarray(self.data[f"x_{split}"][s]), np.asarray(self.data[f"y_{split}"][s])
 
     # --- reporting -----------------------------------------------------------------------
+    MEMORY_FIGURE = ("jax memory_stats peak_bytes_in_use: allocator bytes in use over the whole "
+                     "process (no reset in JAX); train/infer: XLA's memory_analysis of the "
+                     "compiled step (arguments + outputs + temporaries - aliased)")
+
     def get_memory_usage(self) -> dict:
         stats = self.device.memory_stats() if self.device is not None else None
-        return {"peak_device_bytes": int(stats["peak_bytes_in_use"]) if stats else None}
+        out = {"peak_device_bytes": int(stats["peak_bytes_in_use"]) if stats else None}
+        if stats and self.device.platform == "gpu":  # XLA autotuning scratch is in the peak
+            idx = np.int32(0)
+            out.update(self.phase_memory(), peak_device_reset_after_warmup=False,
+                       peak_device_train_bytes=compiled_bytes(
+                           self._train, self.state, self.data["x_train"],
+                           self.data["y_train"], idx),
+                       peak_device_infer_bytes=compiled_bytes(
+                           self._predict, self.state["params"], self.state["batch_stats"],
+                           self.data["x_eval"], idx))
+        return out
 
     def settings(self) -> dict:
         out = {
@@ -623,6 +639,10 @@ class JaxBackend(FrameworkInterface):
             "donate_state": self.donate,
             "precision": self.precision,
             "compute_dtype": str(self.compute_dtype),
+            # Flax dtype=compute dtype: every activation (norms and residual stream too)
+            "activation_dtype": str(self.compute_dtype),
+            "inference_output_dtype": str(self.compute_dtype),
+            "cudnn_version": _cudnn_version(),
             "param_dtype": "float32",
             "loss_scaling": ({"kind": "dynamic", "init": SCALE_INIT,
                               "growth_interval": SCALE_GROWTH_INTERVAL}
@@ -641,6 +661,29 @@ class JaxBackend(FrameworkInterface):
                 out["loss_scale_final"] = float(self.state["scale"])
                 out["skipped_steps"] = int(self.state["skipped"])
         return out
+
+
+def compiled_bytes(fn, *args) -> int | None:
+    """The device bytes XLA plans for one call of a jitted function: arguments + outputs +
+    temporaries - aliased (donated) buffers, from the compiled executable's memory_analysis
+    (lowering does not run it). None where the backend gives no analysis."""
+    try:
+        m = fn.lower(*args).compile().memory_analysis()
+        if m is None:
+            return None
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                   - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - a diagnostic figure, never worth a failed cell
+        return None
+
+
+def _cudnn_version() -> int | None:
+    """The cuDNN version JAX's CUDA plugin loaded (a private module, so guarded)."""
+    try:
+        from jax._src.lib import cuda_versions
+        return int(cuda_versions.cudnn_get_version()) if cuda_versions else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _compilations(fn) -> int | None:
@@ -715,7 +758,9 @@ def import_framework(request: dict | None = None) -> dict:
     import flax.linen as _nn
     import optax as _optax
     np, jax, jnp, lax, nn, optax, flax = numpy, _jax, _jnp, _jax.lax, _nn, _optax, _flax
-    if request.get("device", "cpu") != "cpu":
+    if request.get("device", "cpu") != "cpu" and request.get("precision", "fp32") == "fp32":
+        # fp32 cells only: 'highest' on a bf16/fp16 cell would make XLA multiply its
+        # low-precision operands in full float32 (torch and TF multiply them natively)
         jax.config.update("jax_default_matmul_precision",
                           "tensorfloat32" if request.get("tf32") else "highest")
     # On the CPU, XLA's default already multiplies float32 in full float32 and there is no TF32;

@@ -590,10 +590,29 @@ class TorchBackend(FrameworkInterface):
             x = x.astype("int32")  # torch indexes with int64; the tokens are the int32 ones
         return x, getattr(self, f"y_{split}")[s].cpu().numpy().astype("int32")
 
+    MEMORY_FIGURE = ("torch.cuda.max_memory_allocated: bytes of live tensors (the caching "
+                     "allocator's pool: peak_device_reserved_bytes)")
+
+    def reset_peak_memory(self) -> bool:
+        if not self.is_cuda:
+            return False
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return True
+
+    def peak_memory(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated()) if self.is_cuda else None
+
     def get_memory_usage(self) -> dict:
-        if self.is_cuda:  # the peak over the whole cell, model and data included
-            return {"peak_device_bytes": int(torch.cuda.max_memory_allocated()),
-                    "peak_device_reserved_bytes": int(torch.cuda.max_memory_reserved())}
+        if self.is_cuda:  # the peak over the whole cell (every phase's), model and data included
+            phases = self.phase_memory()
+            seen = [v for v in (phases["peak_device_warmup_bytes"],
+                                phases["peak_device_train_bytes"],
+                                phases["peak_device_infer_bytes"], self.peak_memory())
+                    if v is not None]
+            return {"peak_device_bytes": max(seen),
+                    "peak_device_reserved_bytes": int(torch.cuda.max_memory_reserved()),
+                    **phases}
         return {"peak_device_bytes": None}
 
     def _compile_note(self) -> dict:
@@ -612,6 +631,17 @@ class TorchBackend(FrameworkInterface):
             "precision": self.precision,
             "autocast_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype
             else None,
+            # autocast: matmul/conv outputs in the low precision, layer norm, softmax and the
+            # residual stream in float32 (Flax dtype=bf16 and Keras mixed_bfloat16 keep them
+            # in bf16); inference returns the low-precision logits as they come
+            "activation_dtype": ("mixed: matmul/conv outputs "
+                                 f"{str(self.amp_dtype).replace('torch.', '')}, norms and "
+                                 "residual stream float32") if self.amp_dtype else "float32",
+            "inference_output_dtype": str(self.amp_dtype or torch.float32).replace("torch.", ""),
+            "bf16_reduced_precision_reduction":
+                torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+            "fp16_reduced_precision_reduction":
+                torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
             "grad_scaler": self.scaler is not None,
             "adam": "fused" if getattr(self, "fused", False) else "default",
             "device": str(self.device), **self.framework_info(),

@@ -558,10 +558,28 @@ class TensorFlowBackend(FrameworkInterface):
         import specs
         return specs.attention(self.spec) is not None
 
+    MEMORY_FIGURE = ("tf.config.experimental.get_memory_info peak: the BFC allocator's bytes "
+                     "in use")
+
+    def reset_peak_memory(self) -> bool:
+        if self.dev != "/GPU:0":
+            return False
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        return True
+
+    def peak_memory(self) -> int | None:
+        if self.dev != "/GPU:0":
+            return None
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
     def get_memory_usage(self) -> dict:
-        if self.dev == "/GPU:0":
-            info = tf.config.experimental.get_memory_info("GPU:0")
-            return {"peak_device_bytes": int(info["peak"])}
+        if self.dev == "/GPU:0":  # the whole cell's peak: the largest of its phases'
+            phases = self.phase_memory()
+            seen = [v for v in (phases["peak_device_warmup_bytes"],
+                                phases["peak_device_train_bytes"],
+                                phases["peak_device_infer_bytes"], self.peak_memory())
+                    if v is not None]
+            return {"peak_device_bytes": max(seen), **phases}
         return {"peak_device_bytes": None}
 
     def settings(self) -> dict:
@@ -575,6 +593,9 @@ class TensorFlowBackend(FrameworkInterface):
             "compile": "xla" if self.options["jit_compile"] else "tf.function",
             "precision_policy": policy.name,
             "compute_dtype": policy.compute_dtype,
+            # a Keras mixed policy: every layer's output in the compute dtype
+            "activation_dtype": policy.compute_dtype,
+            **_gpu_build_facts(self.dev),
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
             "loss_scale_init": LOSS_SCALE_INIT if self.precision == "fp16" else None,
             "tied_head_dtype": (policy.compute_dtype if self.spec["model"] in TIED_HEAD
@@ -592,6 +613,32 @@ class TensorFlowBackend(FrameworkInterface):
             "attention": (("xla" if self.options["jit_compile"] else "explicit")
                           if self._has_attention() else None),
         }
+
+
+def _gpu_build_facts(dev: str) -> dict:
+    """cuDNN/CUDA versions TF was built with and, on a GPU newer than the wheel's SASS (TF
+    2.21: up to sm_89, compute_90 PTX), "PTX JIT": the driver compiles every kernel on first
+    use, which inflates the first steps (kept in CUDA_CACHE_PATH for the next cell)."""
+    if dev != "/GPU:0":
+        return {}
+    out: dict = {}
+    try:
+        build = tf.sysconfig.get_build_info()
+        out["cudnn_version"] = build.get("cudnn_version")
+        out["cuda_build_version"] = build.get("cuda_version")
+        archs = [a for a in build.get("cuda_compute_capabilities") or [] if a.startswith("sm_")]
+        cc = tf.config.experimental.get_device_details(
+            tf.config.list_physical_devices("GPU")[0]).get("compute_capability")
+        top = max((int(a[3:]) for a in archs if a[3:].isdigit()), default=None)
+        if cc and top is not None and cc[0] * 10 + cc[1] > top:
+            out["kernels"] = (f"PTX JIT: compute capability {cc[0]}.{cc[1]} is above the "
+                              f"wheel's SASS (sm_{top}); first steps include the driver's JIT")
+        else:
+            out["kernels"] = "SASS"
+    except Exception as exc:  # noqa: BLE001 - a fact for the record, never a failed cell
+        out["kernels"] = f"unknown ({type(exc).__name__})"
+    out["cuda_cache_path"] = os.environ.get("CUDA_CACHE_PATH")
+    return out
 
 
 def _info() -> dict:

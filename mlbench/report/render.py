@@ -19,6 +19,7 @@ from .. import __version__
 from .. import ceiling as ceiling_mod
 from ..aggregate import flat_for_csv
 from ..gate_verdicts import NUMERICS_UNCHECKED
+from .energy import figures as energy_figures
 from .figures import COLOURS, Figure, bases_of
 from .gatemarks import GateMarks
 from .recommend import BANNER, Recommendation
@@ -46,6 +47,7 @@ SUMMARY_COLUMNS = [  # (cells_frame column, header, format)
     ("host_working_bytes", "host working", "bytes"), ("host_peak_rss_bytes", "host peak RSS",
                                                      "bytes"),
     ("peak_device_bytes", "device peak", "bytes"),
+    ("train_j_per_ksample", "J / 1k train samples", "num"),
     ("n_warnings", "warnings", "s"), ("failed_statuses", "failed repeats", "s")]
 
 
@@ -271,6 +273,7 @@ def render(out_dir: Path, source: str, run: dict, att: pl.DataFrame, cells: pl.D
         marks = GateMarks(cells, verdicts)
     if "gate_text" not in cells.columns:
         cells = marks.columns(cells)
+    figures = figures + [marks.mark(f) for f in energy_figures(cells)]  # GPU cells, NVML
     by_workload: dict[tuple[str, str], list[Recommendation]] = {}
     for r in recs:
         by_workload.setdefault((r.model, r.device), []).append(r)
