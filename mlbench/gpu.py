@@ -288,6 +288,9 @@ class ProcessSampler:
             "utilization_pct_mean": sum(self.util) / len(self.util) if self.util else None,
             "power_w_mean": sum(self.power) / len(self.power) if self.power else None,
             "samples": len(self.util),
+            # other compute processes seen on the device while the worker ran (contention);
+            # unknown (None) when NVML never listed the worker itself under its pid
+            "other_processes": sorted(self.other_pids) if self.pid_seen else None,
         }
 
 

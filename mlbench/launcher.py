@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, gpu, protocol, sysinfo
+from . import catalog, contention, gpu, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -44,6 +44,11 @@ class Stop:
 
 
 JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
+# OpenMP threads that sleep at a barrier instead of spinning: on a shared CPU, PyTorch's
+# spinning threads stalled 8-60x beside one other busy process, passive ones 1.0-1.2x
+# (benchmarks/reproducibility.py --part wait-policy); set for every framework alike (an
+# exported OMP_WAIT_POLICY is kept), and recorded in each cell's settings.
+OMP_WAIT_POLICY = "passive"
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTEROP_THREADS": "1",
         **{var: str(threads) for var in THREAD_VARS},
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY),
     })
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
@@ -137,7 +143,8 @@ def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", *THREAD_VARS, *catalog.framework_env(job.framework))}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", "OMP_WAIT_POLICY", *THREAD_VARS,
+        *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
     (job_dir / "command.txt").write_text(line + "\n")
     return argv, env
@@ -214,9 +221,15 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
                        stderr_path, watch)
     sampler = gpu.ProcessSampler(proc.pid, device)
+    meter = contention.PhaseMeter(proc.pid)  # other processes' CPU use, phase by phase
+
+    def seen(msg: dict) -> None:
+        meter.see(msg)  # first: a phase boundary is read before anything else runs
+        on_message(msg)
+
     timed_out = False
     try:
-        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, on_message)
+        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, seen, meter)
         if not timed_out and not stop.requested and watch.foreign is None:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
@@ -226,11 +239,14 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         rc = proc.wait()
         proc.stdout.close()
     record["gpu"] = sampler.summary()
+    record["contention"] = meter.summary(contention.cell_cores(watch.hello, job.threads,
+                                                               meter.cores))
     return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 
 def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
-          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None]) -> bool:
+          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None],
+          meter: "contention.PhaseMeter | None" = None) -> bool:
     """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
     deadline = time.monotonic() + timeout_s
     sel = selectors.DefaultSelector()
@@ -256,6 +272,8 @@ def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
             if now >= next_sample:
                 watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))
                 sampler.sample()
+                if meter is not None:
+                    meter.sample()
                 next_sample = now + SAMPLE_EVERY_S
             if not sel.select(timeout=min(SAMPLE_EVERY_S, deadline - now)):
                 continue
