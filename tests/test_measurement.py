@@ -189,3 +189,24 @@ def test_every_worker_gets_the_passive_wait_policy(monkeypatch):
     assert launcher.device_env("cpu", 2, 0)["OMP_WAIT_POLICY"] == "active"
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
     assert driver.wait_policy() == {"omp_wait_policy": "passive"}  # in the cell's settings
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"])
+def test_a_real_worker_measures_past_its_epoch_until_the_minimums(tmp_path, framework):
+    from workerutil import result_of, run_worker
+    meas = {"min_time_s": 0.4, "min_blocks": 12, "max_extra_s": 60}
+    r = result_of(run_worker(tmp_path, framework, "mlp", train_samples=256, epochs=1,
+                             timed_iterations=5, measurement=meas))
+    t, inf = r["train"], r["inference"]
+    blocks = t["steady_blocks"]
+    extra = [b for b in blocks if b.get("extra")]
+    assert len(blocks) >= 12 and sum(b["seconds"] for b in blocks) >= 0.4
+    assert extra and t["extra_steady_blocks"] == len(extra)
+    assert t["extra_steady_steps"] == sum(b["steps"] for b in extra)
+    # the epoch's figures are the epoch's: 256 / 16 steps, minus the first and the warm-up
+    assert t["steady_steps"] == 16 - 1 - 1 and len(t["epoch_times_s"]) == 1
+    assert len(t["step_times_s"]) == len(blocks)
+    assert len(inf["latencies_s"]) >= 5 and inf["sampled_s"] >= 0.4
+    assert inf["sampled_s"] == pytest.approx(
+        sum(v * inf["loops"] for v in inf["latencies_s"]), rel=1e-6)
+    assert r["measurement"] == {**meas, "max_extra_s": 60.0}
