@@ -290,3 +290,29 @@ def test_the_launcher_records_contention_for_every_worker(tmp_path):
     for name in ("train_steady", "inference_steady", "build", "evaluate"):
         assert got[name]["wall_s"] == pytest.approx(0.3, abs=0.15)
     assert got["train_steady"]["cell_cores"] == 1
+
+
+def test_the_gpu_sampler_names_other_compute_processes(monkeypatch):
+    from test_gpu import TWO, FakeNvml
+
+    from mlbench import gpu
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    def sampled(procs):
+        monkeypatch.setattr(gpu, "pynvml", FakeNvml(TWO, procs=procs))
+        gpu._init.cache_clear()
+        s = gpu.ProcessSampler(4242, "cuda:0")
+        s.sample()
+        return s.summary()
+
+    try:
+        got = sampled([(977, 3 << 30), (4242, 5 << 30), (31, 1 << 20)])
+        assert got["other_processes"] == [31, 977]
+        rec = {"status": "ok", "repeat": 2, "device": "cuda:0", "gpu": got}
+        assert contention.warnings(rec) == [
+            "contended: 2 other compute process(es) on cuda:0 while the cell ran (repeat 2)"]
+        assert sampled([(4242, 5 << 30)])["other_processes"] == []
+        # the worker never listed under its pid (a container): others cannot be told apart
+        assert sampled([(17, 5 << 30)])["other_processes"] is None
+    finally:
+        gpu._init.cache_clear()
