@@ -167,20 +167,23 @@ def excess_cores(phase: dict) -> float | None:
 
 
 def cpu_warnings(contention) -> list[str]:
-    out = []
+    """One sentence for the steady phases of one attempt that shared the machine."""
     if not isinstance(contention, dict):
-        return out
+        return []
+    hit = []
     for name, what in STEADY.items():
         p = contention.get(name)
-        if not isinstance(p, dict):
-            continue
-        excess = excess_cores(p)
+        excess = excess_cores(p) if isinstance(p, dict) else None
         if excess is not None and excess >= CONTENDED_CORES:
-            avail, mine = int(p["cores_available"]), _num(p.get("cell_cores"))
-            spare = f" (the cell was pinned to {mine:.0f})" if mine and mine < avail else ""
-            out.append(f"contended: other processes used {p['other_cores']:.1f} of {avail} "
-                       f"cores during {what}{spare}")
-    return out
+            hit.append((p, what))
+    if not hit:
+        return []
+    (p, what), rest = hit[0], hit[1:]
+    avail, mine = int(p["cores_available"]), _num(p.get("cell_cores"))
+    spare = f" (the cell was pinned to {mine:.0f})" if mine and mine < avail else ""
+    more = "".join(f", {q['other_cores']:.1f} during {w}" for q, w in rest)
+    return [f"contended: other processes used {p['other_cores']:.1f} of {avail} cores during "
+            f"{what}{more}{spare}"]
 
 
 def slowdown_warning(train) -> list[str]:

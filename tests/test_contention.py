@@ -108,12 +108,13 @@ def test_contended_sentences_give_the_figure_and_the_phase():
     rec = _record({"train_steady": (1.4, 1.7), "inference_steady": (1.1, over),
                    "build": (2.0, 1.9)})  # build is not judged: not a timed phase
     assert contention.warnings(rec) == [
-        "contended: other processes used 1.7 of 2 cores during the steady state of training "
-        "(repeat 1)",
-        f"contended: other processes used {over:.1f} of 2 cores during the timed inference "
-        "(repeat 1)"]
+        "contended: other processes used 1.7 of 2 cores during the steady state of training, "
+        f"{over:.1f} during the timed inference (repeat 1)"]
     under = contention.CONTENDED_CORES - 0.05
     assert contention.warnings(_record({"train_steady": (1.4, under)})) == []
+    assert contention.warnings(_record({"train_steady": (1.4, under),
+                                        "inference_steady": (0.7, 1.31)})) == [
+        "contended: other processes used 1.3 of 2 cores during the timed inference (repeat 1)"]
     # too short a phase to judge by clock ticks; a failed attempt is not judged at all
     assert contention.warnings(_record({"train_steady": (0.05, 1.9)})) == []
     assert contention.warnings(_record({"train_steady": (1.4, 1.9)}, status="failed")) == []
