@@ -44,10 +44,10 @@ class Stop:
 
 
 JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
-# OpenMP threads that sleep at a barrier instead of spinning: on a shared CPU, PyTorch's
-# spinning threads stalled 8-60x beside one other busy process, passive ones 1.0-1.2x
-# (benchmarks/reproducibility.py --part wait-policy); set for every framework alike (an
-# exported OMP_WAIT_POLICY is kept), and recorded in each cell's settings.
+# OpenMP threads that sleep at a barrier instead of spinning: on 2 cores busy with other work,
+# a PyTorch MLP step took a median of 2-357 ms with the default (spinning) policy and 1-7 ms
+# passive (benchmarks/reproducibility.py --parts wait-policy); set for every framework alike
+# (an exported OMP_WAIT_POLICY is kept), and recorded in each cell's settings.
 OMP_WAIT_POLICY = "passive"
 
 
