@@ -311,6 +311,29 @@ class DecisionSettings(_Strict):
                                description="fewest processes per side for a winner")
 
 
+class Measurement(_Strict):
+    """How much evidence a cell gathers, and what a contended cell does (README: "How a cell is
+    measured"). The minimums travel to the worker in the request (fingerprinted: they change
+    what is measured); on_contention and quiet_wait_s are the parent's."""
+    min_time_s: float = Field(1.0, ge=0, le=3600, allow_inf_nan=False,
+                              description="steady-state training, and the timed inference "
+                                          "samples, last at least this long")
+    min_blocks: int = Field(10, ge=1, le=100_000,
+                            description="at least this many steady-state training blocks")
+    max_extra_s: float = Field(30.0, gt=0, le=24 * 3600, allow_inf_nan=False,
+                               description="at most this long measuring beyond the configured "
+                                           "epochs and timed_iterations")
+    on_contention: Literal["warn", "retry"] = Field(
+        "warn", description="warn: mark a contended cell; retry: also wait for a quiet "
+                            "machine (at most quiet_wait_s) and run it once more")
+    quiet_wait_s: float = Field(30.0, ge=0, le=3600, allow_inf_nan=False)
+
+    def wire(self) -> dict:
+        """The worker's part (the request's `measurement`)."""
+        return {"min_time_s": self.min_time_s, "min_blocks": self.min_blocks,
+                "max_extra_s": self.max_extra_s}
+
+
 class Config(_Strict):
     frameworks: list[FrameworkEntry] = Field(min_length=1)
     modes: list[Literal["default", "best"]] = Field(
@@ -341,6 +364,7 @@ class Config(_Strict):
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    measurement: Measurement = Field(default_factory=Measurement)
 
     @field_validator("models", mode="before")
     @classmethod

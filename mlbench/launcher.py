@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, energy, gpu, protocol, sysinfo
+from . import catalog, contention, energy, gpu, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -44,6 +44,11 @@ class Stop:
 
 
 JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
+# OpenMP threads that sleep at a barrier instead of spinning: on 2 cores busy with other work,
+# a PyTorch MLP step took a median of 2-357 ms with the default (spinning) policy and 1-7 ms
+# passive (benchmarks/reproducibility.py --parts wait-policy); set for every framework alike
+# (an exported OMP_WAIT_POLICY is kept), and recorded in each cell's settings.
+OMP_WAIT_POLICY = "passive"
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTEROP_THREADS": "1",
         **{var: str(threads) for var in THREAD_VARS},
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY),
     })
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
@@ -138,7 +144,8 @@ def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE", *THREAD_VARS, *catalog.framework_env(job.framework))}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE",
+        "OMP_WAIT_POLICY", *THREAD_VARS, *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
     (job_dir / "command.txt").write_text(line + "\n")
     return argv, env
@@ -218,9 +225,16 @@ def launch(job: Job, job_dir: Path, stop: Stop,
     token = job.assigned_gpu if assigned else None  # Ray: the GPU itself, not `cuda:N`
     sampler = gpu.ProcessSampler(proc.pid, device, token)
     meter = energy.Meter(sampler)  # NVML energy at the worker's phase boundaries
+    phases = contention.PhaseMeter(proc.pid)  # other processes' CPU use, phase by phase
+    energy_seen = meter.wrap(on_message)
+
+    def seen(msg: dict) -> None:
+        phases.see(msg)  # first: a phase boundary is read before anything else runs
+        energy_seen(msg)
+
     timed_out = False
     try:
-        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, meter.wrap(on_message))
+        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, seen, phases)
         if not timed_out and not stop.requested and watch.foreign is None:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
@@ -232,11 +246,14 @@ def launch(job: Job, job_dir: Path, stop: Stop,
     record["gpu"] = sampler.summary()
     record["energy"] = meter.summary()
     record["device_after"] = gpu.device_state(device, token=token)
+    record["contention"] = phases.summary(contention.cell_cores(watch.hello, job.threads,
+                                                                phases.cores))
     return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 
 def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
-          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None]) -> bool:
+          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None],
+          meter: "contention.PhaseMeter | None" = None) -> bool:
     """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
     deadline = time.monotonic() + timeout_s
     sel = selectors.DefaultSelector()
@@ -262,6 +279,8 @@ def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
             if now >= next_sample:
                 watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))
                 sampler.sample()
+                if meter is not None:
+                    meter.sample()
                 next_sample = now + SAMPLE_EVERY_S
             if not sel.select(timeout=min(SAMPLE_EVERY_S, deadline - now)):
                 continue

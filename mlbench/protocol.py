@@ -61,12 +61,14 @@ class BenchRequest:
     data_path: str | None
     memory_limit_mb: int | None
     user_model: dict | None = None  # a user's model file (its hash): only when there is one
+    measurement: dict | None = None  # evidence minimums (config.Measurement.wire)
     kind: str = "benchmark"
 
     def to_wire(self) -> dict:
         body = {k: v for k, v in asdict(self).items() if k != "kind"}
-        if body["user_model"] is None:
-            del body["user_model"]
+        for optional in ("user_model", "measurement"):
+            if body[optional] is None:
+                del body[optional]
         return wire().request(self.kind, **body)
 
 

@@ -103,6 +103,15 @@ MESSAGE_MODELS: dict[str, type[_Open]] = {"hello": Hello, "progress": Progress,
                                            "result": Result, "skip": Skip, "error": Error}
 
 
+class ContentionPhase(_Open):
+    """Other processes' CPU use during one phase of a cell (mlbench.contention)."""
+    wall_s: Number
+    other_cpu_s: Number
+    other_cores: Number
+    cores_available: int
+    cell_cores: int | None = None
+
+
 class Attempt(_Open):
     """One attempt of one cell (a line of results.jsonl)."""
     cell_id: str = Field(min_length=1, max_length=1000)
@@ -126,6 +135,8 @@ class Attempt(_Open):
     metrics: Metrics | None = None
     stderr_tail: str | None = None
     stderr_log: str | None = None
+    contention: dict[str, ContentionPhase] | None = None  # phase -> figures
+    retry: dict[str, Any] | None = None  # on_contention: retry: the attempt this one replaces
 
 
 class Session(_Open):

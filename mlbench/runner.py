@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, ceiling, config as cfg, gate_verdicts, guards, order, preflight, sysinfo
+from . import __version__, ceiling, config as cfg, contention, gate_verdicts, guards, order, \
+    preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
@@ -213,6 +214,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 index += 1
                 hooks.cell_start(cell, index, len(todo))
 
+            contended = []  # on_contention: retry reruns these once, after the sweep
             for record in ex.run(
                     todo, lambda c: store.cell_dir(c.cell_id), stop, on_start, hooks.message):
                 record["run_id"] = run["run_id"]
@@ -220,6 +222,11 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 ran += 1
                 stopped += record["status"] == "interrupted"
                 hooks.cell_end(by_key[(record["cell_id"], record["repeat"])], record)
+                if config.measurement.on_contention == "retry" and \
+                        contention.is_contended(record):
+                    contended.append(record)
+            if contended and not stop.requested:
+                ran += _retry(config, ex, store, contended, by_key, run["run_id"], stop, hooks)
         except OSError as exc:
             # A full or failing disk while preparing a cell (request.json, stderr log).
             failure = exc
@@ -248,6 +255,36 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
                        stop.signal_name if stop.requested else None, stopped=stopped)
+
+
+def _retry(config: cfg.Config, ex: Executor, store: Store, contended: list[dict],
+           by_key: dict, run_id: str, stop: Stop, hooks: Hooks) -> int:
+    """Run each contended attempt's cell once more, each after waiting (at most quiet_wait_s)
+    for a quiet machine. Both attempts are kept; the retry is the latest, so it is the one
+    results.json holds, and its `retry` says which attempt it replaces and why."""
+    prev = {(r["cell_id"], r["repeat"]): r for r in contended}
+    cells = [by_key[k] for k in prev]
+    waits: dict[tuple, tuple] = {}
+
+    def on_start(cell: Cell) -> None:
+        waits[cell.key] = contention.wait_for_quiet(int(cell.request["threads"]),
+                                                    config.measurement.quiet_wait_s)
+        hooks.note(f"retrying {cell.cell_id} r{cell.repeat} (contended)")
+        hooks.cell_start(cell, cells.index(cell) + 1, len(cells))
+
+    ran = 0
+    for record in ex.run(cells, lambda c: store.cell_dir(c.cell_id), stop, on_start,
+                         hooks.message):
+        key = (record["cell_id"], record["repeat"])
+        quiet, waited, other = waits.get(key, (None, None, None))
+        record["run_id"] = run_id
+        record["retry"] = {"of_attempt_started_at": prev[key].get("started_at"),
+                           "reason": contention.warnings(prev[key]), "found_quiet": quiet,
+                           "waited_s": waited, "other_cores_before": other}
+        store.append(record)
+        ran += 1
+        hooks.cell_end(by_key[key], record)
+    return ran
 
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,

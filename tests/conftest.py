@@ -75,7 +75,9 @@ def pytest_collection_modifyitems(config, items):
 SWEEP_FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
 SWEEP_MODELS = ["mlp", "cnn", "transformer", "lstm", "vit"]
 SWEEP = {"batch_sizes": [16], "train_samples": 1024, "eval_samples": 256, "epochs": 2,
-         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300}
+         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300,
+         # the evidence minimums exercised, small (the defaults would add ~2 s per cell)
+         "measurement": {"min_time_s": 0.2, "min_blocks": 3}}
 # The ceilings are measured for real but small (sweeputil.small_ceilings): the tests read their
 # structure, not their figures.
 
