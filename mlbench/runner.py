@@ -23,7 +23,8 @@ from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
 from .matrix import Cell, expand
-from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
+from .store import (STORAGE_ERRNOS, Store, foreign_attempts, latest_attempts, read_run,
+                    storage_error)
 
 DONE = ("ok", "skipped")
 FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
@@ -69,7 +70,9 @@ class RunLock:
         self.fh = None
 
     def __enter__(self) -> "RunLock":
-        self.fh = open(self.path, "a+")
+        # never through a planted link (the pid would overwrite a foreign file), never a directory
+        self.fh = os.fdopen(guards.open_for_write(self.path, "the run's lock file",
+                                                  os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,7 +102,7 @@ def prepare_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("x")
+        os.close(guards.open_for_write(probe, "a write test file", os.O_WRONLY | os.O_CREAT))
         probe.unlink()
     except OSError as exc:
         raise UserError(f"output directory is not writable: {exc.strerror}", str(out_dir)) \
@@ -112,6 +115,8 @@ def check_interpreters(config: cfg.Config) -> None:
         if s.python and not (os.path.isfile(s.python) and os.access(s.python, os.X_OK)):
             raise UserError(f"interpreter {s.python!r} does not exist or is not executable",
                             f"framework_settings.{fw}.python")
+        if s.python:  # bounded: an interpreter that never answers is named, not waited for
+            guards.interpreter_answers(s.python, f"framework_settings.{fw}.python")
 
 
 def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Cell], int]:
@@ -181,6 +186,9 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             previous = []
             store = Store(out_dir)
         run = store_run_info(store, config, plan, previous)
+        foreign = foreign_attempts(run, previous)
+        if foreign:
+            hooks.note(f"warning: {foreign}")
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
         todo = order.interleave(todo)  # frameworks alternate: drift is not the framework's

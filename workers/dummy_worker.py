@@ -14,6 +14,8 @@ sweep covers many faults (it overrides `fault` and `phase` for the batch sizes i
 pinning, as every real worker does), the thread variables of its environment, its argv.
 `child_mb` (with `child_s`, default 1.5): in the train phase, a child process holds that many
 MB for that long; the worker's own ru_maxrss never sees it, only the parent's sampling does.
+`detached_child` (a file name): in the train phase, a process in a session of its own (it writes
+its pid there and sleeps an hour), waited on for `child_s`; the cell's end must kill it.
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
@@ -149,6 +151,13 @@ def main() -> None:
                                 "sys.argv[1]) << 20); time.sleep(float(sys.argv[2]))",
                                 str(int(opts["child_mb"])), str(opts.get("child_s", 1.5))],
                                check=True)
+            if ph == "train" and opts.get("detached_child"):
+                # what a builder's Popen(..., start_new_session=True) leaves: a process outside
+                # the worker's group; it writes its pid to the named file, then sleeps
+                subprocess.Popen([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], "
+                                  "'w').write(str(os.getpid())); time.sleep(3600)",
+                                  str(opts["detached_child"])], start_new_session=True)
+                time.sleep(float(opts.get("child_s", 1.5)))  # seen by the parent's sampling
             if ph == phase and kind != "none":
                 fault(kind)
         rng = random.Random(request.get("seed", 0) * 1000 + request.get("repeat", 0))
