@@ -270,6 +270,7 @@ def run(
                  "epochs": epochs, "repeats": repeats,
                  "verify": gate if gate is not None else verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
+    guards.no_link_loop(out_dir, "output directory")  # output_dir of the config, too
     if mode == "only":  # an override that removes a named cell would run nothing, silently
         from .matrix import expand
         ids = {c.cell_id for c in expand(conf)}
