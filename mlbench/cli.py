@@ -292,8 +292,11 @@ def run(
         guards.refuse_links(rep_dir, REPORT_FILES, "the report's")
     from . import progress, runner
     hooks = progress.RichHooks(err_console())
-    outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
-                               hooks)
+    try:
+        outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
+                                   hooks)
+    except Interrupted as exc:  # during a blocking call (Ray connecting): typer would say 130
+        raise typer.Exit(_aborted(exc)) from None
     prefix = ["mlbench", "run", "--output", str(out_dir)]
     progress.print_summary(outcome, err_console(), prefix)
     if report and outcome.latest:
@@ -566,6 +569,16 @@ def _internal_error(exc: BaseException, argv: list[str]) -> int:
     return EXIT_INTERNAL
 
 
+def _aborted(exc: BaseException) -> int:
+    """Ctrl-C (130) or SIGTERM (143) that stopped a blocking call (mlbench.interrupts)."""
+    cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
+    if isinstance(cause, Interrupted) and cause.signal_name == "SIGTERM":
+        _error_line("aborted (SIGTERM)")
+        return 143
+    _error_line("aborted")
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     try:
@@ -577,14 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         _error_line(f"error: {_cut(str(exc), MAX_ERROR_CHARS)}")
         return 2
     except typer.Exit as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer's own turn of Ctrl-C into 130
+            return _aborted(exc.__cause__)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt) as exc:
-        cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
-        if isinstance(cause, Interrupted) and cause.signal_name == "SIGTERM":
-            _error_line("aborted (SIGTERM)")
-            return 143
-        _error_line("aborted")
-        return 130
+        return _aborted(exc)
     except (MemoryError, RecursionError) as exc:
         return _internal_error(exc, raw)
     except Exception as exc:  # click usage errors: one line, like every other bad input

@@ -37,8 +37,23 @@ def interruptible(stop=None) -> Iterator[None]:
         raise Interrupted(name)
 
     old = {s: signal.signal(s, handler) for s in SIGNALS}
+    global _current
+    outer, _current = _current, handler
     try:
         yield
     finally:
+        _current = outer
         for s, h in old.items():
             signal.signal(s, h)
+
+
+_current = None
+
+
+def reassert() -> None:
+    """Install the current block's handlers again: a dependency's native code (Ray's core
+    worker, while it connects) may install C-level handlers of its own that bypass Python's;
+    call this from the loop that waits on it."""
+    if _current is not None and threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _current)

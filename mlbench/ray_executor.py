@@ -354,6 +354,7 @@ class RayExecutor:
             thread.start()
             while thread.is_alive() and time.monotonic() < deadline:
                 thread.join(0.1)
+                interrupts.reassert()  # Ray's core installs C-level handlers as it connects
         if thread.is_alive():
             raise UserError(f"the Ray cluster at {kwargs.get('address')!r} did not answer within "
                             f"{limit:g} s (a wrong host or port?)", where)

@@ -592,3 +592,145 @@ def test_every_blocking_call_into_a_dependency_is_bounded_or_interruptible():
             if not guarded and (f.name, func) not in exempt:
                 found.append(f"{f.name}:{node.lineno} {ast.unparse(node)} in {func}")
     assert not found, found
+
+
+# --- 7. numbers out of range, at every stored numeric field ----------------------------------------
+BAD_NUMBERS = ["1e999", "-1e999", "1" + "0" * 400, "-" + "9" * 30]
+
+
+def _numeric_paths(value, path=()):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numeric_paths(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numeric_paths(v, path + (i,))
+
+
+def _with_token(doc, path, token: str, **dump) -> str:
+    """`doc` as JSON text with the number at `path` replaced by the raw `token`."""
+    import copy
+    doc = copy.deepcopy(doc)
+    node = doc
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = "@@NUMBER@@"
+    return json.dumps(doc, **dump).replace('"@@NUMBER@@"', token)
+
+
+def test_every_numeric_field_of_an_attempt_out_of_range_skips_that_line_only(done_run):
+    lines = (done_run / "results.jsonl").read_text().splitlines()
+    first, second = json.loads(lines[0]), lines[1]
+    paths = list(_numeric_paths(first))
+    assert len(paths) > 20  # the record's numbers: wall_s, order, step times, memory, ...
+    bad_file = done_run.parent / "bad.jsonl"
+    for path in paths:
+        for token in BAD_NUMBERS:
+            bad_file.write_text(_with_token(first, path, token) + "\n" + second + "\n")
+            attempts, warnings = store.read_jsonl(bad_file)
+            assert [a["cell_id"] for a in attempts] == [json.loads(second)["cell_id"]], path
+            assert len(warnings) == 1 and "bad.jsonl:1" in warnings[0], (path, warnings)
+            index = store.scan_latest(bad_file)
+            assert sorted(index.latest) == [(json.loads(second)["cell_id"], 0)], path
+
+
+@pytest.mark.parametrize("path", [("wall_s",), ("order",), ("metrics", "train", "step_times_s", 0),
+                                  ("host_peak_rss_bytes",)])
+def test_an_out_of_range_attempt_never_crashes_report_resume_failed_or_compare(
+        done_run, tmp_path, capsys, path):
+    jsonl = done_run / "results.jsonl"
+    lines = jsonl.read_text().splitlines()
+    first = json.loads(lines[0])
+    jsonl.write_text("\n".join([lines[0], _with_token(first, path, "1e999"),
+                                _with_token(first, path, "1" + "0" * 400), *lines[1:]]) + "\n")
+    rc, _, err = run_inproc(["report", "--results", str(done_run), "-o", str(tmp_path / "r")],
+                            capsys)
+    assert rc == 0 and "out of range" in err and "Traceback" not in err
+    rc, _, err = run_inproc(["compare", str(done_run), str(done_run)], capsys)
+    assert rc in (0, 1) and "Traceback" not in err
+    for mode in (["--failed"], ["--resume"]):
+        rc, _, err = run_inproc(["run", "-o", str(done_run), "--no-report", *mode], capsys)
+        assert rc == 0 and "Traceback" not in err, err
+    # nothing lost: both cells still have their (first) good attempt, and the file's numbers
+    # all parse again after the rewrite of results.json
+    got = json.loads((done_run / "results.json").read_text())
+    assert {c["cell_id"] for c in got["cells"]} == {CELL, "dummy-mlp-cpu-bs2-fp32"}
+
+
+def test_every_numeric_field_of_run_json_out_of_range_is_a_clear_error(done_run, capsys):
+    run_json = done_run / "run.json"
+    doc = json.loads(run_json.read_text())
+    paths = list(_numeric_paths(doc))
+    assert paths
+    for path in paths:
+        for token in BAD_NUMBERS[::2]:
+            run_json.write_text(_with_token(doc, path, token, indent=1))
+            with pytest.raises(UserError, match="out of range"):
+                store.read_run(run_json)
+    rc, _, err = run_inproc(["run", "-o", str(done_run), "--resume", "--no-report"], capsys)
+    assert "run.json" in _one_line(rc, err)
+
+
+GATE_DOC = {"tolerances": {"fp32": {"rtol": 5e-4, "atol": 1e-4, "loss_rtol": 5e-4,
+                                    "loss_atol": 1e-4}},
+            "steps": 3, "batch_size": 16, "passed": True, "seconds": 1.25,
+            "rows": [{"model": "mlp", "model_label": "mlp", "device": "cpu", "precision": "fp32",
+                      "framework": "jax", "reference": "numpy", "passed": True, "reason": None,
+                      "max_abs_err": 1.5e-6, "max_rel_err": 2.5e-5, "loss_err": 3e-7,
+                      "steps_loss_err": 4e-7, "params_equal": True, "data_hash_equal": True,
+                      "params": {"trainable": 118282}, "status": "ok"}],
+            "pairs": [{"a": "jax", "b": "numpy", "max_abs_err": 1e-6}]}
+DAMAGED_GATE = {
+    "not JSON": "{\"rows\": [",
+    "a list": "[]",
+    "rows not a list": json.dumps({**GATE_DOC, "rows": {"a": 1}}),
+    "a row not a mapping": json.dumps({**GATE_DOC, "rows": [3]}),
+    "passed a string": json.dumps({**GATE_DOC, "rows": [{**GATE_DOC["rows"][0],
+                                                         "passed": "yes"}]}),
+    "max_abs_err a list": json.dumps({**GATE_DOC, "rows": [{**GATE_DOC["rows"][0],
+                                                            "max_abs_err": [1]}]}),
+    "framework missing": json.dumps({**GATE_DOC, "rows": [{k: v for k, v in
+                                                           GATE_DOC["rows"][0].items()
+                                                           if k != "framework"}]}),
+    "Infinity": json.dumps(GATE_DOC).replace("1.25", "Infinity"),
+    **{f"out of range at {'.'.join(map(str, p))}": _with_token(GATE_DOC, p, "1e999")
+       for p in _numeric_paths(GATE_DOC)},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_GATE))
+def test_a_damaged_gate_document_is_a_clear_error_to_the_run_and_a_note_to_the_report(
+        done_run, tmp_path, capsys, damage):
+    from mlbench import gate_verdicts, preflight
+    f = done_run / "verify.json"
+    f.write_text(DAMAGED_GATE[damage])
+    with pytest.raises(UserError, match="verify.json|gate's verdicts"):
+        gate_verdicts.load(f)
+    # --resume and --failed read it back (a run with a real framework gated): one clear line
+    conf = cfg.validate({"frameworks": ["numpy", "jax"], "models": ["mlp"],
+                         "batch_sizes": [8]}, "c.yaml")
+    with pytest.raises(UserError):
+        preflight.run_gate(conf, done_run, lambda t: None, again=False)
+    rc, _, err = run_inproc(["report", "--results", str(done_run), "-o", str(tmp_path / "r")],
+                            capsys)
+    assert rc == 0 and "Traceback" not in err  # the report renders without the gate table
+
+
+def test_a_gate_document_that_is_a_directory_is_a_clear_error(done_run):
+    from mlbench import gate_verdicts
+    (done_run / "verify.json").mkdir()
+    with pytest.raises(UserError, match="directory"):
+        gate_verdicts.load(done_run / "verify.json")
+
+
+def test_a_valid_gate_document_still_loads_with_its_values():
+    from mlbench import gate_verdicts
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "verify.json").write_text(json.dumps(GATE_DOC))
+        rep = gate_verdicts.load(Path(d, "verify.json"))
+    assert rep.rows[0].max_abs_err == GATE_DOC["rows"][0]["max_abs_err"] and rep.passed
