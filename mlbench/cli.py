@@ -431,6 +431,8 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
     guards.writable_dir(output, "gate output directory")
+    if output.is_dir():  # verify.json, the verify/ work folder: never links elsewhere
+        guards.run_layout(output)
     from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
