@@ -257,8 +257,7 @@ def run(
     if archive and mode != "new":  # --archive starts anew; --resume and the others continue
         raise UserError(f"--archive starts a new run and --{mode} continues the stored one; "
                         "choose one", "command line")
-    for flag, value in (("--output", output), ("--report-dir", report_dir),
-                        ("--config", config)):
+    for flag, value in (("--output", output), ("--report-dir", report_dir)):
         if value is not None:
             guards.sane_path(value, flag)
             guards.no_link_loop(value, flag)

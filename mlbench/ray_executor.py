@@ -261,7 +261,6 @@ def gate_here(config, driver_host: str) -> dict:
 # ------------------------------------------------------------------------------- the driver
 
 CONNECT_TIMEOUT_S = 30.0  # ray.init of an address that does not answer: an error after this
-START_TIMEOUT_S = 300.0  # starting a cluster on this machine (a loaded one is slow)
 PROBE_TIMEOUT_S = 5.0  # the TCP reachability probe of a host:port address
 
 
@@ -333,10 +332,21 @@ class RayExecutor:
 
     def _init(self, where: str, **kwargs) -> None:
         """ray.init, bounded and interruptible: Ray retries an unanswering address inside C++
-        for ever, where no Python signal handler runs, so the call runs in a thread of its own
-        while this one waits (Ctrl-C and SIGTERM raise here: mlbench.interrupts) at most
-        CONNECT_TIMEOUT_S."""
+        for ever, where no Python signal handler runs, so joining a cluster runs in a thread of
+        its own while this one waits (Ctrl-C and SIGTERM raise here: mlbench.interrupts) at
+        most CONNECT_TIMEOUT_S."""
         if ray.is_initialized():
+            return
+        if kwargs.get("address") == "local":
+            # starting a cluster here: Python drives it (its handlers run), and it must be the
+            # main thread (from another one the new cluster's GCS is never reached)
+            try:
+                with interrupts.interruptible():
+                    ray.init(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - RuntimeError, ValueError from ray.init
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise UserError(f"cannot start a Ray cluster here: {first}", where) from None
+            self._owns_connection = True
             return
         outcome: list[BaseException | None] = []
 
@@ -348,7 +358,7 @@ class RayExecutor:
                 outcome.append(exc)
 
         thread = threading.Thread(target=connect, name="mlbench-ray-init", daemon=True)
-        limit = CONNECT_TIMEOUT_S if kwargs.get("address") != "local" else START_TIMEOUT_S
+        limit = CONNECT_TIMEOUT_S
         deadline = time.monotonic() + limit
         with interrupts.interruptible():
             thread.start()
