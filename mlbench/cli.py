@@ -274,13 +274,12 @@ def run(
         from .matrix import expand
         ids = {c.cell_id for c in expand(conf)}
         gone = [o for o in only if o not in ids]
-        if gone and (run_json := out_dir / "run.json").is_file():
-            given = [f for f, v in (("--frameworks", frameworks), ("--models", models),
-                                    ("--devices", devices), ("--batch-sizes", batch_sizes),
-                                    ("--precisions", precisions)) if v]
-            raise UserError(f"cell {gone[0]!r} is not in the sweep "
-                            f"{'as narrowed by ' + ', '.join(given) if given else 'any more'};"
-                            " nothing would run", "--only")
+        given = [f for f, v in (("--frameworks", frameworks), ("--models", models),
+                                ("--devices", devices), ("--batch-sizes", batch_sizes),
+                                ("--precisions", precisions)) if v]
+        if gone and given:  # (an id never in the run: the runner's did-you-mean)
+            raise UserError(f"cell {gone[0]!r} is not in the sweep as narrowed by "
+                            f"{', '.join(given)}; nothing would run", "--only")
     from . import config as cfg
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)

@@ -130,6 +130,10 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
             close = difflib.get_close_matches(missing[0], sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
+        gone = [o for o in plan.only if o not in {c.cell_id for c in cells}]
+        if gone:  # stored once, not in the sweep now: running nothing would say "done"
+            raise UserError(f"cell {gone[0]!r} is not in this run's sweep any more; nothing "
+                            "would run", "--only")
         todo = [c for c in cells if c.cell_id in plan.only]
         return todo, len(cells) - len(todo)
     if plan.mode == "failed":
