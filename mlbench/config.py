@@ -635,13 +635,14 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
     except RecursionError:
         raise UserError("config is recursive (a YAML alias refers to itself)", where) from None
     from . import matrix  # here, not at the top: matrix imports this module
-    if not matrix.expand(conf):
+    cells = matrix.expand(conf)
+    if not cells:
         origin = "command line" if given else where
         raise UserError("the exclude rules remove every cell: nothing would run (loosen "
                         "exclude, or add frameworks, models, devices or batch sizes)",
                         f"{origin}: exclude" if conf.exclude else origin)
     from . import sweepcheck
-    sweepcheck.check(conf, raw, where)
+    sweepcheck.check(conf, raw, where, cells)
     return conf
 
 

@@ -15,15 +15,15 @@ from . import catalog
 from .errors import UserError
 
 
-def check(conf: Any, raw: dict, where: str) -> None:
-    unique_cell_ids(conf, where)
+def check(conf: Any, raw: dict, where: str, cells: list) -> None:
+    """`cells`: the sweep's, expanded (mlbench.matrix.expand)."""
+    unique_cell_ids(cells, where)
     exclude_labels_known(conf, raw, where)
 
 
-def unique_cell_ids(conf: Any, where: str) -> None:
-    from .matrix import expand
+def unique_cell_ids(cells: list, where: str) -> None:
     owner: dict[str, tuple[str, str]] = {}
-    for cell in expand(conf):
+    for cell in cells:
         pair = (cell.competitor, cell.model.id_label)
         first = owner.setdefault(cell.cell_id, pair)
         if first != pair:

@@ -734,3 +734,34 @@ def test_a_valid_gate_document_still_loads_with_its_values():
         Path(d, "verify.json").write_text(json.dumps(GATE_DOC))
         rep = gate_verdicts.load(Path(d, "verify.json"))
     assert rep.rows[0].max_abs_err == GATE_DOC["rows"][0]["max_abs_err"] and rep.passed
+
+
+def test_every_numeric_field_of_results_json_out_of_range_is_a_clear_error(done_run):
+    doc = json.loads((done_run / "results.json").read_text())
+    paths = list(_numeric_paths(doc))
+    assert len(paths) > 40
+    f = done_run.parent / "copy" / "results.json"
+    f.parent.mkdir()
+    for path in paths[:: max(1, len(paths) // 60)]:  # ~60 fields spread over the document
+        f.write_text(_with_token(doc, path, "1" + "0" * 400))
+        with pytest.raises(UserError, match="out of range"):
+            store.load(f)
+
+
+CEILINGS = {"host": {"cpu": "x"}, "entries": {"pytorch-cpu": {
+    "framework": "pytorch", "device": "cpu", "status": "ok", "size": 1024,
+    "ceilings": {"fp32": {"best_flops": 1.5e11, "median_flops": 1.25e11}}}}}
+
+
+def test_every_numeric_field_of_ceilings_json_out_of_range_is_refused_or_remeasured(tmp_path):
+    from mlbench import ceiling
+    paths = list(_numeric_paths(CEILINGS))
+    assert len(paths) == 3
+    (tmp_path / "ceilings.json").write_text(json.dumps(CEILINGS))
+    assert ceiling.load(tmp_path) is not None  # the valid one loads
+    for path in paths:
+        for token in BAD_NUMBERS:
+            (tmp_path / "ceilings.json").write_text(_with_token(CEILINGS, path, token))
+            with pytest.raises(UserError, match="out of range|not JSON"):
+                ceiling.load(tmp_path)
+            assert ceiling.load(tmp_path, cache=True) is None  # the sweep measures again
