@@ -147,7 +147,8 @@ def parse_line(line: bytes) -> Parsed:
         return 0.0
 
     try:
-        msg = json.loads(line, parse_constant=constant)
+        from . import records  # 1e999 or 10**400: out of range like NaN, never stored as is
+        msg = json.loads(line, **records.number_hooks(constant))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return Parsed(noise=_snip(line))
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

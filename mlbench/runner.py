@@ -24,7 +24,8 @@ from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
 from .matrix import Cell, expand, resolve_only
-from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
+from .store import (STORAGE_ERRNOS, Store, foreign_attempts, latest_attempts, read_run,
+                    storage_error)
 
 DONE = ("ok", "skipped")
 FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
@@ -71,7 +72,9 @@ class RunLock:
         self.fh = None
 
     def __enter__(self) -> "RunLock":
-        self.fh = open(self.path, "a+")
+        # never through a planted link (the pid would overwrite a foreign file), never a directory
+        self.fh = os.fdopen(guards.open_for_write(self.path, "the run's lock file",
+                                                  os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,7 +104,7 @@ def prepare_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("x")
+        os.close(guards.open_for_write(probe, "a write test file", os.O_WRONLY | os.O_CREAT))
         probe.unlink()
     except OSError as exc:
         raise UserError(f"output directory is not writable: {exc.strerror}", str(out_dir)) \
@@ -114,6 +117,8 @@ def check_interpreters(config: cfg.Config) -> None:
         if s.python and not (os.path.isfile(s.python) and os.access(s.python, os.X_OK)):
             raise UserError(f"interpreter {s.python!r} does not exist or is not executable",
                             f"framework_settings.{fw}.python")
+        if s.python:  # bounded: an interpreter that never answers is named, not waited for
+            guards.interpreter_answers(s.python, f"framework_settings.{fw}.python")
 
 
 def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Cell], int]:
@@ -128,6 +133,10 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
             close = difflib.get_close_matches(missing[0], sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
+        gone = [o for o in only if o not in {c.cell_id for c in cells}]
+        if gone:  # stored once, not in the sweep now: running nothing would say "done"
+            raise UserError(f"cell {gone[0]!r} is not in this run's sweep any more; nothing "
+                            "would run", "--only")
         todo = [c for c in cells if c.cell_id in only]
         return todo, len(cells) - len(todo)
     if plan.mode == "failed":
@@ -184,6 +193,9 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             previous = []
             store = Store(out_dir)
         run = store_run_info(store, config, plan, previous)
+        foreign = foreign_attempts(run, previous)
+        if foreign:
+            hooks.note(f"warning: {foreign}")
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
         if plan.mode == "failed" and not todo:

@@ -22,6 +22,8 @@ relative slowdown of it, `noise` the spread (lognormal sigma) of each sample and
 (then the process's own randomness, not the seed: process-to-process variation as on a real
 machine); `contend_once: <path>` makes the steady state ten times the warm-up (the in-cell
 contention signal) in the first process only (it creates <path>), for the retry path.
+`detached_child` (a file name): in the train phase, a process in a session of its own (it writes
+its pid there and sleeps an hour), waited on for `child_s`; the cell's end must kill it.
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
@@ -186,6 +188,13 @@ def main() -> None:
                                 "sys.argv[1]) << 20); time.sleep(float(sys.argv[2]))",
                                 str(int(opts["child_mb"])), str(opts.get("child_s", 1.5))],
                                check=True)
+            if ph == "train" and opts.get("detached_child"):
+                # what a builder's Popen(..., start_new_session=True) leaves: a process outside
+                # the worker's group; it writes its pid to the named file, then sleeps
+                subprocess.Popen([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], "
+                                  "'w').write(str(os.getpid())); time.sleep(3600)",
+                                  str(opts["detached_child"])], start_new_session=True)
+                time.sleep(float(opts.get("child_s", 1.5)))  # seen by the parent's sampling
             if ph == phase and kind != "none":
                 fault(kind)
         noise = float(opts.get("noise", 0.0))
