@@ -445,6 +445,7 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
+    guards.sane_path(output, "--output")  # a name the OS can hold, before anything reads it
     if (output / "run.json").exists():
         # a run's verdicts belong to its cells: rerunning them reruns their gate rows (merged)
         raise UserError(f"{output} holds a run; its gate reruns with its cells: mlbench run "

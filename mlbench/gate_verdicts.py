@@ -196,9 +196,8 @@ def merge(out_dir: Path, report: GateReport, groups: set[tuple[str, str, str]]) 
         doc[part] = out
     doc["passed"] = all(r.get("passed") is not False for r in doc["rows"])
     doc["seconds"] = float(doc.get("seconds") or 0.0) + report.seconds
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    from .guards import atomic_write_text
+    atomic_write_text(path, json.dumps(doc, indent=1))  # never through a planted link
     return load(path)
 
 
