@@ -1,0 +1,188 @@
+"""Branches that decide a figure or a cell's fate and had no test (issue 26, pattern 7).
+
+A literal `flops_per_sample = N` in a user's model file, all the way to MFU; the file's
+function; the framework's own count; none. The Ray executor's capacity rules before and after a
+node is lost, with fakes in place of a cluster (tests/test_ray_executor.py runs a real one).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import fakestore as fs
+from mlbench import aggregate, usermodel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workers"))
+import driver  # noqa: E402
+import usermodel as worker_usermodel  # noqa: E402
+
+MODEL = ("INPUT = {'kind': 'vector', 'shape': [8], 'num_classes': 3}\n"
+         "{flops}\n"
+         "def torch_model(width=4):\n    return None\n")
+
+
+def _file(tmp_path, flops_line: str) -> str:
+    p = tmp_path / f"m{abs(hash(flops_line))}.py"
+    p.write_text(MODEL.replace("{flops}", flops_line))
+    return str(p)
+
+
+@pytest.mark.parametrize("line,want", [
+    ("flops_per_sample = 12345", 12345), ("flops_per_sample = 0", None),
+    ("flops_per_sample = -7", None), ("flops_per_sample = True", None),
+    ("flops_per_sample = 1.5e6", None),          # an int only: a float is not a count
+    ("def flops_per_sample(width=4):\n    return width * 100", None),   # the worker asks it
+    ("", None)])
+def test_the_parent_reads_only_a_positive_integer_literal(tmp_path, line, want):
+    assert usermodel.inspect(_file(tmp_path, line)).flops_per_sample == want
+
+
+class _Counting:
+    name = "fakefw"
+
+    def __init__(self, result):
+        self.result = result
+
+    def count_flops(self):
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def test_user_flops_literal_then_function_then_count_then_unknown(tmp_path):
+    literal = {"source": _file(tmp_path, ""), "options": {}, "flops_per_sample": 12345}
+    # the file's literal (passed in the spec by the parent) wins over the framework's count
+    assert driver.user_flops(_Counting(999), literal) == {"forward": 12345,
+                                                         "train_step": 3 * 12345}
+    assert literal["flops_source"] == "model file"
+    func = {"source": _file(tmp_path, "def flops_per_sample(width=4):\n    return width * 100"),
+            "options": {"width": 7}, "flops_per_sample": None}
+    assert driver.user_flops(_Counting(999), func) == {"forward": 700, "train_step": 2100}
+    none = {"source": _file(tmp_path, ""), "options": {}, "flops_per_sample": None}
+    assert driver.user_flops(_Counting(999), dict(none)) == {"forward": 999, "train_step": 2997}
+    spec = dict(none)
+    assert driver.user_flops(_Counting(RuntimeError("no")), spec) == {"forward": None,
+                                                                      "train_step": None}
+    assert spec["flops_source"] == "unknown (MFU n/a)"
+    spec = dict(none)
+    assert driver.user_flops(SimpleNamespace(name="x"), spec)["forward"] is None
+    assert worker_usermodel.file_flops(literal) == 12345
+
+
+def test_a_literal_flops_per_sample_reaches_mfu(tmp_path):
+    info = usermodel.inspect(_file(tmp_path, "flops_per_sample = 12345"))
+    spec = {"source": info.path, "options": {}, "flops_per_sample": info.flops_per_sample}
+    flops = driver.user_flops(_Counting(1), spec)
+    steps = [0.011, 0.0093, 0.0124, 0.0101, 0.0188, 0.0097, 0.0105]
+    a = fs.attempt("pytorch", batch_size=16, step_times=steps)
+    a["metrics"]["flops_per_sample"] = flops
+    cells = aggregate.cells_frame(aggregate.attempts_frame([a]),
+                                  {"pytorch": {"cpu": {"fp32": 5.0e8}}})
+    r = cells.row(0, named=True)
+    assert r["mfu"] == pytest.approx(3 * 12345 * 16 / np.median(steps) / 5.0e8)
+    assert r["infer_flops_s"] == pytest.approx(12345 * 16 / np.median(fs.LATENCIES))
+
+
+# --- the Ray executor's capacity, with a fake cluster ------------------------------------------
+
+ray_executor = pytest.importorskip("mlbench.ray_executor")
+
+
+def _node(alive=True, gpus=0, member=True):
+    res = {"CPU": 8.0, **({"GPU": float(gpus)} if gpus else {}),
+           **({ray_executor.NODE_RESOURCE: 1.0} if member else {})}
+    return {"Alive": alive, "Resources": res}
+
+
+def _cell(i, device):
+    return SimpleNamespace(cell_id=f"c{i}-{device}", repeat=0, fingerprint="fp",
+                           framework="pytorch", device=device, batch_size=8, precision="fp32",
+                           model=SimpleNamespace(name="mlp", id_label="mlp", model_options={}))
+
+
+@pytest.fixture
+def executor(monkeypatch):
+    from mlbench.config import ExecutorSettings
+    nodes = []
+    monkeypatch.setattr(ray_executor.ray, "nodes", lambda: list(nodes))
+    return ray_executor.RayExecutor(ExecutorSettings(kind="ray")), nodes
+
+
+def test_capacity_counts_only_alive_member_nodes_and_whole_gpus(executor):
+    ex, nodes = executor
+    nodes += [_node(alive=False, gpus=1), _node(member=False, gpus=2), _node(gpus=0)]
+    assert ex._read_capacity() == (True, False)
+    nodes.append(_node(gpus=1))
+    assert ex._read_capacity() == (True, True)
+    nodes[:] = [_node(alive=False)]
+    assert ex._read_capacity() == (False, False)
+
+
+def test_a_gpu_cell_is_skipped_before_a_loss_and_failed_after_it(executor):
+    ex, nodes = executor
+    gpu, cpu = _cell(0, "cuda:0"), _cell(1, "cpu")
+    ex._capacity = (True, False)               # a cluster that never had a GPU
+    assert ex._cannot_run(gpu) == ("skipped", "device cuda:0: no GPU in the Ray cluster")
+    assert ex._cannot_run(cpu) is None
+    ex._capacity = (True, True)
+    assert ex._cannot_run(gpu) is None
+    ex._after_loss, ex._capacity = True, (True, False)   # the GPU node was lost
+    assert ex._cannot_run(gpu) == ("failed", "device cuda:0: no GPU left in the Ray cluster")
+    assert ex._cannot_run(cpu) is None
+    ex._capacity = (False, False)
+    for c in (gpu, cpu):
+        assert ex._cannot_run(c) == ("failed", "no node left in the Ray cluster declares "
+                                               "mlbench_node")
+    ex._after_loss = False
+    assert ex._cannot_run(cpu) == ("failed", "no node in the Ray cluster declares mlbench_node")
+
+
+def test_after_a_node_loss_waiting_cells_nobody_can_run_fail_the_others_run(executor, tmp_path,
+                                                                          monkeypatch):
+    ex, nodes = executor
+    nodes += [_node(gpus=1), _node(gpus=0)]
+    cells = [_cell(0, "cuda:0"), _cell(1, "cuda:0"), _cell(2, "cpu"), _cell(3, "cuda:0")]
+    monkeypatch.setattr(ex, "_connect", lambda: None)
+    monkeypatch.setattr(ex, "options", lambda cell: {})
+    launched, cancelled = [], []
+
+    class Task:
+        def options(self, **kw):
+            return self
+
+        def remote(self, cell, d, token):
+            launched.append(cell.cell_id)
+            return f"gen-{cell.cell_id}"
+
+    ex._task = Task()
+    monkeypatch.setattr(ray_executor.ray, "wait",
+                        lambda refs, num_returns, timeout: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray_executor.ray, "cancel",
+                        lambda gen, force: cancelled.append(gen))
+
+    def advance(gen, flight, stop, on_start, on_message, root):
+        if flight.cell is cells[0]:           # cell 0's node (the GPU node) dies under it
+            nodes.pop(0)
+            return ex._record(flight.cell, "crashed", "node lost", {"node": "n0"}, None, None)
+        return ex._record(flight.cell, "ok", None, {"node": "n1"}, None, None)
+
+    monkeypatch.setattr(ex, "_advance", advance)
+    out = list(ex.run(cells, lambda c: tmp_path / "cells" / c.cell_id,
+                      SimpleNamespace(requested=False), lambda c: None, lambda c, m: None))
+    got = {r["cell_id"]: (r["status"], r["reason"]) for r in out}
+    assert launched == [c.cell_id for c in cells]          # all four were in flight
+    assert got == {"c0-cuda:0": ("crashed", "node lost"),
+                   "c1-cuda:0": ("failed", "device cuda:0: no GPU left in the Ray cluster"),
+                   "c2-cpu": ("ok", None),
+                   "c3-cuda:0": ("failed", "device cuda:0: no GPU left in the Ray cluster")}
+    assert cancelled == ["gen-c1-cuda:0", "gen-c3-cuda:0"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64])
+def test_a_node_share_fits_exactly_n_cells(n):
+    share = ray_executor._share(n)
+    assert round(n * share, 4) <= 1.0 < round((n + 1) * share, 4)
