@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 MUTMUT_VERSION = "2.5.1"
+COVERAGE_VERSION = "7.6.1"  # mutmut --use-coverage: only lines the selected tests run
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path("/tmp/mutvenv")
 FAST = "-x -q -p no:cacheprovider -m 'not framework and not slow'"
@@ -32,10 +33,10 @@ FAST = "-x -q -p no:cacheprovider -m 'not framework and not slow'"
 # module -> (the fast tests that check its figures, provisional?)
 MODULES = {
     "order": ("mlbench/order.py", "tests/test_partial_grids.py tests/test_order.py", False),
-    "summary": ("mlbench/summary.py", "tests/test_summary_values.py tests/test_summary.py "
-                "tests/test_schema.py", False),
+    "summary": ("mlbench/summary.py", "tests/test_summary_values.py tests/test_schema.py",
+                False),
     "aggregate": ("mlbench/aggregate.py", "tests/test_summary_values.py tests/test_summary.py "
-                  "tests/test_stats.py tests/test_partial_grids.py", False),
+                  "tests/test_partial_grids.py tests/test_untested_branches.py", False),
     "harness": ("workers/harness.py", "tests/test_harness_timing.py tests/test_worker_clock.py",
                 False),
     "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
@@ -57,8 +58,8 @@ def venv_python() -> Path:
     have = subprocess.run([str(py), "-m", "pip", "show", "mutmut"], capture_output=True,
                           text=True).stdout
     if f"Version: {MUTMUT_VERSION}" not in have:
-        subprocess.run([str(py), "-m", "pip", "install", "-q", f"mutmut=={MUTMUT_VERSION}"],
-                       check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", f"mutmut=={MUTMUT_VERSION}",
+                        f"coverage=={COVERAGE_VERSION}"], check=True)
     return py
 
 
@@ -83,10 +84,16 @@ def run_module(py: Path, work: Path, name: str, cap_s: float) -> dict:
     # exits 2, collection error) would count as survived, so every failure is made a 1
     runner = f'sh -c "{py} -m pytest {FAST} {tests} || exit 1"'
     t0 = time.monotonic()
+    # the lines the selected tests execute: mutants elsewhere are not tried (mutmut counts
+    # them as untested; the score is over the mutants tried)
+    subprocess.run(f"{py} -m coverage run --include={path} -m pytest {FAST} {tests}",
+                   shell=True, cwd=work, env=env, capture_output=True)
     try:
-        subprocess.run([*mutmut, "run", "--paths-to-mutate", path, "--tests-dir", "tests",
-                        "--runner", runner, "--no-progress", "--simple-output"], cwd=work,
-                       env=env, timeout=cap_s, capture_output=True, text=True)
+        with open(work / f"{name}.log", "w", encoding="utf-8") as log:
+            subprocess.run([*mutmut, "run", "--paths-to-mutate", path, "--tests-dir", "tests",
+                            "--use-coverage", "--runner", runner], cwd=work, env=env,
+                           timeout=cap_s, stdout=log,
+                           stderr=subprocess.STDOUT)
         capped = False
     except subprocess.TimeoutExpired:
         capped = True

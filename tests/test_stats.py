@@ -79,12 +79,17 @@ def test_busy_machine_and_device():
 
 
 def test_cell_warnings_from_records():
-    recs = [fs.attempt(repeat=r, step_times=[s] * 20) for r, s in
-            enumerate([0.010, 0.0085, 0.0115])]
+    # irregular samples within each process; the processes' medians differ by -15%/+15%
+    recs = [fs.attempt(repeat=r, step_times=fs.irregular(fs.STEP_TIMES, s)) for r, s in
+            enumerate([1.0, 0.85, 1.15])]
     recs[0]["machine_before"] = {"loadavg_1m": 15.0, "cores_logical": 16}
     w = aggregate.cell_warnings(recs)
     assert any("unstable training throughput" in x for x in w)
     assert any("busy machine" in x for x in w)
+    # 2 of 12 samples of each process are beyond Q3 + 3 IQR (0.0127, 0.0172 x scale)
+    q1, q3 = np.percentile(fs.STEP_TIMES, [25, 75])
+    assert sum(v > q3 + 3 * (q3 - q1) for v in fs.STEP_TIMES) == 2
+    assert any("extreme" in x for x in w)
     assert aggregate.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
 
 
