@@ -6,20 +6,20 @@
 benchmarks/fidelity.py compares the worker with a minimal loop timed the harness's way. A loop as
 people write it differs in ways that are not the framework's speed; this script measures each of
 them inside ONE process per framework, on the real worker's backend (workers/<fw>_worker.py:
-same model, data on the device, compiled step), interleaving the variants round by round so that
-the machine's load hits all alike:
+same model, data on the device, compiled step), alternating the variants block by block so that the
+machine's load hits all alike:
 
   harness     K steps dispatched back to back, one fetch of the block's losses (sync_losses):
               samples/s = batch / median over blocks of the time per step (what mlbench reports)
-  mean        the same blocks, total time / total steps (a mean keeps the slow blocks)
+  mean        the same blocks, batch / mean time per step (a mean keeps the slow blocks)
   step-sync   every step's loss fetched to the host before the next step (float(loss) per step,
-              a loop that logs every step): no overlap of dispatch and compute
+              a loop that logs every step): no overlap of dispatch and compute (median)
   host-fed    block-synced, plus the batch converted from host numpy to a framework tensor every
               step inside the timed region (a loop fed from numpy / an input pipeline; the
               worker holds the whole dataset on the device and slices it inside the step)
 
 Prints samples/s per variant and each one's ratio to `harness` (median over rounds of the
-per-round ratio).
+per-round ratio; a round is 20 blocks of each).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ nb, bs = 64, args["bs"]
 xs = data["x_train"]
 if fw == "jax":
     import jax
-    convert = lambda a: jax.block_until_ready(jax.device_put(a))
+    convert = jax.device_put
 elif fw == "tensorflow":
     import tensorflow as tf
     convert = lambda a: tf.constant(a)
@@ -67,32 +67,33 @@ for i in range(20):
     b.sync(b.train_step(i % nb))
 t0 = clock(); [b.sync(b.train_step(i % nb)) for i in range(10)]
 k = max(1, int(np.ceil(0.05 / ((clock() - t0) / 10))))
-def blocks(n, feed=False):
-    per, total, steps = [], 0.0, 0
-    for blk in range(n):
-        t0 = clock()
-        pend = []
-        for j in range(k):
-            i = (blk * k + j) % nb
-            if feed:
-                convert(np.ascontiguousarray(xs[i * bs:(i + 1) * bs]))
-            pend.append(b.train_step(i))
-        b.sync_losses(pend)
-        dt = clock() - t0
-        per.append(dt / k); total += dt; steps += k
-    return per, total, steps
-def synced(n):
+def block(variant):
+    """One block of K steps in `variant`; its time per step."""
     t0 = clock()
-    for i in range(n):
-        float(b.sync(b.train_step(i % nb)))
-    return (clock() - t0) / n
+    pend = []
+    for j in range(k):
+        i = j % nb
+        if variant == "host-fed":
+            convert(np.ascontiguousarray(xs[i * bs:(i + 1) * bs]))
+        if variant == "step-sync":
+            float(b.sync(b.train_step(i)))
+        else:
+            pend.append(b.train_step(i))
+    if pend:
+        b.sync_losses(pend)
+    return (clock() - t0) / k
+# the variants alternate block by block, so the machine's load hits all of them alike
+times = {v: [] for v in ("harness", "step-sync", "host-fed")}
 out = []
 for r in range(args["rounds"]):
-    per, total, steps = blocks(20)
-    step_sync = synced(20 * k)
-    fed, _, _ = blocks(20, feed=True)
-    out.append({"harness": bs / float(np.median(per)), "mean": bs * steps / total,
-                "step-sync": bs / step_sync, "host-fed": bs / float(np.median(fed))})
+    cur = {v: [] for v in times}
+    for _ in range(20):
+        for v in cur:
+            cur[v].append(block(v))
+    h = cur["harness"]
+    out.append({"harness": bs / float(np.median(h)), "mean": bs / float(np.mean(h)),
+                "step-sync": bs / float(np.median(cur["step-sync"])),
+                "host-fed": bs / float(np.median(cur["host-fed"]))})
 print(json.dumps({"k": k, "rounds": out}))
 '''
 

@@ -135,3 +135,16 @@ def test_summaries_of_a_partial_grid_with_failed_repeats():
     assert (tf["ok_repeats"], tf["ci_basis"]) == (0, None)
     assert tf["train_samples_per_s"]["median"] is None and tf["step_time_s"]["p50"] is None
     assert by[("pytorch", "bf16")]["step_time_s"]["p50"] == pytest.approx(np.median(bf))
+
+
+def test_four_frameworks_ties_go_to_the_next_after_the_previous_opener():
+    fws = ["pytorch", "tensorflow", "jax", "numpy"]
+    present = {0: fws, 1: ["pytorch", "tensorflow", "numpy"], 2: fws,
+               3: ["pytorch", "jax", "numpy"], 4: ["tensorflow", "jax", "numpy"],
+               5: ["pytorch", "jax", "numpy"]}
+    cells = [cell(fw, ("m", b, "fp32")) for b, names in present.items() for fw in names]
+    ran = order.interleave(cells)
+    openers = [next(c.framework for c in ran if c.batch_size == b) for b in present]
+    # g5: numpy just ran, pytorch and jax opened once each: the tie goes to the framework after
+    # g4's opener (tensorflow) in the rotation, jax, not to pytorch (which wraps around)
+    assert openers == ["pytorch", "tensorflow", "jax", "numpy", "tensorflow", "jax"]
