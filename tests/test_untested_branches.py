@@ -186,3 +186,38 @@ def test_after_a_node_loss_waiting_cells_nobody_can_run_fail_the_others_run(exec
 def test_a_node_share_fits_exactly_n_cells(n):
     share = ray_executor._share(n)
     assert round(n * share, 4) <= 1.0 < round((n + 1) * share, 4)
+
+
+# --- what the user reads when a record or a side file is damaged -------------------------------
+
+def test_samples_of_the_wrong_type_are_dropped_not_counted():
+    from mlbench import summary
+    good = fs.irregular(fs.STEP_TIMES)
+    # a bool is not 1.0 s, a string or None is not a sample, a negative time is impossible
+    dirty = good[:5] + [True, "0.5", None, -0.01] + good[5:]
+    a = fs.attempt(step_times=dirty, epoch_times=[sum(good)])
+    (s,) = summary.summaries(aggregate.cells_frame(aggregate.attempts_frame([a])))
+    assert s["step_time_s"]["p50"] == pytest.approx(np.median(good))
+    assert s["step_time_s"]["p99"] == pytest.approx(np.percentile(good, 99))
+    assert s["train_samples_per_s"]["median"] == pytest.approx(32 / np.median(good))
+
+
+def test_a_damaged_ceilings_file_costs_the_summaries_never_the_results(tmp_path):
+    from mlbench import summary
+    recs = [fs.attempt("pytorch"), fs.attempt("jax")]
+    (tmp_path / "ceilings.json").write_text("{not json")
+    (tmp_path / "run.json").write_text("[]")   # not an object: read as absent
+    out = summary.annotate(recs, tmp_path)
+    assert "summaries" not in out and out["summaries_error"].startswith("UserError")
+    (tmp_path / "ceilings.json").unlink()
+    out = summary.annotate(recs, tmp_path)
+    assert "summaries_error" not in out
+    assert {s["framework"] for s in out["summaries"]} == {"pytorch", "jax"}
+    assert all(s["mfu"]["value"] is None for s in out["summaries"])   # no ceiling, no MFU
+
+
+def test_nested_settings_are_flattened_into_the_label():
+    assert aggregate.settings_label({"threads": 4, "compile": {"mode": "max-autotune",
+                                                               "dynamic": False},
+                                     "devices": [0, 1], "tf32": None}) == \
+        "compile.dynamic=false, compile.mode=max-autotune, threads=4"
