@@ -147,3 +147,30 @@ def test_inference_loops_are_calibrated_from_the_fastest_warm_call_after_the_fir
     assert inf["warmup_s"] == pytest.approx(sum(warm))
     want = [sum(calls[i * 16:(i + 1) * 16]) / 16 for i in range(5)]
     assert inf["latencies_s"] == pytest.approx(want)
+
+
+def test_an_epoch_shorter_than_the_warm_up_runs_each_batch_once():
+    # 3 batches, 5 warm-up steps wanted: the warm-up continues into the next epoch, never past
+    # the last batch of this one
+    dev = Irregular([FIRST, *WARM, *_steady(10)], [])
+    rec = harness.TrainRecord(warmup_steps=5, target_s=0.05)
+    dev.train_epoch(0, 3, rec)
+    assert dev.steps == [0, 1, 2] and rec.metrics()["steady_steps"] == 0
+    dev.train_epoch(1, 5, rec)
+    assert dev.steps == [0, 1, 2, 0, 1, 2, 3, 4]
+    assert rec.metrics()["warmup_step_times_s"] == pytest.approx(WARM)
+
+
+def test_progress_messages_are_one_json_line_each(monkeypatch):
+    import io
+    import json
+    out = io.StringIO()
+    monkeypatch.setattr(harness, "_OUT", out)
+    dev = Irregular([FIRST, *WARM, *_steady(60)], [])
+    dev.train_epoch(0, 40, harness.TrainRecord(warmup_steps=5, target_s=0.05))
+    lines = out.getvalue().split("\n")
+    assert lines[-1] == "" and len(lines) > 2
+    msgs = [json.loads(line) for line in lines[:-1]]
+    assert {m["type"] for m in msgs} == {"progress"}
+    assert [m["step"] for m in msgs] == sorted(m["step"] for m in msgs)
+    assert msgs[-1]["step"] == 40 and msgs[-1]["steps"] == 40
