@@ -221,3 +221,38 @@ def test_nested_settings_are_flattened_into_the_label():
                                                                "dynamic": False},
                                      "devices": [0, 1], "tf32": None}) == \
         "compile.dynamic=false, compile.mode=max-autotune, threads=4"
+
+
+def test_too_short_is_judged_on_a_steady_block_not_on_one_step():
+    # 0.3 ms steps in blocks of 10 (3 ms): each sample lasts 3 ms, not too short; a record
+    # without its blocks (older format) is judged on the step itself, and is
+    steps = [0.0003 * f for f in (1.0, 0.97, 1.05, 1.02, 0.99, 1.1, 0.98)]
+    a = fs.attempt(step_times=steps)
+    a["metrics"]["train"]["steady_blocks"] = [{"steps": 10, "seconds": 10 * s} for s in steps]
+    old = fs.attempt(step_times=steps, cid="old")
+
+    def short(rec):
+        (r,) = aggregate.cells_frame(aggregate.attempts_frame([rec])).iter_rows(named=True)
+        return [w for w in r["warnings"] if "too short" in w]
+    assert short(a) == [] and len(short(old)) == 1
+    row = aggregate.flatten(0, a)
+    assert row["block_median_s"] == pytest.approx(10 * np.median(steps))
+
+
+def test_the_last_epoch_loss_of_an_older_record_is_read_from_epoch_losses():
+    a = fs.attempt(epoch_times=[0.5, 0.4, 0.45])   # epoch_losses 1, 1/2, 1/3; no means
+    assert "epoch_loss_means" not in a["metrics"]["train"]
+    (r,) = aggregate.cells_frame(aggregate.attempts_frame([a])).iter_rows(named=True)
+    assert r["train_loss_mean_last_epoch"] == pytest.approx(1 / 3)
+
+
+def test_a_sample_exactly_ten_percent_from_the_median_counts_as_extreme():
+    # median 10, fences within 0.05 of it: 11 is beyond the fence and exactly 10% away (the
+    # rule is "at least 10%"): 1 of 7 extreme (> 5%) warns; 10.9 (9%) would not be extreme
+    base = [9.99, 10.0, 10.0, 10.0, 10.01, 9.995]
+
+    def extreme(v):
+        rec = fs.attempt(step_times=base + [v], epoch_times=[sum(base) + v])
+        (r,) = aggregate.cells_frame(aggregate.attempts_frame([rec])).iter_rows(named=True)
+        return [w for w in r["warnings"] if "extreme" in w and "step times" in w]
+    assert len(extreme(11.0)) == 1 and extreme(10.9) == []
