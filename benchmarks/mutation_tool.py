@@ -35,6 +35,7 @@ SAMPLE = {"aggregate": 12, "summary": 3, "harness": 3, "stats": 8, "compare": 6,
 MODULES = {
     "order": ("mlbench/order.py", "tests/test_partial_grids.py tests/test_order.py", False),
     "summary": ("mlbench/summary.py", "tests/test_summary_values.py tests/test_schema.py "
+                "tests/test_partial_grids.py "
                 "-k 'not real_run'", False),
     "aggregate": ("mlbench/aggregate.py", "tests/test_summary_values.py tests/test_summary.py "
                   "tests/test_partial_grids.py tests/test_untested_branches.py "

@@ -263,3 +263,21 @@ def test_results_json_of_a_real_run_agrees_with_its_raw_samples(tmp_path, monkey
             [10 * np.median(x) for x in steps]))
         assert s["achieved_flops"]["train"] == approx(
             ms[0]["flops_per_sample"]["train_step"] * bs / np.median(pooled))
+
+
+def test_stale_repeats_and_warnings_reach_results_json(tmp_path):
+    # repeat 0 ran under an older request; repeat 1 under the latest: 1 stale. The latest
+    # repeat's steps hold two samples beyond Q3 + 3 IQR (fakestore.STEP_TIMES): 2 of 12 > 5%
+    old = fs.attempt(repeat=0, step_times=fs.irregular(fs.STEP_TIMES, 3.0))
+    old["fingerprint"] = "fp-older"
+    new = fs.attempt(repeat=1)
+    for i, r in enumerate([old, new], 1):
+        r["order"] = i
+    q1, q3 = np.percentile(fs.STEP_TIMES, [25, 75])
+    assert sum(v > q3 + 3 * (q3 - q1) for v in fs.STEP_TIMES) == 2
+    doc = summary.annotate([old, new], fs.write_store(tmp_path / "r", [old, new]))
+    (s,) = doc["summaries"]
+    assert (s["repeats"], s["ok_repeats"], s["stale_repeats"]) == (1, 1, 1)
+    assert s["step_time_s"]["p50"] == approx(np.median(fs.STEP_TIMES))  # the stale one left out
+    assert any("extreme values" in w and "2 of 12 step times" in w for w in s["warnings"])
+    assert doc["cell_warnings"] == {s["cell_id"]: s["warnings"]}
