@@ -172,7 +172,9 @@ def test_progress_messages_are_one_json_line_each(monkeypatch):
     assert lines[-1] == "" and len(lines) > 2
     msgs = [json.loads(line) for line in lines[:-1]]
     assert {m["type"] for m in msgs} == {"progress"}
-    # blocks of 6,6,6,6,5,5 after 6 synced steps end at 12, 18, 24, 30, 35, 40: a progress
-    # message at the first block end past each quarter of the epoch (10, 20, 30, 40)
-    assert [m["step"] for m in msgs] == [12, 24, 30, 40]
+    # after 6 synced steps the steady state opens (one message at step 6: the parent's
+    # contention meter starts there); blocks of 6,6,6,6,5,5 end at 12, 18, 24, 30, 35, 40: a
+    # progress message at the first block end past each quarter of the epoch (10, 20, 30, 40)
+    assert [m["step"] for m in msgs] == [6, 12, 24, 30, 40]
+    assert {m["phase"] for m in msgs} == {"train_steady"}
     assert {m["steps"] for m in msgs} == {40}
