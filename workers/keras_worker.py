@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 
+import driver
 import harness
 import keras_models
 import specs
@@ -241,4 +242,4 @@ def import_framework() -> dict:
 
 if __name__ == "__main__":
     harness.main(KerasBackend, harness.read_request().get("framework", "keras"),
-                 import_framework)
+                 import_framework, driver.run_cell)

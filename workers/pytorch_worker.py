@@ -22,6 +22,7 @@ import contextlib
 import math
 import os
 
+import driver
 import harness
 import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
@@ -683,4 +684,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(TorchBackend, "pytorch", import_framework)
+    harness.main(TorchBackend, "pytorch", import_framework, driver.run_cell)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 
+import driver
 import harness
 import keras_models
 from harness import DeviceUnusable, FrameworkInterface
@@ -349,4 +350,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(TensorFlowBackend, "tensorflow", import_framework)
+    harness.main(TensorFlowBackend, "tensorflow", import_framework, driver.run_cell)
