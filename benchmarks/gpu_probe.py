@@ -66,10 +66,10 @@ print(json.dumps(out))
 
 
 def nvml_section() -> dict:
-    from mlbench import gpu
-    out: dict = {"nvml": gpu.describe(), **gpu.versions(), "gpus": []}
+    from mlbench import gpu, gpu_sampling
+    out: dict = {"nvml": gpu.describe(), **gpu_sampling.versions(), "gpus": []}
     for v in gpu.visible_devices():
-        state = gpu.device_state(f"cuda:{v.index}") or {}
+        state = gpu_sampling.device_state(f"cuda:{v.index}") or {}
         out["gpus"].append({"index": v.index, "uuid": v.uuid, "mig": v.mig, **{
             k: state.get(k) for k in ("power_limit_w", "sm_clock_mhz", "memory_clock_mhz",
                                       "sm_clock_max_mhz", "throttle_reasons", "persistence_mode",

@@ -105,9 +105,9 @@ def winners(out: Path) -> dict[tuple, str | None]:
                 for v in doc["verdicts"]}
     import importlib
 
-    from mlbench import aggregate
+    from mlbench import frames
     recommend = importlib.import_module("mlbench.report.recommend")  # the module, not the name
-    _, _, _, cells = aggregate.load_frames(out)
+    _, _, _, cells = frames.load_frames(out)
     return {(r.model, r.device, r.aspect): r.winner for r in recommend.recommend(cells)}
 
 

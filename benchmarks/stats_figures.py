@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-from mlbench import aggregate, ceiling  # noqa: E402
+from mlbench import ceiling, frames  # noqa: E402
 from mlbench import config as cfg  # noqa: E402
 from mlbench.matrix import resolve_threads  # noqa: E402
 
@@ -58,7 +58,7 @@ def main() -> int:
     print(f"ceilings ({time.monotonic() - t0:.0f} s, {threads} threads, n={ceiling.CPU_SIZE}):")
     for fw, devs in sorted(ceilings.items()):
         print(f"  {fw:<11} cpu fp32 {devs['cpu']['fp32'] / 1e9:8.1f} GFLOP/s")
-    _, _, _, cells = aggregate.load_frames(run_dir)
+    _, _, _, cells = frames.load_frames(run_dir)
     cells = cells.filter(pl.col("ok_repeats") > 0).with_columns(
         ((pl.col("train_sps_ci_hi") - pl.col("train_sps_ci_lo")) / pl.col("train_sps"))
         .alias("ci_width_rel"))

@@ -577,25 +577,6 @@ def flat_for_csv(cells: pl.DataFrame) -> pl.DataFrame:
     return cells.select([c for c, t in cells.schema.items() if not isinstance(t, pl.List)])
 
 
-def load_frames(path) -> tuple[dict, list[str], pl.DataFrame, pl.DataFrame]:
-    """store.load + validation + attempts_frame(latest) + cells_frame, for report and compare.
-    Zero attempts is a UserError: an empty run, or a file that is not mlbench output."""
-    from . import store
-    from .errors import UserError
-    loaded = store.load(path)
-    attempts = [a if isinstance(a.get("repeat", 0), int) else {**a, "repeat": 0}
-                for a in loaded.attempts
-                if isinstance(a, dict) and "cell_id" in a and "status" in a]
-    if not attempts:
-        what = ("not mlbench output: no line is an attempt record" if loaded.warnings
-                else "no usable cells: the results contain no attempts")
-        raise UserError(what, str(path))
-    run = loaded.run if isinstance(loaded.run, dict) else {}
-    att, cells = frames(store.latest_attempts(attempts), run,
-                        ceiling.best_flops(ceiling.load(path)))
-    return run, loaded.warnings, att, cells
-
-
 def frames(latest: list[dict], run: dict | None, ceilings: dict | None
            ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(attempts_frame, cells_frame) of the latest attempts, cells of different hardware kinds

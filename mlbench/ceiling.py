@@ -24,7 +24,7 @@ from .ceiling_store import CEILINGS_JSON, best_flops, entry_reusable, host_key  
 from .ceiling_store import load, table  # noqa: F401
 from .datasheet import PEAK_TFLOPS as DATASHEET_TFLOPS, datasheet_flops  # noqa: F401
 from .protocol import CeilingRequest
-from .store import atomic_write
+from .atomic import atomic_write
 
 CPU_SIZE, GPU_SIZE = 2048, 8192
 # interleaved rounds per (framework, device); the best round counts. MLBENCH_CEILING_ROUNDS

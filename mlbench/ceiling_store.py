@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import gpu, sysinfo
+from . import gpu_sampling, sysinfo
 
 CEILINGS_JSON = "ceilings.json"
 
@@ -25,7 +25,7 @@ def host_key() -> dict:
 def gpu_versions() -> dict:
     """The driver and CUDA version (NVML) in the cache key; none on a host without NVML, so a
     CPU host's key is what it always was."""
-    v = gpu.versions()
+    v = gpu_sampling.versions()
     return {k: v[k] for k in ("driver", "cuda_driver") if v.get(k)}
 
 

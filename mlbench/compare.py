@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import decision, stats
-from .aggregate import load_frames
+from .frames import load_frames
 from .errors import UserError
 
 METRICS = (  # column, per-repeat column, label, higher is better, display scale, unit, warnings

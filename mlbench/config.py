@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from . import catalog, fwoptions
+from . import catalog, fwoptions, selection
 from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES,  # noqa: F401 - kept importable here
                          ConfigFile, _check_shape, parse_yaml, read)
 from .decision import DEFAULT_MARGIN, DEFAULT_MIN_PROCESSES
@@ -669,9 +669,7 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
         raise _user_error(exc, list(data), where, given) from None
     except RecursionError:
         raise UserError("config is recursive (a YAML alias refers to itself)", where) from None
-    from . import matrix  # here, not at the top: matrix imports this module
-    cells = matrix.expand(conf)
-    if not cells:
+    if not selection.selects_any(conf):
         origin = "command line" if given else where
         raise UserError("the exclude rules remove every cell: nothing would run (loosen "
                         "exclude, or add frameworks, models, devices or batch sizes)",

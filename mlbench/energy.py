@@ -1,7 +1,7 @@
 """Energy per GPU cell, measured by the parent: joules per training step, per 1,000 training
 samples and per inference call.
 
-Owns reading NVML's total-energy counter (mlbench.gpu.energy_mj: Volta and newer) at the
+Owns reading NVML's total-energy counter (mlbench.gpu_sampling.energy_mj: Volta and newer) at the
 worker's phase boundaries, which arrive as protocol messages through the launcher (`Meter.wrap`
 taps the on_message the launcher hands its line reader), and turning the readings into figures:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from . import gpu
+from . import gpu_sampling
 
 COUNTER, POLLING = "nvml_energy_counter", "power_polling"
 
@@ -30,7 +30,7 @@ COUNTER, POLLING = "nvml_energy_counter", "power_polling"
 class Meter:
     """Phase-boundary energy readings for one worker process on one GPU (sampler.handle)."""
 
-    def __init__(self, sampler: Any, read: Callable = gpu.energy_mj,
+    def __init__(self, sampler: Any, read: Callable = gpu_sampling.energy_mj,
                  clock: Callable[[], float] = time.monotonic):
         self.sampler = sampler
         self.read, self.clock = read, clock

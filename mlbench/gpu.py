@@ -6,8 +6,8 @@ of `cuda:N` to a physical device (honouring an inherited CUDA_VISIBLE_DEVICES of
 GPU-/MIG- UUIDs, as Slurm and Kubernetes set it) and of a scheduler's assignment (Ray: the
 physical GPU, `assigned`), the value a cell's CUDA_VISIBLE_DEVICES gets and its CUDA JIT cache,
 and the guarded NVML calls (_call, _try) that mlbench.gpu_sampling builds on: the per-cell
-sampler, the device state before and after a cell, the energy counter (its names are reachable
-here too).
+sampler, the device state before and after a cell, the energy counter (import them from there:
+this module sits below it).
 
 Every NVML call is guarded: an NVML error, a missing driver, MIG or a container without the host
 PID namespace becomes "unavailable" with the reason, never an exception that stops a sweep.
@@ -242,17 +242,3 @@ def uuid(index: int) -> str | None:
     if not 0 <= index < len(handles):
         return None
     return _try(lambda h: _str(pynvml.nvmlDeviceGetUUID(h)), handles[index])
-
-
-# The sampling half (ProcessSampler, device_state, limits, throttle reasons, the energy counter,
-# versions) lives in mlbench.gpu_sampling, which reads this module's NVML at call time; its
-# names stay reachable here (gpu.ProcessSampler, gpu.device_state, ...).
-_SAMPLING = ("ProcessSampler", "device_state", "limits_state", "throttle_names", "energy_mj",
-             "versions", "THROTTLE_BITS", "NOT_THROTTLING")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SAMPLING:
-        from . import gpu_sampling
-        return getattr(gpu_sampling, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, contention, energy, gpu, guards, protocol, sysinfo
+from . import catalog, contention, energy, gpu, gpu_sampling, guards, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -204,7 +204,7 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         "command": argv, "stderr_log": str(stderr_path),
         "started_at": started.isoformat(),
         "machine_before": sysinfo.load_now(),
-        "device_before": gpu.device_state(device, token=job.assigned_gpu if assigned else None),
+        "device_before": gpu_sampling.device_state(device, token=job.assigned_gpu if assigned else None),
     }
     watch = _Watch()
     t0 = time.monotonic()
@@ -227,7 +227,7 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         return _finish(record, t0, "crashed", f"could not start worker: {exc}", None, None,
                        stderr_path, watch)
     token = job.assigned_gpu if assigned else None  # Ray: the GPU itself, not `cuda:N`
-    sampler = gpu.ProcessSampler(proc.pid, device, token)
+    sampler = gpu_sampling.ProcessSampler(proc.pid, device, token)
     meter = energy.Meter(sampler)  # NVML energy at the worker's phase boundaries
     phases = contention.PhaseMeter(proc.pid)  # other processes' CPU use, phase by phase
     energy_seen = meter.wrap(on_message)
@@ -254,14 +254,14 @@ def launch(job: Job, job_dir: Path, stop: Stop,
                                         f"{'es' if len(left) > 1 else ''}: {'; '.join(left)}")
     record["gpu"] = sampler.summary()
     record["energy"] = meter.summary()
-    record["device_after"] = gpu.device_state(device, token=token)
+    record["device_after"] = gpu_sampling.device_state(device, token=token)
     record["contention"] = phases.summary(contention.cell_cores(watch.hello, job.threads,
                                                                 phases.cores))
     return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 
 def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
-          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None],
+          sampler: "gpu_sampling.ProcessSampler", on_message: Callable[[dict], None],
           meter: "contention.PhaseMeter | None" = None) -> bool:
     """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
     deadline = time.monotonic() + timeout_s

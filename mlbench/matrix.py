@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import catalog
+from . import selection
 from .config import Config, ModelEntry
 from .protocol import BenchRequest
 
@@ -91,54 +91,33 @@ def resolve_threads(config: Config) -> int:
 def expand(config: Config) -> list[Cell]:
     threads = resolve_threads(config)
     cells = []
-    for var in config.variants:
+    for var, model, device, bs, prec in selection.combinations(config):
         fw, options = var.framework, var.options
         settings = config.framework_settings.get(fw)
         python = (settings.python if settings and settings.python else sys.executable)
-        for model in config.models:
-            for device in config.devices:
-                for bs in config.batch_sizes:
-                    for prec in config.precisions:
-                        if _excluded(config, fw, model.name, device, bs, prec,
-                                     model.id_label):
-                            continue
-                        cid = cell_id(var.label, model.id_label, device, bs, prec)
-                        request = BenchRequest(
-                            cell_id=cid, framework=fw, model=model.name,
-                            model_options=model.model_options, device=device, batch_size=bs,
-                            precision=prec, epochs=config.epochs, seed=config.seed,
-                            train_samples=model.train_samples or config.train_samples,
-                            eval_samples=model.eval_samples or config.eval_samples,
-                            warmup_iterations=config.warmup_iterations,
-                            timed_iterations=config.timed_iterations, threads=threads,
-                            tf32=config.tf32, options=options, init=config.init,
-                            data_path=model.data,  # absolute: config.load_config resolves it
-                            memory_limit_mb=config.memory_limit_mb,
-                            # a user's model file's hash: fingerprinted
-                            user_model=model.user_model if model.source is not None else None,
-                            measurement=config.measurement.wire(),
-                        ).to_wire()
-                        fp = fingerprint(request)
-                        for r in range(config.repeats):
-                            cells.append(Cell(cid, fw, model, device, bs, prec, r,
-                                              {**request, "repeat": r}, fp, python,
-                                              config.timeout_s, var.label, var.mode,
-                                              dict(options)))
+        cid = cell_id(var.label, model.id_label, device, bs, prec)
+        request = BenchRequest(
+            cell_id=cid, framework=fw, model=model.name,
+            model_options=model.model_options, device=device, batch_size=bs,
+            precision=prec, epochs=config.epochs, seed=config.seed,
+            train_samples=model.train_samples or config.train_samples,
+            eval_samples=model.eval_samples or config.eval_samples,
+            warmup_iterations=config.warmup_iterations,
+            timed_iterations=config.timed_iterations, threads=threads,
+            tf32=config.tf32, options=options, init=config.init,
+            data_path=model.data,  # absolute: config.load_config resolves it
+            memory_limit_mb=config.memory_limit_mb,
+            # a user's model file's hash: fingerprinted
+            user_model=model.user_model if model.source is not None else None,
+            measurement=config.measurement.wire(),
+        ).to_wire()
+        fp = fingerprint(request)
+        for r in range(config.repeats):
+            cells.append(Cell(cid, fw, model, device, bs, prec, r, {**request, "repeat": r}, fp,
+                              python, config.timeout_s, var.label, var.mode, dict(options)))
     return cells
 
 
 def fingerprint(request: dict) -> str:
     body = {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _excluded(config: Config, fw: str, model: str, device: str, bs: int, prec: str,
-              label: str | None = None) -> bool:
-    values = {"framework": fw, "model": model, "device": device, "batch_size": bs,
-              "precision": prec, "label": label or model}
-    for rule in config.exclude:
-        given = {k: v for k, v in rule.model_dump().items() if v is not None}
-        if given and all(values[k] == (catalog.canonical_framework(v) if k == "framework"
-                                       else v) for k, v in given.items()):
-            return True
-    return False

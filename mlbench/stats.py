@@ -410,7 +410,7 @@ def judge_from(*, train_cv: float | None, train_k: int, lat_cv: float | None, la
 def busy_warnings(machine_before, device_before, device: str | None,
                   own_threads: int = 0) -> list[str]:
     """'Busy machine / busy device' sentences from what the launcher recorded before a cell.
-    machine_before: {loadavg_1m, cores_logical, cpu_busy_pct?}; device_before: gpu.device_state.
+    machine_before: {loadavg_1m, cores_logical, cpu_busy_pct?}; device_before: gpu_sampling.device_state.
     loadavg_1m decays over about a minute, so right after a cell it still carries that cell's
     worker (up to `own_threads` runnable threads, the CPUs a cell is pinned to): only the load
     beyond that counts. cpu_busy_pct (CPU use sampled just before the start, when no worker of

@@ -12,7 +12,6 @@ Must not import any ML framework.
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import guards, records
+from .atomic import STORAGE_ERRNOS, atomic_write, storage_error  # noqa: F401 - the store's API too
 from .errors import UserError
 
 SCHEMA = 1
@@ -379,30 +379,6 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # The errors of a full, read-only or failing disk: the environment, not a bug of mlbench.
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES,
-                  errno.EPERM, errno.EFBIG)
-
-
-def storage_error(exc: OSError, path: Path, what: str = "could not write") -> UserError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"disk full: {what}; everything stored before is intact (free some "
-                         "space, then mlbench run --resume)", str(path))
-    return UserError(f"{what}: {exc.strerror or exc}; everything stored before is intact",
-                     str(path))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file, fsynced, renamed over the old one. On
-    failure (disk full) the old file is left as it was and the temporary one removed. A link or
-    special file where it writes is refused (mlbench.guards.atomic_write_text)."""
-    try:
-        guards.atomic_write_text(path, text)
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRNOS:
-            raise storage_error(exc, path, f"could not write {path.name}") from None
-        raise
-
-
 CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size", "precision",
               "status", "reason", "wall_s", "train_samples_per_s", "first_step_s",
               "epoch_time_s", "train_loss_mean_last_epoch", "eval_accuracy", "latency_p50_ms",

@@ -9,7 +9,7 @@ import time
 import fakestore as fs
 import pytest
 
-from mlbench import aggregate, ceiling
+from mlbench import aggregate, ceiling, frames
 from mlbench.report import build_report
 
 
@@ -110,7 +110,7 @@ def test_report_shows_ceiling_and_mfu(tmp_path):
     html = build_report(run, tmp_path / "out").read_text()
     assert "Device ceiling" in html and "100 MFLOP/s" in html and "no bf16 &lt;here&gt;" in html
     assert 'id="fig-mfu"' in html
-    _, _, _, cells = aggregate.load_frames(run)
+    _, _, _, cells = frames.load_frames(run)
     # 3000 training FLOPs per sample x batch 32 / median step time, over the 1e8 yardstick
     want = 3000 * 32 / statistics.median(fs.STEP_TIMES) / 1e8
     assert cells["mfu"].to_list() == pytest.approx([want, want])

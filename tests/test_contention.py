@@ -296,13 +296,13 @@ def test_the_launcher_records_contention_for_every_worker(tmp_path):
 def test_the_gpu_sampler_names_other_compute_processes(monkeypatch):
     from test_gpu import TWO, FakeNvml
 
-    from mlbench import gpu
+    from mlbench import gpu, gpu_sampling
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
     def sampled(procs):
         monkeypatch.setattr(gpu, "pynvml", FakeNvml(TWO, procs=procs))
         gpu._init.cache_clear()
-        s = gpu.ProcessSampler(4242, "cuda:0")
+        s = gpu_sampling.ProcessSampler(4242, "cuda:0")
         s.sample()
         return s.summary()
 

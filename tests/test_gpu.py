@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from cliutil import by_cell, run_subprocess, write_config
-from mlbench import ceiling, gpu, launcher, protocol
+from mlbench import ceiling, gpu, gpu_sampling, launcher, protocol
 from mlbench.config import ModelEntry
 from mlbench.matrix import Cell, fingerprint
 from workerutil import BASE_REQUEST, WORKERS
@@ -116,7 +116,7 @@ def test_mig_uuid_is_handed_on_and_memory_says_why_it_is_unattributed(nvml, monk
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-1234")
     assert launcher.device_env("cuda:0", 1, 0)["CUDA_VISIBLE_DEVICES"] == "MIG-1234"
     assert gpu.mapping()["devices"][0]["mig"] is True
-    s = gpu.ProcessSampler(4242, "cuda:0")
+    s = gpu_sampling.ProcessSampler(4242, "cuda:0")
     s.sample()
     summary = s.summary()
     assert summary["nvml_peak_process_bytes"] is None
@@ -125,11 +125,11 @@ def test_mig_uuid_is_handed_on_and_memory_says_why_it_is_unattributed(nvml, monk
 
 def test_no_pid_match_in_a_container_is_explained(nvml):
     nvml(TWO, procs=[(17, 5 << 30)])  # the host's PID of our worker, not ours
-    s = gpu.ProcessSampler(4242, "cuda:0")
+    s = gpu_sampling.ProcessSampler(4242, "cuda:0")
     s.sample()
     assert "host PID namespace" in s.summary()["process_memory_note"]
     nvml(TWO, procs=[(4242, 5 << 30)])
-    s = gpu.ProcessSampler(4242, "cuda:0")
+    s = gpu_sampling.ProcessSampler(4242, "cuda:0")
     s.sample()
     assert s.summary()["nvml_peak_process_bytes"] == 5 << 30
     assert s.summary()["process_memory_note"] is None
@@ -139,12 +139,12 @@ def test_nvml_errors_become_reasons_never_exceptions(nvml):
     nvml(TWO, fail={"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetUtilizationRates",
                     "nvmlDeviceGetPowerUsage", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetName",
                     "nvmlDeviceGetTemperature", "nvmlSystemGetDriverVersion"})
-    s = gpu.ProcessSampler(1, "cuda:0")
+    s = gpu_sampling.ProcessSampler(1, "cuda:0")
     s.sample()
     summary = s.summary()
     assert summary["process_memory_note"].startswith("NVML unavailable: NVMLError")
     assert summary["utilization_pct_mean"] is None
-    state = gpu.device_state("cuda:0")
+    state = gpu_sampling.device_state("cuda:0")
     assert state["processes"] == [] and state["memory_used_bytes"] is None
     assert gpu.list_gpus()[0]["name"] is None and gpu.list_gpus()[0]["uuid"] == "GPU-aaaa1111"
     # a device whose PCI info cannot be read is not offered; a failing init means no GPU

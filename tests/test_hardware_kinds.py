@@ -4,7 +4,7 @@ import json
 
 import fakestore as fs
 
-from mlbench import aggregate, hardware
+from mlbench import aggregate, frames, hardware
 from mlbench.report import build_report
 
 H100 = "Xeon | NVIDIA H100 | jax=0.10.2,pytorch=2.13.0"
@@ -24,7 +24,7 @@ def _cell(fw, kind, step, device="cuda:0"):
 def test_cells_of_two_hardware_kinds_are_not_compared(tmp_path):
     # pytorch ran on an H100 node, jax on an A100 node: no verdict between them
     d = fs.write_store(tmp_path / "r", [_cell("pytorch", H100, 0.01), _cell("jax", A100, 0.02)])
-    _, _, att, cells = aggregate.load_frames(d)
+    _, _, att, cells = frames.load_frames(d)
     assert sorted(cells["device"].to_list()) == ["cuda:0@NVIDIA A100", "cuda:0@NVIDIA H100"]
     cmp = aggregate.comparison_frame(cells)
     assert cmp.is_empty() or cmp["train_vs_best"].drop_nulls().to_list() in ([], [1.0])
@@ -34,7 +34,7 @@ def test_cells_of_two_hardware_kinds_are_not_compared(tmp_path):
 
 def test_cells_of_one_kind_are_compared_and_keep_their_device(tmp_path):
     d = fs.write_store(tmp_path / "r", [_cell("pytorch", H100, 0.01), _cell("jax", H100, 0.02)])
-    _, _, _, cells = aggregate.load_frames(d)
+    _, _, _, cells = frames.load_frames(d)
     assert set(cells["device"].to_list()) == {"cuda:0"}
     cmp = aggregate.comparison_frame(cells)
     assert sorted(cmp["train_vs_best"].to_list()) == [1.0, 2.0]

@@ -51,3 +51,14 @@ def test_a_model_without_keras_builder_says_which_have_one():
     assert message.startswith("model unet has no Keras 3 builder")
     for model in ("mlp", "cnn", "transformer", "lstm"):
         assert model in message
+
+
+def test_keras_variable_paths_name_the_canonical_weights():
+    # the generic loader's naming convention (tensorflow and every keras-* framework): a path
+    # as Keras 3 gives it -> the canonical name of workers/weights.py
+    cases = {"dense0/kernel": "dense0.kernel", "block1/qkv/bias": "block1.qkv.bias",
+             "bn3/moving_mean": "bn3.mean", "bn3/moving_variance": "bn3.var",
+             "bn3/gamma": "bn3.gamma", "lstm1/lstm_cell/recurrent_kernel": "lstm1.recurrent",
+             "lstm0/lstm_cell/bias": "lstm0.bias", "tok/embeddings": "tok", "pos/pos": "pos",
+             "cls/cls": "cls", "block0/ln2/beta": "block0.ln2.beta"}
+    assert {path: keras_models.canonical_name(path) for path in cases} == cases

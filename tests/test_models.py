@@ -14,10 +14,10 @@ from workerutil import ROOT, WORKERS
 
 sys.path.insert(0, str(WORKERS))
 import jax_worker  # noqa: E402
+import keras_models  # noqa: E402
 import numpy_worker  # noqa: E402
 import pytorch_worker  # noqa: E402
 import specs  # noqa: E402
-import tensorflow_worker  # noqa: E402
 import weights  # noqa: E402
 
 MODELS = specs._M  # the models package, as specs.py loaded it
@@ -67,12 +67,20 @@ def test_tiny_data_has_the_shape_kind_and_classes_the_module_says(model):
     assert set(params) == {name for name, _, _ in weights.param_shapes(spec)}
 
 
-@pytest.mark.parametrize("worker", [pytorch_worker, tensorflow_worker, jax_worker])
-def test_every_framework_builds_and_loads_every_model(worker):
-    # adding a model = one module + one builder (and loader) per framework: a missing one fails
+@pytest.mark.parametrize("worker", [pytorch_worker, keras_models, jax_worker])
+def test_every_framework_builds_every_model(worker):
+    # adding a model = one module + one builder per framework: a missing one fails
+    # (tensorflow and the keras-* frameworks build through the one Keras zoo, keras_models)
     assert set(worker.BUILDERS) == set(specs.MODELS)
-    loaders = getattr(worker, "LOADERS", None) or worker.TREES
-    assert set(loaders) == set(specs.MODELS)
+
+
+def test_canonical_weights_load_by_convention_except_in_jax():
+    # pytorch and Keras find every canonical tensor by its layer's name: no per-model loader
+    # table to forget; jax converts per model (TREES): flax derives each layer's initial
+    # weights from its name, so renaming its layers would change jax's own initialisation
+    assert not hasattr(pytorch_worker, "LOADERS") and not hasattr(keras_models, "LOADERS")
+    assert callable(pytorch_worker.load_canonical) and callable(keras_models.load_canonical)
+    assert set(jax_worker.TREES) == set(specs.MODELS)
 
 
 def test_the_numpy_reference_builds_exactly_the_models_that_name_it():

@@ -11,7 +11,7 @@ import pytest
 
 from cliutil import by_cell, run_inproc, run_subprocess, write_config
 from fakestore import attempt, run_doc, write_store
-from mlbench import aggregate, catalog, config as cfg, matrix, store
+from mlbench import aggregate, catalog, config as cfg, frames, matrix, store
 from mlbench.report import figures, modes
 
 BASE = {"models": [{"name": "mlp", "preset": "tiny"}], "batch_sizes": [16]}
@@ -66,7 +66,7 @@ def _planted(tmp_path):
                 t * k for t in rec["metrics"]["train"]["step_times_s"]]
             recs.append(more)
     write_store(tmp_path, recs, run_doc(frameworks=("pytorch", "tensorflow", "jax")))
-    return aggregate.load_frames(tmp_path)[3]
+    return frames.load_frames(tmp_path)[3]
 
 
 def test_compile_cost_and_break_even_from_the_records(tmp_path):
@@ -104,7 +104,7 @@ def test_report_has_the_modes_section_and_figure(tmp_path):
 
 def test_no_modes_section_for_a_plain_run(tmp_path):
     write_store(tmp_path, [attempt(framework=f) for f in ("pytorch", "jax")], run_doc())
-    cells = aggregate.load_frames(tmp_path)[3]
+    cells = frames.load_frames(tmp_path)[3]
     assert modes.build(cells) is None  # records without modes: every framework in default
 
 

@@ -1,8 +1,8 @@
 """Worker side: the benchmark phase driver, the same for every framework.
 
 Owns the order and timing of a cell's phases (data -> build -> train -> evaluate -> inference;
-`mode: count` only counts), the shared starting weights, and a user's model's output check and
-FLOP count. The primitives are the backend's (harness.FrameworkInterface); the timing of training
+`mode: count` only counts; `mode: verify` goes to gate.py) and a user's model's FLOP count; the
+shared starting weights and the user's output check are starting.py's. The primitives are the backend's (harness.FrameworkInterface); the timing of training
 blocks and inference samples is the harness' own. Must import only the standard library at
 import time (numpy, specs, weights, usermodel lazily); never mlbench.
 """
@@ -13,6 +13,7 @@ import time
 from typing import Callable
 
 from harness import FrameworkInterface, TrainRecord, current_rss_bytes, peak_rss_bytes, progress
+from starting import check_user_output, load_initial_weights
 
 
 def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
@@ -132,37 +133,6 @@ def wait_policy() -> dict:
     alike), in the cell's settings so that the report shows it."""
     return {k.lower(): os.environ[k] for k in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")
             if k in os.environ}
-
-
-def load_initial_weights(backend: FrameworkInterface, spec: dict, seed: int,
-                         exercise: bool = False) -> str | None:
-    """Give every framework the same starting weights; return their hash (None: none shared).
-
-    Built-in models: the canonical weights of workers/weights.py. A user's model: the file's
-    own `canonical_weights()` when it has a loader for this framework (usermodel.load_canonical),
-    else the weights a backend can share (`load_shared`: a Keras 3 model on any backend gets the
-    same seeded weights); otherwise it keeps its framework's own initialisation (None).
-    """
-    if spec["model"] == "user":
-        import usermodel
-        digest = usermodel.load_canonical(backend, spec, seed)
-        if digest is not None:
-            return digest
-        share = getattr(backend, "load_shared", None)
-        return share(seed) if share is not None else None
-    import weights
-    canon = weights.canonical_params(spec, seed, exercise=exercise)
-    backend.load_canonical(canon)
-    return weights.params_hash(canon)
-
-
-def check_user_output(backend: FrameworkInterface, spec: dict, rows: int) -> None:
-    """A user's builder must map a batch of INPUT to logits of the right shape: one forward
-    pass on eval batch 0 before anything is timed, so a wrong model fails with its shape."""
-    import usermodel
-    out = backend.predict(0)
-    usermodel.check_logits(spec, backend.to_numpy(out).shape, rows,
-                           getattr(backend, "user_function", backend.name))
 
 
 def user_flops(backend: FrameworkInterface, spec: dict) -> dict:

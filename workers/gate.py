@@ -11,7 +11,7 @@ import os
 import traceback
 from typing import Callable
 
-from driver import check_user_output, load_initial_weights
+from starting import check_user_output, load_initial_weights
 from harness import FrameworkInterface, SkipCell, is_oom, progress
 
 

@@ -526,11 +526,12 @@ class TrainRecord:
 
 
 def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
-         import_framework: Callable[[], dict]) -> None:
+         import_framework: Callable[[], dict], run_cell: Callable[..., dict]) -> None:
     """Entry point of every worker script.
 
     `import_framework` imports the framework (timed) and returns its info for `hello`; an
-    ImportError there becomes a `skip` (framework not installed), never a crash.
+    ImportError there becomes a `skip` (framework not installed), never a crash. `run_cell` is
+    driver.run_cell, passed by the worker script: the harness sits below the driver.
     """
     claim_stdout()
     die_with_parent()
@@ -557,8 +558,7 @@ def main(make_backend: Callable[[dict], FrameworkInterface], framework: str,
         emit("hello", pid=os.getpid(), python=sys.executable, framework=framework,
              python_version=platform.python_version(), import_s=import_s, cpu_affinity=affinity,
              **info)
-        import driver
-        metrics = driver.run_cell(request, make_backend, import_s)
+        metrics = run_cell(request, make_backend, import_s)
         metrics["import_s"] = import_s
         emit("result", metrics=metrics)
     except SkipCell as exc:

@@ -1,8 +1,9 @@
 """The user's `jax()` model inside the jax worker: a Flax linen module as it is, or a Flax NNX
 module wrapped so that the worker drives it exactly as it drives a linen one.
 
-Owns: `build_user` (calls the file's `jax(**options)` through usermodel.build, accepting
-flax.linen.Module or flax.nnx.Module) and `NNXModule`, the adapter: `nnx.split` once into the
+Owns: what a file's `jax(**options)` may return (`module_types`: flax.linen.Module or
+flax.nnx.Module; the jax worker builds it through usermodel.build), `adapt`, and `NNXModule`,
+the adapter: `nnx.split` once into the
 graph definition, the parameters (nnx.Param: trainable), the batch statistics (nnx.BatchStat:
 non-trainable, updated in training mode like linen's `batch_stats`) and any other state (RNG
 streams of Dropout...); then the two pure functions the worker calls on a linen module,
@@ -14,8 +15,8 @@ Training mode: a module whose `__call__` takes `train` gets it; otherwise NNX's 
 pure): Dropout draws from the same RNG state at every step. Also `load_user`: the file's
 `load_jax(variables, weights)` applied to the worker's state (the numeric gate of a user model).
 
-Imports flax and jax (inside functions: the caller has imported them) and usermodel; never
-mlbench.
+Imports flax and jax (inside functions: the caller has imported them) only; never usermodel
+(which calls load_user) or mlbench.
 """
 from __future__ import annotations
 
@@ -24,13 +25,19 @@ import inspect
 WHAT = "a Flax module (flax.linen.Module or flax.nnx.Module)"
 
 
-def build_user(spec: dict, linen):
-    """The file's jax(**options): a linen module as returned, an NNX module as NNXModule."""
-    import usermodel
+def adapt(model):
+    """The module a user's jax(**options) built (usermodel.build, checked to be one of
+    `module_types`): a linen module as returned, an NNX module as NNXModule."""
     from flax import nnx
 
-    model = usermodel.build(spec, "jax", (linen.Module, nnx.Module), WHAT)
     return NNXModule(model) if isinstance(model, nnx.Module) else model
+
+
+def module_types(linen) -> tuple:
+    """What a user's jax(**options) may return: a linen or an NNX module."""
+    from flax import nnx
+
+    return (linen.Module, nnx.Module)
 
 
 def is_nnx(model) -> bool:

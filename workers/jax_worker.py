@@ -13,6 +13,7 @@ import os
 from functools import partial
 from typing import Any, Sequence
 
+import driver
 import harness
 import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
@@ -258,7 +259,8 @@ def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     m = spec["model"]
     if m == "user":  # the user's own file: its jax(**options), Flax linen or NNX (adapted)
         import jax_nnx
-        return jax_nnx.build_user(spec, nn)
+        import usermodel
+        return jax_nnx.adapt(usermodel.build(spec, "jax", jax_nnx.module_types(nn), jax_nnx.WHAT))
     if m not in BUILDERS:
         raise ValueError(f"unknown model {m!r}; the jax worker builds {', '.join(BUILDERS)}")
     return BUILDERS[m](spec, dtype, attention)
@@ -772,4 +774,4 @@ def import_framework(request: dict | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(JaxBackend, "jax", import_framework)
+    harness.main(JaxBackend, "jax", import_framework, driver.run_cell)

@@ -1,5 +1,6 @@
-"""The built-in spec models written once in Keras 3, for every Keras backend (keras-jax,
-keras-torch, keras-tensorflow), and the canonical weights loaded into them.
+"""The one Keras zoo: the built-in spec models written once in Keras 3, for the tensorflow
+worker and every Keras backend (keras-jax, keras-torch, keras-tensorflow), the canonical weights
+loaded into them, and the spec's Adam (`spec_adam`).
 
 Owns: one builder per built-in model in `BUILDERS` (mlp, cnn, transformer, lstm; and vit, for a
 tree whose specs have it: workers/models/vit.py), following the
@@ -9,11 +10,12 @@ tanh, causal attention scaled by 1/sqrt(head_dim), final layer norm, output head
 embedding; one LSTM bias of 4*hidden with gates i, f, g, o), written in `keras.layers` and
 `keras.ops` only (no tf.*, torch.* or jax.*: the same code runs on every backend), layers named
 by the canonical weight names of weights.py; and `load_canonical`, which assigns those weights
-(Keras' layouts are the canonical ones: Dense [in, out], Conv2D HWIO, LSTM kernel [in, 4h]).
+generically, each variable the tensor its path names (`canonical_name`; Keras' layouts are the
+canonical ones: Dense [in, out], Conv2D HWIO, LSTM kernel [in, 4h]).
 
 A model without a builder here raises `NoKerasBuilder` (the worker turns it into a skip naming
-the models that have one). The `keras` module is passed in by the caller (keras_worker, after it
-has chosen the backend); this file imports only the standard library (weights.py lazily); never
+the models that have one). The `keras` module is passed in by the caller (tensorflow_worker, or
+keras_worker after it has chosen the backend); this file imports only the standard library (weights.py lazily); never
 mlbench or a framework.
 """
 from __future__ import annotations
@@ -100,6 +102,8 @@ def _transformer_layers(keras):
         """Token embedding that, called with reverse=True, is the output head h @ E^T (no bias),
         computed in the compute dtype and returned in float32 (softmax and loss in float32)."""
 
+        tied_head = True  # read by has_tied_head (the tensorflow worker's settings)
+
         def call(self, inputs, reverse=False):
             if not reverse:
                 return super().call(inputs)
@@ -151,12 +155,13 @@ def _transformer_layers(keras):
         def __init__(self, d, n_heads, eps, causal=True, **kw):
             super().__init__(**kw)
             self.d, self.h, self.causal = d, n_heads, causal
-            self.ln1 = keras.layers.LayerNormalization(epsilon=eps)
-            self.qkv = keras.layers.Dense(3 * d)
-            self.proj = keras.layers.Dense(d)
-            self.ln2 = keras.layers.LayerNormalization(epsilon=eps)
-            self.fc1 = keras.layers.Dense(4 * d)
-            self.fc2 = keras.layers.Dense(d)
+            # named by the canonical names (_common.pre_norm_block): the weights load by path
+            self.ln1 = keras.layers.LayerNormalization(epsilon=eps, name="ln1")
+            self.qkv = keras.layers.Dense(3 * d, name="qkv")
+            self.proj = keras.layers.Dense(d, name="proj")
+            self.ln2 = keras.layers.LayerNormalization(epsilon=eps, name="ln2")
+            self.fc = keras.layers.Dense(4 * d, name="fc")
+            self.out = keras.layers.Dense(d, name="out")
 
         def build(self, input_shape):
             d = self.d
@@ -164,8 +169,8 @@ def _transformer_layers(keras):
             self.qkv.build(input_shape)
             self.proj.build((*input_shape[:-1], d))
             self.ln2.build(input_shape)
-            self.fc1.build(input_shape)
-            self.fc2.build((*input_shape[:-1], 4 * d))
+            self.fc.build(input_shape)
+            self.out.build((*input_shape[:-1], 4 * d))
 
         def call(self, x):
             t, d, h = x.shape[1], self.d, self.h
@@ -184,7 +189,7 @@ def _transformer_layers(keras):
             attn = ops.cast(ops.softmax(scores, axis=-1), v.dtype)
             o = ops.reshape(ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3)), (-1, t, d))
             x = x + self.proj(o)
-            return x + self.fc2(ops.gelu(self.fc1(self.ln2(x)), approximate=True))
+            return x + self.out(ops.gelu(self.fc(self.ln2(x)), approximate=True))
 
     return TiedEmbedding, PositionEmbedding, Block, ClassToken
 
@@ -235,65 +240,78 @@ BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer
             "lstm": build_lstm, "vit": build_vit}
 
 
+def has_tied_head(model) -> bool:
+    """Whether the model's logits come from a head tied to its embedding (computed in the
+    compute dtype: a fact of the cell's settings)."""
+    return any(getattr(layer, "tied_head", False) for layer in model.layers)
+
+
 # --- the canonical weights ---------------------------------------------------------------------
 
+# Keras' own variable names that the canonical layout spells otherwise (workers/weights.py);
+# None: the layer's one tensor, named as the layer (an embedding's table).
+KERAS_NAMES = {"embeddings": None, "moving_mean": "mean", "moving_variance": "var",
+               "recurrent_kernel": "recurrent"}
+
+
+def canonical_name(path: str) -> str:
+    """The canonical name of a Keras variable, from its path: layers are named by the canonical
+    names (`block0/qkv/kernel` -> `block0.qkv.kernel`); an RNN's cell is not a level of its own
+    (`lstm0/lstm_cell/kernel` -> `lstm0.kernel`); a weight named as its layer is the layer's
+    tensor (`pos/pos` -> `pos`); Keras' spellings per KERAS_NAMES (`bn0/moving_mean` ->
+    `bn0.mean`, `tok/embeddings` -> `tok`)."""
+    *layers, var = [part for part in path.split("/") if not part.endswith("_cell")]
+    var = KERAS_NAMES.get(var, var)
+    if var is None or (layers and layers[-1] == var):
+        return ".".join(layers)
+    return ".".join([*layers, var])
+
+
 def load_canonical(model, spec: dict, params: dict, framework: str) -> None:
-    """Assign the canonical weights (workers/weights.py) to a model `build` made: layers are
-    found by the canonical names the builders give them; every tensor must be used."""
+    """Assign the canonical weights (workers/weights.py) to a model `build` made, each to the
+    variable whose path names it (`canonical_name`): Keras' layouts are the canonical ones.
+    Every variable must get one and every tensor must be used."""
     import weights
 
+    builder(spec["model"])
     used: set = set()
-
-    def put(variable, name: str) -> None:
+    for variable in model.weights:
+        name = canonical_name(variable.path)
+        if name not in params:
+            raise weights.WeightMismatch(f"{framework}: the model's {variable.path} ({name}) "
+                                         "has no canonical weight")
         weights.expect_shape(name, params[name], variable.shape, framework)
         variable.assign(params[name])
         used.add(name)
-
-    def dense(layer, name):
-        put(layer.kernel, f"{name}.kernel")
-        put(layer.bias, f"{name}.bias")
-
-    def norm(layer, name):
-        put(layer.gamma, f"{name}.gamma")
-        put(layer.beta, f"{name}.beta")
-
-    m = spec["model"]
-    builder(m)
-    get = model.get_layer
-    if m == "mlp":
-        for i in range(len(spec["hidden"]) + 1):
-            dense(get(f"dense{i}"), f"dense{i}")
-    elif m == "cnn":
-        j = 0
-        while f"conv{j}.kernel" in params:
-            put(get(f"conv{j}").kernel, f"conv{j}.kernel")
-            bn = get(f"bn{j}")
-            norm(bn, f"bn{j}")
-            put(bn.moving_mean, f"bn{j}.mean")
-            put(bn.moving_variance, f"bn{j}.var")
-            j += 1
-        dense(get("fc"), "fc")
-    elif m in ("transformer", "vit"):
-        if m == "transformer":
-            put(get("tok").embeddings, "tok")
-        else:
-            dense(get("patch"), "patch")  # Conv2D kernel HWIO: the canonical layout
-            put(get("cls").cls, "cls")
-        put(get("pos").pos, "pos")
-        for i in range(spec["n_layers"]):
-            blk, b = get(f"block{i}"), f"block{i}"
-            norm(blk.ln1, f"{b}.ln1")
-            norm(blk.ln2, f"{b}.ln2")
-            for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
-                dense(getattr(blk, attr), f"{b}.{canon}")
-        norm(get("ln_f"), "ln_f")
-        if m == "vit":
-            dense(get("head"), "head")
-    elif m == "lstm":
-        for layer in range(spec["n_layers"]):
-            cell, n = get(f"lstm{layer}").cell, f"lstm{layer}"
-            put(cell.kernel, f"{n}.kernel")
-            put(cell.recurrent_kernel, f"{n}.recurrent")
-            put(cell.bias, f"{n}.bias")
-        dense(get("fc"), "fc")
     weights.check_consumed(params, used, framework)
+
+
+def spec_adam(keras):
+    """Adam as specs.py (torch, optax) define it: var -= lr * m_hat / (sqrt(v_hat) + eps).
+
+    Keras' Adam adds epsilon to the *uncorrected* sqrt(v) ("epsilon hat"), which is the spec's
+    rule with eps * sqrt(1 - beta2^t) (3e-10 instead of 1e-8 at the first step): gradients
+    near eps get other updates, visible to the equivalence gate as a loss drift after a few
+    steps. Same op count as Keras' own update, so the timing is unaffected. In keras.ops only:
+    the tensorflow worker and every Keras backend use it.
+    """
+    class SpecAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            ops = keras.ops
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(gradient, variable.dtype)
+            step = ops.cast(self.iterations + 1, variable.dtype)
+            c1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
+            c2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v),
+                                            1 - self.beta_2))
+            # lr * (m / c1) / (sqrt(v / c2) + eps), rearranged so that the bias corrections are
+            # scalars: one full-size op fewer per variable than the literal form.
+            sqrt_c2 = ops.sqrt(c2)
+            denom = ops.add(ops.sqrt(v), self.epsilon * sqrt_c2)
+            self.assign_sub(variable, ops.divide(ops.multiply(m, lr * sqrt_c2 / c1), denom))
+
+    return SpecAdam

@@ -13,7 +13,7 @@ Training is Keras' own compiled step: `model.compile(optimizer=Adam, loss=sparse
 cross-entropy from logits, jit_compile="auto")` then `train_on_batch` (jax: jitted; tensorflow:
 tf.function, XLA where Keras finds it safe; torch: eager); inference is `predict_on_batch`. Both
 return host values, so each step is synced: the harness's block timing still holds (the sync
-is in the step). The optimizer is the spec's Adam (tensorflow_worker.SpecAdam, in keras.ops:
+is in the step). The optimizer is the spec's Adam (keras_models.spec_adam, in keras.ops:
 backend-neutral), so a built-in model under Keras matches the native frameworks in the gate.
 Imports the harness, specs, keras_models, numpy and keras (with its backend) only; never
 mlbench.
@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 
+import driver
 import harness
 import keras_models
 import specs
@@ -75,7 +76,7 @@ class KerasBackend(FrameworkInterface):
             if not model.built:  # a Sequential without an Input: variables now, in order
                 shape, dtype = specs.input_shape(spec)
                 model(np.zeros((1, *shape), dtype))
-        model.compile(optimizer=_spec_adam()(
+        model.compile(optimizer=keras_models.spec_adam(keras)(
             learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
             epsilon=spec["adam_eps"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -167,15 +168,6 @@ class KerasBackend(FrameworkInterface):
                 **_info()}
 
 
-def _spec_adam():
-    """The spec's Adam (eps added to sqrt(v_hat), as torch and optax do), not Keras' own rule:
-    tensorflow_worker.SpecAdam, written in keras.ops only, so it runs on every Keras backend
-    (that module imports no framework at import time; its `keras` is pointed at ours)."""
-    import tensorflow_worker
-    tensorflow_worker.keras = keras
-    return tensorflow_worker._spec_adam_cls()
-
-
 def _count(model) -> dict:
     def n(ws):
         return int(sum(int(np.prod(w.shape)) for w in ws))
@@ -250,4 +242,4 @@ def import_framework() -> dict:
 
 if __name__ == "__main__":
     harness.main(KerasBackend, harness.read_request().get("framework", "keras"),
-                 import_framework)
+                 import_framework, driver.run_cell)

@@ -7,6 +7,7 @@ with the reason. Imports the harness, specs and numpy only.
 """
 from __future__ import annotations
 
+import driver
 import harness
 from harness import FrameworkInterface, SkipCell
 
@@ -173,4 +174,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(NumpyBackend, "numpy", import_framework)
+    harness.main(NumpyBackend, "numpy", import_framework, driver.run_cell)

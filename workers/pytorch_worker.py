@@ -1,5 +1,6 @@
 """PyTorch worker: the built-in models (workers/models/: mlp, cnn, transformer, lstm, vit) in
-PyTorch's fast path, one builder and one canonical-weight loader per model (BUILDERS, LOADERS).
+PyTorch's fast path, one builder per model (BUILDERS); the canonical weights are loaded by one
+naming convention (modules named by their canonical names, tensors by TENSOR_NAMES).
 
 Owns: building the specs.py models as torch modules, the train/predict/evaluate primitives of
 `harness.FrameworkInterface`, and the torch knobs of a cell (threads, TF32, autocast, GradScaler,
@@ -21,6 +22,7 @@ import contextlib
 import math
 import os
 
+import driver
 import harness
 import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
@@ -48,54 +50,67 @@ COMPILE_NOTES = {"lstm": "nn.LSTM is skipped by dynamo (allow_rnn=False): eager"
 # --- models ------------------------------------------------------------------------------------
 
 def build_mlp(spec: dict):
+    from collections import OrderedDict
     dims = [spec["input_dim"], *spec["hidden"], spec["num_classes"]]
-    layers = []
+    layers = OrderedDict()
     for i, (a, b) in enumerate(zip(dims, dims[1:])):
-        layers.append(nn.Linear(a, b))
+        layers[f"dense{i}"] = nn.Linear(a, b)
         if i < len(dims) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+            layers[f"relu{i}"] = nn.ReLU()
+    return nn.Sequential(layers)
 
 
-def _conv_bn(cin, cout, k, stride, eps, momentum):
-    return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
-            nn.BatchNorm2d(cout, eps=eps, momentum=momentum)]
+def _cnn_cls():
+    class CNN(nn.Module):
+        """ResNet of BasicBlocks, its convolutions and batch norms registered flat under their
+        canonical names (conv<j>, bn<j> in models/cnn.py `layers` order: the stem, then per
+        block conv1, conv2 and the shortcut conv) and wired by a plan of indices per block."""
 
-
-def _basic_block_cls():
-    class BasicBlock(nn.Module):
-        def __init__(self, cin, cout, stride, eps, momentum):
+        def __init__(self, spec):
             super().__init__()
-            self.conv1, self.bn1 = _conv_bn(cin, cout, 3, stride, eps, momentum)
-            self.conv2, self.bn2 = _conv_bn(cout, cout, 3, 1, eps, momentum)
-            self.shortcut = (nn.Sequential(*_conv_bn(cin, cout, 1, stride, eps, momentum))
-                             if stride != 1 or cin != cout else nn.Identity())
+            eps, mom = spec["bn_eps"], spec["bn_momentum"]
+            self.n = 0
+
+            def conv_bn(cin, cout, k, stride):
+                j, self.n = self.n, self.n + 1
+                self.add_module(f"conv{j}", nn.Conv2d(cin, cout, k, stride=stride,
+                                                      padding=k // 2, bias=False))
+                self.add_module(f"bn{j}", nn.BatchNorm2d(cout, eps=eps, momentum=mom))
+                return j
+
+            w0 = spec["widths"][0]
+            if spec["stem"] not in ("imagenet", "cifar"):
+                raise ValueError(f"unknown cnn stem {spec['stem']!r}; known: cifar, imagenet")
+            self.imagenet = spec["stem"] == "imagenet"
+            self.stem = conv_bn(spec["channels"], w0, 7 if self.imagenet else 3,
+                                2 if self.imagenet else 1)
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1) if self.imagenet else None
+            self.plan, c = [], w0  # per block: (conv1, conv2, shortcut conv or None)
+            for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
+                for b in range(nblocks):
+                    stride = 2 if (stage > 0 and b == 0) else 1
+                    first, second = conv_bn(c, width, 3, stride), conv_bn(width, width, 3, 1)
+                    short = conv_bn(c, width, 1, stride) if (stride != 1 or c != width) else None
+                    self.plan.append((first, second, short))
+                    c = width
+            self.fc = nn.Linear(c, spec["num_classes"])
+
+        def _cbn(self, j, x):
+            return getattr(self, f"bn{j}")(getattr(self, f"conv{j}")(x))
 
         def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return F.relu(out + self.shortcut(x))
-    return BasicBlock
+            x = F.relu(self._cbn(self.stem, x))
+            if self.pool is not None:
+                x = self.pool(x)
+            for first, second, short in self.plan:
+                out = self._cbn(second, F.relu(self._cbn(first, x)))
+                x = F.relu(out + (x if short is None else self._cbn(short, x)))
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+    return CNN
 
 
 def build_cnn(spec: dict):
-    eps, mom = spec["bn_eps"], spec["bn_momentum"]
-    w0 = spec["widths"][0]
-    if spec["stem"] == "imagenet":
-        layers = [*_conv_bn(spec["channels"], w0, 7, 2, eps, mom), nn.ReLU(),
-                  nn.MaxPool2d(3, stride=2, padding=1)]
-    elif spec["stem"] == "cifar":
-        layers = [*_conv_bn(spec["channels"], w0, 3, 1, eps, mom), nn.ReLU()]
-    else:
-        raise ValueError(f"unknown cnn stem {spec['stem']!r}; known: cifar, imagenet")
-    block = _basic_block_cls()
-    c = w0
-    for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
-        for b in range(nblocks):
-            layers.append(block(c, width, 2 if (stage > 0 and b == 0) else 1, eps, mom))
-            c = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, spec["num_classes"])]
-    return nn.Sequential(*layers)
+    return _cnn_cls()(spec)
 
 
 def _block_cls():
@@ -125,6 +140,14 @@ def _block_cls():
     return Block
 
 
+def _named_blocks(parent, blocks: list) -> list:
+    """Register the blocks as block0, block1, ... (their canonical names) and return them as a
+    plain list for the forward loop."""
+    for i, blk in enumerate(blocks):
+        parent.add_module(f"block{i}", blk)
+    return blocks
+
+
 def _gpt2_init(module, blocks, n_layers: int) -> None:
     """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections / sqrt(2n)."""
     for m in module.modules():
@@ -148,8 +171,8 @@ def _transformer_cls():
             d, n = spec["d_model"], spec["n_layers"]
             self.tok = nn.Embedding(spec["vocab_size"], d)
             self.pos = nn.Embedding(spec["seq_len"], d)
-            self.blocks = nn.ModuleList(Block(d, spec["n_heads"], spec["ln_eps"])
-                                        for _ in range(n))
+            self.blocks = _named_blocks(self, [Block(d, spec["n_heads"], spec["ln_eps"])
+                                               for _ in range(n)])
             self.ln_f = nn.LayerNorm(d, eps=spec["ln_eps"])
             _gpt2_init(self, self.blocks, n)
 
@@ -196,8 +219,8 @@ def _vit_cls():
             self.patch = nn.Conv2d(spec["channels"], d, p, stride=p)
             self.cls = nn.Parameter(torch.empty(d))
             self.pos = nn.Parameter(torch.empty(tokens, d))
-            self.blocks = nn.ModuleList(Block(d, spec["n_heads"], spec["ln_eps"], causal=False)
-                                        for _ in range(n))
+            self.blocks = _named_blocks(self, [Block(d, spec["n_heads"], spec["ln_eps"],
+                                                     causal=False) for _ in range(n)])
             self.ln_f = nn.LayerNorm(d, eps=spec["ln_eps"])
             self.head = nn.Linear(d, spec["num_classes"])
             # blocks GPT-2 style (it touches Linear layers only: the Conv2d patch embedding
@@ -255,110 +278,71 @@ def count_module(model) -> dict:
     return {"trainable": int(trainable), "non_trainable": int(non_trainable)}
 
 
-class _Loader:
-    """Copies canonical tensors (workers/weights.py) into a torch model, remembering which."""
-
-    def __init__(self, params: dict):
-        import numpy as np
-        self.np, self.params, self.used = np, params, set()
-
-    def put(self, tensor, name: str, array=None) -> None:
-        import weights
-        array = self.params[name] if array is None else array
-        value = torch.from_numpy(self.np.ascontiguousarray(array))
-        weights.expect_shape(name, value, tensor.shape, "pytorch")
-        with torch.no_grad():
-            tensor.copy_(value)
-        self.used.add(name)
-
-    def linear(self, mod, name: str) -> None:
-        """nn.Linear weight is [out, in]: the canonical kernel transposed."""
-        self.put(mod.weight, f"{name}.kernel", self.params[f"{name}.kernel"].T)
-        self.put(mod.bias, f"{name}.bias")
-
-    def norm(self, mod, name: str) -> None:
-        self.put(mod.weight, f"{name}.gamma")
-        self.put(mod.bias, f"{name}.beta")
-
-    def conv(self, mod, name: str) -> None:
-        """nn.Conv2d weight is OIHW: the canonical HWIO kernel transposed."""
-        self.put(mod.weight, f"{name}.kernel", self.params[f"{name}.kernel"].transpose(3, 2, 0, 1))
+def _transposed(array):
+    return array.T
 
 
-def load_mlp(model, spec: dict, w: _Loader) -> None:
-    for i, lin in enumerate(x for x in model.modules() if isinstance(x, nn.Linear)):
-        w.linear(lin, f"dense{i}")
+def _hwio_to_oihw(array):
+    return array.transpose(3, 2, 0, 1)
 
 
-def load_cnn(model, spec: dict, w: _Loader) -> None:
-    convs = [x for x in model.modules() if isinstance(x, nn.Conv2d)]
-    bns = [x for x in model.modules() if isinstance(x, nn.BatchNorm2d)]
-    for j, conv in enumerate(convs):
-        w.conv(conv, f"conv{j}")
-    for j, bn in enumerate(bns):
-        w.norm(bn, f"bn{j}")
-        w.put(bn.running_mean, f"bn{j}.mean")
-        w.put(bn.running_var, f"bn{j}.var")
-    (fc,) = [x for x in model.modules() if isinstance(x, nn.Linear)]
-    w.linear(fc, "fc")
+# The naming convention (workers/weights.py's canonical names): a module is named by its
+# canonical name (dense0, conv3, bn3, block0.qkv, tok, ...); its tensors by its type, each with
+# the conversion from the canonical layout: {attribute: (suffix, convert) or None: not canonical}.
+# A parameter of any other module is named by its path (the vit's cls, pos).
+TENSOR_NAMES = {
+    "Linear": {"weight": (".kernel", _transposed), "bias": (".bias", None)},  # [out, in]
+    "Conv2d": {"weight": (".kernel", _hwio_to_oihw), "bias": (".bias", None)},  # OIHW
+    "BatchNorm2d": {"weight": (".gamma", None), "bias": (".beta", None),
+                    "running_mean": (".mean", None), "running_var": (".var", None),
+                    "num_batches_tracked": None},
+    "LayerNorm": {"weight": (".gamma", None), "bias": (".beta", None)},
+    "Embedding": {"weight": ("", None)},  # the table itself: tok, pos
+    # a stacked nn.LSTM named `lstm`: layer l is lstm<l>; weight_ih [4h, in] and weight_hh
+    # [4h, h] with the canonical i, f, g, o gate order; bias_ih is the one bias, bias_hh is
+    # kept at zero (frozen: see the docstring)
+    "LSTM": {"weight_ih": ("{l}.kernel", _transposed), "weight_hh": ("{l}.recurrent", _transposed),
+             "bias_ih": ("{l}.bias", None), "bias_hh": None},
+}
 
 
-def load_blocks(blocks, w: _Loader) -> None:
-    """The pre-norm blocks of the transformer and the vit (workers/models/_common.py)."""
-    for i, blk in enumerate(blocks):
-        b = f"block{i}"
-        w.norm(blk.ln1, f"{b}.ln1")
-        w.norm(blk.ln2, f"{b}.ln2")
-        for mod in ("qkv", "proj", "fc", "out"):
-            w.linear(getattr(blk, mod), f"{b}.{mod}")
-
-
-def load_transformer(model, spec: dict, w: _Loader) -> None:
-    w.put(model.tok.weight, "tok")
-    w.put(model.pos.weight, "pos")
-    load_blocks(model.blocks, w)
-    w.norm(model.ln_f, "ln_f")
-
-
-def load_lstm(model, spec: dict, w: _Loader) -> None:
-    """weight_ih [4h, in] and weight_hh [4h, h] with the same i, f, g, o gate order; bias_ih =
-    the one bias, bias_hh kept at zero."""
-    for layer in range(spec["n_layers"]):
-        n = f"lstm{layer}"
-        w.put(getattr(model.lstm, f"weight_ih_l{layer}"), f"{n}.kernel", w.params[f"{n}.kernel"].T)
-        w.put(getattr(model.lstm, f"weight_hh_l{layer}"), f"{n}.recurrent",
-              w.params[f"{n}.recurrent"].T)
-        w.put(getattr(model.lstm, f"bias_ih_l{layer}"), f"{n}.bias")
-        with torch.no_grad():
-            getattr(model.lstm, f"bias_hh_l{layer}").zero_()
-    w.linear(model.fc, "fc")
-
-
-def load_vit(model, spec: dict, w: _Loader) -> None:
-    w.conv(model.patch, "patch")
-    w.put(model.patch.bias, "patch.bias")
-    w.put(model.cls, "cls")
-    w.put(model.pos, "pos")
-    load_blocks(model.blocks, w)
-    w.norm(model.ln_f, "ln_f")
-    w.linear(model.head, "head")
-
-
-# One canonical-weight loader per built-in model: (model, spec, loader) -> None.
-LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
-           "lstm": load_lstm, "vit": load_vit}
+def canonical_tensors(model) -> list:
+    """[(canonical name, tensor, convert)] for every canonical tensor of `model`, found by the
+    naming convention (TENSOR_NAMES)."""
+    out = []
+    for path, mod in model.named_modules():
+        rules = TENSOR_NAMES.get(type(mod).__name__)
+        for attr, tensor in [*mod.named_parameters(recurse=False),
+                             *mod.named_buffers(recurse=False)]:
+            if rules is None:
+                out.append((f"{path}.{attr}" if path else attr, tensor, None))
+                continue
+            base, _, layer = attr.partition("_l") if isinstance(mod, nn.LSTM) else (attr, "", "")
+            rule = rules[base]
+            if rule is not None:
+                suffix, convert = rule
+                out.append((path + suffix.format(l=layer), tensor, convert))
+    return out
 
 
 def load_canonical(model, spec: dict, params: dict) -> None:
-    """Copy the canonical weights (workers/weights.py) into `model`, in torch's layouts (see
-    the loaders above); every canonical tensor must be used."""
+    """Copy the canonical weights (workers/weights.py) into `model`, each into the tensor its
+    canonical name finds (canonical_tensors) in torch's layout; every tensor of the model must
+    get one and every canonical tensor must be used."""
+    import numpy as np
     import weights
 
-    if spec["model"] not in LOADERS:
-        raise ValueError(f"unknown model {spec['model']!r}")
-    w = _Loader(params)
-    LOADERS[spec["model"]](model, spec, w)
-    weights.check_consumed(params, w.used, "pytorch")
+    used = set()
+    for name, tensor, convert in canonical_tensors(model):
+        if name not in params:
+            raise weights.WeightMismatch(f"pytorch: the model's {name} has no canonical weight")
+        array = params[name] if convert is None else convert(params[name])
+        value = torch.from_numpy(np.ascontiguousarray(array))
+        weights.expect_shape(name, value, tensor.shape, "pytorch")
+        with torch.no_grad():
+            tensor.copy_(value)
+        used.add(name)
+    weights.check_consumed(params, used, "pytorch")
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -700,4 +684,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(TorchBackend, "pytorch", import_framework)
+    harness.main(TorchBackend, "pytorch", import_framework, driver.run_cell)

@@ -24,7 +24,7 @@ Conventions every framework follows (the specs set what framework defaults would
   * optimizer: Adam(lr, beta1 0.9, beta2 0.999, eps 1e-8), no weight decay; cross-entropy loss
     averaged over samples (over tokens for the transformer); no dropout. Adam's eps is added to
     sqrt(v_hat) (torch, optax); Keras adds it to the uncorrected sqrt(v), so the TF worker uses
-    the spec's rule (tensorflow_worker.SpecAdam).
+    the spec's rule (keras_models.spec_adam).
   * weights: the canonical layout and explicit initialisation live in weights.py, next to this
     file; every worker converts them to its own layout (`load_canonical`). The equivalence gate
     (gate.run_verify, mlbench/gate.py) loads them in every framework and compares.

@@ -1,18 +1,21 @@
 """TensorFlow worker: the built-in models in Keras 3 on the TF backend, trained by a custom
 step under `tf.function` (optionally XLA), timed by the shared harness.
 
-Owns: building the models of workers/models/ (`mlp`, `cnn`, `transformer`, `lstm`, `vit`: one
-builder and one canonical-weight loader each, BUILDERS and LOADERS) with Keras layers exactly as
-the model modules describe them (parameter counts to the unit), the TF runtime settings (threads, TF32, mixed precision,
-device placement) and the train/predict/evaluate primitives. Imports the harness, specs, numpy and
-TensorFlow/Keras only; never mlbench, pydantic, polars or plotly.
+Owns what is TensorFlow's own: the TF runtime settings (threads, TF32, mixed precision policy,
+device placement), the train step (GradientTape under `tf.function`, XLA with `jit_compile`),
+fp16 loss scaling, the predict/evaluate primitives and the BFC allocator's memory figures. The
+models themselves (and their canonical weights, and the spec's Adam) come from the one Keras zoo,
+keras_models.py, which the keras-* frameworks build through too. Imports the harness,
+keras_models, specs, numpy and TensorFlow/Keras only; never mlbench, pydantic, polars or plotly.
 """
 from __future__ import annotations
 
 import math
 import os
 
+import driver
 import harness
+import keras_models
 from harness import DeviceUnusable, FrameworkInterface
 
 tf = None     # imported by import_framework, timed like any framework import
@@ -23,339 +26,17 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"
 LOSS_SCALE_INIT = 2.0 ** 16  # fp16: torch.amp.GradScaler's initial scale (jax_worker.SCALE_INIT)
 
 
-# ----------------------------------------------------------------------------------------------
-# Models. Built inside functions so that the layer classes exist only once keras is imported.
-
-def _custom_layers():
-    """The layers Keras lacks: tied embedding, learned positions, a pre-norm (GPT-2) block,
-    a class token (transformer, vit)."""
-
-    class TiedEmbedding(keras.layers.Embedding):
-        """Token embedding that, called with reverse=True, is the output head h @ E^T (no bias).
-
-        The matmul runs in the compute dtype (like torch autocast does for the tied head); the
-        logits are returned in float32 so the softmax and the loss are computed in float32.
-        """
-
-        def call(self, inputs, reverse=False):
-            if not reverse:
-                return super().call(inputs)
-            w = tf.cast(self.embeddings, inputs.dtype)
-            return tf.cast(tf.matmul(inputs, w, transpose_b=True), tf.float32)
-
-        def compute_output_spec(self, inputs, reverse=False):
-            if not reverse:
-                return super().compute_output_spec(inputs)
-            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype="float32")
-
-    class PositionEmbedding(keras.layers.Layer):
-        """Learned absolute positions (seq_len, d), added to the token embeddings."""
-
-        def __init__(self, seq_len, d, **kw):
-            super().__init__(**kw)
-            self.seq_len, self.d = seq_len, d
-
-        def build(self, input_shape):
-            self.pos = self.add_weight(shape=(self.seq_len, self.d), name="pos",
-                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
-
-        def call(self, x):
-            return x + tf.cast(self.pos, x.dtype)[: x.shape[1]]
-
-    class ClassToken(keras.layers.Layer):
-        """A learned vector (d,) prepended to the token sequence (the vit's class token)."""
-
-        def __init__(self, d, **kw):
-            super().__init__(**kw)
-            self.d = d
-
-        def build(self, input_shape):
-            self.cls = self.add_weight(shape=(self.d,), name="cls",
-                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
-
-        def call(self, x):
-            cls = tf.broadcast_to(tf.cast(self.cls, x.dtype), [tf.shape(x)[0], 1, self.d])
-            return tf.concat([cls, x], axis=1)
-
-        def compute_output_shape(self, input_shape):
-            n = None if input_shape[1] is None else input_shape[1] + 1
-            return (input_shape[0], n, self.d)
-
-    class Block(keras.layers.Layer):
-        """Pre-norm block: x + proj(attn(ln1(x))); x + fc2(gelu_tanh(fc1(ln2(x)))); the
-        attention causal for the transformer, not for the vit."""
-
-        def __init__(self, d, n_heads, eps, causal=True, **kw):
-            super().__init__(**kw)
-            self.d, self.h, self.causal = d, n_heads, causal
-            self.ln1 = keras.layers.LayerNormalization(epsilon=eps)
-            self.qkv = keras.layers.Dense(3 * d)
-            self.proj = keras.layers.Dense(d)
-            self.ln2 = keras.layers.LayerNormalization(epsilon=eps)
-            self.fc1 = keras.layers.Dense(4 * d)
-            self.fc2 = keras.layers.Dense(d)
-
-        def build(self, input_shape):
-            d = self.d
-            self.ln1.build(input_shape)
-            self.qkv.build(input_shape)
-            self.proj.build((*input_shape[:-1], d))
-            self.ln2.build(input_shape)
-            self.fc1.build(input_shape)
-            self.fc2.build((*input_shape[:-1], 4 * d))
-
-        def call(self, x):
-            t, d, h = x.shape[1], self.d, self.h
-            hd = d // h
-            b = tf.shape(x)[0]
-            qkv = tf.reshape(self.qkv(self.ln1(x)), [b, t, 3, h, hd])
-            q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each (B, H, T, hd)
-            scores = tf.matmul(q, k, transpose_b=True) * tf.cast(1.0 / math.sqrt(hd), q.dtype)
-            # softmax in float32 (as Keras' MultiHeadAttention does under mixed precision)
-            scores = tf.cast(scores, tf.float32)
-            if self.causal:
-                causal = tf.linalg.band_part(tf.ones((t, t), tf.bool), -1, 0)
-                scores = tf.where(causal, scores, -1e9)
-            attn = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
-            o = tf.reshape(tf.transpose(tf.matmul(attn, v), [0, 2, 1, 3]), [b, t, d])
-            x = x + self.proj(o)
-            return x + self.fc2(tf.nn.gelu(self.fc1(self.ln2(x)), approximate=True))
-
-    return TiedEmbedding, PositionEmbedding, Block, ClassToken
-
-
-def build_mlp(spec: dict):
-    layers = keras.layers
-    inp = keras.Input((spec["input_dim"],), dtype="float32")
-    x = inp
-    for i, width in enumerate(spec["hidden"]):
-        x = layers.Dense(width, activation="relu", name=f"dense{i}")(x)
-    out = layers.Dense(spec["num_classes"], dtype="float32",
-                       name=f"dense{len(spec['hidden'])}")(x)
-    return inp, out
-
-
-def build_cnn(spec: dict):
-    layers = keras.layers
-    bn = dict(epsilon=spec["bn_eps"], momentum=1.0 - spec["bn_momentum"])  # keras 0.9 == torch 0.1
-    count = [0]  # conv j / bn j named in models/cnn.py `layers` order (the canonical weights')
-
-    def conv_bn(x, filters, k, stride):
-        # At stride 1 and odd k, 'same' is exactly symmetric k//2 padding (and avoids an
-        # extra padded copy per conv). At stride 2 TF's 'same' pads asymmetrically and would
-        # not be the PyTorch model: explicit symmetric padding, then 'valid'.
-        padding = "same"
-        if stride > 1 and k // 2:
-            x = layers.ZeroPadding2D(k // 2)(x)
-            padding = "valid"
-        j, count[0] = count[0], count[0] + 1
-        x = layers.Conv2D(filters, k, strides=stride, padding=padding, use_bias=False,
-                          name=f"conv{j}")(x)
-        return layers.BatchNormalization(**bn, name=f"bn{j}")(x)
-
-    s = spec["image_size"]
-    inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC, TF's native layout
-    w0 = spec["widths"][0]
-    if spec["stem"] == "imagenet":
-        x = layers.ReLU()(conv_bn(inp, w0, 7, 2))
-        # zero padding == torch's -inf padding here: the input is post-ReLU (>= 0)
-        x = layers.MaxPooling2D(3, strides=2, padding="valid")(layers.ZeroPadding2D(1)(x))
-    else:
-        x = layers.ReLU()(conv_bn(inp, w0, 3, 1))
-    c = w0
-    for stage, (width, nblocks) in enumerate(zip(spec["widths"], spec["blocks"])):
-        for bi in range(nblocks):
-            stride = 2 if (stage > 0 and bi == 0) else 1
-            y = layers.ReLU()(conv_bn(x, width, 3, stride))
-            y = conv_bn(y, width, 3, 1)
-            short = conv_bn(x, width, 1, stride) if (stride != 1 or c != width) else x
-            x = layers.ReLU()(layers.Add()([y, short]))
-            c = width
-    x = layers.GlobalAveragePooling2D()(x)
-    return inp, layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
-
-
-def build_transformer(spec: dict):
-    TiedEmbedding, PositionEmbedding, Block, _ = _custom_layers()
-    v, t, d = spec["vocab_size"], spec["seq_len"], spec["d_model"]
-    inp = keras.Input((t,), dtype="int32")
-    emb = TiedEmbedding(v, d, embeddings_initializer=keras.initializers.RandomNormal(
-        stddev=0.02), name="tok")
-    x = PositionEmbedding(t, d, name="pos")(emb(inp))
-    for i in range(spec["n_layers"]):
-        x = Block(d, spec["n_heads"], spec["ln_eps"], name=f"block{i}")(x)
-    x = keras.layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
-    return inp, emb(x, reverse=True)
-
-
-def build_lstm(spec: dict):
-    inp = keras.Input((spec["seq_len"], spec["input_dim"]), dtype="float32")
-    x = inp
-    for layer in range(spec["n_layers"]):
-        x = keras.layers.LSTM(spec["hidden"], return_sequences=layer < spec["n_layers"] - 1,
-                              name=f"lstm{layer}")(x)
-    return inp, keras.layers.Dense(spec["num_classes"], dtype="float32", name="fc")(x)
-
-
-def build_vit(spec: dict):
-    _, PositionEmbedding, Block, ClassToken = _custom_layers()
-    s, p, d = spec["image_size"], spec["patch_size"], spec["d_model"]
-    inp = keras.Input((s, s, spec["channels"]), dtype="float32")  # NHWC
-    x = keras.layers.Conv2D(d, p, strides=p, padding="valid", name="patch")(inp)
-    x = keras.layers.Reshape(((s // p) ** 2, d))(x)  # row-major patches, as torch's flatten
-    x = PositionEmbedding((s // p) ** 2 + 1, d, name="pos")(ClassToken(d, name="cls")(x))
-    for i in range(spec["n_layers"]):
-        x = Block(d, spec["n_heads"], spec["ln_eps"], causal=False, name=f"block{i}")(x)
-    x = keras.layers.LayerNormalization(epsilon=spec["ln_eps"], name="ln_f")(x)
-    return inp, keras.layers.Dense(spec["num_classes"], dtype="float32", name="head")(x[:, 0])
-
-
-# One builder per built-in model (workers/models/): spec -> (Keras input, float32 logits).
-BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "transformer": build_transformer,
-            "lstm": build_lstm, "vit": build_vit}
-
-
 def build_keras_model(spec: dict):
-    """The Keras functional model of `spec` (float32 outputs under every precision policy)."""
-    m = spec["model"]
-    if m == "user":  # the user's own file: its tensorflow(**options), a Keras model, built
-        import specs
-        import usermodel
-        model = usermodel.build(spec, "tensorflow", keras.Model, "a Keras model")
-        shape, dtype = specs.input_shape(spec)
-        model(tf.zeros((1, *shape), dtype), training=False)  # variables now, not in a trace
-        return model
-    if m not in BUILDERS:
-        raise ValueError(f"unknown model {m!r}; the tensorflow worker builds "
-                         f"{', '.join(BUILDERS)}")
-    inp, out = BUILDERS[m](spec)
-    return keras.Model(inp, out, name=m)
-
-
-class _Loader:
-    """Assigns canonical tensors (workers/weights.py) to Keras variables, remembering which.
-    Keras' layouts are the canonical ones already (Dense [in, out], Conv2D HWIO)."""
-
-    def __init__(self, params: dict):
-        self.params, self.used = params, set()
-
-    def put(self, variable, name: str) -> None:
-        import weights
-        weights.expect_shape(name, self.params[name], variable.shape, "tensorflow")
-        variable.assign(self.params[name])
-        self.used.add(name)
-
-    def dense(self, layer, name: str) -> None:
-        self.put(layer.kernel, f"{name}.kernel")
-        self.put(layer.bias, f"{name}.bias")
-
-    def norm(self, layer, name: str) -> None:
-        self.put(layer.gamma, f"{name}.gamma")
-        self.put(layer.beta, f"{name}.beta")
-
-
-def load_mlp(model, spec: dict, w: _Loader) -> None:
-    for i in range(len(spec["hidden"]) + 1):
-        w.dense(model.get_layer(f"dense{i}"), f"dense{i}")
-
-
-def load_cnn(model, spec: dict, w: _Loader) -> None:
-    """BatchNormalization gamma/beta/moving_mean/moving_variance."""
-    j = 0
-    while f"conv{j}.kernel" in w.params:
-        w.put(model.get_layer(f"conv{j}").kernel, f"conv{j}.kernel")
-        bn = model.get_layer(f"bn{j}")
-        w.norm(bn, f"bn{j}")
-        w.put(bn.moving_mean, f"bn{j}.mean")
-        w.put(bn.moving_variance, f"bn{j}.var")
-        j += 1
-    w.dense(model.get_layer("fc"), "fc")
-
-
-def load_blocks(model, spec: dict, w: _Loader) -> None:
-    """The pre-norm Blocks of the transformer and the vit (layers named block<i>)."""
-    for i in range(spec["n_layers"]):
-        blk, b = model.get_layer(f"block{i}"), f"block{i}"
-        w.norm(blk.ln1, f"{b}.ln1")
-        w.norm(blk.ln2, f"{b}.ln2")
-        for attr, canon in (("qkv", "qkv"), ("proj", "proj"), ("fc1", "fc"), ("fc2", "out")):
-            w.dense(getattr(blk, attr), f"{b}.{canon}")
-
-
-def load_transformer(model, spec: dict, w: _Loader) -> None:
-    w.put(model.get_layer("tok").embeddings, "tok")
-    w.put(model.get_layer("pos").pos, "pos")
-    load_blocks(model, spec, w)
-    w.norm(model.get_layer("ln_f"), "ln_f")
-
-
-def load_lstm(model, spec: dict, w: _Loader) -> None:
-    """LSTM kernel [in, 4h] / recurrent_kernel [h, 4h] / one bias, gates i, f, c(=g), o."""
-    for layer in range(spec["n_layers"]):
-        cell, n = model.get_layer(f"lstm{layer}").cell, f"lstm{layer}"
-        w.put(cell.kernel, f"{n}.kernel")
-        w.put(cell.recurrent_kernel, f"{n}.recurrent")
-        w.put(cell.bias, f"{n}.bias")
-    w.dense(model.get_layer("fc"), "fc")
-
-
-def load_vit(model, spec: dict, w: _Loader) -> None:
-    w.dense(model.get_layer("patch"), "patch")  # Conv2D kernel HWIO: the canonical layout
-    w.put(model.get_layer("cls").cls, "cls")
-    w.put(model.get_layer("pos").pos, "pos")
-    load_blocks(model, spec, w)
-    w.norm(model.get_layer("ln_f"), "ln_f")
-    w.dense(model.get_layer("head"), "head")
-
-
-# One canonical-weight loader per built-in model; layers are found by the names the builders
-# give them (the canonical names).
-LOADERS = {"mlp": load_mlp, "cnn": load_cnn, "transformer": load_transformer,
-           "lstm": load_lstm, "vit": load_vit}
-# Models whose logits come from a head tied to the embedding, computed in the compute dtype.
-TIED_HEAD = ("transformer",)
-
-
-def load_canonical(model, spec: dict, params: dict) -> None:
-    """Assign the canonical weights (workers/weights.py) to the Keras model."""
-    import weights
-
-    if spec["model"] not in LOADERS:
-        raise ValueError(f"unknown model {spec['model']!r}")
-    w = _Loader(params)
-    LOADERS[spec["model"]](model, spec, w)
-    weights.check_consumed(params, w.used, "tensorflow")
-
-
-def _spec_adam_cls():
-    """Adam as specs.py (torch, optax) define it: var -= lr * m_hat / (sqrt(v_hat) + eps).
-
-    Keras' Adam adds epsilon to the *uncorrected* sqrt(v) ("epsilon hat"), which is the spec's
-    rule with eps * sqrt(1 - beta2^t) (3e-10 instead of 1e-8 at the first step): gradients
-    near eps get other updates, visible to the equivalence gate as a loss drift after a few
-    steps. Same op count as Keras' own update, so the timing is unaffected.
-    """
-
-    class SpecAdam(keras.optimizers.Adam):
-        def update_step(self, gradient, variable, learning_rate):
-            ops = keras.ops
-            lr = ops.cast(learning_rate, variable.dtype)
-            gradient = ops.cast(gradient, variable.dtype)
-            step = ops.cast(self.iterations + 1, variable.dtype)
-            c1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
-            c2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
-            m = self._momentums[self._get_variable_index(variable)]
-            v = self._velocities[self._get_variable_index(variable)]
-            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v),
-                                            1 - self.beta_2))
-            # lr * (m / c1) / (sqrt(v / c2) + eps), rearranged so that the bias corrections are
-            # scalars: one full-size op fewer per variable than the literal form.
-            sqrt_c2 = ops.sqrt(c2)
-            denom = ops.add(ops.sqrt(v), self.epsilon * sqrt_c2)
-            self.assign_sub(variable, ops.divide(ops.multiply(m, lr * sqrt_c2 / c1), denom))
-
-    return SpecAdam
+    """The Keras functional model of `spec` (float32 outputs under every precision policy): a
+    built-in model from the one Keras zoo (keras_models.py), or the user's own file's."""
+    if spec["model"] != "user":
+        return keras_models.build(keras, spec)
+    import specs
+    import usermodel
+    model = usermodel.build(spec, "tensorflow", keras.Model, "a Keras model")
+    shape, dtype = specs.input_shape(spec)
+    model(tf.zeros((1, *shape), dtype), training=False)  # variables now, not in a trace
+    return model
 
 
 def _count(model) -> dict:
@@ -419,8 +100,9 @@ class TensorFlowBackend(FrameworkInterface):
         keras.utils.set_random_seed(int(self.request["seed"]))
         with tf.device(self.dev):
             self.model = build_keras_model(spec)
-            opt = _spec_adam_cls()(learning_rate=spec["learning_rate"], beta_1=spec["beta1"],
-                                        beta_2=spec["beta2"], epsilon=spec["adam_eps"])
+            opt = keras_models.spec_adam(keras)(
+                learning_rate=spec["learning_rate"], beta_1=spec["beta1"], beta_2=spec["beta2"],
+                epsilon=spec["adam_eps"])
             if self.precision == "fp16":
                 # dynamic loss scaling with the rule torch's GradScaler and the jax worker use:
                 # start at 2^16 (Keras' default 2^15 skips other steps: seen by the gate)
@@ -543,7 +225,7 @@ class TensorFlowBackend(FrameworkInterface):
     # --- equivalence gate ----------------------------------------------------------------
     def load_canonical(self, params: dict) -> None:
         with tf.device(self.dev):
-            load_canonical(self.model, self.spec, params)
+            keras_models.load_canonical(self.model, self.spec, params, "tensorflow")
 
     def to_numpy(self, output):
         out = output[0] if isinstance(output, tuple) else output
@@ -598,7 +280,7 @@ class TensorFlowBackend(FrameworkInterface):
             **_gpu_build_facts(self.dev),
             "loss_scaling": "dynamic" if self.precision == "fp16" else None,
             "loss_scale_init": LOSS_SCALE_INIT if self.precision == "fp16" else None,
-            "tied_head_dtype": (policy.compute_dtype if self.spec["model"] in TIED_HEAD
+            "tied_head_dtype": (policy.compute_dtype if keras_models.has_tied_head(self.model)
                                 else None),
             # TF enables oneDNN by default on x86 Linux; '0' turns it off
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
@@ -668,4 +350,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(TensorFlowBackend, "tensorflow", import_framework)
+    harness.main(TensorFlowBackend, "tensorflow", import_framework, driver.run_cell)

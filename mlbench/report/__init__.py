@@ -1,6 +1,7 @@
 """`mlbench report`: one offline HTML page (plus summary.csv and aggregated.parquet) from a run.
 
-Owns the pipeline store.load -> aggregate -> figures + recommendations -> render. Rules:
+Owns the pipeline store.load -> aggregate (both through mlbench.frames) -> figures +
+recommendations -> render. Rules:
 * zero attempts (an empty or non-mlbench file) is a UserError ("no usable cells");
 * verify.json next to the results (the equivalence gate) adds the gate table; cells that failed
   it are "not comparable" in the comparison table and cannot win a recommendation;
@@ -39,7 +40,7 @@ def build_report(results: str | Path, output: str | Path) -> Path:
     aggregated.parquet into `output`; return the index.html path."""
     # imported here: mlbench.summary reads the verdicts (report.modes) without loading the
     # page's renderer (jinja2, plotly)
-    from .. import aggregate, ceiling, decision
+    from .. import aggregate, ceiling, decision, frames
     from ..gate_verdicts import load_verdicts
     from . import modes as modes_mod
     from .figures import build_figures, log_ticks_whole
@@ -47,7 +48,7 @@ def build_report(results: str | Path, output: str | Path) -> Path:
     from .recommend import recommend
     from .render import render
     with _no_cyclic_gc():
-        run, warnings, att, cells = aggregate.load_frames(results)
+        run, warnings, att, cells = frames.load_frames(results)
         out = Path(output)
         if out.exists() and not out.is_dir():
             raise UserError("report output must be a directory, but a file is in the way",
