@@ -675,7 +675,7 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
                         "exclude, or add frameworks, models, devices or batch sizes)",
                         f"{origin}: exclude" if conf.exclude else origin)
     from . import sweepcheck
-    sweepcheck.check(conf, raw, where, cells)
+    sweepcheck.check(conf, raw, where)
     return conf
 
 

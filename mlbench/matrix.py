@@ -20,6 +20,7 @@ import psutil
 from . import selection
 from .config import Config, ModelEntry
 from .protocol import BenchRequest
+from .selection import cell_id  # noqa: F401 - the id of a cell, also the matrix API
 
 # Request fields that do not change what is measured, left out of the fingerprint.
 _NOT_FINGERPRINTED = ("cell_id", "repeat", "timeout_s")
@@ -50,11 +51,6 @@ class Cell:
     @property
     def key(self) -> tuple[str, int]:
         return self.cell_id, self.repeat
-
-
-def cell_id(framework: str, model_label: str, device: str, batch_size: int,
-            precision: str) -> str:
-    return f"{framework}-{model_label}-{device.replace(':', '')}-bs{batch_size}-{precision}"
 
 
 def short_id(cell: Cell) -> str:
@@ -95,7 +91,7 @@ def expand(config: Config) -> list[Cell]:
         fw, options = var.framework, var.options
         settings = config.framework_settings.get(fw)
         python = (settings.python if settings and settings.python else sys.executable)
-        cid = cell_id(var.label, model.id_label, device, bs, prec)
+        cid = selection.cell_id(var.label, model.id_label, device, bs, prec)
         request = BenchRequest(
             cell_id=cid, framework=fw, model=model.name,
             model_options=model.model_options, device=device, batch_size=bs,

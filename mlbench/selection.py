@@ -25,6 +25,12 @@ def combinations(config: Any) -> Iterator[tuple[Any, Any, str, int, str]]:
                             yield var, model, device, bs, prec
 
 
+def cell_id(framework: str, model_label: str, device: str, batch_size: int,
+            precision: str) -> str:
+    """A combination's id (the variant's label, the model's label, device, batch, precision)."""
+    return f"{framework}-{model_label}-{device.replace(':', '')}-bs{batch_size}-{precision}"
+
+
 def selects_any(config: Any) -> bool:
     """Whether at least one combination survives the exclude rules."""
     return next(combinations(config), None) is not None

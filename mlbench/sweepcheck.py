@@ -11,24 +11,25 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from . import catalog
+from . import catalog, selection
 from .errors import UserError
 
 
-def check(conf: Any, raw: dict, where: str, cells: list) -> None:
-    """`cells`: the sweep's, expanded (mlbench.matrix.expand)."""
-    unique_cell_ids(cells, where)
+def check(conf: Any, raw: dict, where: str) -> None:
+    unique_cell_ids(conf, where)
     exclude_labels_known(conf, raw, where)
 
 
-def unique_cell_ids(cells: list, where: str) -> None:
+def unique_cell_ids(conf: Any, where: str) -> None:
+    """Every combination the config selects (mlbench.selection) has an id of its own."""
     owner: dict[str, tuple[str, str]] = {}
-    for cell in cells:
-        pair = (cell.competitor, cell.model.id_label)
-        first = owner.setdefault(cell.cell_id, pair)
+    for var, model, device, bs, prec in selection.combinations(conf):
+        pair = (var.label, model.id_label)
+        cid = selection.cell_id(var.label, model.id_label, device, bs, prec)
+        first = owner.setdefault(cid, pair)
         if first != pair:
             raise UserError(
-                f"two cells would share the id {cell.cell_id!r}: framework {first[0]!r} with "
+                f"two cells would share the id {cid!r}: framework {first[0]!r} with "
                 f"model {first[1]!r}, and framework {pair[0]!r} with model {pair[1]!r} (a "
                 "'-' in a label joins differently); give one of them another label",
                 f"{where}: frameworks, models")
