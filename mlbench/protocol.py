@@ -61,12 +61,14 @@ class BenchRequest:
     data_path: str | None
     memory_limit_mb: int | None
     user_model: dict | None = None  # a user's model file (its hash): only when there is one
+    serving: dict | None = None  # the serving scenarios (ServingSettings.request): when asked
     kind: str = "benchmark"
 
     def to_wire(self) -> dict:
         body = {k: v for k, v in asdict(self).items() if k != "kind"}
-        if body["user_model"] is None:
-            del body["user_model"]
+        for key in ("user_model", "serving"):  # absent, not null: fingerprints stay as before
+            if body[key] is None:
+                del body[key]
         return wire().request(self.kind, **body)
 
 

@@ -85,6 +85,8 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     n_eval_batches = max(1, len(data["y_eval"]) // bs)
     inf = backend.benchmark_inference(n_eval_batches, int(request["warmup_iterations"]),
                                       int(request["timed_iterations"]))
+    import loadgen  # the serving scenarios (single_stream, server), when the request asks
+    serving = loadgen.run_scenarios(backend, request, n_eval_batches, inf)
     mem = backend.get_memory_usage()
     mem["host_peak_rss_bytes"] = peak_rss_bytes()
     mem["host_baseline_rss_bytes"] = baseline_rss
@@ -107,6 +109,7 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
         "inference": {**inf, "batch_size": bs},
         "memory": mem,
         "settings": backend.settings(),
+        **({"serving": serving} if serving else {}),
     }
 
 

@@ -14,6 +14,9 @@ sweep covers many faults (it overrides `fault` and `phase` for the batch sizes i
 pinning, as every real worker does), the thread variables of its environment, its argv.
 `child_mb` (with `child_s`, default 1.5): in the train phase, a child process holds that many
 MB for that long; the worker's own ru_maxrss never sees it, only the parent's sampling does.
+`service_s` (default 0.001): the fixed service time of one inference call when the request asks
+for serving scenarios (workers/loadgen.py): a spin on the clock, so the server scenario is an
+M/D/1 queue (tests/test_loadgen.py checks it against queueing theory).
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
@@ -29,6 +32,7 @@ import sys
 import time
 
 import harness
+import loadgen
 import wire
 
 PHASES = ("build", "train", "evaluate", "inference")
@@ -94,6 +98,32 @@ def _echo() -> dict:
            "TF_NUM_INTEROP_THREADS", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "PYTHONHASHSEED")
     return {"cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else None, "env": {k: os.environ.get(k) for k in env}, "argv": sys.argv[1:]}
+
+
+class FixedService(harness.FrameworkInterface):
+    """An inference call that takes exactly `service_s` on the clock (a spin, not a sleep)."""
+    name = "dummy"
+
+    def __init__(self, request: dict, service_s: float):
+        super().__init__(request)
+        self.service_s = service_s
+
+    def predict(self, batch_index: int) -> int:
+        end = self.clock() + self.service_s
+        while self.clock() < end:
+            pass
+        return batch_index
+
+    def sync(self, value):
+        return value
+
+
+def _serving(request: dict, service_s: float) -> dict:
+    """The serving scenarios through the real load generator, on a fixed service time."""
+    backend = FixedService(request, service_s)
+    offline = backend.benchmark_inference(4, 2, 5)
+    return {"serving": loadgen.run_scenarios(backend, request, 4, offline)} \
+        if request.get("serving") else {}
 
 
 def _train_metrics(rng, bs: int, step: float) -> dict:
@@ -168,6 +198,7 @@ def main() -> None:
                        "host_peak_rss_bytes": harness.peak_rss_bytes()},
             "settings": {"threads": request.get("threads"),
                          **(_echo() if opts.get("echo") else {})},
+            **_serving(request, float(opts.get("service_s", 0.001))),
         })
     except MemoryError as exc:
         harness.emit("error", kind="oom", error_type="MemoryError", message=str(exc))
