@@ -208,6 +208,7 @@ def flatten(i: int, a: dict) -> dict:
         "step_times_s": _samples(train.get("step_times_s")),
         "latencies_s": _samples(inf.get("latencies_s")),
         **_serving_fields(_d(m.get("serving"))),
+        "export_s": _num(inf.get("export_s")),  # an exported runtime's export + load time
     }
 
 
@@ -230,7 +231,7 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "params_trainable": pl.Int64, "params_total": pl.Int64,
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
            "ss_latencies_s": pl.List(pl.Float64), "server_trials": pl.Utf8,
-           "server_max_qps": pl.Float64, "server_bound_ms": pl.Float64,
+           "server_max_qps": pl.Float64, "server_bound_ms": pl.Float64, "export_s": pl.Float64,
            "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
            "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8, "energy_note": pl.Utf8,
            "power_limit_w": pl.Float64}
@@ -374,6 +375,7 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.col("ssr_p90").drop_nulls().alias("ss_p90_r"),
         pl.col("server_max_qps").drop_nulls().alias("server_max_qps_r"),
         pl.col("server_max_qps").median(), pl.col("server_bound_ms").max(),
+        pl.col("export_s").median(),
         pl.col("server_trials").drop_nulls().alias("server_trials_r"),
         pl.col("mem_figure").first(),
         pl.col("samples_per_step").median(), pl.col("steps_per_epoch").median(),

@@ -150,6 +150,9 @@ class CellSummary(_M):
     single_stream: SingleStream | None = Field(None, description="scenario single_stream "
                                                                  "(cells of batch size 1)")
     server: Server | None = Field(None, description="scenario server (README: Serving)")
+    export_s: Num = Field(None, description="exported runtimes (onnxruntime, openvino): export "
+                                            "and runtime load time, seconds, median over "
+                                            "processes; apart from compile time")
 
 
 class Verdict(_M):
@@ -407,7 +410,7 @@ def summaries(cells) -> list[dict]:
 
 def _serving(g) -> dict:
     """The serving scenarios of a cells_frame row (columns of mlbench.aggregate)."""
-    out: dict = {}
+    out: dict = {"export_s": _f(g("export_s"))}
     if g("ss_median") is not None:
         out["single_stream"] = SingleStream(latency_s=Percentiles(
             p50=_f(g("ss_median")), p90=_f(g("ss_p90")), p99=_f(g("ss_p99"))))

@@ -130,3 +130,18 @@ def test_unknown_scenario_is_refused(tmp_path, capsys):
     cfg = write_config(tmp_path / "c.yaml", scenarios=["offline", "multistream"])
     rc, out, err = run_inproc(["run", "--config", str(cfg), "--no-report"], capsys)
     assert rc == 2 and "scenarios" in (out + err) and "Traceback" not in out + err
+
+
+def test_export_time_is_summarised_apart(run):
+    """An exported runtime's export time (inference.export_s): the median over processes in
+    summaries[].export_s; null for a framework that exports nothing."""
+    cells = _doc(run)["cells"]
+    planted = {0: 1.3, 1: 4.1}
+    for a in cells:
+        if a["cell_id"].startswith("dummy-slow") and a["batch_size"] == 1:
+            a["metrics"]["inference"]["export_s"] = planted[a["repeat"]]
+    out = summary.annotate(cells, run)
+    by = {s["cell_id"]: s for s in out["summaries"]}
+    slow = next(k for k in by if k.startswith("dummy-slow") and "bs1" in k)
+    assert by[slow]["export_s"] == pytest.approx(float(np.median(list(planted.values()))))
+    assert all(s["export_s"] is None for k, s in by.items() if k != slow)
