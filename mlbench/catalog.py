@@ -122,11 +122,13 @@ REGISTRY: dict[str, Framework] = {f.name: f for f in (
     # inference-only runtimes serving a model exported from PyTorch (workers/exported.py;
     # README: Serving): no training phases, export time apart, the gate on the forward pass
     Framework("onnxruntime", "onnxruntime_worker.py", ("onnxruntime",), Modes(
-        "onnxruntime", "ONNX Runtime, CPU provider, exported by torch.onnx", {}, None,
-        "the default", defaults={"source": "pytorch"}),
+        "onnxruntime", "ONNX Runtime (CPU or CUDA provider), exported by torch.onnx", {}, None,
+        "the default", defaults={"source": "pytorch", "provider": "auto"}),
         "#8C564B", "hexagon", aliases=("ort",),
         options={"source": Option("pytorch (the exporter wired: torch.onnx)",
-                                  lambda v: v == "pytorch")}),
+                                  lambda v: v == "pytorch"),
+                 "provider": Option("auto, cpu, cuda or tensorrt",
+                                    lambda v: v in ("auto", "cpu", "cuda", "tensorrt"))}),
     Framework("openvino", "openvino_worker.py", ("openvino",), Modes(
         "openvino", "OpenVINO CPU plugin (f32), exported by torch.onnx", {}, None,
         "the default", defaults={"source": "pytorch"}),

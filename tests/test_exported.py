@@ -73,3 +73,21 @@ def test_benchmark_cell_skips_training_reports_export_and_serves(tmp_path):
 def test_what_a_runtime_refuses_is_a_skip_with_the_reason(tmp_path, overrides, words):
     msgs = run_worker(tmp_path, "openvino", "mlp", **overrides)
     assert msgs[-1]["type"] == "skip" and words in msgs[-1]["reason"]
+
+
+@pytest.mark.parametrize("device, provider, kind, words", [
+    ("cuda:0", "tensorrt", "device", "no TensorrtExecutionProvider (available: "),
+    ("cuda:0", "auto", "device", "no CUDAExecutionProvider (available: "),
+    ("cpu", "cuda", None, "provider cuda does not run on device cpu"),
+])
+def test_gpu_providers_at_their_seam(tmp_path, device, provider, kind, words):
+    """The CPU wheel of onnxruntime has no GPU provider: a GPU cell asking for one is a `device`
+    skip naming what the build has (the parent makes it a failure where NVML sees the GPU)."""
+    import onnxruntime
+    want = {"tensorrt": "TensorrtExecutionProvider", "auto": "CUDAExecutionProvider"}
+    if want.get(provider) in onnxruntime.get_available_providers():
+        pytest.skip(f"this onnxruntime has {want[provider]}: the GPU check runs it")
+    msgs = run_worker(tmp_path, "onnxruntime", "mlp", device=device,
+                      options={"source": "pytorch", "provider": provider})
+    assert msgs[-1]["type"] == "skip" and words in msgs[-1]["reason"], msgs[-1]
+    assert msgs[-1].get("kind") == kind

@@ -145,3 +145,24 @@ def test_export_time_is_summarised_apart(run):
     slow = next(k for k in by if k.startswith("dummy-slow") and "bs1" in k)
     assert by[slow]["export_s"] == pytest.approx(float(np.median(list(planted.values()))))
     assert all(s["export_s"] is None for k, s in by.items() if k != slow)
+
+
+@pytest.mark.parametrize("options, words", [({"provider": "trt"}, "provider"),
+                                            ({"source": "tensorflow"}, "source")])
+def test_runtime_options_are_checked_when_the_config_is_read(tmp_path, capsys, options, words):
+    cfg = write_config(tmp_path / "c.yaml", frameworks=[
+        {"framework": "onnxruntime", "label": "ort-x", "options": options}])
+    rc, out, err = run_inproc(["run", "--config", str(cfg), "--no-report"], capsys)
+    lines = [x for x in (out + err).splitlines() if x.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert words in lines[0] and "c.yaml" in lines[0]
+
+
+def test_runtime_with_its_own_provider_is_accepted(tmp_path):
+    cfg = load_config(str(write_config(tmp_path / "c.yaml", frameworks=[
+        {"framework": "onnxruntime", "label": "ort-trt", "options": {"provider": "tensorrt"}},
+        "openvino"])))
+    assert [(v.label, v.framework) for v in cfg.variants] == [("ort-trt", "onnxruntime"),
+                                                              ("openvino", "openvino")]
+    cells = matrix.expand(cfg)
+    assert {c.request["options"].get("provider") for c in cells} == {"tensorrt", None}

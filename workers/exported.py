@@ -24,19 +24,25 @@ SKIPPED = "skipped: inference-only runtime"
 
 class ExportedBackend(FrameworkInterface):
     """A runtime serving the PyTorch model exported to ONNX. Subclasses: `_load`, `_run`,
-    `runtime_info`, `name`."""
+    `runtime_info`, `name`, `OPTIONS` (the worker's options and defaults), and `check_device`
+    for a device other than the CPU."""
+    OPTIONS: dict = {"source": "pytorch"}
 
     def __init__(self, request: dict):
         super().__init__(request)
         opts = dict(request.get("options") or {})
-        self.source = opts.pop("source", "pytorch")
-        if opts:
-            raise ValueError(f"unknown {self.name} option(s) {', '.join(map(repr, opts))}; "
-                             "allowed: source")
+        unknown = sorted(set(opts) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown {self.name} option(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed: {', '.join(self.OPTIONS)}")
+        self.options = {**self.OPTIONS, **opts}
+        self.source = self.options["source"]
         import pytorch_worker
         pytorch_worker.import_framework()  # sets the module's torch globals
         self.pt = pytorch_worker
-        self.src = pytorch_worker.TorchBackend({**request, "options": {}})
+        # the source model lives on the CPU whatever the runtime's device: it is only built,
+        # given the weights and exported (and, in the gate, trained)
+        self.src = pytorch_worker.TorchBackend({**request, "options": {}, "device": "cpu"})
         self.export_s: list[float] = []
         self._stale = True
         self._dir = tempfile.mkdtemp(prefix=f"mlbench-{self.name}-")
@@ -60,12 +66,17 @@ class ExportedBackend(FrameworkInterface):
         if self.source not in SOURCES:
             raise SkipCell(f"export from {self.source} is not wired (only torch.onnx from "
                            "pytorch); no tf2onnx / jax2onnx run here")
-        if str(self.request.get("device", "cpu")) != "cpu":
-            raise SkipCell(f"{self.name} runs on the CPU here (no GPU execution provider wired)")
+        self.check_device(str(self.request.get("device", "cpu")))
         if self.request.get("precision", "fp32") != "fp32":
             raise SkipCell(f"{self.name} serves the fp32 export only")
         if self.request.get("model") == "user":
             raise SkipCell(f"{self.name} exports the built-in models only")
+
+    def check_device(self, device: str) -> None:
+        """Raise SkipCell (DeviceUnusable for a GPU the runtime cannot use) unless it runs
+        on `device`. The default: the CPU only."""
+        if device != "cpu":
+            raise SkipCell(f"{self.name} runs on the CPU only here")
 
     def build_model(self, spec: dict) -> None:
         self.spec = spec
