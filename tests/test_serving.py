@@ -166,3 +166,15 @@ def test_runtime_with_its_own_provider_is_accepted(tmp_path):
                                                               ("openvino", "openvino")]
     cells = matrix.expand(cfg)
     assert {c.request["options"].get("provider") for c in cells} == {"tensorrt", None}
+
+
+@pytest.mark.parametrize("name, labels", [
+    ("serving.yaml", ["pytorch", "tensorflow", "jax", "ort-from-torch", "openvino"]),
+    ("gpu_check_serving.yaml", ["pytorch", "ort-cuda", "ort-tensorrt"])])
+def test_the_shipped_serving_configs(name, labels):
+    cfg = load_config(str(Path(__file__).resolve().parent.parent / "configs" / name))
+    assert [v.label for v in cfg.variants] == labels
+    cells = matrix.expand(cfg)
+    assert all(set(c.request["serving"]["scenarios"]) == {"offline", "single_stream", "server"}
+               for c in cells)
+    assert 1 in cfg.batch_sizes  # single_stream's cells
