@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from . import ceiling, datasheet, energy, hardware, stats
+from . import ceiling, contention, datasheet, energy, hardware, stats
 from .gate_verdicts import GateVerdicts
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -157,6 +157,7 @@ def flatten(i: int, a: dict) -> dict:
     busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
                                _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
     busy = busy + energy.warnings(a)  # a GPU that throttled (heat, hardware slowdown)
+    busy += contention.warnings(a)  # "contended: ..." while the cell ran (voids its verdicts)
     settings = _d(m.get("settings"))
     warm = _nums(train.get("warmup_step_times_s"))
     blocks = _blocks(train)

@@ -25,7 +25,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
-from .errors import UserError
+from .errors import EXIT_INTERNAL, Interrupted, UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,6 +149,8 @@ LIST_OPTIONS = ("--frameworks", "--models", "--devices", "--batch-sizes", "--pre
                 "--only")
 
 ListOpt = Optional[list[str]]
+# what mlbench.report writes into its directory: checked for planted links before it writes
+REPORT_FILES = ("index.html", "summary.csv", "aggregated.parquet")
 MAX_ERROR_CHARS = 2000  # an echoed value is cut long before this; a safety net for the line
 _NUMBER = re.compile(r"-\d+(\.\d*)?")
 
@@ -252,6 +254,13 @@ def run(
     if len(modes) > 1:
         raise UserError("choose one of --resume, --only, --failed", "command line")
     mode = modes[0] if modes else "new"
+    if archive and mode != "new":  # --archive starts anew; --resume and the others continue
+        raise UserError(f"--archive starts a new run and --{mode} continues the stored one; "
+                        "choose one", "command line")
+    for flag, value in (("--output", output), ("--report-dir", report_dir)):
+        if value is not None:
+            guards.sane_path(value, flag)
+            guards.no_link_loop(value, flag)
     if gate is not None and verify is not None and gate != verify:
         raise UserError("--gate/--no-gate and --verify/--no-verify (its former name) disagree",
                         "command line")
@@ -260,6 +269,17 @@ def run(
                  "epochs": epochs, "repeats": repeats,
                  "verify": gate if gate is not None else verify, "ceiling": ceiling}
     conf, out_dir = _resolve_config(config, overrides, output, mode)
+    guards.no_link_loop(out_dir, "output directory")  # output_dir of the config, too
+    if mode == "only":  # an override that removes a named cell would run nothing, silently
+        from .matrix import expand
+        ids = {c.cell_id for c in expand(conf)}
+        gone = [o for o in only if o not in ids]
+        given = [f for f, v in (("--frameworks", frameworks), ("--models", models),
+                                ("--devices", devices), ("--batch-sizes", batch_sizes),
+                                ("--precisions", precisions)) if v]
+        if gone and given:  # (an id never in the run: the runner's did-you-mean)
+            raise UserError(f"cell {gone[0]!r} is not in the sweep as narrowed by "
+                            f"{', '.join(given)}; nothing would run", "--only")
     from . import config as cfg
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
@@ -267,10 +287,14 @@ def run(
     rep_dir = report_dir or Path("reports") / out_dir.resolve().name
     if report:  # checked before any cell: a finished sweep must not die on its report folder
         guards.writable_dir(rep_dir, "report directory")
+        guards.refuse_links(rep_dir, REPORT_FILES, "the report's")
     from . import progress, runner
     hooks = progress.RichHooks(err_console())
-    outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
-                               hooks)
+    try:
+        outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
+                                   hooks)
+    except Interrupted as exc:  # during a blocking call (Ray connecting): typer would say 130
+        raise typer.Exit(_aborted(exc)) from None
     prefix = ["mlbench", "run", "--output", str(out_dir)]
     progress.print_summary(outcome, err_console(), prefix)
     if report and outcome.latest:
@@ -421,12 +445,15 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
+    guards.sane_path(output, "--output")  # a name the OS can hold, before anything reads it
     if (output / "run.json").exists():
         # a run's verdicts belong to its cells: rerunning them reruns their gate rows (merged)
         raise UserError(f"{output} holds a run; its gate reruns with its cells: mlbench run "
                         f"--output {output} --failed, --only CELL_ID or --resume; give "
                         "`mlbench gate` another --output", "--output")
     guards.writable_dir(output, "gate output directory")
+    if output.is_dir():  # verify.json, the verify/ work folder: never links elsewhere
+        guards.run_layout(output)
     from . import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
@@ -445,7 +472,10 @@ def report(
 ) -> None:
     """Write the HTML report (and summary.csv, aggregated.parquet) for a run."""
     from . import guards
+    guards.sane_path(results, "--results")
+    guards.no_link_loop(results, "--results")
     guards.writable_dir(output, "report directory")
+    guards.refuse_links(output, REPORT_FILES, "the report's")
     from .report import build_report
     try:
         index = build_report(results, output)
@@ -466,6 +496,10 @@ def compare(
 ) -> None:
     """Per-cell change between two runs, noise-aware (mlbench.decision's rule), and changed
     verdicts; exit 1 when a regression holds, 2 when the runs have no cell in common."""
+    from . import guards
+    for name, value in (("base", base), ("new", new)):
+        guards.sane_path(value, name)
+        guards.no_link_loop(value, name)
     from .compare import compare as do_compare
     result = do_compare(base, new, threshold, strict=strict)
     typer.echo(result.render_text())
@@ -530,19 +564,65 @@ def _main(version: Annotated[bool, typer.Option("--version", help="print the ver
         raise typer.Exit()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = expand_list_args(sys.argv[1:] if argv is None else argv)
+def _refuse_empty_values(argv: list[str]) -> None:
+    """An empty value never means "everything" or "here": `--only ""` would run the whole sweep,
+    `-o ""` write into the current directory (Path("") is "."), `--frameworks ,` select none."""
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if arg.startswith("--") and eq and not value.strip(" ,"):
+            raise UserError(f"{name} is given an empty value", "command line")
+        if not arg.strip() or (i and argv[i - 1] in LIST_OPTIONS and not arg.strip(" ,")):
+            flag = argv[i - 1] if i and argv[i - 1].startswith("-") else "an argument"
+            raise UserError(f"{flag} is given an empty value {arg!r}", "command line")
+
+
+def _internal_error(exc: BaseException, argv: list[str]) -> int:
+    """A bug of mlbench: one line naming the command and a log file holding the traceback."""
+    import tempfile
+    import traceback
+    command = next((a for a in argv if not a.startswith("-")), "mlbench")
+    what = f"{type(exc).__name__}: {_cut(str(exc), 200)}"
     try:
+        fd, log = tempfile.mkstemp(prefix="mlbench-crash-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"mlbench {__version__}: {' '.join(argv)}\n")
+            fh.write("".join(traceback.format_exception(exc)))
+        where = f"the traceback is in {log}"
+    except OSError as err:
+        where = f"no log written ({err.strerror})"
+    _error_line(f"error: internal error in 'mlbench {command}' ({what}); this is a bug of "
+                f"mlbench, please report it; {where}")
+    return EXIT_INTERNAL
+
+
+def _aborted(exc: BaseException) -> int:
+    """Ctrl-C (130) or SIGTERM (143) that stopped a blocking call (mlbench.interrupts)."""
+    cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
+    if isinstance(cause, Interrupted) and cause.signal_name == "SIGTERM":
+        _error_line("aborted (SIGTERM)")
+        return 143
+    _error_line("aborted")
+    return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    try:
+        _refuse_empty_values(raw)
+        args = expand_list_args(raw)
         rc = app(args=args, prog_name="mlbench", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
     except UserError as exc:
         _error_line(f"error: {_cut(str(exc), MAX_ERROR_CHARS)}")
         return 2
     except typer.Exit as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer's own turn of Ctrl-C into 130
+            return _aborted(exc.__cause__)
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        _error_line("aborted")
-        return 130
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        return _aborted(exc)
+    except (MemoryError, RecursionError) as exc:
+        return _internal_error(exc, raw)
     except Exception as exc:  # click usage errors: one line, like every other bad input
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `mlbench`: the help, as click
             sys.stderr.write(exc.format_message() + "\n")  # does (on stderr, exit code 2)
@@ -550,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's, in typer
             _error_line(f"error: {exc.format_message()} (command line)")
             return 2
-        raise
+        return _internal_error(exc, raw)
 
 
 if __name__ == "__main__":

@@ -187,11 +187,7 @@ class FrameworkSettings(_Strict):
     @field_validator("options", mode="after")
     @classmethod
     def _finite(cls, v: dict) -> dict:
-        for key, value in v.items():
-            if isinstance(value, float) and value != value or value in (float("inf"),
-                                                                        float("-inf")):
-                raise ValueError(f"option {key!r} must be finite, got {value!r}")
-        return v
+        return _finite_options(v)
 
     @field_validator("python")
     @classmethod
@@ -223,6 +219,11 @@ class FrameworkVariant(_Strict):
                              "(it becomes part of cell ids and directory names)")
         return v
 
+    @field_validator("options", mode="after")
+    @classmethod
+    def _finite(cls, v: dict) -> dict:
+        return _finite_options(v)  # as under framework_settings
+
     @model_validator(mode="after")
     def _options_known(self) -> "FrameworkVariant":
         """A variant's options are checked like framework_settings' (a typo such as `compiel`
@@ -230,6 +231,15 @@ class FrameworkVariant(_Strict):
         for key, problem in fwoptions.problems(self.framework, dict(self.options)):
             raise _KeyError(problem, ("options", key))
         return self
+
+
+def _finite_options(v: dict) -> dict:
+    """NaN or infinity in an option (`sleep_s: .nan`) would make the stored request not JSON."""
+    for key, value in v.items():
+        if isinstance(value, float) and value != value or value in (float("inf"),
+                                                                    float("-inf")):
+            raise ValueError(f"option {key!r} must be finite, got {value!r}")
+    return v
 
 
 def _entry_kind(v: Any) -> str:
@@ -301,6 +311,13 @@ class ExecutorSettings(_Strict):
     address: str | None = Field(None, min_length=1, max_length=1000)
     cells_per_node: CellsPerNode = Field(default_factory=CellsPerNode)
 
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> "ExecutorSettings":
+        if self.kind == "local" and self.address is not None:  # as --ray-address is refused
+            raise _KeyError("an address is for kind: ray (a local executor joins no cluster)",
+                            ("address",))
+        return self
+
 
 class DecisionSettings(_Strict):
     """When a difference names a winner or a regression (mlbench.decision: the one rule)."""
@@ -309,6 +326,29 @@ class DecisionSettings(_Strict):
                                       "ratio must lie beyond 1 + margin")
     min_processes: int = Field(DEFAULT_MIN_PROCESSES, ge=2, le=1000,
                                description="fewest processes per side for a winner")
+
+
+class Measurement(_Strict):
+    """How much evidence a cell gathers, and what a contended cell does (README: "How a cell is
+    measured"). The minimums travel to the worker in the request (fingerprinted: they change
+    what is measured); on_contention and quiet_wait_s are the parent's."""
+    min_time_s: float = Field(1.0, ge=0, le=3600, allow_inf_nan=False,
+                              description="steady-state training, and the timed inference "
+                                          "samples, last at least this long")
+    min_blocks: int = Field(10, ge=1, le=100_000,
+                            description="at least this many steady-state training blocks")
+    max_extra_s: float = Field(30.0, gt=0, le=24 * 3600, allow_inf_nan=False,
+                               description="at most this long measuring beyond the configured "
+                                           "epochs and timed_iterations")
+    on_contention: Literal["warn", "retry"] = Field(
+        "warn", description="warn: mark a contended cell; retry: also wait for a quiet "
+                            "machine (at most quiet_wait_s) and run it once more")
+    quiet_wait_s: float = Field(30.0, ge=0, le=3600, allow_inf_nan=False)
+
+    def wire(self) -> dict:
+        """The worker's part (the request's `measurement`)."""
+        return {"min_time_s": self.min_time_s, "min_blocks": self.min_blocks,
+                "max_extra_s": self.max_extra_s}
 
 
 class ServingSettings(_Strict):
@@ -364,6 +404,7 @@ class Config(_Strict):
     framework_settings: dict[str, FrameworkSettings] = Field(default_factory=dict)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    measurement: Measurement = Field(default_factory=Measurement)
     scenarios: list[Literal["offline", "single_stream", "server"]] = Field(
         default_factory=lambda: ["offline"], min_length=1,
         description="offline: inference at the batch sizes (always measured); single_stream: "
@@ -477,6 +518,15 @@ class Config(_Strict):
             raise ValueError("output_dir is blank; name a directory (default: results)")
         if "\x00" in v:
             raise ValueError("output_dir contains a NUL character")
+        bad = next((c for c in v if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:  # "results\n" would make a name ending in a newline
+            raise ValueError(f"output_dir contains a control character ({bad!r})")
+        v = os.path.expanduser(v)  # `~/x` is the home folder's x, as a model's source: is
+        from .guards import NAME_MAX, PATH_MAX
+        if any(len(part) > NAME_MAX for part in os.fsencode(v).split(b"/")) \
+                or len(os.fsencode(os.path.abspath(v))) > PATH_MAX:
+            raise ValueError(f"output_dir is too long (a name over {NAME_MAX} bytes or a path "
+                             f"over {PATH_MAX})")
         return v
 
     @model_validator(mode="after")
@@ -601,20 +651,40 @@ def _absolute_data_paths(raw: dict, base: Path) -> dict:
     the snapshot in run.json, in any working directory) reads the same file."""
     models = raw.get("models")
     if not isinstance(models, list):
-        return raw
+        return _absolute_pythons(raw, base)
     fixed = []
     for m in models:
         if isinstance(m, dict) and isinstance(m.get("data"), str) and m["data"].strip() \
                 and not Path(m["data"]).is_absolute():
             m = {**m, "data": str(base / m["data"])}
-        if isinstance(m, dict) and isinstance(m.get("source"), str) and m["source"].strip():
+        if isinstance(m, dict) and isinstance(m.get("source"), str) and m["source"].strip() \
+                and "\x00" not in m["source"]:
             from . import usermodel
             try:  # the user's model file, likewise (a module name: found from the config's folder)
                 m = {**m, "source": usermodel.resolve(m["source"], base)}
             except ValueError:
                 pass  # validation reports it, naming the key
         fixed.append(m)
-    return {**raw, "models": fixed}
+    return _absolute_pythons({**raw, "models": fixed}, base)
+
+
+def _absolute_pythons(raw: dict, base: Path) -> dict:
+    """A relative `framework_settings.<fw>.python` is relative to the config file, stored
+    absolute (not resolved: a virtualenv's python is a link that must stay one), so --resume
+    works from any directory."""
+    settings = raw.get("framework_settings")
+    if not isinstance(settings, dict):
+        return raw
+    fixed = {}
+    for fw, s in settings.items():
+        py = s.get("python") if isinstance(s, dict) else None
+        if isinstance(py, str) and py.strip() and "\x00" not in py \
+                and not os.path.isabs(os.path.expanduser(py)):
+            s = {**s, "python": os.path.normpath(base / py)}
+        elif isinstance(py, str) and py.startswith("~"):
+            s = {**s, "python": os.path.expanduser(py)}
+        fixed[fw] = s
+    return {**raw, "framework_settings": fixed}
 
 
 def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> Config:
@@ -632,11 +702,14 @@ def validate(raw: dict, where: str, overrides: dict[str, Any] | None = None) -> 
     except RecursionError:
         raise UserError("config is recursive (a YAML alias refers to itself)", where) from None
     from . import matrix  # here, not at the top: matrix imports this module
-    if not matrix.expand(conf):
+    cells = matrix.expand(conf)
+    if not cells:
         origin = "command line" if given else where
         raise UserError("the exclude rules remove every cell: nothing would run (loosen "
                         "exclude, or add frameworks, models, devices or batch sizes)",
                         f"{origin}: exclude" if conf.exclude else origin)
+    from . import sweepcheck
+    sweepcheck.check(conf, raw, where, cells)
     return conf
 
 

@@ -50,6 +50,10 @@ class Meter:
         kind = msg.get("type")
         if kind == "progress" and msg.get("phase") in ("train", "evaluate", "inference"):
             phase = msg["phase"]
+        elif kind == "progress" and msg.get("phase") == "train_steady" and not msg.get("extra"):
+            # the steady state of an epoch (its first mark opens it); the extra measurement
+            # blocks after `evaluate` are outside the epochs' training energy
+            phase = "train"
         elif kind == "result":
             phase, self.result = "end", msg.get("metrics") if isinstance(
                 msg.get("metrics"), dict) else None

@@ -16,7 +16,7 @@ says "gate".
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import hardware
@@ -101,9 +101,8 @@ class GateReport:
     def write(self, out_dir: Path) -> Path:
         path = Path(out_dir) / GATE_JSON
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
+        from .guards import atomic_write_text  # never through a planted link
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1))
         return path
 
     def render_text(self) -> str:
@@ -197,18 +196,22 @@ def merge(out_dir: Path, report: GateReport, groups: set[tuple[str, str, str]]) 
         doc[part] = out
     doc["passed"] = all(r.get("passed") is not False for r in doc["rows"])
     doc["seconds"] = float(doc.get("seconds") or 0.0) + report.seconds
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    from .guards import atomic_write_text
+    atomic_write_text(path, json.dumps(doc, indent=1))  # never through a planted link
     return load(path)
 
 
 def load(path: Path) -> GateReport:
     """Read a gate document (verify.json) back (the report and the run use this)."""
-    data = json.loads(Path(path).read_text())
-    return GateReport(rows=[GateRow(**r) for r in data["rows"]], pairs=data.get("pairs", []),
-                        tolerances=data.get("tolerances", dict(TOLERANCES)),
-                        seconds=data.get("seconds", 0.0))
+    from .records import read_gate_doc  # validated: a damaged file is a clear exit 2
+    data = read_gate_doc(path)
+    return GateReport(rows=[GateRow(**{k: v for k, v in r.items() if k in _ROW_FIELDS})
+                            for r in data["rows"]], pairs=data.get("pairs", []),
+                      tolerances=data.get("tolerances") or dict(TOLERANCES),
+                      seconds=data.get("seconds", 0.0))
+
+
+_ROW_FIELDS = {f.name for f in fields(GateRow)}
 
 
 def max_known(*values):

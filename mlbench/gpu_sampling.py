@@ -112,6 +112,9 @@ class ProcessSampler:
             "power_w_mean": sum(self.power) / len(self.power) if self.power else None,
             "samples": len(self.util),
             "throttle_reasons": throttle_names(self.throttle_seen),
+            # other compute processes seen on the device while the worker ran (contention);
+            # unknown (None) when NVML never listed the worker itself under its pid
+            "other_processes": sorted(self.other_pids) if self.pid_seen else None,
         }
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from . import catalog, energy, gpu, protocol, sysinfo
+from . import catalog, contention, energy, gpu, guards, protocol, sysinfo
 from .matrix import Cell
 
 MAX_LINE = 64 * 1024 * 1024  # a protocol line beyond this is garbage, not a result
@@ -44,6 +44,11 @@ class Stop:
 
 
 JAX_MEM_FRACTION = "0.95"  # JAX's cap on GPU memory (default 0.75): the others may use it all
+# OpenMP threads that sleep at a barrier instead of spinning: on 2 cores busy with other work,
+# a PyTorch MLP step took a median of 2-357 ms with the default (spinning) policy and 1-7 ms
+# passive (benchmarks/reproducibility.py --parts wait-policy); set for every framework alike
+# (an exported OMP_WAIT_POLICY is kept), and recorded in each cell's settings.
+OMP_WAIT_POLICY = "passive"
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def device_env(device: str, threads: int, seed: int) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_NUM_INTEROP_THREADS": "1",
         **{var: str(threads) for var in THREAD_VARS},
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY),
     })
     if cuda:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = os.environ.get(
@@ -132,15 +138,16 @@ def command(job: Job, request_path: Path) -> list[str]:
 def prepare(job: Job, job_dir: Path) -> tuple[list[str], dict[str, str]]:
     """Write request.json and command.txt: any worker can be rerun by hand from these."""
     req_path = job_dir.resolve() / "request.json"
-    req_path.write_text(json.dumps(job.request, indent=1))
+    guards.write_text(req_path, json.dumps(job.request, indent=1))  # never through a link
     argv = command(job, req_path)
     env = job_env(job)
     shown = {k: env[k] for k in sorted(env) if k in (
         "CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
         "TF_FORCE_GPU_ALLOW_GROWTH", "PYTHONHASHSEED", "JAX_PLATFORMS", "TF_NUM_INTEROP_THREADS",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE", *THREAD_VARS, *catalog.framework_env(job.framework))}
+        "XLA_PYTHON_CLIENT_MEM_FRACTION", "CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE",
+        "OMP_WAIT_POLICY", *THREAD_VARS, *catalog.framework_env(job.framework))}
     line = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
-    (job_dir / "command.txt").write_text(line + "\n")
+    guards.write_text(job_dir / "command.txt", line + "\n")
     return argv, env
 
 
@@ -151,6 +158,9 @@ class _Watch:
     noise: list[str] = field(default_factory=list)
     peak_rss: int = 0
     foreign: int | None = None  # the protocol version of a worker that speaks another one
+    # every descendant the sampler saw, {pid: (create_time, command)}: one started in a session
+    # of its own escapes the group kill and is killed by pid at the cell's end (_kill_leftovers)
+    seen: dict = field(default_factory=dict)
 
 
 def run_cell(cell: Cell, cell_dir: Path, stop: Stop,
@@ -208,7 +218,8 @@ def launch(job: Job, job_dir: Path, stop: Stop,
         return _finish(record, t0, "interrupted", f"stopped by {stop.signal_name or 'the user'}",
                        None, None, stderr_path, watch)
     try:
-        with open(stderr_path, "wb") as err:
+        with os.fdopen(guards.open_for_write(stderr_path, "the stderr log", os.O_WRONLY
+                                             | os.O_CREAT | os.O_TRUNC), "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=err, env=env, start_new_session=True,
                                     close_fds=True)
@@ -218,25 +229,40 @@ def launch(job: Job, job_dir: Path, stop: Stop,
     token = job.assigned_gpu if assigned else None  # Ray: the GPU itself, not `cuda:N`
     sampler = gpu.ProcessSampler(proc.pid, device, token)
     meter = energy.Meter(sampler)  # NVML energy at the worker's phase boundaries
+    phases = contention.PhaseMeter(proc.pid)  # other processes' CPU use, phase by phase
+    energy_seen = meter.wrap(on_message)
+
+    def seen(msg: dict) -> None:
+        phases.see(msg)  # first: a phase boundary is read before anything else runs
+        energy_seen(msg)
+
     timed_out = False
     try:
-        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, meter.wrap(on_message))
+        timed_out = _pump(proc, job.timeout_s, stop, watch, sampler, seen, phases)
         if not timed_out and not stop.requested and watch.foreign is None:
             # EOF: the worker is exiting. Let it finish on its own (so an ok cell is not
             # recorded as killed by our SIGTERM), then clear the group of any leftovers.
             _wait_exit(proc, EXIT_WAIT_S)
     finally:
+        _tree_rss(_ps(proc.pid), watch.seen)  # the last look at the tree before the kill
         _kill_group(proc)
         rc = proc.wait()
         proc.stdout.close()
+        left = _kill_leftovers(watch.seen)
+    if left:
+        record["leftover_processes"] = (f"killed {len(left)} leftover process"
+                                        f"{'es' if len(left) > 1 else ''}: {'; '.join(left)}")
     record["gpu"] = sampler.summary()
     record["energy"] = meter.summary()
     record["device_after"] = gpu.device_state(device, token=token)
+    record["contention"] = phases.summary(contention.cell_cores(watch.hello, job.threads,
+                                                                phases.cores))
     return _classify(record, t0, rc, timed_out, stop, job, stderr_path, watch)
 
 
 def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
-          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None]) -> bool:
+          sampler: "gpu.ProcessSampler", on_message: Callable[[dict], None],
+          meter: "contention.PhaseMeter | None" = None) -> bool:
     """Read protocol lines until EOF; sample memory; enforce the timeout. True if timed out."""
     deadline = time.monotonic() + timeout_s
     sel = selectors.DefaultSelector()
@@ -260,8 +286,10 @@ def _pump(proc: subprocess.Popen, timeout_s: float, stop: Stop, watch: _Watch,
                 # run (the whole cell, the whole gate) is not waited for; the group is killed
                 return False
             if now >= next_sample:
-                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))
+                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps, watch.seen))
                 sampler.sample()
+                if meter is not None:
+                    meter.sample()
                 next_sample = now + SAMPLE_EVERY_S
             if not sel.select(timeout=min(SAMPLE_EVERY_S, deadline - now)):
                 continue
@@ -316,7 +344,9 @@ def _ps(pid: int):
         return None
 
 
-def _tree_rss(ps) -> int:
+def _tree_rss(ps, seen: dict | None = None) -> int:
+    """The resident memory of the worker and its descendants; each descendant is remembered in
+    `seen` (pid -> (create_time, command)), for _kill_leftovers."""
     if ps is None:
         return 0
     total = 0
@@ -324,12 +354,55 @@ def _tree_rss(ps) -> int:
         total = ps.memory_info().rss
         for child in ps.children(recursive=True):
             try:
+                if seen is not None and child.pid not in seen:
+                    seen[child.pid] = (child.create_time(), _command_of(child))
                 total += child.memory_info().rss
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
     return total
+
+
+def _command_of(ps) -> str:
+    try:
+        return " ".join(ps.cmdline())[:120] or ps.name()
+    except psutil.Error:
+        return "?"
+
+
+def _kill_leftovers(seen: dict) -> list[str]:
+    """Kill every descendant seen during the cell that outlived the group kill (one that left
+    the worker's process group: setsid, start_new_session, a daemon), with its own children;
+    a pid reused by an unrelated process (another create time) is left alone. Returns
+    "<pid> (<command>)" of each process killed."""
+    alive: dict[int, tuple[psutil.Process, str]] = {}
+    for pid, (created, cmd) in seen.items():
+        try:
+            ps = psutil.Process(pid)
+            if ps.create_time() != created or ps.status() == psutil.STATUS_ZOMBIE:
+                continue
+            alive[pid] = (ps, cmd)
+            for child in ps.children(recursive=True):
+                alive.setdefault(child.pid, (child, _command_of(child)))
+        except psutil.Error:
+            continue
+    if not alive:
+        return []
+    procs = [ps for ps, _ in alive.values()]
+    for ps in procs:
+        try:
+            ps.terminate()
+        except psutil.Error:
+            pass
+    _, still = psutil.wait_procs(procs, timeout=2.0)
+    for ps in still:
+        try:
+            ps.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(still, timeout=5.0)
+    return [f"{pid} ({cmd})" for pid, (_, cmd) in alive.items()]
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -61,14 +61,15 @@ class BenchRequest:
     data_path: str | None
     memory_limit_mb: int | None
     user_model: dict | None = None  # a user's model file (its hash): only when there is one
+    measurement: dict | None = None  # evidence minimums (config.Measurement.wire)
     serving: dict | None = None  # the serving scenarios (ServingSettings.request): when asked
     kind: str = "benchmark"
 
     def to_wire(self) -> dict:
         body = {k: v for k, v in asdict(self).items() if k != "kind"}
-        for key in ("user_model", "serving"):  # absent, not null: fingerprints stay as before
-            if body[key] is None:
-                del body[key]
+        for optional in ("user_model", "measurement", "serving"):  # absent, not null
+            if body[optional] is None:
+                del body[optional]
         return wire().request(self.kind, **body)
 
 
@@ -147,7 +148,8 @@ def parse_line(line: bytes) -> Parsed:
         return 0.0
 
     try:
-        msg = json.loads(line, parse_constant=constant)
+        from . import records  # 1e999 or 10**400: out of range like NaN, never stored as is
+        msg = json.loads(line, **records.number_hooks(constant))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return Parsed(noise=_snip(line))
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

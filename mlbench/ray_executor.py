@@ -29,6 +29,7 @@ import platform
 import queue
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -42,7 +43,7 @@ from typing import Callable, Iterable, Iterator
 import psutil
 import ray
 
-from . import gpu, launcher, sysinfo
+from . import gpu, guards, interrupts, launcher, sysinfo
 from .config import ExecutorSettings
 from .errors import UserError
 from .matrix import Cell
@@ -259,6 +260,29 @@ def gate_here(config, driver_host: str) -> dict:
 
 # ------------------------------------------------------------------------------- the driver
 
+CONNECT_TIMEOUT_S = 30.0  # ray.init of an address that does not answer: an error after this
+PROBE_TIMEOUT_S = 5.0  # the TCP reachability probe of a host:port address
+
+
+def probe_address(address: str | None, where: str) -> None:
+    """A host:port (or ray://host:port) address must accept a TCP connection: a mistyped port
+    is an error at once, not after Ray's retries. `auto` and no address are Ray's to find."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"Ray address {address!r} is not auto, host:port or ray://host:port",
+                        where)
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else exc.strerror or str(exc)
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {why}", where) from None
+
+
 @dataclass
 class _Flight:
     cell: Cell
@@ -289,24 +313,15 @@ class RayExecutor:
         if self._connected:
             return
         where = "executor.address"
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            if not ray.is_initialized():
-                kwargs = dict(include_dashboard=False, logging_level="ERROR",
-                              log_to_driver=False)
-                if self.settings.address:
-                    ray.init(address=self.settings.address, **kwargs)
-                else:
-                    # "local": a new cluster here, never one someone else left running
-                    ray.init(address="local", resources={NODE_RESOURCE: 1},
-                             object_store_memory=LOCAL_OBJECT_STORE, **kwargs)
-                self._owns_connection = True
-        except Exception as exc:  # ConnectionError, RuntimeError, ValueError from ray.init
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise UserError(f"cannot start or join the Ray cluster: {first}", where) from None
-        finally:
-            for s, h in handlers.items():  # the runner's Ctrl-C handling stays in charge
-                signal.signal(s, h)
+        address = self.settings.address
+        probe_address(address, where)
+        kwargs = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        if address:
+            self._init(where, address=address, **kwargs)
+        else:
+            # "local": a new cluster here, never one someone else left running
+            self._init(where, address="local", resources={NODE_RESOURCE: 1},
+                       object_store_memory=LOCAL_OBJECT_STORE, **kwargs)
         self._connected = True
         self._task = ray.remote(cell_task)
         if not self._cell_nodes():
@@ -314,6 +329,50 @@ class RayExecutor:
             raise UserError(f"no node of the Ray cluster declares the resource {NODE_RESOURCE};"
                             " start each node that may run cells with ray start ... "
                             f"--resources='{{\"{NODE_RESOURCE}\": 1}}'", where)
+
+    def _init(self, where: str, **kwargs) -> None:
+        """ray.init, bounded and interruptible: Ray retries an unanswering address inside C++
+        for ever, where no Python signal handler runs, so joining a cluster runs in a thread of
+        its own while this one waits (Ctrl-C and SIGTERM raise here: mlbench.interrupts) at
+        most CONNECT_TIMEOUT_S."""
+        if ray.is_initialized():
+            return
+        if kwargs.get("address") == "local":
+            # starting a cluster here: Python drives it (its handlers run), and it must be the
+            # main thread (from another one the new cluster's GCS is never reached)
+            try:
+                with interrupts.interruptible():
+                    ray.init(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - RuntimeError, ValueError from ray.init
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise UserError(f"cannot start a Ray cluster here: {first}", where) from None
+            self._owns_connection = True
+            return
+        outcome: list[BaseException | None] = []
+
+        def connect() -> None:
+            try:
+                ray.init(**kwargs)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=connect, name="mlbench-ray-init", daemon=True)
+        limit = CONNECT_TIMEOUT_S
+        deadline = time.monotonic() + limit
+        with interrupts.interruptible():
+            thread.start()
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(0.1)
+                interrupts.reassert()  # Ray's core installs C-level handlers as it connects
+        if thread.is_alive():
+            raise UserError(f"the Ray cluster at {kwargs.get('address')!r} did not answer within "
+                            f"{limit:g} s (a wrong host or port?)", where)
+        exc = outcome[0] if outcome else RuntimeError("ray.init ended without an answer")
+        if exc is not None:  # ConnectionError, RuntimeError, ValueError from ray.init
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(f"cannot start or join the Ray cluster: {first}", where) from None
+        self._owns_connection = True
 
     def _cell_nodes(self) -> list[dict]:
         return [n for n in ray.nodes() if n.get("Alive")
@@ -342,7 +401,8 @@ class RayExecutor:
                      "node_ip": n.get("NodeManagerAddress"), "cpus": res.get("CPU", 0),
                      "gpus": res.get("GPU", 0), NODE_RESOURCE: res.get(NODE_RESOURCE)}
             try:
-                entry["info"] = ray.get(ref, timeout=120)
+                with interrupts.interruptible():
+                    entry["info"] = ray.get(ref, timeout=120)
             except Exception as exc:  # a node that cannot answer is still listed
                 entry["info_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             out.append(entry)
@@ -371,7 +431,8 @@ class RayExecutor:
             n = first[kind]
             entry = {"node_id": n["node_id"], "hostname": n.get("hostname")}
             try:
-                entry["result"] = ray.get(ref)
+                with interrupts.interruptible():  # a node kind's gate can take long
+                    entry["result"] = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 text = str(exc).strip().splitlines()
                 entry["error"] = f"{type(exc).__name__}: {(text or [''])[-1][:300]}"
@@ -425,7 +486,7 @@ class RayExecutor:
             return
         token = uuid.uuid4().hex
         root = cell_dir(todo[0]).parent.parent
-        (root / TOKEN_FILE).write_text(token)
+        guards.write_text(root / TOKEN_FILE, token)
         nodes = self._cell_nodes()
         self._capacity = self._read_capacity()
         window = max(8, 2 * sum(1 + int((n.get("Resources") or {}).get("GPU", 0))
@@ -533,11 +594,11 @@ class RayExecutor:
     def _write_files(self, root: Path, files: dict[str, str]) -> None:
         base = root.resolve()
         for rel, text in files.items():
-            dest = (root / rel).resolve()
-            if base not in dest.parents:  # a path from a node never escapes the run directory
+            dest = root / rel
+            if base not in dest.resolve().parents:  # a node's path never escapes the run dir
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(text, encoding="utf-8")
+            guards.write_text(dest, text)  # a planted link is refused, not written through
 
     def _alive(self, node_id: str) -> bool:
         return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -103,6 +103,15 @@ MESSAGE_MODELS: dict[str, type[_Open]] = {"hello": Hello, "progress": Progress,
                                            "result": Result, "skip": Skip, "error": Error}
 
 
+class ContentionPhase(_Open):
+    """Other processes' CPU use during one phase of a cell (mlbench.contention)."""
+    wall_s: Number
+    other_cpu_s: Number
+    other_cores: Number
+    cores_available: int
+    cell_cores: int | None = None
+
+
 class Attempt(_Open):
     """One attempt of one cell (a line of results.jsonl)."""
     cell_id: str = Field(min_length=1, max_length=1000)
@@ -126,6 +135,8 @@ class Attempt(_Open):
     metrics: Metrics | None = None
     stderr_tail: str | None = None
     stderr_log: str | None = None
+    contention: dict[str, ContentionPhase] | None = None  # phase -> figures
+    retry: dict[str, Any] | None = None  # on_contention: retry: the attempt this one replaces
 
 
 class Session(_Open):
@@ -168,12 +179,65 @@ class Ceilings(_Open):
     entries: dict[str, CeilingEntry] = Field(default_factory=dict)
 
 
+class GateRowRecord(_Open):
+    """One row of verify.json (mlbench.gate_verdicts.GateRow): the types its readers rely on."""
+    model: str
+    model_label: str
+    device: str
+    precision: str
+    framework: str
+    reference: str
+    passed: bool | None
+    reason: str | None = None
+    max_abs_err: Number | None = None
+    max_rel_err: Number | None = None
+    loss_err: Number | None = None
+    steps_loss_err: Number | None = None
+    params_equal: bool | None = None
+    data_hash_equal: bool | None = None
+    params: dict[str, Any] | None = None
+    status: str = "ok"
+
+
+class GateDoc(_Open):
+    """verify.json, the equivalence gate's document."""
+    rows: list[GateRowRecord]
+    pairs: list[dict[str, Any]] = Field(default_factory=list)
+    tolerances: dict[str, dict[str, Number]] | None = None
+    seconds: Number = 0.0
+    tolerance_note: str | None = None
+
+
+def read_gate_doc(path: Any) -> dict:
+    """verify.json read and validated: the dict as stored; a damaged file (not JSON, a
+    directory, wrong types in a row) is a UserError naming it (exit 2), never a traceback."""
+    from pathlib import Path
+
+    from . import guards
+    from .errors import UserError
+    p = Path(path)
+    guards.regular_file(p, p.name, guards.MAX_JSON_BYTES)
+    try:
+        doc = parse_json(p.read_bytes())
+    except OSError as exc:
+        raise UserError(f"cannot read the gate's verdicts: {exc.strerror}", str(p)) from None
+    except BadJSON as exc:
+        raise UserError(f"the gate's verdicts are not valid JSON ({exc}); delete the file to "
+                        "run the gate again", str(p)) from None
+    if not isinstance(doc, dict):
+        raise UserError("the gate's verdicts are not mlbench output (not a JSON object)", str(p))
+    try:
+        GateDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise UserError(f"the gate's verdicts are not mlbench output ({first_problem(exc)}); "
+                        "delete the file to run the gate again", str(p)) from None
+    except RecursionError:
+        raise UserError("the gate's verdicts are nested too deeply", str(p)) from None
+    return doc
+
+
 class BadJSON(ValueError):
     """Text that is not JSON mlbench could have written: syntax, NaN/Infinity, absurd depth."""
-
-
-def _no_constants(name: str) -> Any:
-    raise BadJSON(f"{name} is not JSON")
 
 
 def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
@@ -201,12 +265,52 @@ def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+# Every number mlbench stores fits a float64 (finite) or an int64: `1e999` parses to infinity
+# (then written back as `Infinity`, which no reader accepts) and 10**400 overflows every float
+# conversion downstream (report, compare). Refused here, at the one place stored JSON is parsed.
+MAX_INT = 2 ** 63 - 1
+
+
+def number_hooks(bad: Callable[[str], Any]) -> dict:
+    """json.loads keyword arguments that hand every out-of-range number's text to `bad` (which
+    raises, or returns the value to use instead)."""
+    def parse_float(text: str) -> Any:
+        value = float(text)
+        return value if math.isfinite(value) else bad(text)
+
+    def parse_int(text: str) -> Any:
+        if len(text) > 20:  # more digits than any int64: not even converted
+            return bad(text[:12] + "…")
+        value = int(text)
+        return value if -MAX_INT - 1 <= value <= MAX_INT else bad(text)
+
+    return {"parse_float": parse_float, "parse_int": parse_int, "parse_constant": bad}
+
+
+def _out_of_range(text: str) -> Any:
+    if text in ("NaN", "Infinity", "-Infinity"):
+        raise BadJSON(f"{text} is not JSON")
+    raise BadJSON(f"number {text} is out of range (a float64 or int64)")
+
+
+def finite_copy(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (a record about to be stored)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_copy(v) for v in value]
+    return value
+
+
 def parse_json(text: str | bytes) -> Any:
-    """json.loads that refuses NaN/Infinity and nesting beyond MAX_DEPTH (BadJSON)."""
+    """json.loads that refuses NaN/Infinity, numbers out of float64/int64 range and nesting
+    beyond MAX_DEPTH (BadJSON)."""
     if nesting_depth_exceeds(text):
         raise BadJSON(f"nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, **number_hooks(_out_of_range))
     except RecursionError:
         raise BadJSON(f"nested deeper than {MAX_DEPTH} levels") from None
     except UnicodeDecodeError:

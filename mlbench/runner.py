@@ -18,12 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, ceiling, config as cfg, gate_verdicts, guards, order, preflight, sysinfo
+from . import __version__, ceiling, config as cfg, contention, gate_verdicts, guards, order, \
+    preflight, sysinfo
 from .errors import UserError
 from .executor import Executor, make_executor
 from .launcher import Stop
 from .matrix import Cell, expand, resolve_only
-from .store import STORAGE_ERRNOS, Store, latest_attempts, read_run, storage_error
+from .store import (STORAGE_ERRNOS, Store, foreign_attempts, latest_attempts, read_run,
+                    storage_error)
 
 DONE = ("ok", "skipped")
 FAILED = ("failed", "oom", "timeout", "crashed", "interrupted")
@@ -70,7 +72,9 @@ class RunLock:
         self.fh = None
 
     def __enter__(self) -> "RunLock":
-        self.fh = open(self.path, "a+")
+        # never through a planted link (the pid would overwrite a foreign file), never a directory
+        self.fh = os.fdopen(guards.open_for_write(self.path, "the run's lock file",
+                                                  os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,7 +104,7 @@ def prepare_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_text("x")
+        os.close(guards.open_for_write(probe, "a write test file", os.O_WRONLY | os.O_CREAT))
         probe.unlink()
     except OSError as exc:
         raise UserError(f"output directory is not writable: {exc.strerror}", str(out_dir)) \
@@ -113,6 +117,8 @@ def check_interpreters(config: cfg.Config) -> None:
         if s.python and not (os.path.isfile(s.python) and os.access(s.python, os.X_OK)):
             raise UserError(f"interpreter {s.python!r} does not exist or is not executable",
                             f"framework_settings.{fw}.python")
+        if s.python:  # bounded: an interpreter that never answers is named, not waited for
+            guards.interpreter_answers(s.python, f"framework_settings.{fw}.python")
 
 
 def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Cell], int]:
@@ -127,6 +133,10 @@ def select(cells: list[Cell], previous: list[dict], plan: Plan) -> tuple[list[Ce
             close = difflib.get_close_matches(missing[0], sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"no cell {missing[0]!r} in this run{hint}", "--only")
+        gone = [o for o in only if o not in {c.cell_id for c in cells}]
+        if gone:  # stored once, not in the sweep now: running nothing would say "done"
+            raise UserError(f"cell {gone[0]!r} is not in this run's sweep any more; nothing "
+                            "would run", "--only")
         todo = [c for c in cells if c.cell_id in only]
         return todo, len(cells) - len(todo)
     if plan.mode == "failed":
@@ -183,6 +193,9 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             previous = []
             store = Store(out_dir)
         run = store_run_info(store, config, plan, previous)
+        foreign = foreign_attempts(run, previous)
+        if foreign:
+            hooks.note(f"warning: {foreign}")
         cells = expand(config)
         todo, kept = select(cells, previous, plan)
         if plan.mode == "failed" and not todo:
@@ -213,6 +226,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 index += 1
                 hooks.cell_start(cell, index, len(todo))
 
+            contended = []  # on_contention: retry reruns these once, after the sweep
             for record in ex.run(
                     todo, lambda c: store.cell_dir(c.cell_id), stop, on_start, hooks.message):
                 record["run_id"] = run["run_id"]
@@ -220,6 +234,11 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
                 ran += 1
                 stopped += record["status"] == "interrupted"
                 hooks.cell_end(by_key[(record["cell_id"], record["repeat"])], record)
+                if config.measurement.on_contention == "retry" and \
+                        contention.is_contended(record):
+                    contended.append(record)
+            if contended and not stop.requested:
+                ran += _retry(config, ex, store, contended, by_key, run["run_id"], stop, hooks)
         except OSError as exc:
             # A full or failing disk while preparing a cell (request.json, stderr log).
             failure = exc
@@ -248,6 +267,36 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
             on_finalized(out_dir)
         return Outcome(out_dir, len(cells), ran, latest,
                        stop.signal_name if stop.requested else None, stopped=stopped)
+
+
+def _retry(config: cfg.Config, ex: Executor, store: Store, contended: list[dict],
+           by_key: dict, run_id: str, stop: Stop, hooks: Hooks) -> int:
+    """Run each contended attempt's cell once more, each after waiting (at most quiet_wait_s)
+    for a quiet machine. Both attempts are kept; the retry is the latest, so it is the one
+    results.json holds, and its `retry` says which attempt it replaces and why."""
+    prev = {(r["cell_id"], r["repeat"]): r for r in contended}
+    cells = [by_key[k] for k in prev]
+    waits: dict[tuple, tuple] = {}
+
+    def on_start(cell: Cell) -> None:
+        waits[cell.key] = contention.wait_for_quiet(int(cell.request["threads"]),
+                                                    config.measurement.quiet_wait_s)
+        hooks.note(f"retrying {cell.cell_id} r{cell.repeat} (contended)")
+        hooks.cell_start(cell, cells.index(cell) + 1, len(cells))
+
+    ran = 0
+    for record in ex.run(cells, lambda c: store.cell_dir(c.cell_id), stop, on_start,
+                         hooks.message):
+        key = (record["cell_id"], record["repeat"])
+        quiet, waited, other = waits.get(key, (None, None, None))
+        record["run_id"] = run_id
+        record["retry"] = {"of_attempt_started_at": prev[key].get("started_at"),
+                           "reason": contention.warnings(prev[key]), "found_quiet": quiet,
+                           "waited_s": waited, "other_cores_before": other}
+        store.append(record)
+        ran += 1
+        hooks.cell_end(by_key[key], record)
+    return ran
 
 
 def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: Executor,

@@ -169,7 +169,29 @@ def load(path: str | Path) -> Loaded:
 MAX_SHOWN = 5
 
 
+def foreign_attempts(run: dict, attempts: list[dict]) -> str | None:
+    """A warning when stored attempts carry another run's id than run.json's (a results.jsonl
+    line copied from another run): reported as this run's, they may answer another sweep."""
+    own = run.get("run_id") if isinstance(run, dict) else None
+    if not own:
+        return None
+    other = [a for a in attempts if a.get("run_id") not in (None, own)]
+    if not other:
+        return None
+    return (f"{len(other)} attempt(s) carry another run's id than run.json's {own} (e.g. cell "
+            f"{other[0]['cell_id']} of run {str(other[0].get('run_id'))[:40]}): copied in from "
+            "another run?")
+
+
 def _load(path: str | Path) -> Loaded:
+    loaded = _load_any(path)
+    foreign = foreign_attempts(loaded.run, loaded.attempts)
+    if foreign:
+        loaded.warnings.append(foreign)
+    return loaded
+
+
+def _load_any(path: str | Path) -> Loaded:
     p = Path(path)
     if p.is_dir():
         run = read_run(p / RUN_JSON).raw if _present(p / RUN_JSON) else {}
@@ -177,7 +199,7 @@ def _load(path: str | Path) -> Loaded:
             attempts, warnings = read_jsonl(p / RESULTS_JSONL)
             return Loaded(run, attempts, warnings)
         if _present(p / RESULTS_JSON):
-            return _load(p / RESULTS_JSON)
+            return _load_any(p / RESULTS_JSON)
         raise UserError("no results.jsonl or results.json in this directory", str(p))
     if not _present(p):
         raise UserError("results file not found", str(p))
@@ -290,10 +312,15 @@ class Store:
         # identity first (the head scan_latest reads), then the rest in the record's order
         record = {"cell_id": record.get("cell_id"), "repeat": record.get("repeat", 0),
                   **record, "schema": SCHEMA, "order": self._order + 1}
-        line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
-        what = f"could not store the attempt of cell {record.get('cell_id')}"
         try:
-            fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
+        except ValueError:  # a NaN or infinity somewhere: stored as null, never lost
+            line = (json.dumps(records.finite_copy(record), allow_nan=False, default=str)
+                    + "\n").encode()
+        what = f"could not store the attempt of cell {record.get('cell_id')}"
+        try:  # never through a planted link: the results would land in a foreign file
+            fd = guards.open_for_write(self.jsonl, RESULTS_JSONL,
+                                       os.O_RDWR | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise storage_error(exc, self.jsonl, what) from None
         try:
@@ -337,10 +364,9 @@ def _ensure_line_start(fd: int, path: Path) -> None:
     """If a previous writer died mid-line, start on a fresh line so our record stays whole."""
     size = os.fstat(fd).st_size
     if size:
-        with open(path, "rb") as fh:
-            fh.seek(size - 1)
-            if fh.read(1) != b"\n":
-                os.write(fd, b"\n")
+        # read through the descriptor already opened (O_NOFOLLOW), never the name again
+        if os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -367,19 +393,11 @@ def storage_error(exc: OSError, path: Path, what: str = "could not write") -> Us
 
 def atomic_write(path: Path, text: str) -> None:
     """Write a whole file or nothing: a temporary file, fsynced, renamed over the old one. On
-    failure (disk full) the old file is left as it was and the temporary one removed."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    failure (disk full) the old file is left as it was and the temporary one removed. A link or
+    special file where it writes is refused (mlbench.guards.atomic_write_text)."""
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        guards.atomic_write_text(path, text)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         if exc.errno in STORAGE_ERRNOS:
             raise storage_error(exc, path, f"could not write {path.name}") from None
         raise

@@ -457,7 +457,8 @@ def verdicts(cells, run: dict | None, run_dir: str | Path | None) -> list[dict]:
 def _run_doc(run_dir: str | Path | None) -> dict | None:
     """run.json of `run_dir` (its ceilings_by_kind), or None."""
     try:
-        doc = json.loads((Path(run_dir) / "run.json").read_text()) if run_dir else None
+        from .records import parse_json  # out-of-range numbers refused, as every reader does
+        doc = parse_json((Path(run_dir) / "run.json").read_bytes()) if run_dir else None
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import errno
 import hashlib
 import os
 import sys
@@ -52,7 +53,11 @@ def resolve(source: str, base: Path) -> str:
         raise ValueError("source is empty; give the path of a .py file or a module name")
     if text.endswith(".py") or os.sep in text or "/" in text:
         p = Path(text).expanduser()
-        return str(p if p.is_absolute() else (base / p).resolve())
+        try:
+            return str(p if p.is_absolute() else (base / p).resolve())
+        except (RuntimeError, OSError):  # a symbolic link loop (a -> b -> a), a name too long
+            raise ValueError(f"model file {text!r} cannot be resolved (a symbolic link loop?)") \
+                from None
     parts = text.split(".")
     if not all(x.isidentifier() for x in parts):
         raise ValueError(f"source {text!r} is neither a .py file nor a module name")
@@ -69,8 +74,9 @@ def inspect(path: str) -> UserModelFile:
     """Read and check the file at `path` (absolute); ValueError naming the file otherwise."""
     try:
         st = os.stat(path)
-    except OSError:
-        raise ValueError(f"model file {path} not found") from None
+    except OSError as exc:
+        why = "is a symbolic link loop" if exc.errno == errno.ELOOP else "not found"
+        raise ValueError(f"model file {path} {why}") from None
     if not os.path.isfile(path):
         raise ValueError(f"model file {path} is not a regular file")
     if st.st_size > MAX_BYTES:
@@ -88,6 +94,9 @@ def _inspect(path: str, size: int, mtime_ns: int) -> UserModelFile:
                          f"{exc.msg}") from None
     except ValueError as exc:  # NUL bytes
         raise ValueError(f"model file {path} cannot be parsed: {exc}") from None
+    except (MemoryError, RecursionError):  # e.g. 150,000 nested `not`: the parser gives up
+        raise ValueError(f"model file {path} cannot be parsed: an expression is nested too "
+                         "deeply for Python's parser") from None
     assigned: dict[str, ast.expr] = {}
     functions: dict[str, tuple[frozenset, bool]] = {}
     for node in tree.body:
@@ -102,6 +111,7 @@ def _inspect(path: str, size: int, mtime_ns: int) -> UserModelFile:
             a = node.args
             names = frozenset(x.arg for x in a.args + a.kwonlyargs)
             functions[node.name] = (names, a.kwarg is not None)
+        _bound_builders(node, functions)
     if "INPUT" not in assigned:
         raise ValueError(f"model file {path} defines no INPUT (e.g. INPUT = {{'kind': 'image', "
                          "'shape': [32, 32, 3], 'num_classes': 10}})")
@@ -119,6 +129,37 @@ def _inspect(path: str, size: int, mtime_ns: int) -> UserModelFile:
             flops = None  # a function: the worker asks it
     return UserModelFile(path, hashlib.sha256(raw).hexdigest(), check_input(value, path),
                          functions, flops)
+
+
+def _bound_builders(node: ast.stmt, functions: dict[str, tuple[frozenset, bool]]) -> None:
+    """A builder need not be a `def`: `from m import f as pytorch`, `pytorch = lambda ...:` and
+    `pytorch = build` (another function of the file) bind it too. A lambda's parameters are
+    read; any other binding's are unknown, so every option is let through to the worker."""
+    unknown = (frozenset(), True)
+    builders = set(BUILDERS.values())
+    if isinstance(node, ast.ImportFrom):
+        for alias in node.names:
+            name = alias.asname or alias.name
+            if name in builders:
+                functions[name] = unknown
+        return
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+        if isinstance(node, ast.AnnAssign) and node.value is not None else []
+    for t in targets:
+        if not (isinstance(t, ast.Name) and t.id in builders):
+            continue
+        value = node.value
+        if isinstance(value, ast.Lambda):
+            a = value.args
+            functions[t.id] = (frozenset(x.arg for x in a.args + a.kwonlyargs),
+                               a.kwarg is not None)
+        elif isinstance(value, ast.Name) and value.id in functions:
+            functions[t.id] = functions[value.id]
+        else:
+            functions[t.id] = unknown
+
+
+MAX_ELEMENTS = 100_000_000  # one sample's values: 400 MB in fp32; 10^6 x 10^6 x 3 is absurd
 
 
 def check_input(value: object, path: str) -> dict:
@@ -150,6 +191,12 @@ def check_input(value: object, path: str) -> dict:
             raise ValueError(f"{where}: shape of a {kind} must be a list of "
                              f"{SHAPE_RANK[kind]} integers ({form}), got {shape!r}")
         out["shape"] = [size(s, "shape") for s in shape]
+        total = 1
+        for s_ in out["shape"]:
+            total *= s_
+        if total > MAX_ELEMENTS:  # each dimension is capped; their product must be too
+            raise ValueError(f"{where}: shape {out['shape']} makes {total:,} values per sample;"
+                             f" the limit is {MAX_ELEMENTS:,}")
         out["num_classes"] = size(value["num_classes"], "num_classes")
         if out["num_classes"] < 2:
             raise ValueError(f"{where}: num_classes must be at least 2")

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 # a framework; otherwise the tests parametrized with a framework or using a fixture that runs one.
 FRAMEWORK_FILES = {"test_pytorch_worker.py", "test_tensorflow_worker.py", "test_jax_worker.py",
                    "test_verify.py", "test_end_to_end.py", "test_promises_frameworks.py",
-                   "test_gpu.py", "test_exported.py"}
+                   "test_gpu.py", "test_sync_proof.py", "test_exported.py"}
 FRAMEWORK_FIXTURES = {"measured"}  # test_ceiling.py: real ceiling workers of pytorch and jax
 REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
 # No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.
@@ -75,7 +75,9 @@ def pytest_collection_modifyitems(config, items):
 SWEEP_FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
 SWEEP_MODELS = ["mlp", "cnn", "transformer", "lstm", "vit"]
 SWEEP = {"batch_sizes": [16], "train_samples": 1024, "eval_samples": 256, "epochs": 2,
-         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300}
+         "warmup_iterations": 2, "timed_iterations": 10, "threads": 1, "timeout_s": 300,
+         # the evidence minimums exercised, small (the defaults would add ~2 s per cell)
+         "measurement": {"min_time_s": 0.2, "min_blocks": 3}}
 # The ceilings are measured for real but small (sweeputil.small_ceilings): the tests read their
 # structure, not their figures.
 

@@ -13,6 +13,22 @@ from pathlib import Path
 
 RUN_ID = "20250101-000000-fake"
 
+# The default samples are irregular on purpose, so that a test cannot pass with the wrong
+# statistic: right-skewed steady step times (a slow drift, two outliers: median < mean < p90 < p99,
+# and the first sample is none of them), heavy-tailed latencies, and warm-up steps that decay towards the
+# steady state (the first warm-up step is the slowest). No two of mean, median, p90, p99, min,
+# max and the first sample coincide. Scaled by `scale` so cells can differ.
+STEP_TIMES = (0.0103, 0.0097, 0.0101, 0.0099, 0.0106, 0.0098, 0.0104, 0.0100, 0.0127, 0.0096,
+              0.0102, 0.0172)
+LATENCIES = (0.00212, 0.00195, 0.00201, 0.00198, 0.00240, 0.00193, 0.00205, 0.00199, 0.00203,
+             0.00311)
+WARMUP_STEPS = (0.031, 0.019, 0.0142, 0.0117)
+
+
+def irregular(base, scale: float = 1.0) -> list[float]:
+    """`base` (one of the tuples above) times `scale`."""
+    return [v * scale for v in base]
+
 
 def run_doc(frameworks=("pytorch", "tensorflow", "jax"), **config) -> dict:
     return {
@@ -56,8 +72,8 @@ def attempt(framework="pytorch", model="mlp", device="cpu", batch_size=32, preci
     }
     if status != "ok":
         return rec
-    step_times = list(step_times if step_times is not None else [0.01] * 10)
-    latencies = list(latencies if latencies is not None else [0.002] * 10)
+    step_times = list(step_times if step_times is not None else STEP_TIMES)
+    latencies = list(latencies if latencies is not None else LATENCIES)
     epoch_times = list(epoch_times if epoch_times is not None else [sum(step_times)])
     rec["metrics"] = {
         "params": {"trainable": params, "non_trainable": 0},
@@ -67,6 +83,7 @@ def attempt(framework="pytorch", model="mlp", device="cpu", batch_size=32, preci
         "train": {"steps_per_epoch": max(1, len(step_times) // max(1, len(epoch_times))),
                   "samples_per_step": batch_size, "first_step_s": first_step,
                   "step_times_s": step_times, "epoch_times_s": epoch_times,
+                  "warmup_step_times_s": [w * first_step / 0.5 for w in WARMUP_STEPS],
                   "epoch_losses": [1.0 / (i + 1) for i in range(len(epoch_times))]},
         "eval": {"loss": 0.3, "accuracy": accuracy, "time_s": 0.5, "samples": 1000},
         "inference": {"warmup_iterations": 3, "warmup_s": 0.1, "latencies_s": latencies,
@@ -123,8 +140,12 @@ def sweep(n_attempts: int, steps: int = 100, latencies: int = 50, seed: int = 0,
                             stderr_tail="Traceback (most recent call last):\n"
                             + "  File \"x.py\", line 1\n" * 20 + "RuntimeError: boom")
             else:
-                st = [base * noise * rng.lognormvariate(0, 0.05) for _ in range(steps)]
-                lat = [base * 0.3 * noise * rng.lognormvariate(0, 0.1) for _ in range(latencies)]
+                # right-skewed, drifting (+3% over the run), and a rare outlier (1 in 40, 1.6x)
+                st = [base * noise * rng.lognormvariate(0, 0.05) * (1 + 0.03 * i / steps)
+                      * (1.6 if rng.random() < 0.025 else 1.0) for i in range(steps)]
+                lat = [base * 0.3 * noise * rng.lognormvariate(0, 0.1)
+                       * rng.paretovariate(6)
+                       for _ in range(latencies)]
                 epochs = 5
                 per = max(1, steps // epochs)
                 a = attempt(

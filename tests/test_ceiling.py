@@ -3,6 +3,7 @@ gives positive FLOP/s, is cached in ceilings.json, and MFU follows from it."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 import fakestore as fs
@@ -110,4 +111,6 @@ def test_report_shows_ceiling_and_mfu(tmp_path):
     assert "Device ceiling" in html and "100 MFLOP/s" in html and "no bf16 &lt;here&gt;" in html
     assert 'id="fig-mfu"' in html
     _, _, _, cells = aggregate.load_frames(run)
-    assert cells["mfu"].to_list() == pytest.approx([0.096, 0.096])
+    # 3000 training FLOPs per sample x batch 32 / median step time, over the 1e8 yardstick
+    want = 3000 * 32 / statistics.median(fs.STEP_TIMES) / 1e8
+    assert cells["mfu"].to_list() == pytest.approx([want, want])

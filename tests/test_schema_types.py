@@ -51,7 +51,14 @@ def _set(doc, path, value):
     return d
 
 
-DELETE = object()
+class _Delete:
+    """Marks a key to remove; a stable repr, so pytest-xdist's workers collect the same ids."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Delete()
 ALTERED = [
     (("cells", 0, "status"), "bogus"),
     (("cells", 0, "status"), None),

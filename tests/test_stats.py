@@ -79,12 +79,17 @@ def test_busy_machine_and_device():
 
 
 def test_cell_warnings_from_records():
-    recs = [fs.attempt(repeat=r, step_times=[s] * 20) for r, s in
-            enumerate([0.010, 0.0085, 0.0115])]
+    # irregular samples within each process; the processes' medians differ by -15%/+15%
+    recs = [fs.attempt(repeat=r, step_times=fs.irregular(fs.STEP_TIMES, s)) for r, s in
+            enumerate([1.0, 0.85, 1.15])]
     recs[0]["machine_before"] = {"loadavg_1m": 15.0, "cores_logical": 16}
     w = aggregate.cell_warnings(recs)
     assert any("unstable training throughput" in x for x in w)
     assert any("busy machine" in x for x in w)
+    # 2 of 12 samples of each process are beyond Q3 + 3 IQR (0.0127, 0.0172 x scale)
+    q1, q3 = np.percentile(fs.STEP_TIMES, [25, 75])
+    assert sum(v > q3 + 3 * (q3 - q1) for v in fs.STEP_TIMES) == 2
+    assert any("extreme" in x for x in w)
     assert aggregate.warnings_by_cell(recs) == {recs[0]["cell_id"]: w}
 
 
@@ -140,3 +145,29 @@ def test_stats_imports_no_other_mlbench_module():
     rel = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
            and (n.level > 0 or (n.module or "").startswith("mlbench"))]
     assert rel == [], [ast.dump(n) for n in rel]
+
+
+def test_thresholds_at_their_documented_boundaries():
+    # one extreme step of 100: warns when it is 5x the median or more (1% share alone does not)
+    def ext(mx):
+        return stats.judge_from(train_cv=None, train_k=0, lat_cv=None, lat_k=0,
+                                step_extreme=1, step_n=100, step_max_rel=mx)
+    assert len(ext(5.0)) == 1 and ext(4.99) == []
+    # 20% of the CPU used by others before the cell is busy; 19.9% is not
+    assert stats.busy_warnings({"cpu_busy_pct": 20.0}, None, "cpu")
+    assert stats.busy_warnings({"cpu_busy_pct": 19.9}, None, "cpu") == []
+    # load beyond our own threads: 8.5 on 16 cores minus 1 thread of ours is 7.5 < 8
+    assert stats.busy_warnings({"loadavg_1m": 8.5, "cores_logical": 16}, None, "cpu", 1) == []
+    assert stats.busy_warnings({"loadavg_1m": 8.5, "cores_logical": 16}, None, "cpu")
+
+
+def test_ratio_of_medians_below_one_and_of_a_zero_median():
+    a, b = [0.5, 0.62, 0.7], [0.2, 0.31, 0.25]
+    (r,) = stats.ratio_ci_many([(a, b)])
+    assert r.ratio == pytest.approx(np.median(a) / np.median(b))   # medians under 1 are fine
+    assert r.lo < r.ratio < r.hi
+    single = stats.ratio_ci(a, b)
+    assert single.ratio == pytest.approx(r.ratio)
+    # a zero median on either side has no ratio (a 0 s time is a broken measurement)
+    assert stats.ratio_ci([0.0, 0.0, 0.0], b) is None and stats.ratio_ci(a, [0.0] * 3) is None
+    assert stats.ratio_ci_many([([0.0, 0.0, 0.0], b), (a, [0.0, 0.0, 0.0])]) == [None, None]

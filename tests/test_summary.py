@@ -3,6 +3,8 @@ working memory, latest fingerprint only, user-data models kept apart. Planted nu
 answers."""
 from __future__ import annotations
 
+import statistics
+
 import fakestore as fs
 import pytest
 
@@ -13,7 +15,11 @@ def cells_of(attempts, ceilings=None):
     return aggregate.cells_frame(aggregate.attempts_frame(attempts), ceilings)
 
 
-def new_wire(a: dict, *, first=0.74, warm=(0.02, 0.015), blocks=((20, 0.2), (20, 0.2)),
+BLOCKS = ((20, 0.21), (17, 0.16), (25, 0.29))   # 10.5, 9.41, 11.6 ms per step: median 10.5
+STEADY = statistics.median(s / n for n, s in BLOCKS)
+
+
+def new_wire(a: dict, *, first=0.74, warm=(0.02, 0.015), blocks=BLOCKS,
              baseline=None, loss_means=None) -> dict:
     """Turn a fakestore attempt into the new worker wire format (issue 9)."""
     t = a["metrics"]["train"]
@@ -33,9 +39,9 @@ def test_epoch_time_decomposed_and_compile_estimated():
     c = cells_of([a]).row(0, named=True)
     assert c["first_step_s"] == pytest.approx(0.74)
     assert c["warmup_s"] == pytest.approx(0.035)
-    assert c["epoch_steady_s"] == pytest.approx(50 * 0.01)      # steps/epoch x median step
+    assert c["epoch_steady_s"] == pytest.approx(50 * STEADY)    # steps/epoch x median step
     assert c["epoch_total_s"] == pytest.approx(1.5)
-    assert c["compile_s"] == pytest.approx(0.74 - 0.01)
+    assert c["compile_s"] == pytest.approx(0.74 - STEADY)
     assert c["train_loss_mean_last_epoch"] == pytest.approx(0.4)
     # a first step faster than a warm step (no compile) is 0, never negative
     fast = new_wire(fs.attempt(), first=0.001)
@@ -72,15 +78,18 @@ def test_device_memory_headline_names_its_source():
 def test_one_mfu_yardstick_ranks_like_achieved_flops():
     # torch's own ceiling is low, jax's high: per-own-ceiling MFU would rank torch first
     ceil = {"pytorch": {"cpu": {"fp32": 1.0e9}}, "jax": {"cpu": {"fp32": 4.0e9}}}
-    att = [fs.attempt("pytorch", step_times=[0.010] * 10),
-           fs.attempt("jax", step_times=[0.008] * 10)]   # jax achieves more FLOP/s
+    att = [fs.attempt("pytorch", step_times=fs.irregular(fs.STEP_TIMES)),
+           fs.attempt("jax", step_times=fs.irregular(fs.STEP_TIMES, 0.8))]  # jax: more FLOP/s
     c = {r["framework"]: r for r in cells_of(att, ceil).iter_rows(named=True)}
     assert c["jax"]["train_flops_s"] > c["pytorch"]["train_flops_s"]
     assert c["jax"]["mfu"] > c["pytorch"]["mfu"]
     assert c["pytorch"]["mfu_own"] > c["jax"]["mfu_own"]   # the secondary column differs
-    for r in c.values():
+    for fw, scale in (("pytorch", 1.0), ("jax", 0.8)):
+        r = c[fw]
         assert r["ceiling_flops_s"] == 4.0e9 and r["ceiling_framework"] == "jax"
-        assert r["mfu"] == pytest.approx(r["train_flops_s"] / 4.0e9)
+        # 3000 FLOPs per training sample x batch 32 / the median step time (the raw samples)
+        want = 3000 * 32 / statistics.median(fs.irregular(fs.STEP_TIMES, scale))
+        assert r["mfu"] == pytest.approx(want / 4.0e9)
 
 
 def test_datasheet_peak_by_nvml_name():
@@ -92,12 +101,12 @@ def test_datasheet_peak_by_nvml_name():
 
 
 def test_repeats_under_an_older_fingerprint_are_not_pooled(tmp_path):
-    old = fs.attempt(repeat=0, step_times=[1.0] * 10, order=1)
-    new = fs.attempt(repeat=1, step_times=[0.01] * 10, order=2)
+    old = fs.attempt(repeat=0, step_times=fs.irregular(fs.STEP_TIMES, 100), order=1)
+    new = fs.attempt(repeat=1, step_times=fs.irregular(fs.STEP_TIMES), order=2)
     new["fingerprint"] = "fp-new"
     c = cells_of([old, new]).row(0, named=True)
     assert c["repeats"] == 1 and c["stale_repeats"] == 1
-    assert c["step_median"] == pytest.approx(0.01)
+    assert c["step_median"] == pytest.approx(statistics.median(fs.STEP_TIMES))
     from mlbench.report import build_report
     html = build_report(fs.write_store(tmp_path / "r", [old, new]), tmp_path / "o").read_text()
     assert "latest fingerprint" in html and "1 attempt(s) of 1 cell(s)" in html

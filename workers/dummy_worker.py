@@ -14,6 +14,16 @@ sweep covers many faults (it overrides `fault` and `phase` for the batch sizes i
 pinning, as every real worker does), the thread variables of its environment, its argv.
 `child_mb` (with `child_s`, default 1.5): in the train phase, a child process holds that many
 MB for that long; the worker's own ru_maxrss never sees it, only the parent's sampling does.
+Measurement knobs (benchmarks/reproducibility.py, tests/test_contention.py): the train and
+inference phases each end in a steady phase ("train_steady", "inference_steady", as the
+harness marks them) where the `sleep_s` is spent; `busy_s` spends that long computing there
+instead (a CPU-bound cell); `step_s` (default 1 ms) the synthetic step time, `shift` a planted
+relative slowdown of it, `noise` the spread (lognormal sigma) of each sample and of each process
+(then the process's own randomness, not the seed: process-to-process variation as on a real
+machine); `contend_once: <path>` makes the steady state ten times the warm-up (the in-cell
+contention signal) in the first process only (it creates <path>), for the retry path.
+`detached_child` (a file name): in the train phase, a process in a session of its own (it writes
+its pid there and sleeps an hour), waited on for `child_s`; the cell's end must kill it.
 `service_s` (default 0.001): the fixed service time of one inference call when the request asks
 for serving scenarios (workers/loadgen.py): a spin on the clock, so the server scenario is an
 M/D/1 queue (tests/test_loadgen.py checks it against queueing theory).
@@ -126,16 +136,41 @@ def _serving(request: dict, service_s: float) -> dict:
         if request.get("serving") else {}
 
 
-def _train_metrics(rng, bs: int, step: float) -> dict:
-    """Synthetic training figures in the harness' shape: one first step, one warm-up step and
-    eight steady steps in four blocks of two."""
-    blocks = [{"steps": 2, "seconds": 2 * step * (1 + 0.01 * rng.random())} for _ in range(4)]
-    warm = [step * 1.5]
-    return {"steps_per_epoch": 10, "samples_per_step": bs, "first_step_s": 0.01,
+def _train_metrics(rng, bs: int, step: float, noise: float = 0.0, slow: float = 1.0) -> dict:
+    """Synthetic training figures in the harness' shape: one first step, three warm-up steps
+    and twenty steady steps in ten blocks of two (`slow`: the steady steps that many times
+    slower than the warm-up)."""
+    def jitter() -> float:
+        return rng.lognormvariate(0.0, noise) if noise else 1 + 0.01 * rng.random()
+
+    blocks = [{"steps": 2, "seconds": 2 * step * slow * jitter()} for _ in range(10)]
+    warm = [step * f for f in (1.5, 1.1, 1.05)]
+    return {"steps_per_epoch": 24, "samples_per_step": bs, "first_step_s": 0.01,
             "warmup_step_times_s": warm, "warmup_s": sum(warm), "steady_blocks": blocks,
             "step_times_s": [b["seconds"] / b["steps"] for b in blocks],
-            "steady_s": sum(b["seconds"] for b in blocks), "steady_steps": 8,
-            "steps_per_block": 2, "epoch_times_s": [0.02], "epoch_loss_means": [1.0]}
+            "steady_s": sum(b["seconds"] for b in blocks), "steady_steps": 20,
+            "steps_per_block": 2, "epoch_times_s": [0.03], "epoch_loss_means": [1.0]}
+
+
+def _steady(sleep_s: float, busy_s: float) -> None:
+    """A steady phase: asleep, or computing (one core) for `busy_s`."""
+    if sleep_s:
+        time.sleep(sleep_s)
+    end = time.perf_counter() + busy_s
+    x = 0
+    while time.perf_counter() < end:
+        x = (x * 31 + 7) % 1000003
+
+
+def _contend_once(path: str | None) -> bool:
+    """True in the first process that gets here (it creates `path`), False after."""
+    if not path:
+        return False
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def main() -> None:
@@ -169,29 +204,45 @@ def main() -> None:
     harness.emit("hello", pid=os.getpid(), python=sys.executable, framework="dummy",
                  framework_version="0", device_name="dummy", import_s=0.0,
                  cpu_affinity=affinity, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    busy_s = float(opts.get("busy_s", 0.0))
     try:
         for ph in PHASES:
             harness.progress(ph)
-            if sleep_s:
+            if ph in ("train", "inference"):  # the steady part, marked as the harness does
+                harness.progress(f"{ph}_steady")
+                _steady(sleep_s, busy_s)
+            elif sleep_s:
                 time.sleep(sleep_s)
             if ph == "train" and opts.get("child_mb"):
                 subprocess.run([sys.executable, "-c", "import sys, time; b = b'x' * (int("
                                 "sys.argv[1]) << 20); time.sleep(float(sys.argv[2]))",
                                 str(int(opts["child_mb"])), str(opts.get("child_s", 1.5))],
                                check=True)
+            if ph == "train" and opts.get("detached_child"):
+                # what a builder's Popen(..., start_new_session=True) leaves: a process outside
+                # the worker's group; it writes its pid to the named file, then sleeps
+                subprocess.Popen([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], "
+                                  "'w').write(str(os.getpid())); time.sleep(3600)",
+                                  str(opts["detached_child"])], start_new_session=True)
+                time.sleep(float(opts.get("child_s", 1.5)))  # seen by the parent's sampling
             if ph == phase and kind != "none":
                 fault(kind)
-        rng = random.Random(request.get("seed", 0) * 1000 + request.get("repeat", 0))
+        noise = float(opts.get("noise", 0.0))
+        rng = random.Random() if noise else \
+            random.Random(request.get("seed", 0) * 1000 + request.get("repeat", 0))
         bs = int(request["batch_size"])
-        step = 0.001 * (1 + 0.05 * rng.random())
+        step = float(opts.get("step_s", 0.001)) * (1 + float(opts.get("shift", 0.0)))
+        step *= rng.lognormvariate(0.0, noise) if noise else 1 + 0.05 * rng.random()
+        slow = 10.0 if _contend_once(opts.get("contend_once")) else 1.0
         harness.emit("result", metrics={
             "params": {"trainable": 1000, "non_trainable": 0},
             "flops_per_sample": {"forward": 2000, "train_step": 6000},
-            "train": _train_metrics(rng, bs, step),
+            "train": _train_metrics(rng, bs, step, noise, slow),
             "eval": {"loss": 1.0, "accuracy": 0.5, "time_s": 0.001, "samples": 64},
             "inference": {"warmup_iterations": 1, "warmup_s": 0.001, "batch_size": bs,
-                          "latencies_s": [0.0005 * (1 + 0.01 * rng.random())
-                                          for _ in range(5)],
+                          "latencies_s": [step / 2 * (rng.lognormvariate(0.0, noise) if noise
+                                                      else 1 + 0.01 * rng.random())
+                                          for _ in range(10)],
                           "loops": 4, "min_sample_s": harness.MIN_SAMPLE_S},
             "memory": {"peak_device_bytes": None,
                        "host_baseline_rss_bytes": harness.current_rss_bytes(),

@@ -175,8 +175,9 @@ class ExportedBackend(FrameworkInterface):
     def received_batch(self, split: str, index: int) -> tuple:
         return self.src.received_batch(split, index)
 
-    def benchmark_inference(self, n_batches: int, warmup: int, iterations: int) -> dict:
-        out = super().benchmark_inference(n_batches, warmup, iterations)
+    def benchmark_inference(self, n_batches: int, warmup: int, iterations: int,
+                            *args, **kwargs) -> dict:
+        out = super().benchmark_inference(n_batches, warmup, iterations, *args, **kwargs)
         out["export_s"] = self.export_s[0] if self.export_s else None
         return out
 

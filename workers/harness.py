@@ -318,6 +318,9 @@ class FrameworkInterface:
             self._memory_mark("warmup")  # once: the first steady block starts after it
         next_report = _next_report(i, steps)
         while i < steps:
+            if not rec.steady_started:  # the parent's contention meter opens the steady state
+                rec.steady_started = True
+                progress("train_steady", epoch=epoch, step=i, steps=steps)
             size = rec.next_block(steps - i)
             pending = []
             t0 = clock()
@@ -329,14 +332,44 @@ class FrameworkInterface:
             losses.extend(values)
             i += size
             if i >= next_report:
-                progress("train", epoch=epoch, step=i, steps=steps)
+                progress("train_steady", epoch=epoch, step=i, steps=steps)
                 next_report = _next_report(i, steps)
         t_end = clock()
         self._memory_mark("train")
         return t_end - t_epoch, sum(losses) / max(1, len(losses))
 
-    def benchmark_inference(self, n_batches: int, warmup: int, iterations: int) -> dict:
-        """Warm-up calls (each synced), then `iterations` samples. A sample times `loops`
+    def measure_more(self, steps: int, rec: "TrainRecord", min_time_s: float, min_blocks: int,
+                     max_extra_s: float) -> None:
+        """More steady blocks after the epochs (and after `evaluate`, so the accuracy is that of
+        the configured epochs) until the steady state holds `min_blocks` blocks and `min_time_s`
+        seconds, or `max_extra_s` of extra measurement has passed. They are measurement steps,
+        not an epoch: training goes on over the training batches from the first, each block of
+        K steps; one synced step first (not recorded) returns from evaluation mode."""
+        if rec.enough(min_time_s, min_blocks) or rec.k is None:
+            return
+        clock = self.clock
+        progress("train_steady", extra=True)
+        t_start = clock()
+        self.sync(self.train_step(0))
+        j = 1
+        while not rec.enough(min_time_s, min_blocks):
+            if clock() - t_start >= max_extra_s:
+                rec.capped = True
+                break
+            pending = []
+            t0 = clock()
+            for n in range(j, j + rec.k):
+                pending.append(self.train_step(n % steps))
+            values = self.sync_losses(pending)
+            rec.add_block(rec.k, clock() - t0, extra=True)
+            _check_losses(values, "extra (measurement)", j)
+            j += rec.k
+
+    def benchmark_inference(self, n_batches: int, warmup: int, iterations: int,
+                            min_time_s: float = 0.0, max_extra_s: float = math.inf) -> dict:
+        """Warm-up calls (each synced), then at least `iterations` samples lasting together at
+        least `min_time_s` (more samples until then, for at most `max_extra_s` beyond the
+        `iterations`). A sample times `loops`
         back-to-back calls and one sync of all their outputs, and records the mean per call:
         `loops` is 1 for calls of LOOP_BELOW_S or more, otherwise the power of two that makes a
         sample last at least MIN_SAMPLE_S (pyperf's calibrated `loops`), so that no sample is too
@@ -358,7 +391,15 @@ class FrameworkInterface:
         loops = calibrate_loops(min(warm[1:] or warm))
         lat = []
         k = 0
-        for _ in range(iterations):
+        progress("inference_steady")  # the parent's contention meter: the timed samples
+        sampled_s, t_min = 0.0, None
+        capped = False
+        while len(lat) < iterations or sampled_s < min_time_s:
+            if len(lat) >= iterations:
+                t_min = clock() if t_min is None else t_min
+                if clock() - t_min >= max_extra_s:
+                    capped = True
+                    break
             outs = []
             t0 = clock()
             for _ in range(loops):
@@ -366,11 +407,15 @@ class FrameworkInterface:
                 k += 1
             for out in outs:
                 self.sync(out)
-            lat.append((clock() - t0) / loops)
+            sample_s = clock() - t0
+            sampled_s += sample_s
+            lat.append(sample_s / loops)
             del outs
         self._memory_mark("inference")
         return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat,
-                "loops": loops, "min_sample_s": MIN_SAMPLE_S}
+                "loops": loops, "min_sample_s": MIN_SAMPLE_S, "sampled_s": sampled_s,
+                "min_time_s": min_time_s, "min_time_reached": sampled_s >= min_time_s,
+                "capped": capped}
 
 
 # Training blocks last at least this long (block-synced steady state); inference calls shorter
@@ -396,7 +441,7 @@ def _next_report(done: int, steps: int) -> int:
     return (done // quarter + 1) * quarter
 
 
-def _check_losses(values: list[float], epoch: int, first_index: int) -> None:
+def _check_losses(values: list[float], epoch: int | str, first_index: int) -> None:
     for n, v in enumerate(values):
         if v != v or v in (float("inf"), float("-inf")):
             raise Diverged(f"loss became {v} at epoch {epoch} step {first_index + n}")
@@ -420,6 +465,18 @@ class TrainRecord:
         self.warmup: list[float] = []
         self.blocks: list[dict] = []
         self.k: int | None = None
+        self.steady_started = False
+        self.capped = False  # measure_more stopped at its time bound before the minimums
+
+    @property
+    def phase(self) -> str:
+        """The progress phase training is in: warm-up ("train") or steady ("train_steady")."""
+        return "train_steady" if self.steady_started else "train"
+
+    def enough(self, min_time_s: float, min_blocks: int) -> bool:
+        """The steady state holds at least `min_blocks` blocks and `min_time_s` seconds."""
+        return (len(self.blocks) >= min_blocks
+                and sum(b["seconds"] for b in self.blocks) >= min_time_s)
 
     def needs_synced_step(self) -> bool:
         return self.first_step_s is None or len(self.warmup) < self.warmup_steps
@@ -442,13 +499,16 @@ class TrainRecord:
         count = max(1, remaining // self.k)  # near-equal blocks, none a short remainder
         return -(-remaining // count)
 
-    def add_block(self, steps: int, seconds: float) -> None:
-        self.blocks.append({"steps": steps, "seconds": seconds})
+    def add_block(self, steps: int, seconds: float, extra: bool = False) -> None:
+        """One timed block; `extra`: a measurement block after the epochs (measure_more)."""
+        self.blocks.append({"steps": steps, "seconds": seconds, **({"extra": True} if extra
+                                                                     else {})})
         if self.k is None:
             self.k = self._calibrate(seconds / steps)
 
     def metrics(self) -> dict:
-        steady_s = sum(b["seconds"] for b in self.blocks)
+        epochs = [b for b in self.blocks if not b.get("extra")]  # steady_s/steps: the epochs'
+        steady_s = sum(b["seconds"] for b in epochs)
         return {
             "first_step_s": self.first_step_s,
             "warmup_step_times_s": list(self.warmup),
@@ -456,8 +516,12 @@ class TrainRecord:
             "steady_blocks": list(self.blocks),
             "step_times_s": [b["seconds"] / b["steps"] for b in self.blocks],
             "steady_s": steady_s,
-            "steady_steps": sum(b["steps"] for b in self.blocks),
+            "steady_steps": sum(b["steps"] for b in epochs),
             "steps_per_block": self.k,
+            # measurement steps after the epochs (not an epoch: epoch figures exclude them)
+            "extra_steady_blocks": sum(1 for b in self.blocks if b.get("extra")),
+            "extra_steady_steps": sum(b["steps"] for b in self.blocks if b.get("extra")),
+            "measurement_capped": self.capped,
         }
 
 

@@ -9,7 +9,11 @@ still never imports mlbench (it may run in another virtualenv).
 
 A message: {"protocol": PROTOCOL, "type": <one of MESSAGES>, ...fields}; the last one a worker
 writes is a final one (result, skip or error). A request: {"protocol": PROTOCOL, "mode": <one of
-REQUESTS>, ...fields}. Must import only the standard library.
+REQUESTS>, ...fields}; a benchmark request may carry `measurement` ({min_time_s, min_blocks,
+max_extra_s}: the evidence minimums, workers/driver.py `measurement`). A worker's progress
+phases are data, build, train, train_steady, evaluate, inference, inference_steady: the parent
+accounts other processes' CPU use per phase (mlbench/contention.py). Must import only the
+standard library.
 """
 from __future__ import annotations
 

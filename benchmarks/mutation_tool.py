@@ -1,0 +1,185 @@
+"""The uncurated second opinion beside benchmarks/mutation_check.py: mutmut (pinned) over the
+modules that compute what the user reads, against the fast tests that cover each module.
+
+    python benchmarks/mutation_tool.py [--only order,summary] [--cap-s 600] [--work /tmp/mutwork]
+
+Installs mutmut MUTMUT_VERSION into a scratch virtualenv (VENV) that also sees the project's
+virtualenv through a .pth file (no install into the project's own), copies the working tree to a
+scratch directory (mutmut 2 mutates files in place, one mutant at a time), and runs, per module,
+`mutmut run` with only the related fast tests as its runner (`pytest -x`), each module under a
+wall-clock cap. Prints, per module, killed / survived / timeout / suspicious / untested and the
+score (killed + timeout) / tested, and writes each module's surviving mutants as diffs to
+<work>/<module>.survivors.txt. Modules marked provisional are being rewritten (stats, the
+recommendation, compare): their score says little until that lands.
+A run over every module takes about 30 minutes of CPU on a quiet 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MUTMUT_VERSION = "2.5.1"
+COVERAGE_VERSION = "7.6.1"  # mutmut --use-coverage: only lines the selected tests run
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path("/tmp/mutvenv")
+FAST = "-x -q -p no:cacheprovider -m 'not framework and not slow'"
+
+# module -> (the fast tests that check its figures, provisional?); SAMPLE: one mutant in n
+SAMPLE = {"aggregate": 12, "summary": 3, "harness": 3, "stats": 8, "compare": 6, "recommend": 6}
+MODULES = {
+    "order": ("mlbench/order.py", "tests/test_partial_grids.py tests/test_order.py", False),
+    "summary": ("mlbench/summary.py", "tests/test_summary_values.py tests/test_schema.py "
+                "tests/test_partial_grids.py "
+                "-k 'not real_run'", False),
+    "aggregate": ("mlbench/aggregate.py", "tests/test_summary_values.py tests/test_summary.py "
+                  "tests/test_partial_grids.py tests/test_untested_branches.py "
+                  "-k 'not real_run'", False),
+    "harness": ("workers/harness.py", "tests/test_harness_timing.py tests/test_worker_clock.py",
+                False),
+    "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
+    "compare": ("mlbench/compare.py", "tests/test_compare.py", True),
+    "recommend": ("mlbench/report/recommend.py", "tests/test_report.py", True),
+}
+
+
+def venv_python() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], check=True, capture_output=True, text=True)
+    ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], check=True, capture_output=True, text=True)
+    # the scratch venv sees the project's packages (numpy, polars, pytest...) after its own
+    Path(site.stdout.strip(), "project.pth").write_text(ours.stdout.strip() + "\n")
+    have = subprocess.run([str(py), "-m", "pip", "show", "mutmut"], capture_output=True,
+                          text=True).stdout
+    if f"Version: {MUTMUT_VERSION}" not in have:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", f"mutmut=={MUTMUT_VERSION}",
+                        f"coverage=={COVERAGE_VERSION}"], check=True)
+    return py
+
+
+# mutmut 2 calls pre_mutation(context) from mutmut_config.py in its working directory: the
+# mutants of documentation (docstrings, pydantic field descriptions, comments' neighbours) say
+# nothing about the figures and cost a test run each; they are skipped
+# A module's mutants may also be sampled (MUTMUT_SAMPLE=n: one in n, by a hash of the mutant's
+# line and index, so spread over the whole file and the same from run to run): mutmut 2 tries
+# mutants in file order, and a capped run would otherwise judge only a file's first functions.
+MUTMUT_CONFIG = """
+import hashlib, os
+
+
+def pre_mutation(context):
+    line = context.current_source_line.strip()
+    if (line.startswith(('"', "'", 'f"', "description=")) or "description=" in line
+            or line.startswith(('\"\"\"', "raise "))):
+        context.skip = True
+        return
+    n = int(os.environ.get("MUTMUT_SAMPLE", "1"))
+    key = f"{context.current_source_line}|{context.mutation_id.index}".encode()
+    if n > 1 and int(hashlib.sha1(key).hexdigest(), 16) % n:
+        context.skip = True
+"""
+
+
+def copy_tree(work: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.split()
+    shutil.rmtree(work, ignore_errors=True)
+    for f in files:
+        src = ROOT / f
+        if src.is_file() and not src.is_symlink():
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / f)
+    (work / "mutmut_config.py").write_text(MUTMUT_CONFIG)
+
+
+def run_module(py: Path, work: Path, name: str, cap_s: float) -> dict:
+    path, tests, provisional = MODULES[name]
+    mutmut = [str(py), "-m", "mutmut"]
+    cache = work / ".mutmut-cache"
+    cache.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(work), "MUTMUT_SAMPLE": str(SAMPLE.get(name, 1))}
+    # mutmut 2 counts only exit status 1 as killed: a mutant that breaks the import (pytest
+    # exits 2, collection error) would count as survived, so every failure is made a 1
+    runner = f'sh -c "{py} -m pytest {FAST} {tests} || exit 1"'
+    t0 = time.monotonic()
+    # the lines the selected tests execute: mutants elsewhere are not tried (mutmut counts
+    # them as untested; the score is over the mutants tried)
+    subprocess.run(f"{py} -m coverage run --include={path} -m pytest {FAST} {tests}",
+                   shell=True, cwd=work, env=env, capture_output=True)
+    try:
+        with open(work / f"{name}.log", "w", encoding="utf-8") as log:
+            subprocess.run([*mutmut, "run", "--paths-to-mutate", path, "--tests-dir", "tests",
+                            "--use-coverage", "--runner", runner], cwd=work, env=env,
+                           timeout=cap_s, stdout=log,
+                           stderr=subprocess.STDOUT)
+        capped = False
+    except subprocess.TimeoutExpired:
+        capped = True
+    # a capped run leaves its file mutated: restore it from the project
+    shutil.copy2(ROOT / path, work / path)
+    counts = _statuses(work)
+    survivors = counts.pop("_survivors")
+    with open(work / f"{name}.survivors.txt", "w", encoding="utf-8") as fh:
+        for i in survivors:
+            diff = subprocess.run([*mutmut, "show", str(i)], cwd=work, env=env,
+                                  capture_output=True, text=True).stdout
+            fh.write(f"--- mutant {i}\n{diff}\n")
+    return {**counts, "seconds": time.monotonic() - t0, "capped": capped,
+            "provisional": provisional}
+
+
+STATUS = {"ok_killed": "killed", "bad_survived": "survived", "bad_timeout": "timeout",
+          "ok_suspicious": "suspicious", "untested": "untested", "skipped": "untested"}
+
+
+def _statuses(work: Path) -> dict:
+    """Counts per outcome and the surviving mutants' ids, from mutmut's own cache (SQLite)."""
+    import sqlite3
+    con = sqlite3.connect(work / ".mutmut-cache")
+    try:
+        rows = con.execute("select id, status from Mutant").fetchall()
+    finally:
+        con.close()
+    out: dict = {k: 0 for k in dict.fromkeys(STATUS.values())}
+    for _, st in rows:
+        out[STATUS.get(st, "untested")] += 1
+    out["tested"] = len(rows) - out["untested"]
+    out["_survivors"] = sorted(i for i, st in rows if st == "bad_survived")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default=",".join(MODULES), help="comma-separated module names")
+    ap.add_argument("--cap-s", type=float, default=600, help="wall-clock cap per module")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mutwork"))
+    args = ap.parse_args()
+    py = venv_python()
+    copy_tree(args.work)
+    print(f"mutmut {MUTMUT_VERSION}; work tree {args.work}")
+    print(f"{'module':10} {'sample':>6} {'killed':>6} {'surv':>5} {'t/o':>4} {'susp':>4} "
+          f"{'untested':>8} "
+          f"{'score':>6} {'s':>5}")
+    for name in args.only.split(","):
+        r = run_module(py, args.work, name, args.cap_s)
+        score = (r["killed"] + r["timeout"]) / r["tested"] if r["tested"] else float("nan")
+        note = (" (capped)" if r["capped"] else "") + (" provisional" if r["provisional"] else "")
+        sample = "1/" + str(SAMPLE.get(name, 1))
+        print(f"{name:10} {sample:>6} {r['killed']:6} {r['survived']:5} {r['timeout']:4} "
+              f"{r['suspicious']:4} {r['untested']:8} {score:6.0%} {r['seconds']:5.0f}{note}",
+              flush=True)
+    print(f"survivors: {args.work}/<module>.survivors.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
