@@ -172,6 +172,9 @@ class ExportedBackend(FrameworkInterface):
     def train_epoch(self, epoch: int, steps: int, rec) -> tuple[float, None]:
         return 0.0, None  # inference-only: no training phase (settings say so)
 
+    def measure_more(self, *args, **kwargs) -> None:
+        """No extra training blocks either: there is no training to measure."""
+
     def received_batch(self, split: str, index: int) -> tuple:
         return self.src.received_batch(split, index)
 
