@@ -208,7 +208,21 @@ def flatten(i: int, a: dict) -> dict:
         **energy.fields(a),
         "step_times_s": _samples(train.get("step_times_s")),
         "latencies_s": _samples(inf.get("latencies_s")),
+        **_serving_fields(_d(m.get("serving"))),
+        "export_s": _num(inf.get("export_s")),  # an exported runtime's export + load time
     }
+
+
+def _serving_fields(serving: dict) -> dict:
+    """The serving scenarios of one attempt (workers/loadgen.py): the single-stream latency
+    samples, the server's max QPS within its bound and every trial (JSON text: one cell
+    holds a few, the figure and results.json read them back)."""
+    ss, server = _d(serving.get("single_stream")), _d(serving.get("server"))
+    trials = [t for t in server.get("trials") or () if isinstance(t, dict)]
+    return {"ss_latencies_s": _samples(ss.get("latencies_s")),
+            "server_max_qps": _num(server.get("max_qps")),
+            "server_bound_ms": _num(server.get("latency_bound_ms")),
+            "server_trials": json.dumps(trials) if trials else None}
 
 
 _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size": pl.Int64,
@@ -217,6 +231,8 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "host_working_bytes": pl.Int64,
            "params_trainable": pl.Int64, "params_total": pl.Int64,
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
+           "ss_latencies_s": pl.List(pl.Float64), "server_trials": pl.Utf8,
+           "server_max_qps": pl.Float64, "server_bound_ms": pl.Float64, "export_s": pl.Float64,
            "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
            "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8, "energy_note": pl.Utf8,
            "power_limit_w": pl.Float64}
@@ -238,7 +254,8 @@ def _long(idx: list[int], arrays: list[np.ndarray], name: str) -> pl.DataFrame:
 
 def _raw(attempts: list[dict]) -> pl.DataFrame:
     rows = [flatten(i, a) for i, a in enumerate(attempts)] or [flatten(0, {})]
-    lists = {k: [r.pop(k) for r in rows] for k in ("step_times_s", "latencies_s")}
+    lists = {k: [r.pop(k) for r in rows] for k in ("step_times_s", "latencies_s",
+                                                    "ss_latencies_s")}
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     df = pl.DataFrame(cols, schema_overrides={k: v for k, v in _SCHEMA.items() if k in cols},
                       strict=False)
@@ -277,7 +294,8 @@ def attempts_frame(attempts: list[dict]) -> pl.DataFrame:
     st = _sample_stats(raw, "step_times_s", "idx", "step", extremes=True)
     lt = _sample_stats(raw, "latencies_s", "idx", "lat", extremes=True)
     ext = [f"{p}_{c}" for p in ("step", "lat") for c in ("extreme", "max_rel")]
-    return (raw.join(st.drop(ext[:2]), on="idx", how="left")
+    ssr = _sample_stats(raw, "ss_latencies_s", "idx", "ssr").select("idx", "ssr_p90")
+    return (raw.join(st.drop(ext[:2]), on="idx", how="left").join(ssr, on="idx", how="left")
             .join(lt.drop(ext[2:]), on="idx", how="left")
             .join(st.select("idx", *ext[:2]), on="idx", how="left")
             .join(lt.select("idx", *ext[2:]), on="idx", how="left")
@@ -354,6 +372,12 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.col("lat_median").drop_nulls().alias("lat_p50_r"),
         pl.col("mem").drop_nulls().alias("mem_r"),
         pl.col("compile_s").drop_nulls().alias("compile_r"),
+        # serving: per-process single-stream p90 and server max QPS (the verdict's evidence)
+        pl.col("ssr_p90").drop_nulls().alias("ss_p90_r"),
+        pl.col("server_max_qps").drop_nulls().alias("server_max_qps_r"),
+        pl.col("server_max_qps").median(), pl.col("server_bound_ms").max(),
+        pl.col("export_s").median(),
+        pl.col("server_trials").drop_nulls().alias("server_trials_r"),
         pl.col("mem_figure").first(),
         pl.col("samples_per_step").median(), pl.col("steps_per_epoch").median(),
         pl.col("epoch_total_s").median(), pl.col("epoch_steady_s").median(),
@@ -380,8 +404,10 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
             .explode("busy").group_by("cell_id").agg(pl.col("busy").unique(maintain_order=True)))
     st = _sample_stats(okc, "step_times_s", "cell_id", "step")  # pooled over the repeats
     lt = _sample_stats(okc, "latencies_s", "cell_id", "lat")
+    ss = _sample_stats(okc, "ss_latencies_s", "cell_id", "ss").drop("ss_iqr_rel")
     out = (status.join(per.drop("step_n"), on="cell_id", how="left")
            .join(st, on="cell_id", how="left").join(lt, on="cell_id", how="left")
+           .join(ss, on="cell_id", how="left")
            .join(busy, on="cell_id", how="left"))
     out = out.with_columns(
         (pl.col("samples_per_step") / pl.col("step_median")).alias("train_sps"),

@@ -119,6 +119,22 @@ REGISTRY: dict[str, Framework] = {f.name: f for f in (
         "numpy", "numpy (the reference)", {}, None,
         "none: the numpy reference has no faster mode"),
         "#7F7F7F", "x", ceiling="numpy", aliases=("np",)),
+    # inference-only runtimes serving a model exported from PyTorch (workers/exported.py;
+    # README: Serving): no training phases, export time apart, the gate on the forward pass
+    Framework("onnxruntime", "onnxruntime_worker.py", ("onnxruntime",), Modes(
+        "onnxruntime", "ONNX Runtime (CPU or CUDA provider), exported by torch.onnx", {}, None,
+        "the default", defaults={"source": "pytorch", "provider": "auto"}),
+        "#8C564B", "hexagon", aliases=("ort",),
+        options={"source": Option("pytorch (the exporter wired: torch.onnx)",
+                                  lambda v: v == "pytorch"),
+                 "provider": Option("auto, cpu, cuda or tensorrt",
+                                    lambda v: v in ("auto", "cpu", "cuda", "tensorrt"))}),
+    Framework("openvino", "openvino_worker.py", ("openvino",), Modes(
+        "openvino", "OpenVINO CPU plugin (f32), exported by torch.onnx", {}, None,
+        "the default", defaults={"source": "pytorch"}),
+        "#6A3D9A", "pentagon", aliases=("ov",),
+        options={"source": Option("pytorch (the exporter wired: torch.onnx)",
+                                  lambda v: v == "pytorch")}),
     _keras("jax", "#56B4E9", "triangle-up"),
     _keras("torch", "#E69F00", "triangle-down"),
     _keras("tensorflow", "#CC79A7", "star"),

@@ -351,6 +351,29 @@ class Measurement(_Strict):
                 "max_extra_s": self.max_extra_s}
 
 
+class ServingSettings(_Strict):
+    """The serving scenarios' settings (workers/loadgen.py; README "Serving")."""
+    latency_bound_ms: float = Field(10.0, gt=0, le=3_600_000, allow_inf_nan=False,
+                                    description="server: the p99 latency bound")
+    single_stream_queries: int = Field(200, gt=0, le=1_000_000,
+                                       description="single_stream: timed queries per process")
+    trial_s: float = Field(1.0, gt=0, le=3600, allow_inf_nan=False,
+                           description="server: a trial offers rate x trial_s queries ...")
+    min_queries: int = Field(300, ge=100, le=10_000_000,
+                             description="... and at least this many (a stable p99)")
+    max_trials: int = Field(6, gt=0, le=100, description="server: rates tried at most")
+    budget_s: float = Field(30.0, gt=0, le=24 * 3600, allow_inf_nan=False,
+                            description="server: no trial starts after this long")
+
+    def request(self, scenarios: list[str]) -> dict | None:
+        """The request's `serving` block; None for offline only (fingerprints unchanged)."""
+        if set(scenarios) <= {"offline"}:
+            return None
+        server = self.model_dump(exclude={"single_stream_queries"})
+        return {"scenarios": list(scenarios), "server": server,
+                "single_stream": {"queries": self.single_stream_queries}}
+
+
 class Config(_Strict):
     frameworks: list[FrameworkEntry] = Field(min_length=1)
     modes: list[Literal["default", "best"]] = Field(
@@ -382,6 +405,12 @@ class Config(_Strict):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     measurement: Measurement = Field(default_factory=Measurement)
+    scenarios: list[Literal["offline", "single_stream", "server"]] = Field(
+        default_factory=lambda: ["offline"], min_length=1,
+        description="offline: inference at the batch sizes (always measured); single_stream: "
+                    "batch-1 latency (cells of batch size 1); server: Poisson queries, QPS "
+                    "within serving.latency_bound_ms (README: Serving)")
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -519,6 +548,9 @@ class Config(_Strict):
                 why = usermodel.check_weights(info)
                 if why:
                     raise _KeyError(why, ("models", i, "source"))
+        if "single_stream" in self.scenarios and 1 not in self.batch_sizes:
+            raise _KeyError("scenario single_stream is measured in the cells of batch size 1; "
+                            "add 1 to batch_sizes", ("scenarios",))
         own = tuple(m.name for m in self.models if m.source is not None)
         for i, rule in enumerate(self.exclude):
             if rule.model is not None and rule.model not in catalog.models():

@@ -106,6 +106,7 @@ def expand(config: Config) -> list[Cell]:
             # a user's model file's hash: fingerprinted
             user_model=model.user_model if model.source is not None else None,
             measurement=config.measurement.wire(),
+            serving=config.serving.request(config.scenarios),
         ).to_wire()
         fp = fingerprint(request)
         for r in range(config.repeats):

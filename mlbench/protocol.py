@@ -62,11 +62,12 @@ class BenchRequest:
     memory_limit_mb: int | None
     user_model: dict | None = None  # a user's model file (its hash): only when there is one
     measurement: dict | None = None  # evidence minimums (config.Measurement.wire)
+    serving: dict | None = None  # the serving scenarios (ServingSettings.request): when asked
     kind: str = "benchmark"
 
     def to_wire(self) -> dict:
         body = {k: v for k, v in asdict(self).items() if k != "kind"}
-        for optional in ("user_model", "measurement"):
+        for optional in ("user_model", "measurement", "serving"):  # absent, not null
             if body[optional] is None:
                 del body[optional]
         return wire().request(self.kind, **body)

@@ -95,6 +95,32 @@ class Energy(_M):
                                          "power samples, a counter that did not advance, 0 W")
 
 
+class SingleStream(_M):
+    latency_s: Percentiles = Field(description="batch-1 query latency (scenario single_stream), "
+                                               "pooled over the processes, seconds")
+
+
+class ServerTrial(_M):
+    """One offered rate of the server scenario's search (workers/loadgen.py)."""
+    process: int = Field(description="which process (0, 1, ...: the cell's ok repeats) ran it")
+    offered_qps: float
+    achieved_qps: float = Field(description="queries / (last completion - start)")
+    queries: int
+    mean_s: float = Field(description="mean latency, completion - arrival (queueing included)")
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    mean_batch: float = Field(description="queries per service call (dynamic batching)")
+    within_bound: bool = Field(description="p99_s <= latency_bound_ms")
+
+
+class Server(_M):
+    max_qps: Num = Field(description="achieved QPS at the highest offered rate whose p99 stayed "
+                                     "within the bound, median over processes; null: none did")
+    latency_bound_ms: Num
+    trials: list[ServerTrial] = Field(description="every rate tried, by every process")
+
+
 class CellSummary(_M):
     cell_id: str
     framework: str
@@ -121,6 +147,12 @@ class CellSummary(_M):
     ci_basis: str | None = Field(description="'single process' or 'bootstrap over N processes'")
     warnings: list[str]
     energy: Energy | None = Field(None, description="GPU cells: medians over repeats")
+    single_stream: SingleStream | None = Field(None, description="scenario single_stream "
+                                                                 "(cells of batch size 1)")
+    server: Server | None = Field(None, description="scenario server (README: Serving)")
+    export_s: Num = Field(None, description="exported runtimes (onnxruntime, openvino): export "
+                                            "and runtime load time, seconds, median over "
+                                            "processes; apart from compile time")
 
 
 class Verdict(_M):
@@ -370,8 +402,25 @@ def summaries(cells) -> list[dict]:
             energy=None if g("device") == "cpu" else Energy(
                 **{k: _f(g(k)) for k in Energy.model_fields
                    if k not in ("throttle_reasons", "note")},
-                throttle_reasons=g("throttle_reasons"), note=g("energy_note")))
+                throttle_reasons=g("throttle_reasons"), note=g("energy_note")),
+            **_serving(g))
         out.append(s.model_dump())
+    return out
+
+
+def _serving(g) -> dict:
+    """The serving scenarios of a cells_frame row (columns of mlbench.aggregate)."""
+    out: dict = {"export_s": _f(g("export_s"))}
+    if g("ss_median") is not None:
+        out["single_stream"] = SingleStream(latency_s=Percentiles(
+            p50=_f(g("ss_median")), p90=_f(g("ss_p90")), p99=_f(g("ss_p99"))))
+    runs = g("server_trials_r") or []
+    if runs:
+        trials = [ServerTrial(process=r, **{k: t[k] for k in ServerTrial.model_fields
+                                            if k != "process"})
+                  for r, text in enumerate(runs) for t in json.loads(text)]
+        out["server"] = Server(max_qps=_f(g("server_max_qps")),
+                               latency_bound_ms=_f(g("server_bound_ms")), trials=trials)
     return out
 
 

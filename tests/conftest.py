@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 # a framework; otherwise the tests parametrized with a framework or using a fixture that runs one.
 FRAMEWORK_FILES = {"test_pytorch_worker.py", "test_tensorflow_worker.py", "test_jax_worker.py",
                    "test_verify.py", "test_end_to_end.py", "test_promises_frameworks.py",
-                   "test_gpu.py", "test_sync_proof.py"}
+                   "test_gpu.py", "test_sync_proof.py", "test_exported.py"}
 FRAMEWORK_FIXTURES = {"measured"}  # test_ceiling.py: real ceiling workers of pytorch and jax
 REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
 # No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.

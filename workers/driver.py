@@ -93,6 +93,8 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
     inf = backend.benchmark_inference(n_eval_batches, int(request["warmup_iterations"]),
                                       int(request["timed_iterations"]), meas["min_time_s"],
                                       meas["max_extra_s"])
+    import loadgen  # the serving scenarios (single_stream, server), when the request asks
+    serving = loadgen.run_scenarios(backend, request, n_eval_batches, inf)
     mem = backend.get_memory_usage()
     mem["host_peak_rss_bytes"] = peak_rss_bytes()
     mem["host_baseline_rss_bytes"] = baseline_rss
@@ -116,6 +118,7 @@ def run_cell(request: dict, make_backend: Callable[[dict], FrameworkInterface],
         "memory": mem,
         "settings": {**backend.settings(), **wait_policy()},
         "measurement": meas,
+        **({"serving": serving} if serving else {}),
     }
 
 

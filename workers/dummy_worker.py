@@ -24,6 +24,9 @@ machine); `contend_once: <path>` makes the steady state ten times the warm-up (t
 contention signal) in the first process only (it creates <path>), for the retry path.
 `detached_child` (a file name): in the train phase, a process in a session of its own (it writes
 its pid there and sleeps an hour), waited on for `child_s`; the cell's end must kill it.
+`service_s` (default 0.001): the fixed service time of one inference call when the request asks
+for serving scenarios (workers/loadgen.py): a spin on the clock, so the server scenario is an
+M/D/1 queue (tests/test_loadgen.py checks it against queueing theory).
 In `mode: verify` (the equivalence gate) the dummy answers `skip`: it has no model to compare.
 Its hello reports the CUDA_VISIBLE_DEVICES it was given (`visible_devices`).
 Needs only the standard library, so it starts as fast as Python does.
@@ -39,6 +42,7 @@ import sys
 import time
 
 import harness
+import loadgen
 import wire
 
 PHASES = ("build", "train", "evaluate", "inference")
@@ -104,6 +108,32 @@ def _echo() -> dict:
            "TF_NUM_INTEROP_THREADS", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "PYTHONHASHSEED")
     return {"cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else None, "env": {k: os.environ.get(k) for k in env}, "argv": sys.argv[1:]}
+
+
+class FixedService(harness.FrameworkInterface):
+    """An inference call that takes exactly `service_s` on the clock (a spin, not a sleep)."""
+    name = "dummy"
+
+    def __init__(self, request: dict, service_s: float):
+        super().__init__(request)
+        self.service_s = service_s
+
+    def predict(self, batch_index: int) -> int:
+        end = self.clock() + self.service_s
+        while self.clock() < end:
+            pass
+        return batch_index
+
+    def sync(self, value):
+        return value
+
+
+def _serving(request: dict, service_s: float) -> dict:
+    """The serving scenarios through the real load generator, on a fixed service time."""
+    backend = FixedService(request, service_s)
+    offline = backend.benchmark_inference(4, 2, 5)
+    return {"serving": loadgen.run_scenarios(backend, request, 4, offline)} \
+        if request.get("serving") else {}
 
 
 def _train_metrics(rng, bs: int, step: float, noise: float = 0.0, slow: float = 1.0) -> dict:
@@ -219,6 +249,7 @@ def main() -> None:
                        "host_peak_rss_bytes": harness.peak_rss_bytes()},
             "settings": {"threads": request.get("threads"),
                          **(_echo() if opts.get("echo") else {})},
+            **_serving(request, float(opts.get("service_s", 0.001))),
         })
     except MemoryError as exc:
         harness.emit("error", kind="oom", error_type="MemoryError", message=str(exc))

@@ -47,6 +47,7 @@ def build_report(results: str | Path, output: str | Path) -> Path:
     from .gatemarks import GateMarks
     from .recommend import recommend
     from .render import render
+    from .serving import figures as serving_figures
     with _no_cyclic_gc():
         run, warnings, att, cells = frames.load_frames(results)
         out = Path(output)
@@ -60,7 +61,8 @@ def build_report(results: str | Path, output: str | Path) -> Path:
         # None unless a framework ran in several modes
         modes = modes_mod.build(cells, verdicts, settings)
         figures = [marks.mark(log_ticks_whole(f)) for f in build_figures(cells)
-                   + ([modes.figure] if modes and modes.figure else [])]
+                   + ([modes.figure] if modes and modes.figure else [])
+                   + serving_figures(cells)]
         recs = recommend(cells, verdicts, settings)
         return render(out, str(results), run, att, cells,
                       aggregate.comparison_frame(cells, verdicts),

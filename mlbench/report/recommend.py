@@ -60,7 +60,15 @@ ASPECTS = (
     Aspect("energy", "uses the least energy per sample", "train_j_per_ksample",
            "train_j_per_ksample_r", False, "training energy (J per 1,000 samples)", "warn_train",
            "least energy per sample", "energy per sample"),
+    # serving (README "Serving"): asked only where the scenario was measured (SERVING)
+    Aspect("single_stream", "answers single queries fastest", "ss_p90", "ss_p90_r", False,
+           "single-stream p90 latency", "warn_latency", "lowest single-stream latency",
+           "single-stream p90 latency"),
+    Aspect("server", "serves the most queries/s within the bound", "server_max_qps",
+           "server_max_qps_r", True, "server QPS with p99 within the latency bound",
+           "warn_latency", "most server QPS within the latency bound", "server QPS"),
 )
+SERVING = ("single_stream", "server")
 # said once, in the banner above the recommendations (render.py), never per recommendation
 BANNER = (f"{decision.RULE} Voiding warnings: {', '.join(decision.VOIDING)}. Over several "
           "configurations (batch size, precision): the geometric mean over those both "
@@ -131,7 +139,7 @@ def compiles(row: dict) -> bool:
 
 def _words(asp: Aspect, d: decision.Decision, other: str) -> str:
     r = decision.interval_text(d)
-    if asp.key == "train":
+    if asp.key in ("train", "server"):
         return f"{r} the {asp.short} of {other}"
     if asp.key == "memory":
         return f"{(1 - 1 / d.ratio) * 100:.0f}% less {asp.short} than {other} ({r})"
@@ -302,8 +310,11 @@ def recommend(cells: pl.DataFrame, verdicts=None,
     has_energy = "train_j_per_ksample" in cells.columns and \
         cells["train_j_per_ksample"].drop_nulls().len() > 0
     out: list[Recommendation] = []
+    measured = {a.key for a in ASPECTS if a.key in SERVING and a.value in cells.columns
+                and cells[a.value].drop_nulls().len() > 0}
     prepared = [(key, _prepare(*key, asp, groups[key])) for key in sorted(groups)
-                for asp in ASPECTS if asp.key != "energy" or has_energy]
+                for asp in ASPECTS if (asp.key != "energy" or has_energy)
+                and (asp.key not in SERVING or asp.key in measured)]
     states = [st for _, st in prepared if isinstance(st, dict)]
     per_config: dict = {}  # each configuration's own ratio: configurations that disagree
     ratios = iter(stats.geomean_ratio_ci_many([st["pairs"] for st in states],
