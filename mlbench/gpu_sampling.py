@@ -21,7 +21,7 @@ from . import gpu
 def _is_mig(v: "gpu.Visible") -> bool:
     if v.mig:
         return True
-    mode = gpu._try(gpu.pynvml.nvmlDeviceGetMigMode, v.handle)
+    mode = gpu._try(_nv("nvmlDeviceGetMigMode"), v.handle)
     return bool(mode and mode[0])
 
 
@@ -59,7 +59,7 @@ class ProcessSampler:
     def sample(self) -> None:
         if self.handle is None:
             return
-        procs, err = gpu._call(gpu.pynvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
+        procs, err = gpu._call(_nv("nvmlDeviceGetComputeRunningProcesses"), self.handle)
         self._note(err)
         for p in procs or []:
             pid = getattr(p, "pid", None)
@@ -73,11 +73,11 @@ class ProcessSampler:
                 self.peak_process_bytes = max(self.peak_process_bytes, int(used))
             else:
                 self.no_figure = True
-        util, err = gpu._call(gpu.pynvml.nvmlDeviceGetUtilizationRates, self.handle)
+        util, err = gpu._call(_nv("nvmlDeviceGetUtilizationRates"), self.handle)
         self._note(err)
         if util is not None:
             self.util.append(int(util.gpu))
-        power, err = gpu._call(gpu.pynvml.nvmlDeviceGetPowerUsage, self.handle)
+        power, err = gpu._call(_nv("nvmlDeviceGetPowerUsage"), self.handle)
         self._note(err)
         if power is not None:
             self.power.append(power / 1000.0)
@@ -132,25 +132,25 @@ def device_state(device: str, exclude_pids: tuple[int, ...] = (),
         return None
     h = v.handle
     procs = []
-    for p in (gpu._try(gpu.pynvml.nvmlDeviceGetComputeRunningProcesses, h) or []):
+    for p in (gpu._try(_nv("nvmlDeviceGetComputeRunningProcesses"), h) or []):
         pid = getattr(p, "pid", None)
         if pid is None or pid in exclude_pids:
             continue
         used = getattr(p, "usedGpuMemory", None)
         procs.append({"pid": int(pid), "used_memory_bytes": int(used) if used else None})
-    util = gpu._try(gpu.pynvml.nvmlDeviceGetUtilizationRates, h)
-    mem = gpu._try(gpu.pynvml.nvmlDeviceGetMemoryInfo, h)
-    clocks = {name: gpu._try(gpu.pynvml.nvmlDeviceGetClockInfo, h, getattr(gpu.pynvml, kind, 0))
+    util = gpu._try(_nv("nvmlDeviceGetUtilizationRates"), h)
+    mem = gpu._try(_nv("nvmlDeviceGetMemoryInfo"), h)
+    clocks = {name: gpu._try(_nv("nvmlDeviceGetClockInfo"), h, getattr(gpu.pynvml, kind, 0))
               for name, kind in (("sm_clock_mhz", "NVML_CLOCK_SM"),
                                  ("memory_clock_mhz", "NVML_CLOCK_MEM"))}
-    max_sm = gpu._try(gpu.pynvml.nvmlDeviceGetMaxClockInfo, h, getattr(gpu.pynvml, "NVML_CLOCK_SM", 0))
-    power = gpu._try(gpu.pynvml.nvmlDeviceGetPowerUsage, h)
+    max_sm = gpu._try(_nv("nvmlDeviceGetMaxClockInfo"), h, getattr(gpu.pynvml, "NVML_CLOCK_SM", 0))
+    power = gpu._try(_nv("nvmlDeviceGetPowerUsage"), h)
     return {
         "processes": procs,
         "utilization_gpu_pct": None if util is None else int(util.gpu),
         "utilization_memory_pct": None if util is None else int(util.memory),
         **clocks, "sm_clock_max_mhz": max_sm,
-        "temperature_c": gpu._try(gpu.pynvml.nvmlDeviceGetTemperature, h,
+        "temperature_c": gpu._try(_nv("nvmlDeviceGetTemperature"), h,
                               getattr(gpu.pynvml, "NVML_TEMPERATURE_GPU", 0)),
         "memory_used_bytes": None if mem is None else int(mem.used),
         "power_w": None if power is None else power / 1000.0,
@@ -167,6 +167,17 @@ THROTTLE_BITS = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal_slow
                  0x10: "sync_boost"}
 NOT_THROTTLING = {0x1: "gpu_idle", 0x2: "applications_clocks_setting",
                   0x100: "display_clock_setting"}
+
+
+def _nv(name: str) -> Callable:
+    """pynvml's call `name`, or one that fails like an NVML error where this nvidia-ml-py (or
+    driver) lacks it: gpu._call turns either into a reason, never an exception."""
+    fn = getattr(gpu.pynvml, name, None)
+    if fn is None:
+        def missing(*_: Any) -> Any:
+            raise AttributeError(f"this nvidia-ml-py has no {name}")
+        return missing
+    return fn
 
 
 def _throttle_fn() -> Callable:
@@ -195,16 +206,16 @@ def _pair0(v: Any) -> Any:
 def limits_state(h: Any) -> dict:
     """Power limit, clocks, current throttle reasons, persistence mode, ECC and MIG mode, and
     the total-energy counter of one device (every field None where NVML cannot tell)."""
-    limit = gpu._try(gpu.pynvml.nvmlDeviceGetEnforcedPowerLimit, h)
+    limit = gpu._try(_nv("nvmlDeviceGetEnforcedPowerLimit"), h)
     reasons = gpu._try(_throttle_fn(), h)
-    mig, ecc = gpu._try(gpu.pynvml.nvmlDeviceGetMigMode, h), gpu._try(gpu.pynvml.nvmlDeviceGetEccMode, h)
+    mig, ecc = gpu._try(_nv("nvmlDeviceGetMigMode"), h), gpu._try(_nv("nvmlDeviceGetEccMode"), h)
     return {
         "power_limit_w": None if limit is None else limit / 1000.0,
         "throttle_reasons": throttle_names(reasons),
-        "persistence_mode": gpu._try(gpu.pynvml.nvmlDeviceGetPersistenceMode, h),
+        "persistence_mode": gpu._try(_nv("nvmlDeviceGetPersistenceMode"), h),
         "ecc_mode": _pair0(ecc),
         "mig_mode": _pair0(mig),
-        "energy_mj": gpu._try(gpu.pynvml.nvmlDeviceGetTotalEnergyConsumption, h),
+        "energy_mj": gpu._try(_nv("nvmlDeviceGetTotalEnergyConsumption"), h),
     }
 
 
@@ -213,7 +224,7 @@ def energy_mj(h: Any) -> tuple[int | None, str | None]:
     (None, why not)."""
     if h is None:
         return None, "no NVML handle"
-    v, err = gpu._call(gpu.pynvml.nvmlDeviceGetTotalEnergyConsumption, h)
+    v, err = gpu._call(_nv("nvmlDeviceGetTotalEnergyConsumption"), h)
     return (int(v), None) if isinstance(v, int) else (None, err or "no energy counter")
 
 
@@ -222,8 +233,8 @@ def versions() -> dict:
     ceilings cache key."""
     if gpu._init() is not None:
         return {"driver": None, "cuda_driver": None}
-    drv = gpu._try(gpu.pynvml.nvmlSystemGetDriverVersion)
-    cuda = gpu._try(gpu.pynvml.nvmlSystemGetCudaDriverVersion)
+    drv = gpu._try(_nv("nvmlSystemGetDriverVersion"))
+    cuda = gpu._try(_nv("nvmlSystemGetCudaDriverVersion"))
     return {"driver": None if drv is None else gpu._str(drv),
             "cuda_driver": None if not isinstance(cuda, int) else
             f"{cuda // 1000}.{cuda % 1000 // 10}"}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cliutil import run_inproc, write_config
-from mlbench import aggregate, matrix, summary
+from mlbench import frames, matrix, summary
 from mlbench.config import load_config
 from mlbench.report.serving import figures as serving_figures
 
@@ -90,7 +90,7 @@ def test_verdict_has_the_serving_questions(run):
 
 
 def test_the_figure_draws_every_trial_and_the_bound(run):
-    _, _, _, cells = aggregate.load_frames(run)
+    _, _, _, cells = frames.load_frames(run)
     (fig,) = serving_figures(cells)
     traces = fig.spec["data"]
     assert {t["name"] for t in traces} == {f"{fw} · max batch {b}" for fw in ("dummy",

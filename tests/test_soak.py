@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from cliutil import by_cell, run_inproc, run_subprocess, write_config
-from mlbench import store
+from mlbench import guards, store
 
 PHASES = ("build", "train", "evaluate", "inference")
 # fault -> (status, words in the reason); each runs once in every phase
@@ -180,7 +180,9 @@ def test_disk_full_is_a_clear_error_and_what_was_stored_stays_intact(tmp_path, c
     assert run_inproc(["run", "--config", str(conf), "--no-report"], capsys)[0] == 0
     results_before = (out / "results.json").read_bytes()
     lines_before = (out / "results.jsonl").read_bytes()
-    monkeypatch.setattr(store, "os", _FillingDisk(room=2))
+    disk = _FillingDisk(room=2)  # one disk: the store's appends and every whole-file write
+    monkeypatch.setattr(store, "os", disk)
+    monkeypatch.setattr(guards, "os", disk)
     rc, out_text, err = run_inproc(["run", "--config", str(conf), "--resume", "--batch-sizes",
                                     "1", "2", "3", "4", "5", "--no-report"], capsys)
     monkeypatch.undo()

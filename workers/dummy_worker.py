@@ -23,7 +23,8 @@ relative slowdown of it, `noise` the spread (lognormal sigma) of each sample and
 machine); `contend_once: <path>` makes the steady state ten times the warm-up (the in-cell
 contention signal) in the first process only (it creates <path>), for the retry path.
 `detached_child` (a file name): in the train phase, a process in a session of its own (it writes
-its pid there and sleeps an hour), waited on for `child_s`; the cell's end must kill it.
+its pid there and sleeps an hour: `time.sleep(3599)`, apart from the hang faults' 3600 that
+other tests look for), waited on for `child_s`; the cell's end must kill it.
 `service_s` (default 0.001): the fixed service time of one inference call when the request asks
 for serving scenarios (workers/loadgen.py): a spin on the clock, so the server scenario is an
 M/D/1 queue (tests/test_loadgen.py checks it against queueing theory).
@@ -222,7 +223,7 @@ def main() -> None:
                 # what a builder's Popen(..., start_new_session=True) leaves: a process outside
                 # the worker's group; it writes its pid to the named file, then sleeps
                 subprocess.Popen([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], "
-                                  "'w').write(str(os.getpid())); time.sleep(3600)",
+                                  "'w').write(str(os.getpid())); time.sleep(3599)",
                                   str(opts["detached_child"])], start_new_session=True)
                 time.sleep(float(opts.get("child_s", 1.5)))  # seen by the parent's sampling
             if ph == phase and kind != "none":
