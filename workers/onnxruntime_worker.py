@@ -11,6 +11,7 @@ provider cannot run on the CPU provider, and the settings record the providers t
 """
 from __future__ import annotations
 
+import driver
 import harness
 from exported import ExportedBackend
 from harness import DeviceUnusable, SkipCell
@@ -71,4 +72,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(OrtBackend, "onnxruntime", import_framework)
+    harness.main(OrtBackend, "onnxruntime", import_framework, driver.run_cell)

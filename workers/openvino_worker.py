@@ -8,6 +8,7 @@ cell's thread count.
 """
 from __future__ import annotations
 
+import driver
 import harness
 from exported import ExportedBackend
 
@@ -45,4 +46,4 @@ def import_framework() -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(OpenVinoBackend, "openvino", import_framework)
+    harness.main(OpenVinoBackend, "openvino", import_framework, driver.run_cell)
