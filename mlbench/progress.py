@@ -38,6 +38,12 @@ class CellElapsed(ProgressColumn):
         return f"{time.monotonic() - self.hooks.t_cell:4.0f} s" if self.hooks.t_cell else ""
 
 
+# the worker's phase markers, as a person reads them (the markers themselves are for the
+# parent's contention and energy meters)
+PHASE_WORDS = {"train_steady": "train, steady state",
+               "inference_steady": "inference, timed samples"}
+
+
 class RichHooks(Hooks):
     def __init__(self, console: Console | None = None, heartbeat_s: float = HEARTBEAT_S):
         self.console = console or Console(stderr=True)
@@ -56,7 +62,8 @@ class RichHooks(Hooks):
             self.console.print(f"keeping {skipped_done} cell(s) already done; {total} to run")
         self.progress = Progress(
             TextColumn("[bold]{task.fields[cell]}"), TextColumn("{task.fields[phase]}"),
-            CellElapsed(self), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            CellElapsed(self), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"),
             TimeRemainingColumn(), console=self.console, transient=True,
             refresh_per_second=2, disable=not self.console.is_terminal)
         self.progress.start()
@@ -74,6 +81,8 @@ class RichHooks(Hooks):
 
     def message(self, cell: Cell, msg: dict) -> None:
         phase = msg.get("phase") or msg.get("type", "")
+        phase = ("train: extra steady-state blocks (measurement minimums)" if msg.get("extra")
+                 else PHASE_WORDS.get(phase, phase))
         if msg.get("type") == "progress" and "epoch" in msg:
             phase = f"train epoch {msg['epoch'] + 1} step {msg.get('step')}/{msg.get('steps')}"
         self.progress.update(self.task, phase=escape(str(phase)))

@@ -77,3 +77,22 @@ def test_every_gate_and_ceiling_worker_is_said_with_its_time():
     job = types.SimpleNamespace(request={})
     assert preflight._ceiling_step(job, Path("ceilings/jax-cuda0-r2")) == \
         "device ceilings: round 3, jax-cuda0"
+
+
+def test_the_steady_phase_markers_read_as_words():
+    buf = io.StringIO()
+    hooks = RichHooks(Console(file=buf, force_terminal=False, width=200), heartbeat_s=0.05)
+    cell = types.SimpleNamespace(cell_id="jax-mlp-cpu-bs64-fp32", repeat=0)
+    hooks.start(total=1, skipped_done=0)
+    hooks.cell_start(cell, 1, 1)
+    seen = []
+    for msg in ({"type": "progress", "phase": "inference_steady"},
+                {"type": "progress", "phase": "train_steady", "extra": True}):
+        hooks.message(cell, msg)
+        time.sleep(0.3)
+        seen.append(buf.getvalue())
+    hooks.cell_end(cell, {"status": "ok", "wall_s": 0.6})
+    hooks.stop()
+    assert "(1 of 1): inference, timed samples, " in seen[0], seen[0]
+    assert "(1 of 1): train: extra steady-state blocks (measurement minimums), " in seen[1]
+    assert "_steady" not in buf.getvalue()
