@@ -493,6 +493,9 @@ def compare(
                                              "the 95% interval must lie beyond)")] = 0.05,
     strict: Annotated[bool, typer.Option(help="the point change alone beyond the threshold "
                                          "regresses (the older rule)")] = False,
+    drift: Annotated[float, typer.Option(help="the whole-run shift (every cell alike) put down "
+                                         "to the machine: cells are judged against it; 0: "
+                                         "off")] = 0.15,
 ) -> None:
     """Per-cell change between two runs, noise-aware (mlbench.decision's rule), and changed
     verdicts; exit 1 when a regression holds, 2 when the runs have no cell in common."""
@@ -501,7 +504,7 @@ def compare(
         guards.sane_path(value, name)
         guards.no_link_loop(value, name)
     from .compare import compare as do_compare
-    result = do_compare(base, new, threshold, strict=strict)
+    result = do_compare(base, new, threshold, strict=strict, drift=drift)
     typer.echo(result.render_text())
     raise typer.Exit(2 if result.nothing_compared else 1 if result.regressed else 0)
 

@@ -12,6 +12,17 @@ per-process values of NEW against BASE, with the threshold as the margin:
   default 3) and no voiding warning (contended, busy machine, ...) applies to either side;
 * "within noise" when the interval reaches inside the threshold;
 * "cannot tell" with the reason otherwise (single process, too few processes, voided by ...).
+Whole-run shift: two runs made at different times also differ by what the machine did between
+them (clock speed, thermal state, background load), and that moves every cell alike: two quiet
+back-to-back quick sweeps here differed by +4% to +38% per cell, +13% in the middle, while no
+framework had changed. So, per metric (throughput, latency), the run's shift is the median over
+frameworks of each framework's median new/base over its cells (with a bootstrap interval over
+cells); where it can be told apart from one framework's own change (at least
+MIN_SHIFT_FRAMEWORKS frameworks: the majority moved together) and lies within `drift` (default
+DRIFT, what a machine drifts between runs), a cell is REGRESSED or improved only when it
+departs from that shift too (the rule again on new / shift against base);
+a cell that moved only with the whole run is "within noise", saying so. A shift beyond `drift`
+is not explained away: every cell is judged on its own. `drift` 0 turns this off.
 A cell that had results in BASE and has none in NEW (failed, oom, ...) regressed. `strict`
 keeps the older rule (the point change beyond the threshold, the interval only guarding
 cells with >= 2 processes on both sides). Cells missing from NEW, or only in NEW, are listed,
@@ -21,7 +32,8 @@ is listed. Never imports an ML framework.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import decision, stats
@@ -33,6 +45,9 @@ METRICS = (  # column, per-repeat column, label, higher is better, display scale
     ("lat_median", "lat_p50_r", "inference p50", False, 1000.0, " ms", "warn_latency"),
     ("mem_bytes", "mem_r", "memory (headline figure)", False, 1 / 1048576, " MiB", None),
 )
+SHIFTED = ("train samples/s", "inference p50 ms")  # what a machine's drift moves (not memory)
+DRIFT = 0.15          # the whole-run shift a machine may show between runs (seen here: +13%)
+MIN_SHIFT_FRAMEWORKS = 3  # a shift most frameworks share is the machine's; with 2, either one
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,7 @@ class Row:
     change_lo: float | None = None   # 95% interval of new / base - 1 (per-process bootstrap)
     change_hi: float | None = None
     significant: bool | None = None  # that interval excludes 0; None for a single process
+    relative: float | None = None    # new / (base x the run's shift) - 1, when judged against it
 
 
 @dataclass
@@ -61,6 +77,9 @@ class CompareResult:
     min_processes: int = decision.DEFAULT_MIN_PROCESSES
     verdict_changes: list[str] = field(default_factory=list)
     advice: str = ""
+    drift: float = DRIFT
+    shifts: dict = field(default_factory=dict)  # metric -> {shift, lo, hi, cells, frameworks, used}
+    samples: dict = field(default_factory=dict, repr=False)  # (cell, metric) -> what was judged
 
     @property
     def regressed(self) -> bool:
@@ -85,6 +104,7 @@ class CompareResult:
         lines = [f"compare {self.base} -> {self.new} (threshold {self.threshold:.1%}; {rule})"]
         for row in [head, *body]:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        lines.extend(self.shift_lines())
         lines.extend(self.notes)
         lines.extend(self.verdict_changes)
         if self.advice:
@@ -95,6 +115,20 @@ class CompareResult:
                      self.nothing_compared else
                      f"{n} regression(s) in {cells} cell(s)" if n else "no regressions")
         return "\n".join(lines)
+
+
+    def shift_lines(self) -> list[str]:
+        out = []
+        for metric, sh in self.shifts.items():
+            ci = "" if sh["lo"] is None else f" [{sh['lo'] - 1:+.1%}, {sh['hi'] - 1:+.1%}]"
+            head = (f"whole run: {metric} moved {sh['shift'] - 1:+.1%}{ci} (the middle of "
+                    f"{sh['frameworks']} framework(s)' medians over {sh['cells']} cells); ")
+            if sh["used"]:
+                out.append(head + f"within the ±{self.drift:.0%} a machine drifts between runs, "
+                           "so a cell is flagged only where it departs from that shift too")
+            elif sh["why"]:
+                out.append(head + sh["why"])
+        return out
 
 
 def _fmt(v: float | None) -> str:
@@ -152,6 +186,8 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, res: CompareRes
                                   *decision.cell_warnings(new, warn)],
                         settings=decision.Settings(res.threshold, res.min_processes))
     res.advice = res.advice or d.advice
+    res.samples[(cell, name)] = (b, n, higher, [*decision.cell_warnings(base, warn),
+                                                *decision.cell_warnings(new, warn)])
     out = dict(cell_id=cell, metric=name, base=bv * scale, new=nv * scale, change=nv / bv - 1,
                **_interval(b, n))
     if d.outcome == "winner":
@@ -162,6 +198,63 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, res: CompareRes
         return Row(verdict="within noise", regressed=False, note=d.reason, **out)
     return Row(verdict="cannot tell", regressed=False,
                note=d.reason.removeprefix("cannot tell: "), **out)
+
+
+def _shift(rows: list[Row], frameworks: dict, drift: float) -> dict:
+    """The run's shift of one metric: the median over frameworks of each framework's median
+    new/base over its cells (one vote per framework, so one framework's own change never moves
+    it while the others stayed), a bootstrap interval over cells, and whether it is used to
+    judge the cells (see the module docstring)."""
+    from . import stats
+    by_fw: dict = {}
+    for r in rows:
+        if r.change is not None and r.change > -1:
+            by_fw.setdefault(frameworks.get(r.cell_id), []).append(math.log1p(r.change))
+    if not by_fw:
+        return {}
+    vals = [x for xs in by_fw.values() for x in xs]
+    shift = math.exp(stats.median([stats.median(xs) for xs in by_fw.values()]))
+    ci = stats.bootstrap_median_ci(vals)
+    lo, hi = (None, None) if ci is None else (math.exp(ci[0]), math.exp(ci[1]))
+    why = ""
+    if len(by_fw) < MIN_SHIFT_FRAMEWORKS:
+        why = (f"fewer than {MIN_SHIFT_FRAMEWORKS} frameworks cannot tell it from one "
+               "framework's own change: every cell judged on its own")
+    elif abs(math.log(shift)) > math.log1p(drift):
+        why = (f"beyond the ±{drift:.0%} a machine drifts between runs: not explained away, "
+               "every cell judged on its own")
+    return {"shift": shift, "lo": lo, "hi": hi, "cells": len(vals), "frameworks": len(by_fw),
+            "used": not why and drift > 0, "why": why if drift > 0 else ""}
+
+
+def _against_shift(row: Row, samples: tuple, shift: float, res: CompareResult) -> Row:
+    """A flagged row judged again on new / shift: flagged only if it departs from the run's
+    shift too; the relative change is kept either way."""
+    b, n, higher, warns = samples
+    rel = None if row.change is None else (1 + row.change) / shift - 1
+    if row.verdict not in ("REGRESSED", "improved"):
+        return replace(row, relative=rel)
+    d = decision.decide([v / shift for v in n], b, higher_is_better=higher, warnings=warns,
+                        settings=decision.Settings(res.threshold, res.min_processes))
+    same = d.outcome == "winner" and (d.leader == "b") == row.regressed
+    if same:
+        return replace(row, relative=rel)
+    return replace(row, verdict="within noise", regressed=False, relative=rel,
+                   note=f"moved with the whole run ({shift - 1:+.1%}); against it "
+                        f"{rel:+.1%}, {d.reason.removeprefix('cannot tell: ')}")
+
+
+def _judge_shifts(res: CompareResult, frameworks: dict) -> None:
+    for metric in SHIFTED:
+        rows = [r for r in res.rows if r.metric == metric and (r.cell_id, r.metric) in res.samples]
+        sh = _shift(rows, frameworks, res.drift)
+        if not sh:
+            continue
+        res.shifts[metric] = sh
+        if sh["used"]:
+            res.rows = [_against_shift(r, res.samples[(r.cell_id, r.metric)], sh["shift"], res)
+                        if r.metric == metric and (r.cell_id, r.metric) in res.samples else r
+                        for r in res.rows]
 
 
 def _verdicts(path, run: dict, cells) -> dict:
@@ -184,14 +277,17 @@ def _verdict_changes(old: dict, new: dict) -> list[str]:
 
 
 def compare(base: str | Path, new: str | Path, threshold: float = 0.05,
-            strict: bool = False) -> CompareResult:
+            strict: bool = False, drift: float = DRIFT) -> CompareResult:
     if not isinstance(threshold, (int, float)) or not 0 <= threshold < 10:
         raise UserError(f"threshold must be a fraction between 0 and 10, got {threshold!r}",
                         "--threshold")
+    if not isinstance(drift, (int, float)) or isinstance(drift, bool) or not 0 <= drift < 10:
+        raise UserError(f"drift must be a fraction between 0 and 10, got {drift!r}", "--drift")
     brun, _, _, bcells = load_frames(base)
     nrun, _, _, ncells = load_frames(new)
     res = CompareResult(str(base), str(new), float(threshold), strict=strict,
-                        min_processes=decision.settings_from(nrun).min_processes)
+                        min_processes=decision.settings_from(nrun).min_processes,
+                        drift=float(drift))
     b = {r["cell_id"]: r for r in bcells.iter_rows(named=True)}
     n = {r["cell_id"]: r for r in ncells.iter_rows(named=True)}
     for cell, br in b.items():
@@ -216,6 +312,8 @@ def compare(base: str | Path, new: str | Path, threshold: float = 0.05,
             row = _metric_row(cell, br, nr, metric, res)
             if row:
                 res.rows.append(row)
+    if not strict:
+        _judge_shifts(res, {c: r.get("framework") for c, r in n.items()})
     for cell in n.keys() - b.keys():
         res.notes.append(f"only in NEW: {cell}")
     if not res.rows:

@@ -187,3 +187,119 @@ def test_a_changed_winner_is_listed(tmp_path):
     new = fs.write_store(tmp_path / "n", out)          # now jax 1.5x faster
     text = compare(base, new).render_text()
     assert "verdict changed: mlp.small on cpu, fastest to train: pytorch -> jax" in text
+
+
+# --- the whole run's shift (a machine that drifted between the runs) ----------------------------
+
+SHAPE = (1.5, 1.1, 1.0, 0.97, 1.04, 0.99, 1.02, 1.0, 1.35, 0.98)  # warm-up drift, an outlier
+
+
+def _sweep(tmp, name, factor, ks=(1.0, 1.04, 0.97, 1.01),
+           fws=("pytorch", "tensorflow", "jax"), models=("mlp", "cnn")):
+    """Every framework x model cell, 4 processes each; `factor(fw, model)` multiplies that cell's
+    step times (and latencies): 1.0 unchanged, 0.9 a 10% shorter step."""
+    out = []
+    for i, fw in enumerate(fws):
+        for j, m in enumerate(models):
+            for r, k in enumerate(ks):
+                st = 0.004 * (1 + i + 2.5 * j) * k * factor(fw, m)
+                out.append(fs.attempt(fw, model=m, repeat=r, step_times=[st * f for f in SHAPE],
+                                      latencies=[st / 4 * f for f in SHAPE]))
+    return fs.write_store(tmp / name, out)
+
+
+def _ratio(b_ks, n_ks, f):
+    """Independent: new/base of a cell's headline throughput, samples per step over the median
+    step time pooled over its processes (the same in every cell of _sweep)."""
+    return (np.median([k * s for k in b_ks for s in SHAPE])
+            / np.median([k * f * s for k in n_ks for s in SHAPE]))
+
+
+def test_a_machine_faster_by_10_percent_everywhere_flags_nothing(tmp_path, capsys):
+    from cliutil import run_inproc
+    ks_b, ks_n = (1.0, 1.01, 0.995, 1.005), (1.0, 1.008, 0.997, 1.003)
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0, ks=ks_b)
+    new = _sweep(tmp_path, "n", lambda fw, m: 0.91, ks=ks_n)  # every cell ~10% faster
+    raw = compare(base, new, drift=0)
+    assert [r.verdict for r in raw.rows if r.metric == "train samples/s"] == ["improved"] * 6
+    res = compare(base, new)
+    train = [r for r in res.rows if r.metric == "train samples/s"]
+    assert len(train) == 6 and not any(r.verdict in ("improved", "REGRESSED") for r in train)
+    assert all("moved with the whole run" in r.note for r in train)
+    sh = res.shifts["train samples/s"]
+    assert sh["used"] and sh["cells"] == 6 and sh["frameworks"] == 3
+    assert sh["shift"] == pytest.approx(_ratio(ks_b, ks_n, 0.91))
+    assert sh["lo"] <= sh["shift"] <= sh["hi"]
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 0 and "whole run: train samples/s moved +" in out and "no regressions" in out
+
+
+@pytest.mark.parametrize("machine", [1.0, 0.92])
+def test_one_framework_slower_still_regresses_on_a_still_or_drifting_machine(tmp_path, capsys,
+                                                                            machine):
+    """pytorch's cells (both models) 25% slower per step than the machine's own shift (none, or
+    every cell 8% faster): the shift is the middle framework's, pytorch departs from it."""
+    from cliutil import run_inproc
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0)
+    new = _sweep(tmp_path, "n", lambda fw, m: machine * (1.25 if fw == "pytorch" else 1.0),
+                 ks=(0.99, 1.02, 0.98, 1.03))
+    res = compare(base, new)
+    sh = res.shifts["train samples/s"]
+    assert sh["used"] and sh["cells"] == 6 and sh["frameworks"] == 3
+    # independent: the unchanged frameworks' cells moved by the machine alone
+    assert sh["shift"] == pytest.approx(_ratio((1.0, 1.04, 0.97, 1.01), (0.99, 1.02, 0.98, 1.03),
+                                               machine))
+    verdicts = {"-".join(r.cell_id.split("-")[:2]): r.verdict
+                for r in res.rows if r.metric == "train samples/s"}
+    assert verdicts == {"pytorch-mlp": "REGRESSED", "pytorch-cnn": "REGRESSED",
+                        "jax-mlp": "within noise", "jax-cnn": "within noise",
+                        "tensorflow-mlp": "within noise", "tensorflow-cnn": "within noise"}
+    r = next(r for r in res.rows if r.cell_id.startswith("pytorch-mlp")
+             and r.metric == "train samples/s")
+    assert r.relative == pytest.approx((1 + r.change) / sh["shift"] - 1)
+    assert 1 + r.relative == pytest.approx(0.8, rel=0.01)  # 1 / 1.25
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 1 and "4 regression(s) in 2 cell(s)" in out, out  # throughput, latency
+
+
+def test_two_frameworks_cannot_tell_a_machine_from_one_framework(tmp_path):
+    """pytorch 20% slower, jax unchanged: with two frameworks the shift would be either's;
+    every cell is judged on its own, and pytorch regresses."""
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0, fws=("pytorch", "jax"))
+    new = _sweep(tmp_path, "n", lambda fw, m: 1.25 if fw == "pytorch" else 1.0,
+                 ks=(0.99, 1.02, 0.98, 1.03), fws=("pytorch", "jax"))
+    res = compare(base, new)
+    assert not res.shifts["train samples/s"]["used"]
+    assert "fewer than 3 frameworks" in res.render_text()
+    verdicts = [r.verdict for r in res.rows if r.metric == "train samples/s"]
+    assert sorted(verdicts) == ["REGRESSED", "REGRESSED", "within noise", "within noise"]
+
+
+def test_a_shift_beyond_the_drift_is_not_explained_away(tmp_path, capsys):
+    from cliutil import run_inproc
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0)
+    new = _sweep(tmp_path, "n", lambda fw, m: 1.3, ks=(0.99, 1.02, 0.98, 1.03))  # -23%
+    res = compare(base, new)
+    assert not res.shifts["train samples/s"]["used"]
+    train = [r for r in res.rows if r.metric == "train samples/s"]
+    assert [r.verdict for r in train] == ["REGRESSED"] * 6
+    rc, out, _ = run_inproc(["compare", str(base), str(new)], capsys)
+    assert rc == 1 and "beyond the ±15% a machine drifts" in out
+    # a wider allowance explains it as the machine's: nothing regresses
+    rc, out, _ = run_inproc(["compare", str(base), str(new), "--drift", "0.3"], capsys)
+    assert rc == 0 and "no regressions" in out, out
+
+
+def test_one_framework_judges_every_cell_alone(tmp_path):
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0, fws=("pytorch",), models=("mlp", "cnn"))
+    new = _sweep(tmp_path, "n", lambda fw, m: 0.9, fws=("pytorch",), ks=(0.95, 0.99, 0.96, 0.985))
+    res = compare(base, new)
+    assert not res.shifts["train samples/s"]["used"]
+    assert [r.verdict for r in res.rows if r.metric == "train samples/s"] == ["improved"] * 2
+
+
+def test_bad_drift_is_a_user_error(tmp_path):
+    base = _sweep(tmp_path, "b", lambda fw, m: 1.0, fws=("pytorch",), models=("mlp",))
+    for bad in (-0.1, 10, True, "x"):
+        with pytest.raises(UserError):
+            compare(base, base, drift=bad)
