@@ -3,7 +3,9 @@ changes of the report's verdicts.
 
 Owns how two runs are set against each other. Metrics: steady-state training samples/s (higher
 is better), inference p50 latency and the cell's headline memory figure (lower is better; two
-runs whose memory figures differ are "not comparable" on memory), all from
+runs whose memory figures differ are "not comparable" on memory), and where the cell served
+(the serving scenarios) single-stream p90 latency and the server's max QPS within the bound,
+all from
 mlbench.aggregate.cells_frame. The verdict of each metric is mlbench.decision's one rule on the
 per-process values of NEW against BASE, with the threshold as the margin:
 * "REGRESSED" / "improved" only when the 95% bootstrap interval of new/base (ratio of medians
@@ -44,8 +46,11 @@ METRICS = (  # column, per-repeat column, label, higher is better, display scale
     ("train_sps", "train_sps_r", "train samples/s", True, 1.0, "", "warn_train"),
     ("lat_median", "lat_p50_r", "inference p50", False, 1000.0, " ms", "warn_latency"),
     ("mem_bytes", "mem_r", "memory (headline figure)", False, 1 / 1048576, " MiB", None),
+    ("ss_p90", "ss_p90_r", "single-stream p90", False, 1000.0, " ms", None),
+    ("server_max_qps", "server_max_qps_r", "server max QPS", True, 1.0, "", None),
 )
-SHIFTED = ("train samples/s", "inference p50 ms")  # what a machine's drift moves (not memory)
+# what a machine's drift moves (not memory)
+SHIFTED = ("train samples/s", "inference p50 ms", "single-stream p90 ms", "server max QPS")
 DRIFT = 0.15          # the whole-run shift a machine may show between runs (seen here: +13%)
 MIN_SHIFT_FRAMEWORKS = 3  # a shift most frameworks share is the machine's; with 2, either one
 

@@ -303,3 +303,36 @@ def test_bad_drift_is_a_user_error(tmp_path):
     for bad in (-0.1, 10, True, "x"):
         with pytest.raises(UserError):
             compare(base, base, drift=bad)
+
+
+def _serving_store(tmp, name, ss_scale, qps_by_repeat, fws=("pytorch",)):
+    """Cells that served: irregular batch-1 latencies per process, and each process's max QPS."""
+    out = []
+    for fw in fws:
+        for r, qps in enumerate(qps_by_repeat):
+            a = fs.attempt(fw, model="mlp", batch_size=1, repeat=r)
+            lat = [0.0010 * ss_scale * (1 + 0.03 * r) * f for f in SHAPE]
+            a["metrics"]["serving"] = {
+                "single_stream": {"latencies_s": lat},
+                "server": {"max_qps": qps, "latency_bound_ms": 10.0,
+                           "trials": [{"offered_qps": qps, "p99_s": 0.008, "achieved_qps": qps,
+                                       "within_bound": True}]}}
+            out.append(a)
+    return fs.write_store(tmp / name, out)
+
+
+def test_serving_figures_are_compared_by_the_same_rule(tmp_path):
+    base = _serving_store(tmp_path, "b", 1.0, [812.0, 790.0, 845.0, 801.0])
+    new = _serving_store(tmp_path, "n", 1.3, [602.0, 640.0, 615.0, 590.0])
+    rows = {r.metric: r for r in compare(base, new).rows}
+    ss, qps = rows["single-stream p90 ms"], rows["server max QPS"]
+    # independent: the pooled p90 of the batch-1 latencies, and the median of per-process QPS
+    pooled = lambda k: [0.0010 * k * (1 + 0.03 * r) * f for r in range(4) for f in SHAPE]
+    assert ss.base == pytest.approx(np.percentile(pooled(1.0), 90) * 1000)
+    assert ss.new == pytest.approx(np.percentile(pooled(1.3), 90) * 1000)
+    assert ss.verdict == "REGRESSED" and ss.regressed
+    assert qps.base == pytest.approx(np.median([812.0, 790.0, 845.0, 801.0]))
+    assert qps.new == pytest.approx(np.median([602.0, 640.0, 615.0, 590.0]))
+    assert qps.verdict == "REGRESSED" and qps.change < -0.2
+    same = compare(base, _serving_store(tmp_path, "s", 1.0, [800.0, 830.0, 795.0, 820.0]))
+    assert {r.metric: r.verdict for r in same.rows}["server max QPS"] == "within noise"
