@@ -11,6 +11,7 @@ fault_plan ["16:raise:train"]): 6 ok and 2 failed attempts, ceilings.json, resul
 """
 import copy
 import hashlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -270,3 +271,22 @@ def test_every_older_format_has_its_step_and_the_model_is_the_current_one():
     assert sorted(attempt.STEPS) == list(range(attempt.LEGACY_FORMAT, attempt.FORMAT))
     assert attempt.Attempt.model_fields["format"].default == attempt.FORMAT
     attempt.Attempt.model_validate({"cell_id": "a", "status": "ok", "format": attempt.FORMAT})
+
+
+def test_a_write_the_disk_takes_nothing_of_is_disk_full_and_takes_nothing_back(tmp_path,
+                                                                               monkeypatch):
+    from mlbench.errors import UserError
+    s = store.Store(tmp_path)
+    s.append({k: v for k, v in fs.attempt("pytorch").items() if k != "schema"})
+    before = (tmp_path / "results.jsonl").read_bytes()
+    written = []
+
+    def accepts_half_then_nothing(fd, data):
+        n = len(data) // 2 if not written else 0
+        written.append(n)
+        return os.pwrite(fd, bytes(data[:n]), os.fstat(fd).st_size) if n else 0
+    monkeypatch.setattr(store.os, "write", accepts_half_then_nothing)
+    with pytest.raises(UserError, match="disk full: could not store the attempt of cell jax"):
+        s.append({k: v for k, v in fs.attempt("jax").items() if k != "schema"})
+    assert written[0] > 0 and written[1] == 0   # a partial write, then a full disk
+    assert (tmp_path / "results.jsonl").read_bytes() == before   # the half line taken back
