@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlbench import config as cfg, runner, store  # noqa: E402
+from mlbench import attempt as record, config as cfg, runner, store  # noqa: E402
 from mlbench.matrix import expand  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def _template(work: Path) -> dict:
     rng = random.Random(0)
     rec["metrics"]["train"]["step_times_s"] = [0.01 * (1 + rng.random()) for _ in range(50)]
     rec["metrics"]["inference"]["latencies_s"] = [0.002 * (1 + rng.random()) for _ in range(30)]
-    for k in ("schema", "order"):
+    for k in ("format", "order"):
         rec.pop(k)
     return rec
 
@@ -99,7 +99,7 @@ def synthesize(n_attempts: int, work: Path) -> tuple[Path, Path, int]:
                 rec = {**tpl, "cell_id": c.cell_id, "repeat": c.repeat,
                        "fingerprint": c.fingerprint, "batch_size": c.batch_size,
                        "status": "ok" if last or order % 3 else "failed",
-                       "schema": store.SCHEMA, "order": order}
+                       "format": record.FORMAT, "order": order}
                 fh.write(json.dumps(rec, default=str) + "\n")
     return conf_path, out, order
 

@@ -19,8 +19,8 @@ memory is named (mem_figure): on the CPU the working memory (peak RSS - RSS just
 is built), on accelerators the allocator's peak; MFU uses ONE yardstick per device and precision
 (the best matmul ceiling any framework reached in the run), so it ranks cells as achieved FLOP/s
 does. Repeats of a cell id measured under an older fingerprint are left out (latest wins).
-Every field of a record may be missing or of the wrong type (partial runs, older files): such
-values become null. Never imports an ML framework.
+Records are read through their typed model (mlbench.attempt.view): older formats upgraded, a
+missing or ill-typed value null, a bad sample left out. Never imports an ML framework.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import math
 import numpy as np
 import polars as pl
 
-from . import ceiling, contention, datasheet, energy, hardware, stats
+from . import attempt, ceiling, contention, datasheet, energy, hardware, stats
 from .gate_verdicts import GateVerdicts
 
 KEY = ["model_label", "device", "batch_size", "precision"]  # what frameworks are compared on
@@ -99,39 +99,24 @@ def options_label(opts) -> str:
     return ", ".join(f"{k}={_s(v)}" for k, v in sorted(opts.items()))
 
 
-def _first(*xs):
-    for x in xs:
-        if x is not None:
-            return x
-    return None
-
-
-def _blocks(train: dict) -> list[tuple[float, float]]:
-    """(steps, seconds) of each block-synced steady-state block (new wire format)."""
-    out = []
-    for b in train.get("steady_blocks") or [] if isinstance(train.get("steady_blocks"), list) \
-            else []:
-        if isinstance(b, dict):
-            n, t = _num(b.get("steps")), _num(b.get("seconds"))
-            if n and t is not None and n > 0 and t >= 0:
-                out.append((n, t))
-    return out
-
-
 def flatten(i: int, a: dict) -> dict:
     """One attempt record as one flat row: every figure any table of mlbench reads from a
-    record is extracted here once (the per-attempt frame, results.csv: store.flat_row)."""
-    m = _d(a.get("metrics"))
-    train, ev, mem = _d(m.get("train")), _d(m.get("eval")), _d(m.get("memory"))
-    inf = _d(m.get("inference"))
-    hello, gpu, params = _d(a.get("hello")), _d(a.get("gpu")), _d(m.get("params"))
-    model = _s(a.get("model")) or "?"
+    record is extracted here once (the per-attempt frame, results.csv: store.flat_row), from
+    the record's typed fields (mlbench.attempt.view: in the current format, a value that does
+    not validate read as absent)."""
+    r = attempt.view(a)
+    m = r.metrics or attempt.Metrics()
+    train, ev, mem = m.train or attempt.TrainMetrics(), m.eval or attempt.EvalMetrics(), \
+        m.memory or attempt.MemoryMetrics()
+    inf, params = m.inference or attempt.InferenceMetrics(), m.params or attempt.ParamCounts()
+    hello, gpu = r.hello or attempt.Hello(), r.gpu or {}
+    model = r.model or "?"
     # the config's label of the model (record field model_label, e.g. "cnn.tiny", or the user's
     # label of a data: model): what cells are compared on, and what verify.json names them by
-    label = _s(a.get("model_label")) or model
-    mopts = a.get("model_options")
+    label = r.model_label or model
+    mopts = r.model_options
     shown = label
-    if isinstance(mopts, dict) and mopts.get("preset") is not None \
+    if mopts is not None and mopts.get("preset") is not None \
             and label in (model, f"{model}.{mopts['preset']}"):
         # one scheme for every built-in model: model.preset ("mlp.small" beside "cnn.tiny"),
         # also when the config left the default preset out of its label
@@ -140,76 +125,69 @@ def flatten(i: int, a: dict) -> dict:
     opts = options_label(mopts)
     # each figure under its own name: the allocator's peak, and NVML's per-process peak (which
     # includes the CUDA context); the headline memory picks between them (cell_frame), by name
-    dev_peak = _int(mem.get("peak_device_bytes"))
     nvml_peak = _int(gpu.get("nvml_peak_process_bytes")) or None
     # one RSS figure per meaning: the peak is the larger of the parent's sampled peak (attempt
     # record) and the worker's own ru_maxrss; the working memory subtracts the RSS the worker
     # had just before building the model (imports, runtime and data already loaded)
-    rss = [v for v in (_int(a.get("host_peak_rss_bytes")), _int(mem.get("host_peak_rss_bytes")))
-           if v is not None]
+    rss = [v for v in (r.host_peak_rss_bytes, mem.host_peak_rss_bytes) if v is not None]
     peak_rss = max(rss) if rss else None
-    base_rss = _int(mem.get("host_baseline_rss_bytes"))
+    base_rss = mem.host_baseline_rss_bytes
     working = max(0, peak_rss - base_rss) if peak_rss is not None and base_rss else None
-    trainable, frozen = _int(params.get("trainable")), _int(params.get("non_trainable"))
-    losses = _nums(train.get("epoch_loss_means")) or _nums(train.get("epoch_losses"))
-    flops = _d(m.get("flops_per_sample"))
-    aff = hello.get("cpu_affinity")
-    busy = stats.busy_warnings(a.get("machine_before"), a.get("device_before"),
-                               _s(a.get("device")), len(aff) if isinstance(aff, list) else 0)
+    trainable, frozen = params.trainable, params.non_trainable
+    losses = [v for v in train.epoch_loss_means or () if v is not None]
+    flops = m.flops_per_sample or attempt.FlopsPerSample()
+    aff = hello.cpu_affinity
+    busy = stats.busy_warnings(r.machine_before, r.device_before, r.device,
+                               len(aff) if aff else 0)
     busy = busy + energy.warnings(a)  # a GPU that throttled (heat, hardware slowdown)
     busy += contention.warnings(a)  # "contended: ..." while the cell ran (voids its verdicts)
-    settings = _d(m.get("settings"))
-    warm = _nums(train.get("warmup_step_times_s"))
-    blocks = _blocks(train)
-    epochs = _nums(train.get("epoch_times_s"))
+    settings = m.settings or {}
+    blocks = [b.seconds for b in train.steady_blocks or () if b.steps > 0]
+    epochs = train.epoch_times_s or []
     return {
-        "idx": i, "cell_id": _s(a.get("cell_id")) or "?", "repeat": _int(a.get("repeat")) or 0,
-        "order": _int(a.get("order")) or 0,
-        "framework": _s(a.get("framework")) or "?", "model": model, "options": opts,
+        "idx": i, "cell_id": r.cell_id or "?", "repeat": r.repeat, "order": r.order,
+        "framework": r.framework or "?", "model": model, "options": opts,
         # a variant (e.g. pytorch-compile) is its own competitor under `framework`; what it runs
-        # on and its mode (records before modes existed: the framework, default)
-        "base_framework": _s(a.get("base_framework")) or _s(a.get("framework")) or "?",
-        "mode": _s(a.get("mode")) or "default",
-        "mode_settings": options_label(a.get("mode_settings") or None),
+        # on and its mode
+        "base_framework": r.base_framework or r.framework or "?",
+        "mode": r.mode or "default",
+        "mode_settings": options_label(r.mode_settings or None),
         "model_label": f"{shown} ({opts})" if opts else shown,
         "gate_label": label,
-        "device": _s(a.get("device")) or "?", "batch_size": _int(a.get("batch_size")),
-        "precision": _s(a.get("precision")) or "?", "status": _s(a.get("status")) or "?",
-        "reason": _s(a.get("reason")), "exit_code": _int(a.get("exit_code")),
-        "signal": _s(a.get("signal")), "stderr_tail": _s(a.get("stderr_tail")),
-        "rerun": _s(a.get("rerun")), "fingerprint": _s(a.get("fingerprint")),
-        "wall_s": _num(a.get("wall_s")),
-        "framework_version": _s(hello.get("framework_version")),
-        "device_name": _s(hello.get("device_name")),
-        "samples_per_step": _num(train.get("samples_per_step")) or _num(a.get("batch_size")),
-        "steps_per_epoch": _num(train.get("steps_per_epoch")),
-        "first_step_s": _num(train.get("first_step_s")),
-        "warmup_s": _first(_num(train.get("warmup_s")), sum(warm) if warm else None),
+        "device": r.device or "?", "batch_size": r.batch_size,
+        "precision": r.precision or "?", "status": r.status or "?",
+        "reason": r.reason, "exit_code": r.exit_code,
+        "signal": r.signal, "stderr_tail": r.stderr_tail,
+        "rerun": r.rerun, "fingerprint": r.fingerprint,
+        "wall_s": r.wall_s,
+        "framework_version": hello.framework_version,
+        "device_name": hello.device_name,
+        "samples_per_step": train.samples_per_step,
+        "steps_per_epoch": train.steps_per_epoch,
+        "first_step_s": train.first_step_s,
+        "warmup_s": train.warmup_s,
         # the first epoch holds the one-off costs (compile, warm-up): its wall time is "total"
         "epoch_total_s": epochs[0] if epochs else None,
         "epoch_last_s": epochs[-1] if epochs else None,
-        "block_median_s": stats.median([t for _, t in blocks]),
+        "block_median_s": stats.median(blocks),
         "train_loss_mean_last_epoch": losses[-1] if losses else None,
-        "accuracy": _num(ev.get("accuracy")),
-        "inference_loops": _num(inf.get("loops")) or 1.0,
-        "peak_device_bytes": dev_peak, "nvml_peak_process_bytes": nvml_peak,
+        "accuracy": ev.accuracy,
+        "inference_loops": inf.loops,
+        "peak_device_bytes": mem.peak_device_bytes, "nvml_peak_process_bytes": nvml_peak,
         "host_peak_rss_bytes": peak_rss, "host_baseline_rss_bytes": base_rss,
         "host_working_bytes": working,
         "params_trainable": trainable,
         "params_total": None if trainable is None else trainable + (frozen or 0),
-        "flops_fwd": _num(flops.get("forward")), "flops_train": _num(flops.get("train_step")),
+        "flops_fwd": flops.forward, "flops_train": flops.train_step,
         "busy": "\n".join(busy) or None,
         "settings": settings_label(settings) if settings else None,
-        # the request's flag (launcher.run_cell), for the datasheet's TF32 peak; older
-        # records: the worker's own settings (JAX names it tf32_requested)
-        "tf32_requested": _first(*(v for v in (a.get("tf32"), settings.get("tf32"),
-                                                settings.get("tf32_requested"))
-                                   if isinstance(v, bool))),
+        # the request's flag (launcher.run_cell), for the datasheet's TF32 peak
+        "tf32_requested": r.tf32,
         **energy.fields(a),
-        "step_times_s": _samples(train.get("step_times_s")),
-        "latencies_s": _samples(inf.get("latencies_s")),
-        **_serving_fields(_d(m.get("serving"))),
-        "export_s": _num(inf.get("export_s")),  # an exported runtime's export + load time
+        "step_times_s": np.asarray(train.step_times_s or (), dtype=np.float64),
+        "latencies_s": np.asarray(inf.latencies_s or (), dtype=np.float64),
+        **_serving_fields(m.serving or {}),
+        "export_s": inf.export_s,  # an exported runtime's export + load time
     }
 
 

@@ -1,23 +1,25 @@
-"""Typed records of what a run directory stores: one attempt (a results.jsonl line or a cell of
-results.json), run.json, ceilings.json. Every reader validates against these, so a hand-edited
-or damaged file is a warning (a record) or a clear error (a whole file), never a traceback deep
-in the report.
+"""Typed documents of a run directory besides the attempt record (mlbench.attempt): run.json,
+ceilings.json, verify.json, and the messages a worker writes (mlbench.protocol validates each
+line against them; a result's metrics are the attempt's Metrics). Every reader validates against
+these, so a hand-edited or damaged file is a warning (a record) or a clear error (a whole file),
+never a traceback deep in the report. `check_attempt` is the store's check of one stored record:
+upgraded to the current format (mlbench.attempt), then validated.
 
 The models check the fields readers rely on and allow the rest (extra="allow"): older and newer
-files keep their extra keys; a validated record is handed on as the dict it was read as.
-Also the typed messages a worker writes (mlbench.protocol validates each line against them), and
-owns parsing JSON text defensively (depth bounded, NaN/Infinity refused).
-Must not import any ML framework.
+files keep their extra keys. Also owns parsing JSON text defensively (depth bounded, NaN/Infinity
+refused). Must not import any ML framework.
 """
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STATUSES = ("ok", "skipped", "failed", "oom", "timeout", "crashed", "interrupted")
+from . import attempt
+from .attempt import Hello, Metrics
+
 MAX_DEPTH = 64  # no mlbench file nests deeper than ~8; 100k-deep JSON would blow the C stack
 Number = float | int
 
@@ -26,56 +28,7 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class Train(_Open):
-    steps_per_epoch: int | None = None
-    samples_per_step: Number | None = None
-    first_step_s: Number | None = None
-    step_times_s: list[Number] | None = None
-    epoch_times_s: list[Number] | None = None
-    epoch_losses: list[Number | None] | None = None
-
-
-class Eval(_Open):
-    loss: Number | None = None
-    accuracy: Number | None = None
-    time_s: Number | None = None
-    samples: int | None = None
-
-
-class Inference(_Open):
-    batch_size: int | None = None
-    latencies_s: list[Number] | None = None
-
-
-class Memory(_Open):
-    peak_device_bytes: int | None = None
-    host_peak_rss_bytes: int | None = None
-
-
-class Params(_Open):
-    trainable: int | None = None
-    non_trainable: int | None = None
-
-
-class Metrics(_Open):
-    params: Params | None = None
-    train: Train | None = None
-    eval: Eval | None = None
-    inference: Inference | None = None
-    memory: Memory | None = None
-    settings: dict[str, Any] | None = None
-    flops_per_sample: dict[str, Number | None] | None = None
-
-
 # --- the messages a worker writes (workers/wire.py; parsed by mlbench.protocol) -----------------
-
-class Hello(_Open):
-    pid: int | None = None
-    python: str | None = None
-    framework: str | None = None
-    framework_version: str | None = None
-    import_s: Number | None = None
-
 
 class Progress(_Open):
     phase: str | None = None
@@ -99,44 +52,8 @@ class Error(_Open):
     traceback: str | None = None
 
 
-MESSAGE_MODELS: dict[str, type[_Open]] = {"hello": Hello, "progress": Progress,
-                                           "result": Result, "skip": Skip, "error": Error}
-
-
-class ContentionPhase(_Open):
-    """Other processes' CPU use during one phase of a cell (mlbench.contention)."""
-    wall_s: Number
-    other_cpu_s: Number
-    other_cores: Number
-    cores_available: int
-    cell_cores: int | None = None
-
-
-class Attempt(_Open):
-    """One attempt of one cell (a line of results.jsonl)."""
-    cell_id: str = Field(min_length=1, max_length=1000)
-    repeat: int = Field(0, ge=0, le=1_000_000)
-    status: Literal[STATUSES]  # type: ignore[valid-type]
-    order: int = 0
-    run_id: str | None = None
-    fingerprint: str | None = None
-    framework: str | None = None
-    model: str | None = None
-    model_label: str | None = None
-    device: str | None = None
-    batch_size: int | None = None
-    precision: str | None = None
-    reason: str | None = None
-    wall_s: Number | None = None
-    exit_code: int | None = None
-    signal: str | None = None
-    host_peak_rss_bytes: int | None = None
-    hello: dict[str, Any] | None = None
-    metrics: Metrics | None = None
-    stderr_tail: str | None = None
-    stderr_log: str | None = None
-    contention: dict[str, ContentionPhase] | None = None  # phase -> figures
-    retry: dict[str, Any] | None = None  # on_contention: retry: the attempt this one replaces
+MESSAGE_MODELS: dict[str, type[BaseModel]] = {"hello": Hello, "progress": Progress,
+                                               "result": Result, "skip": Skip, "error": Error}
 
 
 class Session(_Open):
@@ -345,13 +262,16 @@ def first_problem(exc: ValidationError) -> str:
 
 
 def check_attempt(rec: Any) -> dict:
-    """The record itself if it is an attempt readers can use; ValueError naming the field else."""
+    """The record in the current format (mlbench.attempt.upgrade; the stored dict untouched)
+    if it is an attempt readers can use; ValueError naming the field else, NewerFormat (a
+    ValueError) for a record of a newer mlbench."""
     if not isinstance(rec, dict):
         raise ValueError(f"not an attempt record (a JSON {type(rec).__name__})")
+    current = attempt.upgrade(rec)
     try:
-        Attempt.model_validate(rec)
+        attempt.Attempt.model_validate(current)
     except ValidationError as exc:
         raise ValueError(first_problem(exc)) from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    return rec
+    return current

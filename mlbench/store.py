@@ -2,7 +2,9 @@
 
 Owns the on-disk format:
   run.json        config snapshot, mlbench version, host, start/end (rewritten atomically)
-  results.jsonl   one JSON line per attempt, appended, flushed and fsynced; never rewritten
+  results.jsonl   one JSON line per attempt (the record of mlbench.attempt, its `format` in it),
+                  appended, flushed and fsynced; never rewritten (older formats are upgraded
+                  as they are read, a newer one is an error naming the file)
   results.json    derived: {"schema", "run", "cells": latest attempt per (cell_id, repeat)}
   results.csv     derived: one flat row per cell of results.json
   cells/<cell_id>/  request.json, command.txt, stderr.log (written by the launcher)
@@ -12,6 +14,7 @@ Must not import any ML framework.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -20,11 +23,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import guards, records
+from . import attempt, guards, records
 from .atomic import STORAGE_ERRNOS, atomic_write, storage_error  # noqa: F401 - the store's API too
 from .errors import UserError
 
-SCHEMA = 1
+SCHEMA = 1  # results.json's document version (each record has its own `format`)
 RESULTS_JSONL = "results.jsonl"
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -141,8 +144,11 @@ def scan_latest(path: Path) -> Index:
 
 def _parse_line(raw: bytes, path: Path, lineno: int, last: bool,
                 warnings: list[str]) -> dict | None:
+    """The record of one line in the current format, or None (a warning said why)."""
     try:
         return records.check_attempt(records.parse_json(raw))
+    except attempt.NewerFormat as exc:  # never guessed at, never skipped quietly
+        raise UserError(str(exc), f"{path}:{lineno}: format") from None
     except ValueError as exc:  # BadJSON included
         torn = last and isinstance(exc, records.BadJSON)
         what = "torn last line" if torn else "corrupt line"
@@ -220,6 +226,8 @@ def _load_any(path: str | Path) -> Loaded:
     for i, cell in enumerate(doc["cells"]):
         try:
             attempts.append(records.check_attempt(cell))
+        except attempt.NewerFormat as exc:
+            raise UserError(str(exc), f"{p}: cells[{i}].format") from None
         except ValueError as exc:
             warnings.append(f"{p}: cells[{i}]: skipped ({_cut(str(exc), 160)})")
     return Loaded(run, attempts, warnings)
@@ -311,12 +319,13 @@ class Store:
         index = self.index()
         # identity first (the head scan_latest reads), then the rest in the record's order
         record = {"cell_id": record.get("cell_id"), "repeat": record.get("repeat", 0),
-                  **record, "schema": SCHEMA, "order": self._order + 1}
+                  **record, "format": attempt.FORMAT, "order": self._order + 1}
         try:
             line = (json.dumps(record, allow_nan=False, default=str) + "\n").encode()
         except ValueError:  # a NaN or infinity somewhere: stored as null, never lost
             line = (json.dumps(records.finite_copy(record), allow_nan=False, default=str)
                     + "\n").encode()
+        _check_written(line, record.get("cell_id"))
         what = f"could not store the attempt of cell {record.get('cell_id')}"
         try:  # never through a planted link: the results would land in a foreign file
             fd = guards.open_for_write(self.jsonl, RESULTS_JSONL,
@@ -360,6 +369,17 @@ class Store:
         return latest
 
 
+def _check_written(line: bytes, cell_id) -> None:
+    """The line as readers will read it, against the record's model: a record that does not
+    validate is still stored (nothing measured is lost) and said, since readers will skip it."""
+    from pydantic import ValidationError
+    try:
+        attempt.Attempt.model_validate_json(line)
+    except ValidationError as exc:
+        print(f"warning: the attempt of cell {cell_id} is stored as measured, but readers will "
+              f"skip it ({records.first_problem(exc)})", file=sys.stderr)
+
+
 def _ensure_line_start(fd: int, path: Path) -> None:
     """If a previous writer died mid-line, start on a fresh line so our record stays whole."""
     size = os.fstat(fd).st_size
@@ -378,7 +398,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-# The errors of a full, read-only or failing disk: the environment, not a bug of mlbench.
 CSV_FIELDS = ["cell_id", "repeat", "framework", "model", "device", "batch_size", "precision",
               "status", "reason", "wall_s", "train_samples_per_s", "first_step_s",
               "epoch_time_s", "train_loss_mean_last_epoch", "eval_accuracy", "latency_p50_ms",

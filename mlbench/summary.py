@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .records import STATUSES
+from .attempt import Attempt, NonNegInt
 
 SCHEMA_FILE = Path(__file__).parent / "schema" / "results.schema.json"
 Num = float | None
@@ -174,133 +174,11 @@ class Verdict(_M):
     warnings: list[str] = Field(description="warnings about the samples the verdict rests on")
 
 
-# --- the attempt records and run.json inside results.json: every key mlbench writes is typed;
-# keys a newer mlbench adds are allowed (open models), so older readers keep working --------------
-
-NonNeg = Annotated[float, Field(ge=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Seconds = NonNeg | None
-
+# --- run.json inside results.json (the attempt records are mlbench.attempt's): every key mlbench
+# writes is typed; keys a newer mlbench adds are allowed (open models) ----------------------------
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-class SteadyBlock(_Open):
-    steps: NonNegInt
-    seconds: NonNeg
-
-
-class TrainMetrics(_Open):
-    steps_per_epoch: NonNegInt | None = None
-    samples_per_step: NonNeg | None = None
-    steps_per_block: NonNegInt | None = None
-    steady_steps: NonNegInt | None = None
-    first_step_s: Seconds = Field(None, description="first training step: trace/compile + one")
-    warmup_s: Seconds = None
-    steady_s: Seconds = None
-    warmup_step_times_s: list[NonNeg] | None = None
-    step_times_s: list[NonNeg] | None = Field(None, description="steady-state step times, s "
-                                              "(each the mean step time of one block)")
-    steady_blocks: list[SteadyBlock] | None = None
-    epoch_times_s: list[NonNeg] | None = None
-    epoch_loss_means: list[float | None] | None = None
-    epoch_losses: list[float | None] | None = None
-
-
-class EvalMetrics(_Open):
-    loss: float | None = None
-    accuracy: Annotated[float, Field(ge=0, le=1)] | None = None
-    time_s: Seconds = None
-    samples: NonNegInt | None = None
-
-
-class InferenceMetrics(_Open):
-    warmup_iterations: NonNegInt | None = None
-    warmup_s: Seconds = None
-    batch_size: NonNegInt | None = None
-    latencies_s: list[NonNeg] | None = None
-    loops: NonNegInt | None = None
-    min_sample_s: Seconds = None
-
-
-class MemoryMetrics(_Open):
-    peak_device_bytes: NonNegInt | None = None
-    host_baseline_rss_bytes: NonNegInt | None = None
-    host_peak_rss_bytes: NonNegInt | None = None
-
-
-class ParamCounts(_Open):
-    trainable: NonNegInt | None = None
-    non_trainable: NonNegInt | None = None
-
-
-class FlopsPerSample(_Open):
-    forward: NonNeg | None = Field(None, description="analytic forward FLOPs of one sample")
-    train_step: NonNeg | None = Field(None, description="training FLOPs of one sample: 3 x "
-                                      "forward (forward + backward)")
-
-
-class Metrics(_Open):
-    params: ParamCounts | None = None
-    flops_per_sample: FlopsPerSample | None = None
-    train: TrainMetrics | None = None
-    eval: EvalMetrics | None = None
-    inference: InferenceMetrics | None = None
-    memory: MemoryMetrics | None = None
-    settings: dict[str, Any] | None = None
-    model_spec: dict[str, Any] | None = None
-    data_hash: str | None = None
-
-
-class Hello(_Open):
-    pid: int | None = None
-    python: str | None = None
-    framework: str | None = None
-    framework_version: str | None = None
-    device_name: str | None = None
-    import_s: Seconds = None
-    cpu_affinity: list[int] | None = None
-    visible_devices: str | None = None
-
-
-class Attempt(_Open):
-    """One attempt of one cell (the latest per cell and repeat), raw samples included."""
-    cell_id: str = Field(min_length=1)
-    repeat: NonNegInt = 0
-    order: int | None = None
-    schema_: int | None = Field(None, alias="schema")
-    status: Literal[STATUSES]  # type: ignore[valid-type]
-    reason: str | None = None
-    run_id: str | None = None
-    fingerprint: str | None = None
-    framework: str | None = None
-    base_framework: str | None = None
-    mode: str | None = None
-    mode_settings: dict[str, Any] | None = None
-    model: str | None = None
-    model_label: str | None = None
-    model_options: dict[str, Any] | None = None
-    device: str | None = None
-    batch_size: NonNegInt | None = None
-    precision: str | None = None
-    command: list[str] | None = None
-    rerun: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    wall_s: Seconds = None
-    exit_code: int | None = None
-    signal: str | None = None
-    machine_before: dict[str, Any] | None = None
-    device_before: dict[str, Any] | None = None
-    gpu: dict[str, Any] | None = None
-    hello: Hello | None = None
-    metrics: Metrics | None = None
-    host_peak_rss_bytes: NonNegInt | None = None
-    stderr_tail: str | None = None
-    stderr_log: str | None = None
-    protocol_noise: list[str] | None = None
-    placement: dict[str, Any] | None = None
 
 
 class Session(_Open):
