@@ -12,49 +12,55 @@ import pytest
 from cliutil import ROOT
 
 pytestmark = pytest.mark.framework
-torch = pytest.importorskip("torch")
-sys.path.insert(0, str(ROOT / "workers"))
-import pytorch_worker  # noqa: E402
-import specs  # noqa: E402
-
-pytorch_worker.import_framework()
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 
-def _kernel(dtype=None) -> str | None:
-    backend = SimpleNamespace(spec=specs.model_spec("transformer", {"preset": "tiny"}),
-                              device=torch.device("cpu"), amp_dtype=dtype)
-    return pytorch_worker.TorchBackend._attention_kernel(backend)
+@pytest.fixture(scope="module")
+def pw():
+    """The PyTorch worker with torch imported (at first use: collecting this file stays fast)."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "workers"))
+    import pytorch_worker
+    pytorch_worker.import_framework()
+    return pytorch_worker
 
 
-@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
-@pytest.mark.parametrize("forced, name", [(SDPBackend.MATH, "sdpa-math"),
-                                          (SDPBackend.FLASH_ATTENTION, "sdpa-flash")])
-def test_the_attention_kernel_is_the_one_that_ran(forced, name, dtype):
-    with sdpa_kernel(forced):
-        assert _kernel(dtype) == name
+def _kernel(pw, model="transformer", dtype=None) -> str | None:
+    import specs
+    backend = SimpleNamespace(spec=specs.model_spec(model, {"preset": "tiny"}),
+                              device=pw.torch.device("cpu"),
+                              amp_dtype=getattr(pw.torch, dtype) if dtype else None)
+    return pw.TorchBackend._attention_kernel(backend)
 
 
-def test_no_usable_attention_kernel_reads_as_plain_sdpa():
+@pytest.mark.parametrize("dtype", [None, "bfloat16"])
+@pytest.mark.parametrize("forced, name", [("MATH", "sdpa-math"),
+                                          ("FLASH_ATTENTION", "sdpa-flash")])
+def test_the_attention_kernel_is_the_one_that_ran(pw, forced, name, dtype):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel(getattr(SDPBackend, forced)):
+        assert _kernel(pw, dtype=dtype) == name
+
+
+def test_no_usable_attention_kernel_reads_as_plain_sdpa(pw):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):  # no CPU kernel: the call itself fails
-        assert _kernel() == "sdpa"
+        assert _kernel(pw) == "sdpa"
 
 
-def test_a_model_without_attention_has_no_attention_kernel():
-    backend = SimpleNamespace(spec=specs.model_spec("mlp", {"preset": "tiny"}),
-                              device=torch.device("cpu"), amp_dtype=None)
-    assert pytorch_worker.TorchBackend._attention_kernel(backend) is None
+def test_a_model_without_attention_has_no_attention_kernel(pw):
+    assert _kernel(pw, model="mlp") is None
 
 
-def test_adam_is_fused_where_torch_can_step_it_fused_else_the_default():
+def test_adam_is_fused_where_torch_can_step_it_fused_else_the_default(pw):
+    torch = pw.torch
     spec = {"learning_rate": 0.01, "beta1": 0.9, "beta2": 0.99, "adam_eps": 1e-7}
     here = [torch.nn.Parameter(torch.ones(4))]
-    opt, fused = pytorch_worker._adam(here, spec)
+    opt, fused = pw._adam(here, spec)
     assert fused is True and opt.defaults["fused"] is True
     assert opt.defaults["lr"] == 0.01 and opt.defaults["betas"] == (0.9, 0.99)
     assert opt.defaults["eps"] == 1e-7 and not opt.state  # the probe left this optimizer alone
     nowhere = [torch.nn.Parameter(torch.ones(4, device="meta"))]  # no fused kernel on meta
-    opt, fused = pytorch_worker._adam(nowhere, spec)
+    opt, fused = pw._adam(nowhere, spec)
     assert fused is False and not opt.defaults["fused"]
 
 
