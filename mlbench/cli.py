@@ -6,10 +6,11 @@ comma-separated and repeated. Must not import any ML framework.
 
 Answers fast: at import only typer and the standard library load; rich, pydantic (the config),
 polars and plotly (the report) are imported by the command that uses them, so `--help`,
-`--version`, `list` (plain text) and a bad command line never pay for them; option values are
-coerced without typer's pydantic adapters where they need no validation (_PlainValues), and a
-config file is read and its YAML parsed (mlbench.configfile) before pydantic loads, so a missing
-file or a YAML syntax error answers as fast (tests/test_cli_fast.py pins this,
+`--version`, `list` (plain text) and an unknown option never pay for them. A command with value
+options imports pydantic when it parses them (typer 0.29 coerces every option value through a
+pydantic TypeAdapter; mlbench uses typer only through its public API), and a config file is read
+and its YAML parsed (mlbench.configfile) before the config's models are built, so a missing
+file or a YAML syntax error answers before them (tests/test_cli_fast.py pins this,
 benchmarks/cli_startup.py measures it).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from . import __version__
+from . import __version__, executor_table
 from .errors import EXIT_INTERNAL, Interrupted, UserError
 
 if TYPE_CHECKING:
@@ -33,96 +34,15 @@ if TYPE_CHECKING:
     from . import config as cfg
 
 
-_NOT_PLAIN = object()
-_INT = re.compile(r"-?[0-9]{1,18}", re.ASCII)
-_FLOAT = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?", re.ASCII)
-_ASCII_DIGIT = re.compile(r"[0-9]")
-_INF_NAN = re.compile(r"inf|nan", re.IGNORECASE)
-_NOT_A_NUMBER = {int: "Input should be a valid integer, unable to parse string as an integer",
-                 float: "Input should be a valid number, unable to parse string as a number"}
-
-
-class _Refused(str):
-    """A value typer's pydantic coercion would refuse, with pydantic's message."""
-
-
-class _PlainValues:
-    """typer (0.29) coerces every parameter's value through a pydantic TypeAdapter, built on first
-    use even for an option that was not given (value None): `run --config x.yaml` imported
-    pydantic (~100 ms) before mlbench looked at the file. This stands in for typer's coercion of
-    one parameter and gives typer's own result for the values that need no validation: None (not
-    given), a str for str, strings for list[str], a Path for a Path with typer's default checks
-    (exists=False, readable), plain decimal digits for an int or a float, and pydantic's own
-    refusal of a number without a single digit (`--epochs x`). Every other value goes to typer's
-    coercion (pydantic), so what typer accepts and its error messages are unchanged
-    (tests/test_cli_fast.py compares the two)."""
-
-    def __init__(self, param: typer.core.TyperOption | typer.core.TyperArgument) -> None:
-        self.param = param
-        self.typer_coercion: Any = None
-
-    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
-        plain = self._plain(value)
-        if isinstance(plain, _Refused):
-            raise typer.BadParameter(plain, ctx=ctx, param=param)
-        if plain is not _NOT_PLAIN:
-            return plain
-        if self.typer_coercion is None:  # typer's own, built by typer (and kept for next time)
-            param._runtime_param = None
-            try:
-                self.typer_coercion = param.get_runtime_param()
-            finally:
-                param._runtime_param = self
-        return self.typer_coercion.coerce(value, param=param, ctx=ctx)
-
-    def _plain(self, value: Any) -> Any:
-        param = self.param
-        if value is None:  # as typer's RuntimeParam.coerce answers it
-            return () if param.multiple or param.nargs == -1 else None
-        info = param.type_descriptor.parameter_info
-        kind = param.type_descriptor.annotation
-        if info.parser is not None or info.min is not None or info.max is not None:
-            return _NOT_PLAIN
-        if kind is str and isinstance(value, str):
-            return value
-        if kind == list[str] and isinstance(value, (list, tuple)) \
-                and all(isinstance(v, str) for v in value):
-            return list(value)
-        if kind is int and isinstance(value, str) and _INT.fullmatch(value):
-            return int(value)
-        if kind is float and isinstance(value, str) and _FLOAT.fullmatch(value):
-            return float(value)
-        if kind in (int, float) and isinstance(value, str) and not _ASCII_DIGIT.search(value) \
-                and not (kind is float and _INF_NAN.search(value)):
-            return _Refused(_NOT_A_NUMBER[kind])  # no digit at all: pydantic's answer, in its words
-        if kind is Path and isinstance(value, (str, Path)) and info.path_type is None \
-                and not info.exists and info.file_okay and info.dir_okay and not info.writable \
-                and not info.resolve_path:
-            path = Path(value)
-            try:
-                os.stat(path)
-            except OSError:
-                return path  # typer's answer for a path that need not exist
-            if os.access(path, os.R_OK):
-                return path
-        return _NOT_PLAIN
-
-
 class _Lean:
-    """A command (or the group) whose parameters answer without pydantic where they can.
+    """A command (or the group) whose built-in --help flag, when not given, needs no coercion.
 
-    typer would also coerce the built-in --help flag's value through an adapter when it is *not*
-    given (value None): defaulting that flag to False (a bool, which typer passes through as is)
-    keeps pydantic out of the commands that do not validate anything."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # typer's per-parameter coercion slot (`_runtime_param`, built lazily by typer's public
-        # `get_runtime_param`); a typer without it keeps its own coercion: correct, only slower
-        for param in self.params:  # type: ignore[attr-defined]
-            if getattr(param, "_runtime_param", False) is None \
-                    and hasattr(param, "type_descriptor"):
-                param._runtime_param = _PlainValues(param)
+    typer (0.29) coerces a parameter's value through a pydantic TypeAdapter unless it is a bool
+    for a bool parameter; click leaves the help flag's default at None, so every command would
+    import pydantic (~100 ms) for a flag nobody gave. Its default set to False (click's public
+    get_help_option and Option.default) keeps `--version`, `list`, `run --help` and an unknown
+    option free of pydantic. A command with value options still imports it to coerce
+    them (typer's own coercion, which this leaves alone)."""
 
     def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
         option = super().get_help_option(ctx)  # type: ignore[misc]
@@ -241,8 +161,8 @@ def run(
     report_dir: Annotated[Optional[Path], typer.Option(help="where the report goes "
                           "(default: reports/<run directory name>)")] = None,
     executor: Annotated[Optional[str], typer.Option(
-        help="local (one cell at a time) or ray (in parallel on a Ray cluster; config: "
-             "executor.kind)")] = None,
+        help=f"where cells run: {executor_table.choices_text()} (config: executor.kind)")] =
+        None,
     ray_address: Annotated[Optional[str], typer.Option(
         help="Ray cluster to join: auto, host:port or ray://...; none starts one on this "
              "machine (implies --executor ray)")] = None,
@@ -322,9 +242,10 @@ def _report_after_sweep(out_dir: Path, rep_dir: Path) -> None:
 
 def _with_executor(conf: cfg.Config, kind: str | None, address: str | None) -> cfg.Config:
     """--executor / --ray-address on top of the config's `executor:`."""
-    if kind is not None and kind not in ("local", "ray"):
-        raise UserError(f"unknown executor {kind!r}; use local or ray", "--executor")
-    if address is not None and kind == "local":
+    if kind is not None and kind not in executor_table.EXECUTORS:
+        raise UserError(f"unknown executor {kind!r}; use "
+                        f"{' or '.join(executor_table.names())}", "--executor")
+    if address is not None and kind is not None and kind not in executor_table.takes("address"):
         raise UserError("--ray-address needs --executor ray", "--ray-address")
     if kind is None and address is None:
         return conf

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from . import catalog, fwoptions, selection
+from . import catalog, executor_table, fwoptions, selection
 from .configfile import (DEFAULT_CONFIG, MAX_DEPTH, MAX_NODES,  # noqa: F401 - kept importable here
                          ConfigFile, _check_shape, parse_yaml, read)
 from .decision import DEFAULT_MARGIN, DEFAULT_MIN_PROCESSES
@@ -305,17 +305,24 @@ class CellsPerNode(_Strict):
 
 
 class ExecutorSettings(_Strict):
-    """Where cells run: `local` (one at a time on this machine) or `ray` (a Ray cluster: no
-    address starts one on this machine, `auto` joins the running one, or host:port / ray://)."""
-    kind: Literal["local", "ray"] = "local"
+    """Where cells run: a name of mlbench.executor_table (`local`: one at a time on this
+    machine; `ray`: a Ray cluster: no address starts one on this machine, `auto` joins the
+    running one, or host:port / ray://), and the settings of the executors that read them."""
+    kind: str = executor_table.DEFAULT
     address: str | None = Field(None, min_length=1, max_length=1000)
     cells_per_node: CellsPerNode = Field(default_factory=CellsPerNode)
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _check_choice(v, executor_table.names(), "executor")
+
     @model_validator(mode="after")
-    def _address_needs_ray(self) -> "ExecutorSettings":
-        if self.kind == "local" and self.address is not None:  # as --ray-address is refused
-            raise _KeyError("an address is for kind: ray (a local executor joins no cluster)",
-                            ("address",))
+    def _address_needs_its_executor(self) -> "ExecutorSettings":
+        takers = executor_table.takes("address")
+        if self.address is not None and self.kind not in takers:  # as --ray-address is refused
+            raise _KeyError(f"an address is for kind: {' or '.join(takers)} (the {self.kind} "
+                            "executor joins no cluster)", ("address",))
         return self
 
 

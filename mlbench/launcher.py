@@ -453,11 +453,21 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+def signal_name(rc: int) -> str | None:
+    """The name of the signal that ended a child (a negative returncode), or None: a number no
+    signal of this platform has (a real-time signal, e.g. SIGRTMIN+3) is left unnamed."""
+    if rc >= 0:
+        return None
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return None
+
+
 def _classify(record: dict, t0: float, rc: int, timed_out: bool, stop: Stop, job: Job,
               stderr_path: Path, watch: _Watch) -> dict:
     final = watch.final
-    sig = signal.Signals(-rc).name if rc < 0 and -rc in signal.Signals._value2member_map_ \
-        else None
+    sig = signal_name(rc)
     exit_code = rc if rc >= 0 else None
     if final is not None and final["type"] == "result":
         status, reason = "ok", None

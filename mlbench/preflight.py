@@ -2,12 +2,15 @@
 
 Owns deciding whether they are needed (a new run, or a resumed one that lacks them), running them
 through mlbench.gate and mlbench.ceiling, and saying what they found. Both live in the run
-directory (verify.json, ceilings.json) where the report finds them. Must not import any ML
-framework.
+directory (verify.json, ceilings.json) where the report finds them; on a cluster's other nodes
+the same in a scratch directory (gate_here, ceilings_here), sent back to the driver. Must not
+import any ML framework.
 """
 from __future__ import annotations
 
+import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -139,6 +142,32 @@ def measure(config: Config, out_dir: Path, say: Say, stop: launcher.Stop | None 
                                     timeout_s=min(config.timeout_s, 600), tf32=config.tf32,
                                     stop=stop, launch=heartbeat.watched(
                                         launch or launcher.launch, say, _ceiling_step))
+
+
+# On another node of a cluster, by the executor's on_each_kind (once per node kind): the gate and
+# the ceilings where the cells run, in a scratch directory, their documents sent back whole.
+
+def ceilings_here(config: Config, driver_host: str | None) -> dict:
+    """The device ceilings of this node, returned whole (ceilings.json) to the driver. On the
+    driver's own host they are the run's `ceilings` already: not measured twice (`driver_host`
+    None: the driver runs no cells, every kind measures)."""
+    if platform.node() == driver_host:
+        return {"same_as_driver": True, "hostname": driver_host}
+    with tempfile.TemporaryDirectory(prefix="mlbench-ceilings-") as d:
+        best = measure(config, Path(d), lambda text: None)
+        return {"ceilings": best, "doc": ceiling.load(Path(d)), "hostname": platform.node()}
+
+
+def gate_here(config: Config, driver_host: str | None) -> dict:
+    """The equivalence gate on this node (once per framework environment and device kind); its
+    verdicts document back to the driver. The driver's own host ran it already."""
+    if platform.node() == driver_host:
+        return {"same_as_driver": True, "hostname": driver_host}
+    with tempfile.TemporaryDirectory(prefix="mlbench-gate-") as d:
+        report = run_gate(config, Path(d), lambda text: None, again=True)
+        return {"gate": None if report is None else report.to_json(),
+                "passed": None if report is None else report.passed,
+                "hostname": platform.node()}
 
 
 def _gate_step(job, job_dir) -> str:

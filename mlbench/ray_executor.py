@@ -30,6 +30,7 @@ import queue
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -231,33 +232,6 @@ def node_kind(info: dict | None) -> str:
     return f"{info.get('cpu_model', '?')} | {gpus} | {fws}"
 
 
-def ceilings_here(config, driver_host: str) -> dict:
-    """The device ceilings of this node (run on a node of each kind by on_each_kind): measured in
-    a scratch directory, returned whole (ceilings.json) to the driver. On the driver's own host
-    they are the run's `ceilings` already: not measured twice (`driver_host` None: the driver
-    runs no cells, every kind measures)."""
-    from . import ceiling, preflight
-    if platform.node() == driver_host:
-        return {"same_as_driver": True, "hostname": driver_host}
-    with tempfile.TemporaryDirectory(prefix="mlbench-ceilings-") as d:
-        best = preflight.measure(config, Path(d), lambda text: None)
-        return {"ceilings": best, "doc": ceiling.load(Path(d)), "hostname": platform.node()}
-
-
-def gate_here(config, driver_host: str) -> dict:
-    """The equivalence gate on this node (by on_each_kind: once per framework environment and
-    device kind), in a scratch directory; its verdicts document back to the driver. The
-    driver's own host ran it already."""
-    from . import preflight
-    if platform.node() == driver_host:
-        return {"same_as_driver": True, "hostname": driver_host}
-    with tempfile.TemporaryDirectory(prefix="mlbench-gate-") as d:
-        report = preflight.run_gate(config, Path(d), lambda text: None, again=True)
-        return {"gate": None if report is None else report.to_json(),
-                "passed": None if report is None else report.passed,
-                "hostname": platform.node()}
-
-
 # ------------------------------------------------------------------------------- the driver
 
 CONNECT_TIMEOUT_S = 30.0  # ray.init of an address that does not answer: an error after this
@@ -296,6 +270,16 @@ class _Flight:
 
 class RayExecutor:
     """Cells as Ray tasks; records back in the order cells finish."""
+
+    spans_nodes = True
+
+    @classmethod
+    def from_config(cls, config) -> "RayExecutor":
+        """The config's executor settings; each framework's interpreter (a node may override it:
+        MLBENCH_PYTHON_<FRAMEWORK>)."""
+        pythons = {fw: (s.python if (s := config.framework_settings.get(fw)) and s.python
+                        else sys.executable) for fw in config.frameworks}
+        return cls(config.executor, pythons)
 
     def __init__(self, settings: ExecutorSettings, pythons: dict[str, str] | None = None):
         self.settings = settings
@@ -462,7 +446,7 @@ class RayExecutor:
                on_message: Callable[[dict], None] = lambda m: None) -> dict:
         """A gate or ceiling worker of the driver's own preflight (only when this host runs
         cells): the one spawner, here. Every node kind measures its own through on_each_kind
-        (gate_here, ceilings_here), each with the same spawner on its node."""
+        (preflight.gate_here, preflight.ceilings_here), each with the same spawner on its node."""
         return launcher.launch(job, job_dir, stop, on_message)
 
     def options(self, cell: Cell) -> dict:

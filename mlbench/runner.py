@@ -21,7 +21,8 @@ from typing import Callable
 from . import __version__, ceiling, config as cfg, contention, gate_verdicts, guards, order, \
     preflight, sysinfo
 from .errors import UserError
-from .executor import Executor, make_executor
+from .executor import Executor
+from .executor_table import create as create_executor
 from .launcher import Stop
 from .matrix import Cell, expand, resolve_only
 from .store import (STORAGE_ERRNOS, Store, foreign_attempts, latest_attempts, read_run,
@@ -176,7 +177,7 @@ def run_sweep(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks,
               executor: Executor | None = None,
               on_finalized: Callable[[Path], None] | None = None) -> Outcome:
     check_interpreters(config)
-    ex = executor or make_executor(config)  # `ray` missing: refused before any write
+    ex = executor or create_executor(config)  # `ray` missing: refused before any write
     prepare_dir(out_dir)
     with RunLock(out_dir):
         store = Store(out_dir)
@@ -315,24 +316,23 @@ def _preflight(config: cfg.Config, out_dir: Path, plan: Plan, hooks: Hooks, ex: 
             return
         run["ceilings"] = preflight.measure(config, out_dir, hooks.note, stop=stop,
                                            launch=ex.launch)
-    if run["executor"].get("kind") == "local" or stop.requested:
+    if not ex.spans_nodes or stop.requested:
         return
     # the gate and the ceilings where the cells run: once per node kind
-    from .ray_executor import ceilings_here, gate_here
     host = run["host"]["hostname"] if here else None
     if config.verify and preflight.real_frameworks(config):
-        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        elsewhere = ex.kinds_elsewhere(host)
         if elsewhere:  # the driver's own kind ran the gate above: not announced twice
             hooks.note(f"equivalence gate on node kind(s) {', '.join(elsewhere)} ...")
-        run["gate_by_kind"] = ex.on_each_kind(gate_here, config, host)
+        run["gate_by_kind"] = ex.on_each_kind(preflight.gate_here, config, host)
         if not here and not preflight.adopt_gate_rows(run["gate_by_kind"], out_dir, config,
                                                       todo if plan.mode != "new" else None):
             _adopt(run["gate_by_kind"], "gate", out_dir / gate_verdicts.GATE_JSON)
     if config.ceiling and (run.get("ceilings") is not None or not here):
-        elsewhere = getattr(ex, "kinds_elsewhere", lambda host: ["each"])(host)
+        elsewhere = ex.kinds_elsewhere(host)
         if elsewhere:
             hooks.note(f"device ceilings on node kind(s) {', '.join(elsewhere)} ...")
-        run["ceilings_by_kind"] = ex.on_each_kind(ceilings_here, config, host)
+        run["ceilings_by_kind"] = ex.on_each_kind(preflight.ceilings_here, config, host)
         if not here:
             doc = _adopt(run["ceilings_by_kind"], "doc", out_dir / ceiling.CEILINGS_JSON)
             run["ceilings"] = ceiling.best_flops(doc) if doc else None

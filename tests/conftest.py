@@ -35,23 +35,82 @@ def _runs_a_framework(item) -> bool:
 # order (they share the session's real sweep below and module fixtures, and their cells are pinned
 # to the first CPU anyway); these three, whose tests look for leftover `time.sleep(3600)`
 # grandchildren of their own hang faults and time signals, one after another; every other file
-# whole. (xdist's own --dist loadgroup does not group under pytest 9: it sets item._nodeid.)
+# whole.
 XDIST_FRAMEWORK_FILES = FRAMEWORK_FILES | {"test_ceiling.py", "test_modes.py",
                                            "test_own_model.py", "test_isolation.py"}
 XDIST_SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
 
 
+def xdist_group(nodeid: str) -> str:
+    """The group a test runs in, whole, on one xdist worker: framework, serial or its file."""
+    path = nodeid.split("::", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    if name in XDIST_FRAMEWORK_FILES:
+        return "framework"
+    return "serial" if name in XDIST_SERIAL_FILES else path
+
+
+class FileGroups:
+    """xdist's own `--dist loadscope` scheduler (every test of one module goes to one worker,
+    together), driven through xdist's public scheduler protocol and shown each test as
+    `<group>::<n> <nodeid>` so that its modules are the groups above. xdist's `--dist loadgroup`
+    would group by `xdist_group` marks, but under pytest 9 it groups nothing (it renames
+    item._nodeid, which pytest 9 no longer reads: pytest-xdist issue 1386). The shown names map
+    back to the real node ids wherever one leaves the scheduler (a crashed test's report)."""
+
+    def __init__(self, config, log) -> None:
+        from xdist.scheduler import LoadScopeScheduling
+        self._scopes = LoadScopeScheduling(config, log)
+        self._real: dict[str, str] = {}
+
+    @staticmethod
+    def shown(index: int, nodeid: str) -> str:
+        # one `::` only, after the group: the scope loadscope reads is the part before the last
+        return f"{xdist_group(nodeid)}::{index} {nodeid.replace('::', ' ')}"
+
+    @property
+    def nodes(self):
+        return self._scopes.nodes
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return self._scopes.collection_is_completed
+
+    @property
+    def tests_finished(self) -> bool:
+        return self._scopes.tests_finished
+
+    @property
+    def has_pending(self) -> bool:
+        return self._scopes.has_pending
+
+    def add_node(self, node) -> None:
+        self._scopes.add_node(node)
+
+    def add_node_collection(self, node, collection) -> None:
+        shown = [self.shown(i, nodeid) for i, nodeid in enumerate(collection)]
+        self._real.update(zip(shown, collection))
+        self._scopes.add_node_collection(node, shown)
+
+    def mark_test_complete(self, node, item_index: int, duration: float = 0) -> None:
+        self._scopes.mark_test_complete(node, item_index, duration)
+
+    def mark_test_pending(self, item: str) -> None:
+        self._scopes.mark_test_pending(next(s for s, r in self._real.items() if r == item))
+
+    def remove_pending_tests_from_node(self, node, indices) -> None:
+        self._scopes.remove_pending_tests_from_node(node, indices)
+
+    def remove_node(self, node) -> str | None:
+        crashed = self._scopes.remove_node(node)
+        return self._real.get(crashed, crashed)
+
+    def schedule(self) -> None:
+        self._scopes.schedule()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class FileGroups(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-            if name in XDIST_FRAMEWORK_FILES:
-                return "framework"
-            return "serial" if name in XDIST_SERIAL_FILES else name
-
     return FileGroups(config, log)
 
 

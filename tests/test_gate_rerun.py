@@ -113,11 +113,16 @@ def test_mlbench_gate_refuses_to_overwrite_a_runs_verdicts(tmp_path, monkeypatch
 class _RemoteCluster:
     """A cluster whose driver runs no cells; its one node kind answers the gate with `doc`."""
 
+    spans_nodes = True
+
     def __init__(self, doc):
         self.doc = doc
 
     def describe(self):
         return {"kind": "cluster", "nodes": []}
+
+    def kinds_elsewhere(self, host):
+        return ["kind-a"]
 
     def runs_cells_here(self):
         return False

@@ -250,13 +250,21 @@ def test_jax_attention_is_cudnn_on_gpu_at_half_precision_else_xla():
     assert jax_worker.attention_kind("fp16", "cpu") == "explicit"
 
 
-def test_cudnn_attention_probe_falls_back_with_a_reason_and_private_counter_is_guarded():
+def test_cudnn_attention_probe_falls_back_with_a_reason_and_compilations_are_counted():
     jax_worker.import_framework({"device": "cpu", "threads": 0, "tf32": False})
     spec = {"model": "transformer", "seq_len": 16, "n_heads": 2, "d_model": 32}
     why = jax_worker.cudnn_attention_error(spec, jax_worker.jnp.bfloat16)
     assert why  # no cuDNN on the CPU: the worker then uses XLA and records this reason
     assert jax_worker._compilations(object()) is None
-    assert jax_worker._compilations(jax_worker.jax.jit(lambda x: x)) == 0
+
+    def counted_step(x):
+        return x * 2
+
+    step = jax_worker.jax.jit(counted_step)
+    assert jax_worker._compilations(step) == 0
+    for shape in (3, 3, 4, 3, 4):  # one compilation per new argument shape
+        step(jax_worker.jnp.ones(shape))
+    assert jax_worker._compilations(step) == 2
 
 
 @pytest.mark.parametrize("framework,kernels", [

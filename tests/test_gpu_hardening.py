@@ -10,7 +10,7 @@ import fakestore as fs
 import pytest
 from test_gpu import NVMLError, FakeNvml, TWO, nvml  # noqa: F401  (the fixture)
 
-from mlbench import aggregate, ceiling, datasheet, energy, executor, gpu, launcher
+from mlbench import aggregate, ceiling, datasheet, energy, gpu, launcher, local_executor
 from mlbench import summary
 from mlbench.config import ModelEntry
 from mlbench.matrix import Cell
@@ -70,9 +70,9 @@ def _cell(device: str = "cuda:0") -> Cell:
 def test_local_placement_records_the_inherited_gpus_uuid(fake, monkeypatch):
     fake(THREE)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")  # cuda:0 is GPU 2, not the first GPU
-    assert executor.local_placement(_cell())["gpu_uuid"] == "GPU-cccc3333"
+    assert local_executor.local_placement(_cell())["gpu_uuid"] == "GPU-cccc3333"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
-    assert executor.local_placement(_cell())["gpu_uuid"] == "GPU-bbbb2222"
+    assert local_executor.local_placement(_cell())["gpu_uuid"] == "GPU-bbbb2222"
 
 
 def test_a_ray_cell_on_gpu_2_is_sampled_on_gpu_2(fake, monkeypatch, tmp_path):

@@ -183,8 +183,13 @@ def test_the_gate_starts_through_the_one_spawner(tmp_path):
 class RemoteOnly:
     """An executor whose cells all run on other hosts: anything started here is a failure."""
 
+    spans_nodes = True
+
     def describe(self):
         return {"kind": "cluster", "nodes": []}
+
+    def kinds_elsewhere(self, host):
+        return ["node1"]
 
     def runs_cells_here(self):
         return False

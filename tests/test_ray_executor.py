@@ -321,7 +321,8 @@ def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
 
 def test_ceilings_are_measured_on_each_node_kind_and_come_back(cluster, tmp_path):
     from mlbench import config as cfg
-    from mlbench.ray_executor import RayExecutor, ceilings_here
+    from mlbench.preflight import ceilings_here
+    from mlbench.ray_executor import RayExecutor
     conf = cfg.load_config(write_config(tmp_path / "c.yaml", frameworks=["numpy"],
                                         batch_sizes=[8]))
     ex = RayExecutor(cfg.ExecutorSettings(kind="ray", address=cluster.address),

@@ -81,6 +81,8 @@ def test_resume_with_the_same_config_on_another_executor_warns_of_no_difference(
 class _Cluster:
     """A cluster executor whose driver host runs cells; `elsewhere`: its other node kinds."""
 
+    spans_nodes = True
+
     def __init__(self, elsewhere):
         self.elsewhere = elsewhere
 

@@ -26,6 +26,11 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # fp16 dynamic loss scaling, as torch.cuda.amp.GradScaler's defaults
 SCALE_INIT, SCALE_GROWTH_INTERVAL = 2.0 ** 16, 2000
 _THREADS: dict = {}  # what import_framework did about threads, for settings()
+# jax.monitoring's event for one trace of a jitted function (a compilation of it for new argument
+# shapes); counted per function name from import_framework on
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+_TRACES: dict[str, int] = {}
+_COUNTING = False  # the listener is registered (once, though tests import the framework again)
 
 
 def _define_models():
@@ -680,21 +685,37 @@ def compiled_bytes(fn, *args) -> int | None:
 
 
 def _cudnn_version() -> int | None:
-    """The cuDNN version JAX's CUDA plugin loaded (a private module, so guarded)."""
+    """The version of the cuDNN library this process loaded (JAX's CUDA plugin loads it), asked
+    of cuDNN's own cudnnGetVersion() (JAX has no public call for it); None where none is loaded
+    (a CPU cell) or it cannot say."""
     try:
-        from jax._src.lib import cuda_versions
-        return int(cuda_versions.cudnn_get_version()) if cuda_versions else None
-    except Exception:  # noqa: BLE001
+        import ctypes
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            loaded = sorted({line.split()[-1] for line in maps if "/libcudnn.so" in line})
+        if not loaded:
+            return None
+        lib = ctypes.CDLL(loaded[0])  # the library already loaded: the same handle
+        lib.cudnnGetVersion.restype = ctypes.c_size_t
+        return int(lib.cudnnGetVersion())
+    except Exception:  # noqa: BLE001 - a diagnostic, never worth a failed cell
         return None
+
+
+def _count_trace(event: str, duration_s: float, **kwargs) -> None:
+    if event == TRACE_EVENT:
+        name = str(kwargs.get("fun_name"))
+        _TRACES[name] = _TRACES.get(name, 0) + 1
 
 
 def _compilations(fn) -> int | None:
-    """How often a jitted function compiled: a private jaxlib counter, so guarded (None when a
-    jax release renames or drops it; the figure is a diagnostic, never worth a failed cell)."""
-    try:
-        return int(fn._cache_size())
-    except Exception:  # noqa: BLE001
+    """How often a jitted function was traced (compiled for new argument shapes) in this
+    process, by its name, from jax.monitoring's trace events; None when jax reported no trace
+    of anything (an event renamed by a jax release: the figure is a diagnostic, never worth a
+    failed cell)."""
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or not _TRACES:
         return None
+    return _TRACES.get(name, 0)
 
 
 def cuda_plugins() -> list[str]:
@@ -747,7 +768,7 @@ def _limit_threads(request: dict) -> None:
 def import_framework(request: dict | None = None) -> dict:
     """Import jax/flax/optax after the settings that must precede it; `request` defaults to the
     one on the command line (harness.main calls this without arguments; tests pass one)."""
-    global np, jax, jnp, lax, nn, optax, flax
+    global np, jax, jnp, lax, nn, optax, flax, _COUNTING
     request = harness.read_request() if request is None else request
     if request.get("device", "cpu") == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # never probe a GPU for a CPU cell
@@ -760,6 +781,9 @@ def import_framework(request: dict | None = None) -> dict:
     import flax.linen as _nn
     import optax as _optax
     np, jax, jnp, lax, nn, optax, flax = numpy, _jax, _jnp, _jax.lax, _nn, _optax, _flax
+    if not _COUNTING:
+        jax.monitoring.register_event_duration_secs_listener(_count_trace)
+        _COUNTING = True
     if request.get("device", "cpu") != "cpu" and request.get("precision", "fp32") == "fp32":
         # fp32 cells only: 'highest' on a bf16/fp16 cell would make XLA multiply its
         # low-precision operands in full float32 (torch and TF multiply them natively)

@@ -30,6 +30,15 @@ from harness import DeviceUnusable, FrameworkInterface, SkipCell
 torch = None  # imported by import_framework, timed like any framework import
 nn = None
 F = None
+# The aten kernels behind F.scaled_dot_product_attention, as torch's profiler names them, and
+# the short name a result records (torch.nn.attention.SDPBackend's, without "_attention").
+SDPA_KERNELS = (("aten::_scaled_dot_product_flash_attention", "flash"),
+                ("aten::_scaled_dot_product_flash_attention_for_cpu", "flash"),
+                ("aten::_scaled_dot_product_efficient_attention", "efficient"),
+                ("aten::_scaled_dot_product_cudnn_attention", "cudnn"),
+                ("aten::_scaled_dot_product_fused_attention_overrideable", "overrideable"),
+                ("aten::_scaled_dot_product_attention_math", "math"),
+                ("aten::_scaled_dot_product_attention_math_for_mps", "math"))
 
 OPTIONS = {"compile": False, "channels_last": False}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -447,10 +456,7 @@ class TorchBackend(FrameworkInterface):
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         params = [p for p in model.parameters() if p.requires_grad]
-        self.fused = self._fused_adam_ok()
-        self.opt = torch.optim.Adam(params, lr=spec["learning_rate"],
-                                    betas=(spec["beta1"], spec["beta2"]), eps=spec["adam_eps"],
-                                    weight_decay=0.0, fused=self.fused or None)
+        self.opt, self.fused = _adam(params, spec)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device_type)
         self.fwd = model if self.compile_mode == "none" else torch.compile(
@@ -463,13 +469,6 @@ class TorchBackend(FrameworkInterface):
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             self.model(self.x_eval[:1])
         return int(counter.get_total_flops()) or None
-
-    def _fused_adam_ok(self) -> bool:
-        try:
-            from torch.optim.optimizer import _get_fused_kernels_supported_devices
-            return self.device_type in _get_fused_kernels_supported_devices()
-        except ImportError:
-            return self.is_cuda
 
     def count_parameters(self) -> dict:
         return count_module(self.model)
@@ -633,22 +632,40 @@ class TorchBackend(FrameworkInterface):
         }
 
     def _attention_kernel(self) -> str | None:
-        """The kernel F.scaled_dot_product_attention dispatches to for this model's attention
-        shapes, dtype and device (flash, efficient, cudnn or math), asked of torch's own
-        dispatcher (a private function, so guarded: 'sdpa' when it cannot say)."""
+        """The kernel F.scaled_dot_product_attention runs for this model's attention shapes,
+        dtype and device (flash, efficient, cudnn or math): one call on zeros of those shapes
+        under torch's profiler, the aten kernel it dispatched to read from the trace ('sdpa'
+        when the trace names none of them)."""
         spec = getattr(self, "spec", None)
         att = specs.attention(spec) if spec else None
         if att is None:
             return None
         try:
-            from torch.nn.attention import SDPBackend
+            from torch.profiler import ProfilerActivity, profile
             q = torch.zeros(1, att["heads"], att["tokens"], att["head_dim"], device=self.device,
                             dtype=self.amp_dtype or torch.float32, requires_grad=True)
-            choice = int(torch._fused_sdp_choice(q, q, q, None, 0.0, att["causal"]))
-            names = {int(b): b.name for b in SDPBackend.__members__.values()}
-            return "sdpa-" + names[choice].lower().replace("_attention", "")
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                F.scaled_dot_product_attention(q, q, q, is_causal=att["causal"])
+            ran = {event.name for event in prof.events()}
+            return next((f"sdpa-{kernel}" for op, kernel in SDPA_KERNELS if op in ran), "sdpa")
         except Exception:  # noqa: BLE001 - a diagnostic, never worth a failed cell
             return "sdpa"
+
+
+def _adam(params: list, spec: dict):
+    """Adam, and whether it is the fused kernel: fused where torch has one for the parameters'
+    device and dtype. Asked of torch itself: one step of a fused Adam on a throwaway parameter
+    of that device and dtype (torch refuses an unsupported one with a RuntimeError at the
+    step); the model's own optimizer state is never touched by the probe."""
+    kwargs = {"lr": spec["learning_rate"], "betas": (spec["beta1"], spec["beta2"]),
+              "eps": spec["adam_eps"], "weight_decay": 0.0}
+    probe = torch.nn.Parameter(torch.zeros(1, device=params[0].device, dtype=params[0].dtype))
+    probe.grad = torch.zeros_like(probe)
+    try:
+        torch.optim.Adam([probe], fused=True).step()
+    except RuntimeError:
+        return torch.optim.Adam(params, **kwargs), False
+    return torch.optim.Adam(params, fused=True, **kwargs), True
 
 
 def _info(cuda: bool) -> dict:
