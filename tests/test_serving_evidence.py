@@ -178,3 +178,17 @@ def test_no_exported_runtime_no_break_even():
     cells = _cells([_ss_attempt("pytorch", r, s, None) for r, s in enumerate(SRC_SS)])
     assert serving.break_even(cells).is_empty()
     assert serving.figures(cells) == []
+
+
+def test_a_verdict_voided_twice_names_both_reasons():
+    import polars as pl
+    atts = [_server_attempt("jax", r, q) for r, q in enumerate(LEADER)]
+    atts += [_server_attempt("pytorch", r, q) for r, q in enumerate(RUNNER)]
+    cells = _cells(atts)
+    busy = "contended: other processes used 1.4 of 2 cores during the timed inference"
+    cells = cells.with_columns(pl.when(pl.col("framework") == "pytorch")
+                               .then(pl.col("warnings").list.concat(pl.lit([busy])))
+                               .otherwise(pl.col("warnings")).alias("warnings"))
+    rec = _server_verdict(cells)
+    assert rec.winner is None
+    assert rec.reason == "cannot tell: voided by contended, bound not met"

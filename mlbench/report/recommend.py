@@ -267,8 +267,10 @@ def _finish(st: dict, ratio, per_config: dict, settings: decision.Settings) -> R
                               settings=settings)
     unmet = [f"{fw} ({_cfg(*k)}): {shared[k][fw]['unmet']}" for k in both
              for fw in (first, second) if shared[k][fw].get("unmet")]
-    if unmet:  # before any other reason: the per-process values it would name lack the 0s
-        d = replace(d, outcome="cannot tell", reason="cannot tell: voided by bound not met")
+    if unmet:  # over any reason but another void: the per-process values lack the 0s
+        other_void = d.reason.startswith("cannot tell: voided by ")
+        d = replace(d, outcome="cannot tell", reason=(f"{d.reason}, bound not met" if other_void
+                                                      else "cannot tell: voided by bound not met"))
     leader, other = (first, second) if d.leader != "b" else (second, first)
     warns = tuple(dict.fromkeys([*(f"{fw} ({_cfg(*k)}): {w}" for k in both
                                    for fw in (first, second) for w in shared[k][fw]["warn"]),
