@@ -267,10 +267,12 @@ def _finish(st: dict, ratio, per_config: dict, settings: decision.Settings) -> R
                               settings=settings)
     unmet = [f"{fw} ({_cfg(*k)}): {shared[k][fw]['unmet']}" for k in both
              for fw in (first, second) if shared[k][fw].get("unmet")]
-    if unmet:  # over any reason but another void: the per-process values lack the 0s
-        other_void = d.reason.startswith("cannot tell: voided by ")
-        d = replace(d, outcome="cannot tell", reason=(f"{d.reason}, bound not met" if other_void
-                                                      else "cannot tell: voided by bound not met"))
+    if unmet:  # over any other reason (the per-process values it rests on lack the 0s),
+        # naming the voiding warnings too (decide_ratio names them only after its own checks)
+        void = decision.voiding(raw_warn)
+        kinds = [k for k in decision.VOIDING if any(w.lower().startswith(k) for w in void)]
+        d = replace(d, outcome="cannot tell",
+                    reason=f"cannot tell: voided by {', '.join([*kinds, 'bound not met'])}")
     leader, other = (first, second) if d.leader != "b" else (second, first)
     warns = tuple(dict.fromkeys([*(f"{fw} ({_cfg(*k)}): {w}" for k in both
                                    for fw in (first, second) for w in shared[k][fw]["warn"]),
