@@ -14,11 +14,15 @@
 #    matmul and a conv against float64 with TF32 off and on;
 # 5. the sweep of configs/gpu_check.yaml (one ceiling round per precision, the gate, 15 cells),
 #    the pytorch-compile cell (configs/gpu_check_extra.yaml), one cell under a GPU-UUID
-#    CUDA_VISIBLE_DEVICES (its recorded UUID must be that GPU's), the HTML report;
+#    CUDA_VISIBLE_DEVICES (its recorded UUID must be that GPU's), the HTML report; then the
+#    serving cells of configs/gpu_check_serving.yaml (PyTorch against ONNX Runtime's CUDA and,
+#    where the venv has TensorRT, TensorRT providers; gate included; onnxruntime-gpu is
+#    installed into the venv when missing): GPU_CHECK_SERVING_S seconds (default 150, added to
+#    the budget; 0 leaves serving out);
 # 6. the verdict (benchmarks/gpu_check_verdict.py): exit 1 on any skipped or failed cell, a
 #    missing ceiling, a failed gate, a cell without NVML figures or UUID, a probe problem.
 # Six small files come back to OUT: summary.txt (the verdict), environment.txt (versions, the
-# probe), run.log, results.json, extra.json (the compile and UUID cells), ceilings.json.
+# probe), run.log, results.json, extra.json (the compile, UUID and serving cells), ceilings.json.
 # --dry-run runs every step a CPU can (the parent's imports, the setup plan, the NVML part of
 # the probe, the configs' expansion, the verdict's reading) and no GPU work. TensorFlow has its
 # own check: benchmarks/gpu_check_tf.sh.
@@ -29,7 +33,11 @@ if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
 OUT_DIR="$(mkdir -p "${1:-${OUT:-gpu_check}}" && cd "${1:-${OUT:-gpu_check}}" && pwd)"
 BOOT="${PYTHON:-python3}"
 VENV=".venv-gpu-torch-jax"
-BUDGET_S="${GPU_CHECK_BUDGET_S:-480}"   # the whole check, installs included
+SERV_S="${GPU_CHECK_SERVING_S:-150}"   # the serving cells (0: none)
+BUDGET_S="${GPU_CHECK_BUDGET_S:-$(( 480 + SERV_S ))}"   # the whole check, installs included
+# onnxruntime-gpu for the serving cells, with the exporter's packages pinned as in
+# .ci/constraints.txt (the GPU build's version = the CPU wheel's there)
+SERVING_PINS=(onnxruntime-gpu==1.31.1 onnx==1.23.2 onnxscript==0.7.2 onnx-ir==1.1.0)
 T0=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
 fail() { echo "$1" | tee "$OUT_DIR/summary.txt" >&2; exit 1; }
@@ -79,6 +87,12 @@ if [ "$DRY" = 0 ] && [ "$nvml_count" -lt "$smi_count" ]; then
   fail "error: nvidia-smi sees $smi_count GPU(s), NVML ($PY) sees $nvml_count: $("$PY" -c 'from mlbench import gpu; print(gpu.describe())' 2>&1 | tail -n 1)"
 fi
 
+# 3b. the serving cells' runtime: onnxruntime-gpu in the same venv (torch exports, ORT serves)
+if [ "$SERV_S" != 0 ] && [ "$DRY" = 0 ] && ! "$PY" -c "import onnxruntime, onnxscript" >/dev/null 2>&1; then
+  "$PY" -m pip install --quiet --only-binary=:all: "${SERVING_PINS[@]}" > "$SCRATCH/serving-setup.log" 2>&1 \
+    || echo "== serving: installing ${SERVING_PINS[*]} failed: $(tail -n 1 "$SCRATCH/serving-setup.log")" >> "$ENVTXT"
+fi
+
 # 4. the probe
 probe_args=("$SCRATCH/probe.json"); [ "$DRY" = 1 ] && probe_args+=(--dry-run)
 { echo "== probe (NVML sees $nvml_count GPU(s))"; "$PY" benchmarks/gpu_probe.py "${probe_args[@]}" 2>&1; } >> "$ENVTXT"
@@ -100,16 +114,30 @@ n_main=$(cells "$CONFIG") && n_extra=$(cells "$EXTRA") \
   && n_uuid=$(cells "$CONFIG" frameworks=pytorch models=mlp precisions=fp32) \
   || fail "error: the check's configs do not expand ($(cells "$CONFIG" 2>&1 | tail -n 1))"
 echo "== cells: $n_main + $n_extra compile + $n_uuid under a UUID" >> "$ENVTXT"
+# serving: PyTorch and ONNX Runtime in this venv; the TensorRT provider only where TensorRT is
+SERVING="$SCRATCH/gpu_check_serving.yaml"; n_serv=0; serv_note=""
+if [ "$SERV_S" != 0 ]; then
+  trt="with TensorRT"
+  { if "$PY" -c "import tensorrt" >/dev/null 2>&1; then cat configs/gpu_check_serving.yaml
+    else grep -v "label: ort-tensorrt" configs/gpu_check_serving.yaml; fi
+    printf 'framework_settings:\n  pytorch: {python: "%s"}\n  onnxruntime: {python: "%s"}\n' "$PY" "$PY"
+  } > "$SERVING"
+  grep -q "label: ort-tensorrt" "$SERVING" || trt="without TensorRT: no 'import tensorrt' in $PY"
+  n_serv=$(cells "$SERVING") \
+    || fail "error: configs/gpu_check_serving.yaml does not expand ($(cells "$SERVING" 2>&1 | tail -n 1))"
+  echo "== serving cells: $n_serv (configs/gpu_check_serving.yaml, $trt; ${SERV_S} s)" >> "$ENVTXT"
+  serv_note=", + the $n_serv serving cells of configs/gpu_check_serving.yaml"
+fi
 RUN=("$PY" -m mlbench.cli run --no-report)
 if [ "$DRY" = 1 ]; then
   cat "$ENVTXT"
-  echo "dry run: no GPU work; would run: MLBENCH_CEILING_ROUNDS=1 ${RUN[*]} --config $CONFIG (+ $EXTRA, + one cell under CUDA_VISIBLE_DEVICES=GPU-<uuid>)"
+  echo "dry run: no GPU work; would run: MLBENCH_CEILING_ROUNDS=1 ${RUN[*]} --config $CONFIG (+ $EXTRA, + one cell under CUDA_VISIBLE_DEVICES=GPU-<uuid>$serv_note)"
   "$PY" benchmarks/gpu_check_verdict.py --probe "$SCRATCH/probe.json" > "$SCRATCH/verdict.txt" 2>&1
   echo "dry run: the verdict reads the probe ($(grep -c '^FAIL: probe' "$SCRATCH/verdict.txt") probe problem(s) on this machine)"
   exit 0
 fi
 export MLBENCH_CEILING_ROUNDS=1  # one short ceiling round per precision
-main_s=$(( $(left) - 100 )); [ "$main_s" -lt 120 ] && main_s=120
+main_s=$(( $(left) - 100 - SERV_S )); [ "$main_s" -lt 120 ] && main_s=120
 (cd "$SCRATCH" && timeout -s INT -k 20 "$main_s" "${RUN[@]}" --config "$CONFIG" \
   --output "$SCRATCH/results") > "$OUT_DIR/run.log" 2>&1
 echo "== main run: exit $?, $(( $(date +%s) - T0 )) s since start" >> "$OUT_DIR/run.log"
@@ -119,6 +147,13 @@ uuid=$("$PY" -c "from mlbench import gpu; print(gpu.visible_devices()[0].uuid)" 
 (cd "$SCRATCH" && CUDA_VISIBLE_DEVICES="$uuid" timeout -s INT -k 20 60 "${RUN[@]}" \
   --config "$CONFIG" --frameworks pytorch --models mlp --precisions fp32 --no-gate \
   --no-ceiling --output "$SCRATCH/uuid") >> "$OUT_DIR/run.log" 2>&1
+serving_args=()
+if [ "$SERV_S" != 0 ]; then
+  (cd "$SCRATCH" && timeout -s INT -k 20 "$SERV_S" "${RUN[@]}" --config "$SERVING" --no-ceiling \
+    --output "$SCRATCH/serving") >> "$OUT_DIR/run.log" 2>&1
+  echo "== serving run: exit $?, $(( $(date +%s) - T0 )) s since start" >> "$OUT_DIR/run.log"
+  serving_args=(--results "$SCRATCH/serving/results.json:$n_serv" --verify "$SCRATCH/serving/verify.json")
+fi
 "$PY" -m mlbench.cli report --results "$SCRATCH/results" --output "$SCRATCH/report" \
   >> "$OUT_DIR/run.log" 2>&1
 report_kb=$(( $(stat -c %s "$SCRATCH/report/index.html" 2>/dev/null || echo 0) / 1024 ))
@@ -128,20 +163,20 @@ cp "$SCRATCH/results/results.json" "$SCRATCH/results/ceilings.json" "$OUT_DIR/" 
 "$PY" -c "
 import json, sys
 doc = {}
-for name, path in (('extra', sys.argv[1]), ('uuid', sys.argv[2])):
+for name, path in (('extra', sys.argv[1]), ('uuid', sys.argv[2]), ('serving', sys.argv[4])):
     try:
         doc[name] = json.load(open(path))['cells']
     except (OSError, ValueError, KeyError) as exc:
         doc[name] = str(exc)
 json.dump(doc, open(sys.argv[3], 'w'), indent=1)" "$SCRATCH/extra/results.json" \
-  "$SCRATCH/uuid/results.json" "$OUT_DIR/extra.json"
+  "$SCRATCH/uuid/results.json" "$OUT_DIR/extra.json" "$SCRATCH/serving/results.json"
 cat "$SCRATCH/probe.json" >> "$ENVTXT" 2>/dev/null
 "$PY" benchmarks/gpu_check_verdict.py --probe "$SCRATCH/probe.json" \
   --results "$SCRATCH/results/results.json:$n_main" \
   --results "$SCRATCH/extra/results.json:$n_extra" \
   --uuid-cell "$SCRATCH/uuid/results.json:$uuid" \
   --ceilings "$SCRATCH/results/ceilings.json" --precisions fp32 bf16 fp16 \
-  --verify "$SCRATCH/results/verify.json" \
+  --verify "$SCRATCH/results/verify.json" "${serving_args[@]}" \
   --smi-count "$smi_count" --nvml-count "$nvml_count" > "$OUT_DIR/summary.txt" 2>&1
 rc=$?
 { [ "$report_kb" -gt 0 ] && echo "report: index.html, $report_kb KiB" \

@@ -3,7 +3,7 @@ prints one table plus one line per problem; exits 1 when anything that should ha
 measured on the GPU was not. A check that ran no GPU work must never pass.
 
     python benchmarks/gpu_check_verdict.py --results R.json:N [--results ...] [--uuid-cell
-        R.json:GPU-...] [--ceilings C.json --precisions fp32 bf16] [--verify V.json]
+        R.json:GPU-...] [--ceilings C.json --precisions fp32 bf16] [--verify V.json ...]
         [--smi-count N --nvml-count N] [--probe probe.json]
 
 `R.json:N`: a results.json and how many cells its config expands to. Standard library only:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uuid-cell", help="results.json:GPU-uuid")
     ap.add_argument("--ceilings")
     ap.add_argument("--precisions", nargs="*", default=[])
-    ap.add_argument("--verify")
+    ap.add_argument("--verify", action="append", default=[], help="verify.json (repeatable)")
     ap.add_argument("--smi-count", type=int)
     ap.add_argument("--nvml-count", type=int)
     ap.add_argument("--probe")
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         check_uuid_cell(path, uuid, problems, lines)
     if a.ceilings:
         check_ceilings(a.ceilings, a.precisions, problems)
-    if a.verify:
-        check_verify(a.verify, problems)
+    for path in a.verify:  # the main sweep's gate, the serving cells' gate
+        check_verify(path, problems)
     if not a.results and not a.uuid_cell:
         problems.append("no results to judge")
     print("\n".join(lines))

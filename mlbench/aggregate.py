@@ -188,6 +188,8 @@ def flatten(i: int, a: dict) -> dict:
         "latencies_s": np.asarray(inf.latencies_s or (), dtype=np.float64),
         **_serving_fields(m.serving or {}),
         "export_s": inf.export_s,  # an exported runtime's export + load time
+        # the framework it was exported from (workers/exported.py settings: source)
+        "export_source": _s(settings.get("source")) if inf.export_s else None,
     }
 
 
@@ -197,8 +199,13 @@ def _serving_fields(serving: dict) -> dict:
     holds a few, the figure and results.json read them back)."""
     ss, server = _d(serving.get("single_stream")), _d(serving.get("server"))
     trials = [t for t in server.get("trials") or () if isinstance(t, dict)]
+    # a process whose search found no rate within the bound served 0 QPS within it (every
+    # rate it tried was over; the truth lies below the lowest, and is 0 when one call already
+    # takes longer than the bound): it counts, so the median over processes is not biased up
+    # by keeping only the processes that met the bound (README: Serving)
+    qps = _num(server.get("max_qps")) if trials else None
     return {"ss_latencies_s": _samples(ss.get("latencies_s")),
-            "server_max_qps": _num(server.get("max_qps")),
+            "server_max_qps": (qps or 0.0) if trials else None,
             "server_bound_ms": _num(server.get("latency_bound_ms")),
             "server_trials": json.dumps(trials) if trials else None}
 
@@ -211,7 +218,7 @@ _SCHEMA = {"idx": pl.Int64, "repeat": pl.Int64, "order": pl.Int64, "batch_size":
            "step_times_s": pl.List(pl.Float64), "latencies_s": pl.List(pl.Float64),
            "ss_latencies_s": pl.List(pl.Float64), "server_trials": pl.Utf8,
            "server_max_qps": pl.Float64, "server_bound_ms": pl.Float64, "export_s": pl.Float64,
-           "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
+           "export_source": pl.Utf8, "busy": pl.Utf8, "settings": pl.Utf8, "fingerprint": pl.Utf8,
            "tf32_requested": pl.Boolean, "throttle_reasons": pl.Utf8, "energy_note": pl.Utf8,
            "power_limit_w": pl.Float64}
 for _c in ("wall_s", "samples_per_step", "steps_per_epoch", "first_step_s", "warmup_s",
@@ -352,9 +359,14 @@ def cells_frame(att: pl.DataFrame, ceilings: dict | None = None) -> pl.DataFrame
         pl.col("compile_s").drop_nulls().alias("compile_r"),
         # serving: per-process single-stream p90 and server max QPS (the verdict's evidence)
         pl.col("ssr_p90").drop_nulls().alias("ss_p90_r"),
+        # the mean batch-1 query time, pooled: what N queries cost is N x the mean (the
+        # export's break-even, report.serving)
+        pl.col("ss_latencies_s").explode().mean().alias("ss_mean"),
         pl.col("server_max_qps").drop_nulls().alias("server_max_qps_r"),
         pl.col("server_max_qps").median(), pl.col("server_bound_ms").max(),
-        pl.col("export_s").median(),
+        pl.col("server_max_qps").count().alias("server_processes"),
+        (pl.col("server_max_qps") > 0).sum().alias("server_met_bound"),
+        pl.col("export_s").median(), pl.col("export_source").drop_nulls().first(),
         pl.col("server_trials").drop_nulls().alias("server_trials_r"),
         pl.col("mem_figure").first(),
         pl.col("samples_per_step").median(), pl.col("steps_per_epoch").median(),

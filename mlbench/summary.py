@@ -116,8 +116,12 @@ class ServerTrial(_M):
 
 class Server(_M):
     max_qps: Num = Field(description="achieved QPS at the highest offered rate whose p99 stayed "
-                                     "within the bound, median over processes; null: none did")
+                                     "within the bound, median over every process that ran "
+                                     "the scenario; a process where no rate did counts as 0")
     latency_bound_ms: Num
+    processes: int = Field(description="processes that ran the scenario")
+    met_bound: int = Field(description="of them, those where some rate met the bound (fewer "
+                                       "than processes: the server verdict is voided)")
     trials: list[ServerTrial] = Field(description="every rate tried, by every process")
 
 
@@ -298,7 +302,9 @@ def _serving(g) -> dict:
                                             if k != "process"})
                   for r, text in enumerate(runs) for t in json.loads(text)]
         out["server"] = Server(max_qps=_f(g("server_max_qps")),
-                               latency_bound_ms=_f(g("server_bound_ms")), trials=trials)
+                               latency_bound_ms=_f(g("server_bound_ms")),
+                               processes=int(g("server_processes") or 0),
+                               met_bound=int(g("server_met_bound") or 0), trials=trials)
     return out
 
 

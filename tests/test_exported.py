@@ -91,3 +91,43 @@ def test_gpu_providers_at_their_seam(tmp_path, device, provider, kind, words):
                       options={"source": "pytorch", "provider": provider})
     assert msgs[-1]["type"] == "skip" and words in msgs[-1]["reason"], msgs[-1]
     assert msgs[-1].get("kind") == kind
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_a_gpu_provider_whose_libraries_do_not_load_is_refused_not_served_on_the_cpu(
+        monkeypatch, provider):
+    """onnxruntime-gpu lists its CUDA and TensorRT providers even where their libraries cannot
+    load; the session then falls back to the CPU with a log line. The worker refuses such a
+    session (a `device` skip: a failure where NVML sees the GPU), and keeps one that got it."""
+    import types
+
+    import onnxruntime_worker as w
+    chosen = w.PROVIDERS[provider]
+
+    def fake_ort(got: list[str]):
+        class Session:
+            def __init__(self, path, options, providers):
+                assert providers == [chosen, "CPUExecutionProvider"]
+
+            def get_providers(self):
+                return got
+
+            def get_inputs(self):
+                return [types.SimpleNamespace(name="x")]
+
+            get_outputs = get_inputs
+        return types.SimpleNamespace(
+            __version__="9.9.9", SessionOptions=types.SimpleNamespace,
+            GraphOptimizationLevel=types.SimpleNamespace(ORT_ENABLE_ALL=99),
+            InferenceSession=Session)
+
+    backend = object.__new__(w.OrtBackend)
+    backend.request, backend.provider = {"threads": 2}, provider
+    monkeypatch.setattr(w, "ort", fake_ort(["CPUExecutionProvider"]))
+    with pytest.raises(w.DeviceUnusable) as exc:
+        backend._load("model.onnx")
+    assert f"could not start {chosen} (the session got CPUExecutionProvider)" in str(exc.value)
+    assert exc.value.kind == "device"
+    monkeypatch.setattr(w, "ort", fake_ort([chosen, "CPUExecutionProvider"]))
+    backend._load("model.onnx")  # the provider started: served by it
+    assert backend.session.get_providers()[0] == chosen

@@ -6,8 +6,10 @@ exports it; this file loads the ONNX file into an InferenceSession and runs it. 
 cell's count for intra-op parallelism, one inter-op thread, as every framework gets.
 Option `provider`: auto (the CPU provider on the CPU, CUDA on a GPU), cpu, cuda, tensorrt. A GPU
 provider this onnxruntime build lacks (the CPU wheel has none: onnxruntime-gpu has CUDA and
-TensorRT) is a `device` skip naming what is available; ONNX Runtime places an operator its
-provider cannot run on the CPU provider, and the settings record the providers the session got.
+TensorRT) is a `device` skip naming what is available, and so is one the build lists but whose
+libraries do not load (ONNX Runtime would otherwise fall back to the CPU silently); ONNX Runtime
+places an operator its provider cannot run on the CPU provider, and the settings record the
+providers the session got.
 """
 from __future__ import annotations
 
@@ -49,6 +51,14 @@ class OrtBackend(ExportedBackend):
         chosen = PROVIDERS[getattr(self, "provider", "cpu")]
         providers = [chosen] + (["CPUExecutionProvider"] if chosen != PROVIDERS["cpu"] else [])
         self.session = ort.InferenceSession(path, so, providers=providers)
+        got = self.session.get_providers()
+        if chosen not in got:
+            # listed as available, but its libraries did not load (a CUDA or TensorRT runtime
+            # of another major version): ONNX Runtime falls back to the CPU with a log line;
+            # measured, that would be a CPU figure under a GPU label
+            raise DeviceUnusable(f"onnxruntime {ort.__version__} could not start {chosen} "
+                                 f"(the session got {', '.join(got) or 'none'}); its CUDA, "
+                                 "cuDNN or TensorRT libraries did not load")
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 

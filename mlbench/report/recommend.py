@@ -192,14 +192,20 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
         note = _eager_note(rows)
         rows = [c for c in rows if compiles(c)]
     data: dict[tuple, dict[str, dict]] = {}
+    beyond = []   # server: competitors with no rate within the bound in most processes
     for c in rows:
         v = c.get(asp.value)
+        if asp.key == "server" and v == 0:
+            beyond.append(f"{c['framework']} ({_cfg(c['batch_size'], c['precision'])}: "
+                          f"{c.get('server_met_bound') or 0} of "
+                          f"{c.get('server_processes') or 0} processes)")
         if v is None or not v > 0:
             continue
         # a ratio needs positive values (a compile time can be 0: nothing to compile)
         reps = [x for x in (c.get(asp.repeats) or []) if x is not None and x > 0] or [v]
         data.setdefault((c["batch_size"], c["precision"]), {})[c["framework"]] = {
-            "v": v, "reps": reps, "warn": decision.cell_warnings(c, asp.warn)}
+            "v": v, "reps": reps, "warn": decision.cell_warnings(c, asp.warn),
+            "unmet": bound_not_met(c) if asp.key == "server" else None}
     if asp.key == "memory":  # name the figure the cells use
         figs = sorted({c.get("mem_figure_text") for c in rows if c.get("mem_figure_text")})
         asp = replace(asp, unit=" / ".join(figs) if figs else "memory")
@@ -211,7 +217,10 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
                               kw.pop("verdict", "nothing-to-compare"),
                               f"{text} {note}" if note else text, title=asp.title,
                               unit=asp.unit, reason=reason, details=tuple(
-                                  kw.pop("details", ())), **kw)
+                                  kw.pop("details", ())) + beyond_note, **kw)
+
+    beyond_note = (("Met the latency bound in too few processes (median 0 QPS within it), "
+                    f"not ranked: {', '.join(beyond)}.",) if beyond else ())
 
     if not shared:
         why = (f"only {fws_all[0]} has {asp.unit} results" if len(fws_all) == 1 else
@@ -237,6 +246,18 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
             "ranked": ranked, "both": both, "pairs": pairs}
 
 
+def bound_not_met(cell: dict) -> str | None:
+    """'bound not met: 1 of 3 processes ...' for a server cell where some processes found a
+    rate within the latency bound and others none. Its per-process evidence holds a 0 (aggregate
+    counts such a process as 0 QPS) that no ratio of medians can carry, and dropping it would
+    bias the interval up: such a side voids the verdict (README: Serving)."""
+    n, met = cell.get("server_processes") or 0, cell.get("server_met_bound") or 0
+    if 0 < met < n:
+        return (f"bound not met: {n - met} of {n} processes found no rate whose p99 stayed "
+                f"within {cell.get('server_bound_ms') or 0:.4g} ms")
+    return None
+
+
 def _finish(st: dict, ratio, per_config: dict, settings: decision.Settings) -> Recommendation:
     asp, rows, rec, device = st["asp"], st["rows"], st["rec"], st["device"]
     shared, ranked, both, pairs = st["shared"], st["ranked"], st["both"], st["pairs"]
@@ -244,9 +265,18 @@ def _finish(st: dict, ratio, per_config: dict, settings: decision.Settings) -> R
     raw_warn = [w for k in both for fw in (first, second) for w in shared[k][fw]["warn"]]
     d = decision.decide_ratio(ratio, higher_is_better=asp.higher_is_better, warnings=raw_warn,
                               settings=settings)
+    unmet = [f"{fw} ({_cfg(*k)}): {shared[k][fw]['unmet']}" for k in both
+             for fw in (first, second) if shared[k][fw].get("unmet")]
+    if unmet:  # over any other reason (the per-process values it rests on lack the 0s),
+        # naming the voiding warnings too (decide_ratio names them only after its own checks)
+        void = decision.voiding(raw_warn)
+        kinds = [k for k in decision.VOIDING if any(w.lower().startswith(k) for w in void)]
+        d = replace(d, outcome="cannot tell",
+                    reason=f"cannot tell: voided by {', '.join([*kinds, 'bound not met'])}")
     leader, other = (first, second) if d.leader != "b" else (second, first)
-    warns = tuple(dict.fromkeys(f"{fw} ({_cfg(*k)}): {w}" for k in both for fw in (first, second)
-                                for w in shared[k][fw]["warn"]))
+    warns = tuple(dict.fromkeys([*(f"{fw} ({_cfg(*k)}): {w}" for k in both
+                                   for fw in (first, second) for w in shared[k][fw]["warn"]),
+                                 *unmet]))
     kind = None if d.ci_low is None else ("95% CI of the ratio" if len(both) == 1 else
                                          f"95% CI of the geometric mean over {len(both)} "
                                          "configurations")
