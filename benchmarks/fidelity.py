@@ -4,8 +4,8 @@ For each framework (pytorch, tensorflow, jax) x model (mlp small, cnn tiny by de
 size x thread count, on the CPU at fp32, two kinds of fresh subprocess are run side by side:
 
   A. the real worker script (workers/<framework>_worker.py) with the request.json and the
-     environment `mlbench run` would give it (mlbench.matrix + mlbench.launcher.cell_env, so the
-     same thread variables and CPU pinning); samples/s = batch_size / median(step_times_s), one
+     environment `mlbench run` would give it (mlbench.run.matrix + mlbench.run.launcher.cell_env, so
+     the same thread variables and CPU pinning); samples/s = batch_size / median(step_times_s), one
      sample per steady block.
   B. a minimal hand-written training loop of the same framework and model (embedded below):
      same architecture, data (specs.make_dataset), batch size, optimizer (Adam lr 1e-3,
@@ -41,7 +41,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlbench import config as cfg, launcher, matrix  # noqa: E402
+from mlbench.config import schema as cfg
+from mlbench.run import launcher, matrix  # noqa: E402
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 GOAL = 0.97

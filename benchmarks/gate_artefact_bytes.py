@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlbench import gate
-from mlbench.config import Config
+from mlbench.run import gate
+from mlbench.config.schema import Config
 
 
 def main(frameworks: list[str]) -> None:

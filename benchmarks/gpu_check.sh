@@ -82,9 +82,9 @@ fi
   || fail "error: nvidia-ml-py (pynvml) is not importable in $PY: without NVML every GPU cell is skipped and nothing is measured"
 "$PY" -c "import pydantic, polars, plotly, yaml, mlbench" 2>/dev/null \
   || fail "error: $PY lacks mlbench's own dependencies (pydantic, polars, plotly, pyyaml)"
-nvml_count=$("$PY" -c "from mlbench import gpu; print(len(gpu.list_gpus()))" 2>/dev/null || echo 0)
+nvml_count=$("$PY" -c "from mlbench.host import gpu; print(len(gpu.list_gpus()))" 2>/dev/null || echo 0)
 if [ "$DRY" = 0 ] && [ "$nvml_count" -lt "$smi_count" ]; then
-  fail "error: nvidia-smi sees $smi_count GPU(s), NVML ($PY) sees $nvml_count: $("$PY" -c 'from mlbench import gpu; print(gpu.describe())' 2>&1 | tail -n 1)"
+  fail "error: nvidia-smi sees $smi_count GPU(s), NVML ($PY) sees $nvml_count: $("$PY" -c 'from mlbench.host import gpu; print(gpu.describe())' 2>&1 | tail -n 1)"
 fi
 
 # 3b. the serving cells' runtime: onnxruntime-gpu in the same venv (torch exports, ORT serves)
@@ -107,7 +107,8 @@ for pair in "configs/gpu_check.yaml:$CONFIG" "configs/gpu_check_extra.yaml:$EXTR
 done
 cells() { "$PY" -c "
 import sys
-from mlbench import config, matrix
+from mlbench.config import schema as config
+from mlbench.run import matrix
 ov = {k: v.split(',') for k, v in (a.split('=') for a in sys.argv[2:])}
 print(len(matrix.expand(config.load_config(sys.argv[1], ov or None))))" "$@"; }
 n_main=$(cells "$CONFIG") && n_extra=$(cells "$EXTRA") \
@@ -143,7 +144,7 @@ main_s=$(( $(left) - 100 - SERV_S )); [ "$main_s" -lt 120 ] && main_s=120
 echo "== main run: exit $?, $(( $(date +%s) - T0 )) s since start" >> "$OUT_DIR/run.log"
 (cd "$SCRATCH" && timeout -s INT -k 20 90 "${RUN[@]}" --config "$EXTRA" \
   --output "$SCRATCH/extra") >> "$OUT_DIR/run.log" 2>&1
-uuid=$("$PY" -c "from mlbench import gpu; print(gpu.visible_devices()[0].uuid)" 2>/dev/null)
+uuid=$("$PY" -c "from mlbench.host import gpu; print(gpu.visible_devices()[0].uuid)" 2>/dev/null)
 (cd "$SCRATCH" && CUDA_VISIBLE_DEVICES="$uuid" timeout -s INT -k 20 60 "${RUN[@]}" \
   --config "$CONFIG" --frameworks pytorch --models mlp --precisions fp32 --no-gate \
   --no-ceiling --output "$SCRATCH/uuid") >> "$OUT_DIR/run.log" 2>&1

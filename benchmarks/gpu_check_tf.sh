@@ -48,7 +48,7 @@ fi
 CONFIG="$SCRATCH/gpu_check_tf.yaml"
 { cat configs/gpu_check_tf.yaml; echo "framework_settings:"
   echo "  tensorflow: {python: \"$PY\"}"; } > "$CONFIG"
-n_cells=$("$PY" -c "import sys; from mlbench import config, matrix; print(len(matrix.expand(config.load_config(sys.argv[1]))))" "$CONFIG") \
+n_cells=$("$PY" -c "import sys; from mlbench.config import schema as config; from mlbench.run import matrix; print(len(matrix.expand(config.load_config(sys.argv[1]))))" "$CONFIG") \
   || fail "error: configs/gpu_check_tf.yaml does not expand"
 if [ "$DRY" = 1 ]; then
   echo "== cells: $n_cells" >> "$ENVTXT"; cat "$ENVTXT"

@@ -3,7 +3,7 @@ float32 arithmetic is what mlbench's fp32 cells claim, in one short process per 
 
 Writes a JSON document (argv[1]) and prints it. Sections:
 - nvml: driver, the CUDA version the driver supports, per GPU name, UUID, power limit, clocks
-  (SM, memory, max SM), throttle reasons, persistence, ECC, MIG mode (mlbench.gpu);
+  (SM, memory, max SM), throttle reasons, persistence, ECC, MIG mode (mlbench.host.gpu);
 - torch: version, CUDA, cuDNN; an fp32 matmul (1024^2) and a 3x3 conv against the same
   computation in float64 on the CPU, with TF32 off and on: the relative error of each;
 - jax: version, devices; the fp32 matmul against float64 at 'highest' and 'tensorfloat32'.
@@ -66,7 +66,7 @@ print(json.dumps(out))
 
 
 def nvml_section() -> dict:
-    from mlbench import gpu, gpu_sampling
+    from mlbench.host import gpu, gpu_sampling
     out: dict = {"nvml": gpu.describe(), **gpu_sampling.versions(), "gpus": []}
     for v in gpu.visible_devices():
         state = gpu_sampling.device_state(f"cuda:{v.index}") or {}

@@ -31,8 +31,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlbench import attempt as record, config as cfg, runner, store  # noqa: E402
-from mlbench.matrix import expand  # noqa: E402
+from mlbench.results import attempt as record, store
+from mlbench.config import schema as cfg
+from mlbench.run import runner  # noqa: E402
+from mlbench.run.matrix import expand  # noqa: E402
 
 
 class RssHooks(runner.Hooks):

@@ -1,5 +1,5 @@
 """The smallest memory_limit_mb under which a CPU worker can import numpy and multiply two
-matrices on this machine (the floor behind mlbench.config.MIN_MEMORY_MB), per thread count.
+matrices on this machine (the floor behind mlbench.config.schema.MIN_MEMORY_MB), per thread count.
 
     python benchmarks/memory_floor.py            # threads 1, 2, all cores
 """
@@ -29,6 +29,6 @@ def floor(threads: int, lo: int = 1, hi: int = 4096) -> int:
 
 
 if __name__ == "__main__":
-    from mlbench.config import MIN_MEMORY_MB
+    from mlbench.config.schema import MIN_MEMORY_MB
     for t in sorted({1, 2, os.cpu_count() or 1}):
         print(f"threads={t:<3} floor={floor(t)} MB   (config minimum: {MIN_MEMORY_MB} MB)")

@@ -11,14 +11,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlbench import catalog, launcher, protocol
+from mlbench.config import catalog
+from mlbench.run import launcher, protocol
 
 specs = catalog.specs()  # workers/specs.py, as mlbench reads it (stdlib only at import)
 
 
 def count(framework: str, model: str, preset: str, tmp: Path) -> dict:
-    """One worker in count mode, started like every worker (mlbench.launcher, the one spawner:
-    its environment, timeout and process-group kill) with a request built by mlbench.protocol."""
+    """One worker in count mode, started like every worker (mlbench.run.launcher, the one spawner:
+    its environment, timeout and process-group kill) with a request built by
+    mlbench.run.protocol."""
     cell_id = f"count-{framework}-{model}-{preset}"
     request = protocol.BenchRequest(
         cell_id=cell_id, framework=framework, model=model, model_options={"preset": preset},

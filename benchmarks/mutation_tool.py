@@ -33,17 +33,18 @@ FAST = "-x -q -p no:cacheprovider -m 'not framework and not slow'"
 # module -> (the fast tests that check its figures, provisional?); SAMPLE: one mutant in n
 SAMPLE = {"aggregate": 12, "summary": 3, "harness": 3, "stats": 8, "compare": 6, "recommend": 6}
 MODULES = {
-    "order": ("mlbench/order.py", "tests/test_partial_grids.py tests/test_order.py", False),
-    "summary": ("mlbench/summary.py", "tests/test_summary_values.py tests/test_schema.py "
+    "order": ("mlbench/run/order.py", "tests/test_partial_grids.py tests/test_order.py", False),
+    "summary": ("mlbench/results/summary.py", "tests/test_summary_values.py tests/test_schema.py "
                 "tests/test_partial_grids.py "
                 "-k 'not real_run'", False),
-    "aggregate": ("mlbench/aggregate.py", "tests/test_summary_values.py tests/test_summary.py "
+    "aggregate": ("mlbench/results/aggregate.py",
+                  "tests/test_summary_values.py tests/test_summary.py "
                   "tests/test_partial_grids.py tests/test_untested_branches.py "
                   "-k 'not real_run'", False),
     "harness": ("workers/harness.py", "tests/test_harness_timing.py tests/test_worker_clock.py",
                 False),
-    "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
-    "compare": ("mlbench/compare.py", "tests/test_compare.py", True),
+    "stats": ("mlbench/analysis/stats.py", "tests/test_stats.py", True),
+    "compare": ("mlbench/analysis/compare.py", "tests/test_compare.py", True),
     "recommend": ("mlbench/report/recommend.py", "tests/test_report.py", True),
 }
 

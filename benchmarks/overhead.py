@@ -25,7 +25,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from mlbench import config as cfg, launcher, matrix
+from mlbench.config import schema as cfg
+from mlbench.run import launcher, matrix
 
 
 def write_config(path: Path, cells: int, sleep_s: float = 0.0) -> Path:

@@ -26,8 +26,10 @@ import ray
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlbench import config as cfg, runner, store  # noqa: E402
-from mlbench.ray_executor import NODE_RESOURCE, RayExecutor  # noqa: E402
+from mlbench.config import schema as cfg
+from mlbench.run import runner
+from mlbench.results import store  # noqa: E402
+from mlbench.run.ray_executor import NODE_RESOURCE, RayExecutor  # noqa: E402
 
 
 def conf(tmp: Path, name: str, cells: int, device: str, sleep_phase: float,

@@ -44,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlbench import contention  # noqa: E402
+from mlbench.run import contention  # noqa: E402
 
 FRAMEWORKS = ["pytorch", "tensorflow", "jax"]
 SMALL = {"frameworks": FRAMEWORKS, "models": [{"name": "mlp", "preset": "small"}],
@@ -105,7 +105,7 @@ def winners(out: Path) -> dict[tuple, str | None]:
                 for v in doc["verdicts"]}
     import importlib
 
-    from mlbench import frames
+    from mlbench.results import frames
     recommend = importlib.import_module("mlbench.report.recommend")  # the module, not the name
     _, _, _, cells = frames.load_frames(out)
     return {(r.model, r.device, r.aspect): r.winner for r in recommend.recommend(cells)}

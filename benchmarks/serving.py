@@ -7,8 +7,8 @@ the equivalence gate's max abs error.
         --output /tmp/serving-run          # runs the sweep first (mlbench run), then prints
     PYTHONPATH=$PWD .venv/bin/python benchmarks/serving.py --output /tmp/serving-run  # prints
 
-Every figure is the parent's (mlbench.frames, report.serving.break_even: the page's numbers).
-Timings on a shared machine are noisy: say so beside any figure quoted from here.
+Every figure is the parent's (mlbench.results.frames, report.serving.break_even: the page's
+numbers). Timings on a shared machine are noisy: say so beside any figure quoted from here.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mlbench import frames
+from mlbench.results import frames
 from mlbench.report.serving import break_even
 
 

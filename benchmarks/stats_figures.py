@@ -6,8 +6,8 @@ ceiling measured in the same run.
 
 End to end: runs `mlbench run --config configs/quick_test.yaml --repeats 3 --no-report` into a
 temporary directory (about 3 minutes on 2 cores), measures the matmul ceilings there through
-mlbench.ceiling.measure_ceilings, aggregates, and prints one line per framework x model x batch
-plus a framework x model summary. Never imports an ML framework (workers do).
+mlbench.analysis.ceiling.measure_ceilings, aggregates, and prints one line per framework x model x
+batch plus a framework x model summary. Never imports an ML framework (workers do).
 """
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-from mlbench import ceiling, frames  # noqa: E402
-from mlbench import config as cfg  # noqa: E402
-from mlbench.matrix import resolve_threads  # noqa: E402
+from mlbench.analysis import ceiling
+from mlbench.results import frames  # noqa: E402
+from mlbench.config import schema as cfg  # noqa: E402
+from mlbench.run.matrix import resolve_threads  # noqa: E402
 
 CONFIG = ROOT / "configs" / "quick_test.yaml"
 

@@ -9,7 +9,7 @@ polars and plotly (the report) are imported by the command that uses them, so `-
 `--version`, `list` (plain text) and an unknown option never pay for them. A command with value
 options imports pydantic when it parses them (typer 0.29 coerces every option value through a
 pydantic TypeAdapter; mlbench uses typer only through its public API), and a config file is read
-and its YAML parsed (mlbench.configfile) before the config's models are built, so a missing
+and its YAML parsed (mlbench.config.configfile) before the config's models are built, so a missing
 file or a YAML syntax error answers before them (tests/test_cli_fast.py pins this,
 benchmarks/cli_startup.py measures it).
 """
@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from . import __version__, executor_table
+from . import __version__
+from .run import executor_table
 from .errors import EXIT_INTERNAL, Interrupted, UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from . import config as cfg
+    from .config import schema as cfg
 
 
 class _Lean:
@@ -168,7 +169,7 @@ def run(
              "machine (implies --executor ray)")] = None,
 ) -> None:
     """Run a benchmark sweep: every cell in a fresh worker process."""
-    from . import guards
+    from .config import guards
 
     modes = [m for m, on in (("resume", resume), ("only", bool(only)), ("failed", failed)) if on]
     if len(modes) > 1:
@@ -191,7 +192,7 @@ def run(
     conf, out_dir = _resolve_config(config, overrides, output, mode)
     guards.no_link_loop(out_dir, "output directory")  # output_dir of the config, too
     if mode == "only":  # an override that removes a named cell would run nothing, silently
-        from .matrix import expand
+        from .run.matrix import expand
         ids = {c.cell_id for c in expand(conf)}
         gone = [o for o in only if o not in ids]
         given = [f for f, v in (("--frameworks", frameworks), ("--models", models),
@@ -200,7 +201,7 @@ def run(
         if gone and given:  # (an id never in the run: the runner's did-you-mean)
             raise UserError(f"cell {gone[0]!r} is not in the sweep as narrowed by "
                             f"{', '.join(given)}; nothing would run", "--only")
-    from . import config as cfg
+    from .config import schema as cfg
     for note in cfg.notes(conf):
         err_console().print(f"warning: {escape(note)}", highlight=False, soft_wrap=True)
     conf = _with_executor(conf, executor, ray_address)
@@ -208,7 +209,7 @@ def run(
     if report:  # checked before any cell: a finished sweep must not die on its report folder
         guards.writable_dir(rep_dir, "report directory")
         guards.refuse_links(rep_dir, REPORT_FILES, "the report's")
-    from . import progress, runner
+    from .run import progress, runner
     hooks = progress.RichHooks(err_console())
     try:
         outcome = runner.run_sweep(conf, out_dir, runner.Plan(mode, tuple(only or ()), archive),
@@ -263,14 +264,14 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
     --config given with them must be the run's own config: another file would mix two sweeps'
     cells in one run, so it is refused with the keys that differ."""
     if mode != "new":
-        from . import config as cfg, guards
+        from .config import schema as cfg, guards
         out_dir = output or Path("results")
         stored = out_dir / "run.json"
         if not (stored.exists() or stored.is_symlink()):
             if path is None:
                 raise UserError("nothing to resume: no run.json here", str(out_dir))
         else:
-            from . import store
+            from .results import store
             guards.run_layout(out_dir)
             raw = store.read_run(stored).config
             _check_model_names(overrides, raw)
@@ -281,7 +282,7 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
             # where the cells run (executor.*) is not part of what was measured: not a change
             changed = [k for k in cfg.differences(cfg.dump(stored_conf), cfg.dump(conf))
                        if k.split(".")[0] != "executor"]
-            from .matrix import expand
+            from .run.matrix import expand
             before = {c.cell_id for c in expand(stored_conf)}
             after = {c.cell_id for c in expand(conf)}
             if before != after:
@@ -305,10 +306,10 @@ def _resolve_config(path: Path | None, overrides: dict, output: Path | None, mod
 def _load_config(path: Path | None, overrides: dict) -> cfg.Config:
     """config.load_config, with the file read (and its YAML parsed) before pydantic loads: a
     missing file or a YAML syntax error answers without building the config's models."""
-    from . import configfile
+    from .config import configfile
     got = configfile.read(path)
     _check_model_names(overrides, got.raw)
-    from . import config as cfg
+    from .config import schema as cfg
     return cfg.from_file(got, overrides)
 
 
@@ -318,7 +319,7 @@ def _check_model_names(overrides: dict, raw: Any) -> None:
     names = overrides.get("models")
     if not names:
         return
-    from . import catalog, usermodel
+    from .config import catalog, usermodel
     why = usermodel.unknown_model(list(names), raw.get("models") if isinstance(raw, dict)
                                   else None, tuple(catalog.models()))
     if why:
@@ -362,7 +363,7 @@ def verify_cmd(
 
 def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices: ListOpt,
           precisions: ListOpt, output: Path) -> None:
-    from . import guards
+    from .config import guards
     overrides = {"frameworks": frameworks, "models": models, "devices": devices,
                  "precisions": precisions, "verify": True}
     conf = _load_config(config, overrides)
@@ -375,7 +376,7 @@ def _gate(config: Optional[Path], frameworks: ListOpt, models: ListOpt, devices:
     guards.writable_dir(output, "gate output directory")
     if output.is_dir():  # verify.json, the verify/ work folder: never links elsewhere
         guards.run_layout(output)
-    from . import preflight
+    from .run import preflight
     report = preflight.run_gate(conf, output, lambda t: err_console().print(escape(t)), again=True)
     if report is None:
         raise UserError("nothing for the gate to check: no ML framework or no present device in "
@@ -392,7 +393,7 @@ def report(
         Path("reports/latest"),
 ) -> None:
     """Write the HTML report (and summary.csv, aggregated.parquet) for a run."""
-    from . import guards
+    from .config import guards
     guards.sane_path(results, "--results")
     guards.no_link_loop(results, "--results")
     guards.writable_dir(output, "report directory")
@@ -418,13 +419,13 @@ def compare(
                                          "to the machine: cells are judged against it; 0: "
                                          "off")] = 0.15,
 ) -> None:
-    """Per-cell change between two runs, noise-aware (mlbench.decision's rule), and changed
+    """Per-cell change between two runs, noise-aware (mlbench.analysis.decision's rule), and changed
     verdicts; exit 1 when a regression holds, 2 when the runs have no cell in common."""
-    from . import guards
+    from .config import guards
     for name, value in (("base", base), ("new", new)):
         guards.sane_path(value, name)
         guards.no_link_loop(value, name)
-    from .compare import compare as do_compare
+    from .analysis.compare import compare as do_compare
     result = do_compare(base, new, threshold, strict=strict, drift=drift)
     typer.echo(result.render_text())
     raise typer.Exit(2 if result.nothing_compared else 1 if result.regressed else 0)
@@ -432,8 +433,8 @@ def compare(
 
 @app.command(cls=_Command)
 def schema() -> None:
-    """Print the JSON Schema of results.json (generated from mlbench.summary's models)."""
-    from .summary import SCHEMA_FILE, schema_text
+    """Print the JSON Schema of results.json (generated from mlbench.results.summary's models)."""
+    from .results.summary import SCHEMA_FILE, schema_text
     typer.echo(SCHEMA_FILE.read_text(encoding="utf-8") if SCHEMA_FILE.is_file()
                else schema_text(), nl=False)
 
@@ -442,7 +443,8 @@ def schema() -> None:
 def list_cmd() -> None:
     """Frameworks (installed or not), their modes, models with presets, detected devices."""
     # catalog, the worker specs, package metadata and NVML only: no rich, pydantic, polars, plotly
-    from . import catalog, gpu, sysinfo
+    from .config import catalog
+    from .host import gpu, sysinfo
     versions = sysinfo.framework_versions(catalog.FRAMEWORKS)
     _table("frameworks", ("framework", "installed", "version", "interpreter"),
            [(fw, "yes" if v else "no", v or "-", sys.executable) for fw, v in versions.items()])
@@ -520,7 +522,7 @@ def _internal_error(exc: BaseException, argv: list[str]) -> int:
 
 
 def _aborted(exc: BaseException) -> int:
-    """Ctrl-C (130) or SIGTERM (143) that stopped a blocking call (mlbench.interrupts)."""
+    """Ctrl-C (130) or SIGTERM (143) that stopped a blocking call (mlbench.run.interrupts)."""
     cause = exc if isinstance(exc, Interrupted) else exc.__cause__ or exc.__context__
     if isinstance(cause, Interrupted) and cause.signal_name == "SIGTERM":
         _error_line("aborted (SIGTERM)")

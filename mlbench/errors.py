@@ -1,7 +1,7 @@
 """The error types and exit codes of mlbench.
 
 UserError: bad input; the CLI prints `error: <what> (<where>)` and exits 2 (EXIT_BAD_INPUT).
-Interrupted: Ctrl-C or SIGTERM during a blocking call into a dependency (mlbench.interrupts);
+Interrupted: Ctrl-C or SIGTERM during a blocking call into a dependency (mlbench.run.interrupts);
 exit 130 or 143. Anything else escaping a command is a bug of mlbench: one line naming the
 command and a log file holding the traceback, exit 3 (EXIT_INTERNAL), never the 1 of "a cell
 failed" or the 2 of bad input.

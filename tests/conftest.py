@@ -158,7 +158,7 @@ class Sweep:
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory) -> Sweep:
     from cliutil import by_cell, run_inproc, write_config
-    from mlbench import gate
+    from mlbench.run import gate
     from sweeputil import small_ceilings
 
     models = ["mlp"] if os.environ.get("MLBENCH_TEST_SWEEP") == "mlp" else SWEEP_MODELS

@@ -1,4 +1,5 @@
-"""Synthetic mlbench stores in the exact on-disk format of mlbench/store.py, for tests and benchmarks.
+"""Synthetic mlbench stores in the exact on-disk format of mlbench/results/store.py, for tests and
+benchmarks.
 
 `attempt(...)` builds one attempt record; `write_store(dir, attempts, run)` writes run.json and
 results.jsonl the way the Store does; `sweep(...)` generates a realistic grid (frameworks x models
@@ -15,9 +16,9 @@ RUN_ID = "20250101-000000-fake"
 
 # The default samples are irregular on purpose, so that a test cannot pass with the wrong
 # statistic: right-skewed steady step times (a slow drift, two outliers: median < mean < p90 < p99,
-# and the first sample is none of them), heavy-tailed latencies, and warm-up steps that decay towards the
-# steady state (the first warm-up step is the slowest). No two of mean, median, p90, p99, min,
-# max and the first sample coincide. Scaled by `scale` so cells can differ.
+# and the first sample is none of them), heavy-tailed latencies, and warm-up steps that decay
+# towards the steady state (the first warm-up step is the slowest). No two of mean, median, p90,
+# p99, min, max and the first sample coincide. Scaled by `scale` so cells can differ.
 STEP_TIMES = (0.0103, 0.0097, 0.0101, 0.0099, 0.0106, 0.0098, 0.0104, 0.0100, 0.0127, 0.0096,
               0.0102, 0.0172)
 LATENCIES = (0.00212, 0.00195, 0.00201, 0.00198, 0.00240, 0.00193, 0.00205, 0.00199, 0.00203,
@@ -95,7 +96,8 @@ def attempt(framework="pytorch", model="mlp", device="cpu", batch_size=32, preci
 
 
 def write_store(directory: str | Path, attempts: list[dict], run: dict | None = None) -> Path:
-    """Write run.json + results.jsonl like mlbench.store.Store; returns the run directory."""
+    """Write run.json + results.jsonl like mlbench.results.store.Store; returns the run
+    directory."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / "run.json").write_text(json.dumps(run if run is not None else run_doc(), indent=2))

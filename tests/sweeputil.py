@@ -17,7 +17,7 @@ SMALL_CEILING = {"size": 256, "rounds": 1, "max_seconds_per_precision": 0.5}
 
 @contextlib.contextmanager
 def small_ceilings():
-    from mlbench import ceiling
+    from mlbench.analysis import ceiling
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ceiling, "measure_ceilings",
                    functools.partial(ceiling.measure_ceilings, **SMALL_CEILING))

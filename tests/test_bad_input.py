@@ -470,7 +470,7 @@ def test_truncated_store_is_read_up_to_the_tear(tmp_path, capsys):
     jsonl = tmp_path / "results" / "results.jsonl"
     data = jsonl.read_bytes()
     jsonl.write_bytes(data[: len(data) - 100])
-    from mlbench import store
+    from mlbench.results import store
     loaded = store.load(jsonl)
     assert len(loaded.attempts) == 1 and "torn last line" in loaded.warnings[0]
     json.dumps(loaded.attempts)
@@ -489,9 +489,9 @@ def _worker_options(name: str) -> dict:
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax", "numpy"])
 def test_the_parent_option_table_matches_each_worker(framework):
-    """mlbench/fwoptions.py publishes what each worker accepts; a worker that grows or drops an
-    option without the table would make the config refuse a good option or pass a bad one."""
-    from mlbench import fwoptions
+    """mlbench/config/fwoptions.py publishes what each worker accepts; a worker that grows or drops
+    an option without the table would make the config refuse a good option or pass a bad one."""
+    from mlbench.config import fwoptions
     assert set(fwoptions.TABLE[framework]) == set(_worker_options(framework))
 
 
@@ -499,7 +499,7 @@ def test_the_compile_modes_match_the_pytorch_worker():
     import ast
     from pathlib import Path
 
-    from mlbench import fwoptions
+    from mlbench.config import fwoptions
     src = (Path(__file__).parent.parent / "workers" / "pytorch_worker.py").read_text()
     modes = next(ast.literal_eval(n.value) for n in ast.parse(src).body
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") ==

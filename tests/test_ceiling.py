@@ -9,7 +9,8 @@ import time
 import fakestore as fs
 import pytest
 
-from mlbench import aggregate, ceiling, frames
+from mlbench.results import aggregate, frames
+from mlbench.analysis import ceiling
 from mlbench.report import build_report
 
 

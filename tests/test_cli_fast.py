@@ -1,8 +1,8 @@
 """The CLI answers without loading what it does not need: `--help`, `--version`, `list` and an
 unknown option never import polars, plotly or pydantic, `list` no rich either; a missing config
-file or a YAML syntax error is answered before the config's models are built (mlbench.config);
-a config error never imports the report's libraries. Pinned by effect, the modules present in
-`sys.modules` after the command ran in a fresh interpreter, not by a timing
+file or a YAML syntax error is answered before the config's models are built
+(mlbench.config.schema); a config error never imports the report's libraries. Pinned by effect, the
+modules present in `sys.modules` after the command ran in a fresh interpreter, not by a timing
 (benchmarks/cli_startup.py measures the milliseconds). The CLI reaches typer through its public
 API only (test_no_private_api.py): a command with value options imports pydantic because typer
 0.29 coerces option values with it.
@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 
 from cliutil import ROOT
-from mlbench import catalog, cli, sysinfo
+from mlbench.config import catalog
+from mlbench import cli
+from mlbench.host import sysinfo
 
 HEAVY = ("polars", "plotly", "pydantic", "numpy", "yaml", "jinja2", "rich", "psutil", "pynvml",
-         "mlbench.config")
+         "mlbench.config.schema")
 # In a fresh interpreter: run the command through mlbench.cli.main with its output captured, then
 # print the exit code, the heavy modules present and the error stream as one JSON line.
 CHILD = """

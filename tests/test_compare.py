@@ -5,7 +5,7 @@ import fakestore as fs
 import numpy as np
 import pytest
 
-from mlbench.compare import compare
+from mlbench.analysis.compare import compare
 from mlbench.errors import UserError
 
 
@@ -98,7 +98,8 @@ def test_memory_of_different_figures_is_not_compared(tmp_path):
     assert "host_peak vs working" in rows[0].note and not rows[0].regressed
 
 
-# --- the noise-aware rule (mlbench.decision), through the command ------------------------------
+# --- the noise-aware rule (mlbench.analysis.decision), through the command
+# ------------------------------
 
 def _noisy(tmp, name, scale=1.0, ks=(1.0, 1.06, 0.95, 1.02), fws=("pytorch", "jax")):
     """Irregular per-process speeds (a drifting warm-up and an outlier inside each process)."""
@@ -114,7 +115,7 @@ def _noisy(tmp, name, scale=1.0, ks=(1.0, 1.06, 0.95, 1.02), fws=("pytorch", "ja
 
 def test_a_a_within_noise_exits_0_and_names_the_test(tmp_path, capsys):
     from cliutil import run_inproc
-    from mlbench import decision
+    from mlbench.analysis import decision
     base = _noisy(tmp_path, "a1")
     # the same config again: each process lands elsewhere (up to 9% apart)
     new = _noisy(tmp_path, "a2", ks=(0.96, 1.03, 1.05, 0.99))
@@ -150,7 +151,7 @@ def test_single_process_says_cannot_tell_and_exits_0(tmp_path, capsys):
 
 def test_contended_side_cannot_tell(tmp_path, monkeypatch):
     import polars as pl
-    from mlbench import compare as cmp
+    from mlbench.analysis import compare as cmp
     base = _noisy(tmp_path, "b")
     new = _noisy(tmp_path, "n", scale=1.3)
     assert compare(base, new).regressed

@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from cliutil import ROOT, run_inproc, run_subprocess
-from mlbench import config as cfg
+from mlbench.config import schema as cfg
 from mlbench.errors import UserError
 
 GOOD = {"frameworks": ["pytorch"], "models": ["mlp"], "batch_sizes": [8]}

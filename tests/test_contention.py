@@ -15,8 +15,9 @@ import pytest
 
 from cliutil import dummy_config, run_inproc, write_config
 
-from mlbench import aggregate, contention, launcher
-from mlbench.store import read_jsonl
+from mlbench.results import aggregate
+from mlbench.run import contention, launcher
+from mlbench.results.store import read_jsonl
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest "
                                   "guest_nice")
@@ -335,7 +336,7 @@ def test_the_launcher_records_contention_for_every_worker(tmp_path):
 def test_the_gpu_sampler_names_other_compute_processes(monkeypatch):
     from test_gpu import TWO, FakeNvml
 
-    from mlbench import gpu, gpu_sampling
+    from mlbench.host import gpu, gpu_sampling
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
     def sampled(procs):

@@ -1,4 +1,4 @@
-"""The one decision rule (mlbench.decision) and the verdicts built on it.
+"""The one decision rule (mlbench.analysis.decision) and the verdicts built on it.
 
 Promises: a winner only when the 95% bootstrap interval of the ratio of medians over processes
 lies beyond the margin, with at least min_processes per side and no voiding warning; each
@@ -21,7 +21,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlbench import aggregate, decision, gate_verdicts, stats, summary
+from mlbench.results import aggregate, summary
+from mlbench.analysis import decision, gate_verdicts, stats
 from mlbench.report import build_report
 from mlbench.report import modes
 from mlbench.report.recommend import recommend
@@ -150,7 +151,7 @@ def test_readme_quotes_the_rule_and_the_voiding_list_of_the_code():
 
 
 def test_settings_come_from_the_run_config_and_the_config_validates_them():
-    from mlbench import config as cfg
+    from mlbench.config import schema as cfg
     c = cfg.validate({"frameworks": ["pytorch"], "models": ["mlp"], "batch_sizes": [32],
                       "decision": {"margin": 0.1, "min_processes": 4}}, "t.yaml")
     s = decision.settings_from({"config": cfg.dump(c)})
@@ -284,7 +285,7 @@ def test_failed_gate_never_enters_a_verdict_or_a_break_even(tmp_path):
 
 
 def test_results_json_verdicts_validate_and_are_the_page_verdict_table(tmp_path):
-    from mlbench.store import latest_attempts
+    from mlbench.results.store import latest_attempts
     attempts = _cells({("jax", "fp32"): 0.010, ("pytorch", "fp32"): 0.0104,
                        ("tensorflow", "fp32"): 0.016})
     run = fs.write_store(tmp_path / "r", attempts)

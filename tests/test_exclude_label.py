@@ -2,7 +2,8 @@
 the shipped benchmark_config's rule meant for ResNet-18 also dropped cnn.small)."""
 from pathlib import Path
 
-from mlbench import config as cfg, matrix
+from mlbench.config import schema as cfg
+from mlbench.run import matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 

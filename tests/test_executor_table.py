@@ -1,5 +1,5 @@
-"""Executors live in one table (mlbench.executor_table) that the config, the CLI and the runner all
-read: an executor registered there is valid in a config and on the command line and is what the
+"""Executors live in one table (mlbench.run.executor_table) that the config, the CLI and the runner
+all read: an executor registered there is valid in a config and on the command line and is what the
 runner builds and runs the cells with; one removed from it is refused by both, in one line; the
 runner (and the config, and the CLI) import no executor module. Dummy worker: no framework."""
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from cliutil import ROOT, dummy_config, run_inproc, write_config
-from mlbench import config as cfg, executor_table
+from mlbench.config import schema as cfg
+from mlbench.run import executor_table
 from mlbench.errors import UserError
-from mlbench.executor_table import ExecutorEntry
-from mlbench.local_executor import LocalExecutor
+from mlbench.run.executor_table import ExecutorEntry
+from mlbench.run.local_executor import LocalExecutor
 
 BUILT = []  # every FakeExecutor built, with the config it was built from
 
@@ -115,16 +116,22 @@ def test_a_missing_dependency_of_an_executor_is_one_user_error(monkeypatch):
         executor_table.executor_class("broken")
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module `path` imports, at module level or inside a function (relative imports of
-    mlbench resolved), as dotted names, `from a import b` as both a and a.b."""
+def _path(module: str) -> Path:
+    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _imports(module: str) -> set[str]:
+    """Every module `module` imports, at module level or inside a function (relative imports
+    resolved from its package), as dotted names, `from a import b` as both a and a.b."""
+    import importlib.util
+    package = module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(_path(module).read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = ("mlbench" + (f".{node.module}" if node.module else "")) if node.level \
-                else node.module
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                if node.level else node.module
             found.add(base)
             found |= {f"{base}.{a.name}" for a in node.names}
     return found
@@ -134,22 +141,24 @@ def _executor_modules() -> set[str]:
     return {entry.target.partition(":")[0] for entry in executor_table.EXECUTORS.values()}
 
 
-@pytest.mark.parametrize("module", ["runner", "config", "cli", "executor_table", "executor"])
+@pytest.mark.parametrize("module", ["mlbench.run.runner", "mlbench.config.schema", "mlbench.cli",
+                                    "mlbench.run.executor_table", "mlbench.run.executor"])
 def test_the_readers_of_the_table_import_no_executor(module):
-    imported = _imports(ROOT / "mlbench" / f"{module}.py")
-    assert _executor_modules() == {"mlbench.local_executor", "mlbench.ray_executor"}
+    imported = _imports(module)
+    assert "mlbench.results.store" in imported or module != "mlbench.run.runner"  # resolved
+    assert _executor_modules() == {"mlbench.run.local_executor", "mlbench.run.ray_executor"}
     assert not imported & _executor_modules(), imported & _executor_modules()
 
 
 def test_the_runner_names_no_executor():
-    tree = ast.parse((ROOT / "mlbench" / "runner.py").read_text())
+    tree = ast.parse(_path("mlbench.run.runner").read_text())
     named = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
              and node.value in executor_table.EXECUTORS}
     assert not named, named  # no `kind == "local"`: what differs is the executor's own
 
 
 def test_every_executor_of_the_table_implements_the_protocol():
-    from mlbench.executor import Executor
+    from mlbench.run.executor import Executor
     wanted = {n for n in dir(Executor) if not n.startswith("_")} | {"spans_nodes"}
     for name in executor_table.names():
         try:

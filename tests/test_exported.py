@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 pytest.importorskip("onnxscript")
 
-FP32 = {"rtol": 5e-4, "atol": 1e-4}  # mlbench.gate_verdicts.TOLERANCES["fp32"]
+FP32 = {"rtol": 5e-4, "atol": 1e-4}  # mlbench.analysis.gate_verdicts.TOLERANCES["fp32"]
 MODELS = [{"key": "mlp", "model": "mlp", "model_options": {"preset": "tiny"}},
           {"key": "cnn", "model": "cnn", "model_options": {"preset": "tiny"}}]
 

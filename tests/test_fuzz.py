@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fakestore
 from cliutil import run_inproc
-from mlbench import config, store
+from mlbench.config import schema as config
+from mlbench.results import store
 from mlbench.errors import UserError
 
 FAST = settings(max_examples=100, deadline=None, derandomize=True,
@@ -199,8 +200,8 @@ def test_random_fields_in_stored_records_resume_planning(tmp_path_factory, capsy
         store.latest_attempts(loaded.attempts)
         s = store.Store(run_dir)
         latest = s.existing_attempts()
-        from mlbench import runner
-        from mlbench.matrix import expand
+        from mlbench.run import runner
+        from mlbench.run.matrix import expand
         conf = config.validate({"frameworks": ["pytorch", "jax"], "models": ["mlp"],
                                 "batch_sizes": [8, 16]}, "fuzz.yaml")
         runner.select(expand(conf), latest, runner.Plan("resume"))
@@ -230,8 +231,8 @@ def test_random_fields_in_stored_records_compare_and_resume(tmp_path_factory, ca
         # resume planning reads the same store through the index
         s = store.Store(run_dir)
         latest = s.existing_attempts()
-        from mlbench import runner
-        from mlbench.matrix import expand
+        from mlbench.run import runner
+        from mlbench.run.matrix import expand
         conf = config.validate({"frameworks": ["dummy"], "models": ["mlp"],
                                 "batch_sizes": [8, 16]}, "fuzz.yaml")
         runner.select(expand(conf), latest, runner.Plan("resume"))
@@ -280,7 +281,7 @@ def test_random_run_and_ceilings_documents(tmp_path_factory, capsys, what):
         rc, out, err = run_inproc(["compare", str(run_dir), str(run_dir)], capsys)
         assert rc in (0, 1, 2) and "Traceback" not in out + err, err
         if what == "ceilings.json":
-            from mlbench import ceiling
+            from mlbench.analysis import ceiling
             try:
                 ceiling.table(ceiling.load(run_dir))
                 ceiling.best_flops(ceiling.load(run_dir))

@@ -1,11 +1,11 @@
 """The equivalence gate's reason when a framework is checked alone: "nothing to compare with",
-never "no shared weights" for a user's model whose file gives canonical weights (mlbench/gate.py
+never "no shared weights" for a user's model whose file gives canonical weights (mlbench/run/gate.py
 on stored gate results; no framework)."""
 from __future__ import annotations
 
 import numpy as np
 
-from mlbench import gate
+from mlbench.run import gate
 
 
 def _result(tmp_path, fw, weights_hash, expected_params=None):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import fakestore as fs
-from mlbench import gate, gate_verdicts, preflight
-from mlbench.config import Config
+from mlbench.run import gate, preflight
+from mlbench.analysis import gate_verdicts
+from mlbench.config.schema import Config
 from mlbench.report import build_report
 
 UNCHECKED = gate_verdicts.NUMERICS_UNCHECKED

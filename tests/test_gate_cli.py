@@ -10,7 +10,8 @@ import pytest
 import typer
 
 from cliutil import run_inproc
-from mlbench import gate_verdicts, preflight, runner
+from mlbench.analysis import gate_verdicts
+from mlbench.run import preflight, runner
 
 CONF = """
 frameworks: [pytorch, jax]

@@ -1,4 +1,4 @@
-"""The gate's second draw (mlbench/gate_draws.py): a framework whose forward agrees but whose
+"""The gate's second draw (mlbench/run/gate_draws.py): a framework whose forward agrees but whose
 training steps differ is checked on a second draw of weights and batches (seed + 1) and fails
 only if it differs there too. A knife-edge of rounding depends on the draw; a different model
 (here: another Adam learning rate) differs on every draw; a forward that differs is never

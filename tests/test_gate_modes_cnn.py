@@ -1,7 +1,7 @@
 """configs/modes.yaml's cnn passes the equivalence gate in tensorflow (tf.function, no XLA),
 tensorflow-xla and jax: on the shipped seed, tensorflow without XLA differs from the others after
 the Adam steps only (one ReLU input of the cnn lies within fp32 rounding of zero: see
-mlbench/gate_draws.py), and the second draw shows it computes the same model. Real frameworks:
+mlbench/run/gate_draws.py), and the second draw shows it computes the same model. Real frameworks:
 about a minute on an idle machine."""
 from __future__ import annotations
 

@@ -135,8 +135,9 @@ class _RemoteCluster:
 
 
 def test_a_rerun_on_a_cluster_merges_the_node_kinds_rows_for_its_cells(tmp_path):
-    from mlbench import gate_verdicts, launcher, matrix, runner
-    from mlbench.config import Config
+    from mlbench.analysis import gate_verdicts
+    from mlbench.run import launcher, matrix, runner
+    from mlbench.config.schema import Config
     config = Config(frameworks=["pytorch"], batch_sizes=[16], threads=1, ceiling=False,
                     models=[{"name": "mlp", "preset": "tiny"},
                             {"name": "mlp", "preset": "tiny", "options": {"hidden": [32]},

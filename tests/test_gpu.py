@@ -1,5 +1,5 @@
-"""GPU paths. Without a GPU: NVML faked at its seam (mlbench.gpu's `pynvml`): errors, MIG, no PID
-match, inherited CUDA_VISIBLE_DEVICES of indices and UUIDs, the GPU cell's environment, and a
+"""GPU paths. Without a GPU: NVML faked at its seam (mlbench.host.gpu's `pynvml`): errors, MIG, no
+PID match, inherited CUDA_VISIBLE_DEVICES of indices and UUIDs, the GPU cell's environment, and a
 framework that cannot use a GPU that NVML sees (a real worker, on this CPU-only machine) recorded
 as `failed`, not `skipped`. With a GPU (marker `gpu`): a real CUDA cell."""
 import sys
@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 
 from cliutil import by_cell, run_subprocess, write_config
-from mlbench import ceiling, gpu, gpu_sampling, launcher, protocol
-from mlbench.config import ModelEntry
-from mlbench.matrix import Cell, fingerprint
+from mlbench.analysis import ceiling
+from mlbench.host import gpu, gpu_sampling
+from mlbench.run import launcher, protocol
+from mlbench.config.schema import ModelEntry
+from mlbench.run.matrix import Cell, fingerprint
 from workerutil import BASE_REQUEST, WORKERS
 
 sys.path.insert(0, str(WORKERS))
@@ -22,7 +24,7 @@ class NVMLError(Exception):
 
 
 class FakeNvml:
-    """pynvml's calls as mlbench.gpu uses them. `gpus`: [(pci bus id, uuid, name)], given in
+    """pynvml's calls as mlbench.host.gpu uses them. `gpus`: [(pci bus id, uuid, name)], given in
     NVML's own (non-PCI) order; `mig`: {parent uuid: [mig uuids]}; `procs`: [(pid, bytes)];
     `fail`: names of calls that raise."""
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
@@ -70,7 +72,7 @@ TWO = [("0000:41:00.0", "GPU-bbbb2222", "H200"), ("0000:01:00.0", "GPU-aaaa1111"
 
 @pytest.fixture
 def nvml(monkeypatch):
-    """Install a FakeNvml (call with its arguments) as mlbench.gpu's pynvml."""
+    """Install a FakeNvml (call with its arguments) as mlbench.host.gpu's pynvml."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
     def install(*args, **kwargs):
@@ -229,7 +231,7 @@ def test_cuda_cell_runs_and_reports_device_memory(tmp_path, framework):
 
 
 def test_run_json_host_records_the_device_mapping(nvml, monkeypatch):
-    from mlbench import sysinfo
+    from mlbench.host import sysinfo
     nvml(TWO)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     host = sysinfo.host()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlbench import matrix
-from mlbench.config import load_config
+from mlbench.run import matrix
+from mlbench.config.schema import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"

@@ -10,10 +10,13 @@ import fakestore as fs
 import pytest
 from test_gpu import NVMLError, FakeNvml, TWO, nvml  # noqa: F401  (the fixture)
 
-from mlbench import aggregate, ceiling, datasheet, energy, gpu, launcher, local_executor
-from mlbench import summary
-from mlbench.config import ModelEntry
-from mlbench.matrix import Cell
+from mlbench.results import aggregate
+from mlbench.analysis import ceiling, datasheet, energy
+from mlbench.host import gpu
+from mlbench.run import launcher, local_executor
+from mlbench.results import summary
+from mlbench.config.schema import ModelEntry
+from mlbench.run.matrix import Cell
 
 THREE = [("0000:01:00.0", "GPU-aaaa1111", "NVIDIA H100 80GB HBM3"),
          ("0000:41:00.0", "GPU-bbbb2222", "NVIDIA H100 80GB HBM3"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlbench.config import load_config
+from mlbench.config.schema import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("gpu_setup", ROOT / ".ci" / "gpu_setup.py")
@@ -183,7 +183,7 @@ def test_gpu_check_fails_when_nvidia_smi_sees_a_gpu_nvml_does_not(tmp_path):
 
 
 def test_gpu_check_dry_run_runs_what_a_cpu_can(tmp_path):
-    from mlbench import matrix
+    from mlbench.run import matrix
     proc = _check(tmp_path, "--dry-run", str(tmp_path / "dry"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     files = sorted(p.name for p in (tmp_path / "dry").iterdir())
@@ -196,7 +196,7 @@ def test_gpu_check_dry_run_runs_what_a_cpu_can(tmp_path):
 
 def test_gpu_check_config_fits_an_80_gb_h100():
     conf = load_config(ROOT / "configs" / "gpu_check.yaml")
-    from mlbench import matrix
+    from mlbench.run import matrix
     cells = matrix.expand(conf)
     gpt2 = [c for c in cells if c.model.id_label == "transformer.gpt2-small"]
     assert gpt2 and {c.precision for c in gpt2} == {"bf16"}

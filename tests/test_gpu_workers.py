@@ -134,7 +134,8 @@ def test_tensorflow_records_ptx_jit_on_a_gpu_above_its_sass(monkeypatch, cc, say
 
 
 def test_gpu_cells_get_a_persistent_cuda_jit_cache(monkeypatch, tmp_path):
-    from mlbench import gpu, launcher
+    from mlbench.host import gpu
+    from mlbench.run import launcher
     monkeypatch.delenv("CUDA_CACHE_PATH", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     env = launcher.device_env("cuda:0", 1, 0)

@@ -4,7 +4,8 @@ import json
 
 import fakestore as fs
 
-from mlbench import aggregate, frames, hardware
+from mlbench.results import aggregate, frames
+from mlbench.analysis import hardware
 from mlbench.report import build_report
 
 H100 = "Xeon | NVIDIA H100 | jax=0.10.2,pytorch=2.13.0"

@@ -10,6 +10,7 @@ never answers, a relative interpreter path, builders bound without `def`).
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -21,8 +22,11 @@ import psutil
 import pytest
 import yaml
 
+import mlbench
+
 from cliutil import results, run_inproc, write_config
-from mlbench import config as cfg, guards, store
+from mlbench.config import schema as cfg, guards
+from mlbench.results import store
 from mlbench.errors import UserError
 
 VICTIM_TEXT = "precious data, not mlbench's\n"
@@ -111,8 +115,8 @@ WRITERS = {
     "atomic_write": lambda p: store.atomic_write(p, "x"),
     "write_text": lambda p: guards.write_text(p, "x"),
     "append": lambda p: guards.open_for_write(p, p.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
-    "gate verdicts": lambda p: __import__("mlbench.gate_verdicts", fromlist=["x"]).GateReport(
-        rows=[]).write(p.parent),
+    "gate verdicts": lambda p: importlib.import_module(
+        "mlbench.analysis.gate_verdicts").GateReport(rows=[]).write(p.parent),
 }
 
 
@@ -156,9 +160,10 @@ def test_o_nofollow_closes_the_race_after_the_check(tmp_path, monkeypatch):
 
 
 def test_the_source_has_no_write_outside_the_guards():
-    """Every writer goes through mlbench.guards: a new open(..., "w") elsewhere fails here."""
+    """Every writer goes through mlbench.config.guards: a new open(..., "w") elsewhere fails
+    here."""
     import re
-    root = Path(cfg.__file__).parent
+    root = Path(mlbench.__file__).parent
     allowed = {"guards.py", "summary.py"}  # summary: the schema file of the source tree itself
     pattern = re.compile(r"(?<![\w.])open\([^)]*['\"][wax]b?\+?['\"]|(?<!guards)\.write_text\("
                          r"|\.write_bytes\(|os\.open\(")
@@ -236,7 +241,7 @@ def test_every_accepted_config_has_unique_cell_ids():
                 seen += 1
                 continue
             assert not clash, (fws, models)
-            from mlbench.matrix import expand
+            from mlbench.run.matrix import expand
             got = [c.cell_id for c in expand(conf)]
             assert len(set(got)) == len(got)
     assert seen > 0
@@ -303,7 +308,7 @@ def test_a_process_in_a_new_session_does_not_outlive_its_cell(tmp_path, capsys, 
 
 
 def test_a_pid_reused_by_another_process_is_left_alone():
-    from mlbench import launcher
+    from mlbench.run import launcher
     me = psutil.Process()
     seen = {me.pid: (me.create_time() - 100.0, "an older process with this pid")}
     assert launcher._kill_leftovers(seen) == [] and me.is_running()
@@ -329,7 +334,7 @@ def test_an_unexpected_error_is_one_line_exit_3_with_the_traceback_in_a_log(tmp_
 
 
 def test_the_readme_documents_the_exit_codes():
-    text = (Path(cfg.__file__).parent.parent / "README.md").read_text()
+    text = (Path(mlbench.__file__).parent.parent / "README.md").read_text()
     import re
     table = text[text.index("Exit codes:"):]
     for code in ("0", "1", "2", "3", "130", "143"):
@@ -500,7 +505,7 @@ def test_a_relative_interpreter_is_the_config_folders_and_resume_works_elsewhere
     ("import functools\ndef build(width=8):\n    pass\npytorch = functools.partial(build)", None),
 ])
 def test_a_builder_bound_without_def_is_accepted(tmp_path, binding, params):
-    from mlbench import usermodel
+    from mlbench.config import usermodel
     src = tmp_path / "m.py"
     src.write_text("INPUT = {'kind': 'vector', 'shape': [4], 'num_classes': 2}\n" + binding + "\n")
     info = usermodel.inspect(str(src))
@@ -514,7 +519,7 @@ def test_a_builder_bound_without_def_is_accepted(tmp_path, binding, params):
 
 
 def test_import_of_a_module_named_like_a_framework_is_no_builder(tmp_path):
-    from mlbench import usermodel
+    from mlbench.config import usermodel
     src = tmp_path / "m.py"
     src.write_text("import jax\nINPUT = {'kind': 'vector', 'shape': [4], 'num_classes': 2}\n"
                    "def pytorch():\n    pass\n")
@@ -523,9 +528,9 @@ def test_import_of_a_module_named_like_a_framework_is_no_builder(tmp_path):
 
 # --- 1. signals during every blocking call into a dependency -------------------------------------
 def test_a_signal_interrupts_a_blocking_call_even_under_the_runners_handlers():
-    from mlbench import interrupts, runner
+    from mlbench.run import interrupts, runner
     from mlbench.errors import Interrupted
-    from mlbench.launcher import Stop
+    from mlbench.run.launcher import Stop
     for sig in (signal.SIGINT, signal.SIGTERM):
         stop = Stop()
         old = runner._install_signals(stop)
@@ -550,7 +555,7 @@ def test_every_blocking_call_into_a_dependency_is_bounded_or_interruptible():
     """ray.init/get/wait, subprocess waits, thread joins in mlbench/: each has a timeout or runs
     inside interrupts.interruptible(); the exceptions are listed with why."""
     import ast
-    root = Path(cfg.__file__).parent
+    root = Path(mlbench.__file__).parent
     blocking = {("ray", "init"), ("ray", "get"), ("ray", "wait"), ("subprocess", "run"),
                 ("subprocess", "check_output"), ("subprocess", "call")}
     methods = {"wait", "communicate", "join"}
@@ -700,7 +705,8 @@ DAMAGED_GATE = {
 @pytest.mark.parametrize("damage", sorted(DAMAGED_GATE))
 def test_a_damaged_gate_document_is_a_clear_error_to_the_run_and_a_note_to_the_report(
         done_run, tmp_path, capsys, damage):
-    from mlbench import gate_verdicts, preflight
+    from mlbench.analysis import gate_verdicts
+    from mlbench.run import preflight
     f = done_run / "verify.json"
     f.write_text(DAMAGED_GATE[damage])
     with pytest.raises(UserError, match="verify.json|gate's verdicts"):
@@ -716,14 +722,14 @@ def test_a_damaged_gate_document_is_a_clear_error_to_the_run_and_a_note_to_the_r
 
 
 def test_a_gate_document_that_is_a_directory_is_a_clear_error(done_run):
-    from mlbench import gate_verdicts
+    from mlbench.analysis import gate_verdicts
     (done_run / "verify.json").mkdir()
     with pytest.raises(UserError, match="directory"):
         gate_verdicts.load(done_run / "verify.json")
 
 
 def test_a_valid_gate_document_still_loads_with_its_values():
-    from mlbench import gate_verdicts
+    from mlbench.analysis import gate_verdicts
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         Path(d, "verify.json").write_text(json.dumps(GATE_DOC))
@@ -749,7 +755,7 @@ CEILINGS = {"host": {"cpu": "x"}, "entries": {"pytorch-cpu": {
 
 
 def test_every_numeric_field_of_ceilings_json_out_of_range_is_refused_or_remeasured(tmp_path):
-    from mlbench import ceiling
+    from mlbench.analysis import ceiling
     paths = list(_numeric_paths(CEILINGS))
     assert len(paths) == 3
     (tmp_path / "ceilings.json").write_text(json.dumps(CEILINGS))

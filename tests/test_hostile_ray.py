@@ -23,7 +23,7 @@ pytest.importorskip("ray")
 def _start(tmp_path: Path, address: str, timeout_s: float | None = None) -> subprocess.Popen:
     c = write_config(tmp_path / "c.yaml", executor={"kind": "ray", "address": address},
                      verify=False, ceiling=False, output_dir=str(tmp_path / "out"))
-    patch = (f"from mlbench import ray_executor; ray_executor.CONNECT_TIMEOUT_S = {timeout_s}; "
+    patch = (f"from mlbench.run import ray_executor; ray_executor.CONNECT_TIMEOUT_S = {timeout_s}; "
              if timeout_s else "")
     code = (f"import sys; {patch}from mlbench import cli; "
             f"sys.exit(cli.main(['run', '-c', {str(c)!r}, '--no-report']))")

@@ -138,7 +138,7 @@ def test_the_wheel_holds_the_package_with_its_workers_and_configs_and_nothing_el
 
 
 def test_mlbench_resolves_to_the_installed_copy_not_the_source_tree(installed):
-    code = ("import mlbench, mlbench.catalog as c, importlib.util as u\n"
+    code = ("import mlbench, mlbench.config.catalog as c, importlib.util as u\n"
             "print(mlbench.__file__); print(c.workers_dir()); print(c.configs_dir())\n"
             "s = u.find_spec('workers'); print(s.origin if s else None)\n")
     out = _run([installed["python"], "-c", code], installed["work"], installed["env"]).stdout
@@ -187,7 +187,7 @@ def test_an_editable_install_runs_the_checkouts_own_workers_and_configs(tree):
     else:
         _pip_into(python, ["-e", src], tmp, env)
     _see_dependencies(site)
-    code = ("import mlbench, mlbench.catalog as c, mlbench.config as cfg\n"
+    code = ("import mlbench, mlbench.config.catalog as c, mlbench.config.schema as cfg\n"
             "print(mlbench.__file__); print(c.workers_dir()); print(cfg.DEFAULT_CONFIG)\n")
     package, workers, default = _run([python, "-c", code], tree["work"], env).stdout.split()
     assert Path(package).resolve() == src / "mlbench" / "__init__.py"

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mlbench import gate
-from mlbench.config import Config
+from mlbench.run import gate
+from mlbench.config.schema import Config
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))

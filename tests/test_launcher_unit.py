@@ -1,5 +1,5 @@
-"""The one spawner (mlbench.launcher.launch) with fake workers: tiny scripts written here, or the
-stdlib dummy worker. Timeout kills the whole process group (a grandchild included), Ctrl-C and
+"""The one spawner (mlbench.run.launcher.launch) with fake workers: tiny scripts written here, or
+the stdlib dummy worker. Timeout kills the whole process group (a grandchild included), Ctrl-C and
 SIGTERM stop a worker at once, the stderr log is kept, a worker of another protocol version gets
 its reason, and the gate and the ceilings start their workers through the same function."""
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 
 from workerutil import WORKERS
 
-from mlbench import catalog, ceiling, gate, gate_verdicts, launcher, runner
-from mlbench.config import Config
+from mlbench.config import catalog
+from mlbench.analysis import ceiling, gate_verdicts
+from mlbench.run import gate, launcher, runner
+from mlbench.config.schema import Config
 
 
 def _script(tmp_path: Path, body: str) -> Path:

@@ -11,7 +11,8 @@ import yaml
 
 from workerutil import WORKERS
 
-from mlbench import config as cfg, launcher, matrix
+from mlbench.config import schema as cfg
+from mlbench.run import launcher, matrix
 from mlbench.errors import UserError
 
 sys.path.insert(0, str(WORKERS))

@@ -89,13 +89,13 @@ def test_the_numpy_reference_builds_exactly_the_models_that_name_it():
 
 
 def test_specs_load_by_path_without_numpy_and_ignore_another_models_package(tmp_path):
-    # the parent (mlbench/catalog.py) loads workers/specs.py by file path; a user's project on
-    # sys.path may have its own `models` package, which must not be taken for workers/models
+    # the parent (mlbench/config/catalog.py) loads workers/specs.py by file path; a user's project
+    # on sys.path may have its own `models` package, which must not be taken for workers/models
     decoy = tmp_path / "models"
     decoy.mkdir()
     (decoy / "__init__.py").write_text("raise ImportError('the decoy models package')\n")
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from mlbench import catalog\n"
+            "from mlbench.config import catalog\n"
             "s = catalog.specs()\n"
             "assert 'numpy' not in sys.modules, 'numpy imported'\n"
             "print(','.join(s.MODELS), s.count_params(s.model_spec('cnn', {'preset': 'resnet18'}))"

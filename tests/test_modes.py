@@ -11,7 +11,9 @@ import pytest
 
 from cliutil import by_cell, run_inproc, run_subprocess, write_config
 from fakestore import attempt, run_doc, write_store
-from mlbench import aggregate, catalog, config as cfg, frames, matrix, store
+from mlbench.results import aggregate, frames, store
+from mlbench.config import catalog, schema as cfg
+from mlbench.run import matrix
 from mlbench.report import figures, modes
 
 BASE = {"models": [{"name": "mlp", "preset": "tiny"}], "batch_sizes": [16]}
@@ -319,7 +321,7 @@ def test_compare_says_when_a_cell_ran_in_another_mode(tmp_path):
     write_store(base, [_variant("fast", "pytorch", "best", {"compile": True})], run_doc())
     write_store(new, [_variant("fast", "pytorch", "custom", {"compile": "max-autotune"})],
                 run_doc())
-    from mlbench.compare import compare
+    from mlbench.analysis.compare import compare
     text = compare(base, new).render_text()
     assert "mode changed: fast-mlp-cpu-bs32-fp32 ran best (compile=true)" in text
     assert "custom (compile=max-autotune) in NEW" in text

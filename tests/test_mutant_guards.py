@@ -23,8 +23,8 @@ import psutil
 
 from workerutil import WORKERS
 
-from mlbench import launcher
-from mlbench.store import Store
+from mlbench.run import launcher
+from mlbench.results.store import Store
 
 sys.path.insert(0, str(WORKERS))
 import specs  # noqa: E402

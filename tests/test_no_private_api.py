@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlbench import launcher
+from mlbench.run import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("mlbench", "workers", "tests", "benchmarks", ".ci")

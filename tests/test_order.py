@@ -6,8 +6,9 @@ import json
 import pytest
 
 from cliutil import run_inproc, write_config
-from mlbench import config as cfg, matrix, order
-from mlbench.store import read_jsonl
+from mlbench.config import schema as cfg
+from mlbench.run import matrix, order
+from mlbench.results.store import read_jsonl
 
 
 def _cells(tmp_path, **fields):

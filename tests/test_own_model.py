@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from cliutil import ROOT, by_cell, run_inproc, write_config
-from mlbench import config, matrix
+from mlbench.config import schema as config
+from mlbench.run import matrix
 
 EXAMPLES = ROOT / "configs" / "examples"
 GOOD = '''INPUT = {"kind": "vector", "shape": [8], "num_classes": 3}
@@ -156,7 +157,7 @@ def test_builtin_cells_keep_their_fingerprint(tmp_path):
 
 
 def test_input_drives_the_synthetic_data():
-    from mlbench import catalog
+    from mlbench.config import catalog
     s = catalog.specs()
     spec = s.user_spec({"name": "x", "path": "/x.py", "input": {"kind": "tokens", "seq_len": 6,
                                                                 "vocab_size": 11}})

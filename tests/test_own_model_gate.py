@@ -4,7 +4,7 @@ the numbers (a wrong loader fails it); without them it says "numerics unchecked"
 module from `jax()` (workers/jax_nnx.py) runs through `mlbench run` like a linen one.
 
 Fast: the worker-side loading with a stand-in backend (no framework) and the verdicts of
-mlbench/gate.py on stored gate results. Real (`framework`): one `mlbench run` of pytorch and
+mlbench/run/gate.py on stored gate results. Real (`framework`): one `mlbench run` of pytorch and
 jax on two model files."""
 import json
 import sys
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cliutil import by_cell, run_inproc, write_config
-from mlbench import gate
+from mlbench.run import gate
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))

@@ -9,7 +9,8 @@ import pytest
 
 import workerutil  # noqa: F401 - puts workers/ on sys.path
 from cliutil import by_cell, run_inproc, write_config
-from mlbench import config, matrix
+from mlbench.config import schema as config
+from mlbench.run import matrix
 
 ONLY_PYTORCH = '''INPUT = {"kind": "vector", "shape": [8], "num_classes": 3}
 

@@ -2,7 +2,8 @@
 name (its source and options with it), and `exclude: [{model: NAME, ...}]` leaves its cells out;
 a misspelt name is a config error. Fast: the dummy worker, no ML framework."""
 from cliutil import by_cell, run_inproc, write_config
-from mlbench import config, matrix
+from mlbench.config import schema as config
+from mlbench.run import matrix
 
 MODEL = '''INPUT = {"kind": "vector", "shape": [8], "num_classes": 3}
 

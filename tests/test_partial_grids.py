@@ -1,5 +1,5 @@
 """Partial sweeps, as real runs often are: a framework that skips a precision, a resumed subset,
-two frameworks, repeats that failed. The run order (mlbench.order) is checked against orders
+two frameworks, repeats that failed. The run order (mlbench.run.order) is checked against orders
 traced by hand from interleave's documented rules; the per-cell summaries of a partial grid
 against numpy on the ok repeats' raw samples."""
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import fakestore as fs
-from mlbench import aggregate, order, summary
+from mlbench.results import aggregate, summary
+from mlbench.run import order
 
 
 def cell(fw, group, repeat=0):

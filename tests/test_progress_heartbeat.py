@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mlbench import heartbeat, preflight
-from mlbench.progress import RichHooks
+from mlbench.run import heartbeat, preflight
+from mlbench.run.progress import RichHooks
 
 
 def _collect():

@@ -100,7 +100,7 @@ def test_each_precision_accepts_its_rounding_and_rejects_more(tmp_path, capsys, 
     rc, row, _ = _gate(tmp_path, capsys, precision)
     assert row["passed"] is True and rc == 0, row
     # ... an error three times the published tolerance must not ...
-    from mlbench.gate_verdicts import TOLERANCES
+    from mlbench.analysis.gate_verdicts import TOLERANCES
     tol = TOLERANCES[precision]
     _plant(tmp_path / "b", monkeypatch, rel=3 * tol["rtol"], abs_=3 * tol["atol"])
     rc, row, _ = _gate(tmp_path / "b", capsys, precision)

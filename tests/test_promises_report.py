@@ -16,7 +16,7 @@ import fakestore as fs
 import pytest
 
 from cliutil import by_cell, run_inproc, write_config
-from mlbench import aggregate
+from mlbench.results import aggregate
 from mlbench.report import build_report
 from mlbench.report.recommend import recommend
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cliutil import ROOT, by_cell, dummy_config, run_inproc, run_subprocess, write_config
-from mlbench import store
+from mlbench.results import store
 
 FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
 
@@ -33,7 +33,7 @@ def fake_workers(tmp_path, monkeypatch) -> Path:
         shutil.copy(d / "dummy_worker.py", d / f"{fw}_worker.py")
     shutil.copy(d / "dummy_worker.py", d / "ceiling_worker.py")
     monkeypatch.setenv("MLBENCH_WORKERS_DIR", str(d))
-    from mlbench import fwoptions
+    from mlbench.config import fwoptions
     for fw in FRAMEWORKS:  # every "framework" is the dummy now: it takes the dummy's knobs
         monkeypatch.setitem(fwoptions.TABLE, fw, None)
     return d

@@ -1,5 +1,5 @@
 """The wire protocol across the boundary, without a framework or a process: what the worker side
-writes (harness.emit over workers/wire.py) parses on the parent side (mlbench.protocol), every
+writes (harness.emit over workers/wire.py) parses on the parent side (mlbench.run.protocol), every
 request mlbench builds is one the worker side reads, and a worker of another protocol version
 is told apart from a crash. Also the store's resume index, whatever the order of a record's
 keys."""
@@ -17,7 +17,8 @@ sys.path.insert(0, str(WORKERS))
 import harness  # noqa: E402
 import wire  # noqa: E402
 
-from mlbench import protocol, store  # noqa: E402
+from mlbench.run import protocol
+from mlbench.results import store  # noqa: E402
 
 METRICS = {"params": {"trainable": 10, "non_trainable": 0},
            "train": {"steps_per_epoch": 2, "samples_per_step": 4, "first_step_s": 0.1,
@@ -180,6 +181,6 @@ def test_resume_index_reads_records_whose_keys_come_in_any_order(tmp_path):
     ("shape mismatch: (3, 4) vs (4, 3)", False),
 ])
 def test_worker_and_parent_agree_on_what_out_of_memory_looks_like(text, oom):
-    from mlbench import launcher
+    from mlbench.run import launcher
     assert harness.is_oom(RuntimeError(text)) is oom
     assert launcher.is_oom_text(text) is oom

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from workerutil import WORKERS, worker_env
 
-from mlbench import launcher, protocol
+from mlbench.run import launcher, protocol
 
 
 def _job(script: Path, timeout_s: float) -> launcher.Job:

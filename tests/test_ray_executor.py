@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from cliutil import ROOT, run_inproc, run_subprocess, write_config
-from mlbench import store
+from mlbench.results import store
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -76,7 +76,7 @@ def _cell_nodes() -> list[str]:
 
 def test_without_ray_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
-    monkeypatch.delitem(sys.modules, "mlbench.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "mlbench.run.ray_executor", raising=False)
     conf = _conf(tmp_path)
     rc, _, err = run_inproc(["run", "--config", str(conf), "--no-report", "--executor", "ray"],
                             capsys)
@@ -103,8 +103,9 @@ def test_bad_executor_input_is_one_line_exit_2(tmp_path, capsys, args, fields, w
 
 
 def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
-    from mlbench import config as cfg, matrix
-    from mlbench.ray_executor import RayExecutor
+    from mlbench.config import schema as cfg
+    from mlbench.run import matrix
+    from mlbench.run.ray_executor import RayExecutor
     conf = cfg.load_config(write_config(tmp_path / "c.yaml", devices=["cpu", "cuda:0"],
                                         batch_sizes=[1]))
     cpu, gpu = matrix.expand(conf)
@@ -123,8 +124,8 @@ def test_resources_a_gpu_cell_one_gpu_a_cpu_cell_the_whole_node(tmp_path):
 
 
 def test_files_shipped_from_a_node_never_land_outside_the_run_directory(tmp_path):
-    from mlbench.config import ExecutorSettings
-    from mlbench.ray_executor import RayExecutor
+    from mlbench.config.schema import ExecutorSettings
+    from mlbench.run.ray_executor import RayExecutor
     root = tmp_path / "run"
     root.mkdir()
     RayExecutor(ExecutorSettings(kind="ray"))._write_files(root, {
@@ -213,7 +214,8 @@ def test_a_node_without_the_framework_environment_fails_only_its_cells(cluster, 
 
 def test_a_node_lost_mid_cell_is_crashed_and_the_sweep_goes_on(cluster, tmp_path):
     victim = cluster.add_node(**NODE)
-    from mlbench import config as cfg, runner
+    from mlbench.config import schema as cfg
+    from mlbench.run import runner
 
     class Hooks(runner.Hooks):
         started = 0
@@ -305,8 +307,8 @@ def _held() -> dict:
 
 
 def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
-    from mlbench.config import ExecutorSettings
-    from mlbench.ray_executor import RayExecutor
+    from mlbench.config.schema import ExecutorSettings
+    from mlbench.run.ray_executor import RayExecutor
     ex = RayExecutor(ExecutorSettings(kind="ray", address=cluster.address),
                      {"dummy": sys.executable})
     desc = ex.describe()
@@ -320,9 +322,9 @@ def test_on_each_kind_runs_once_per_node_kind_holding_the_node(cluster):
 
 
 def test_ceilings_are_measured_on_each_node_kind_and_come_back(cluster, tmp_path):
-    from mlbench import config as cfg
-    from mlbench.preflight import ceilings_here
-    from mlbench.ray_executor import RayExecutor
+    from mlbench.config import schema as cfg
+    from mlbench.run.preflight import ceilings_here
+    from mlbench.run.ray_executor import RayExecutor
     conf = cfg.load_config(write_config(tmp_path / "c.yaml", frameworks=["numpy"],
                                         batch_sizes=[8]))
     ex = RayExecutor(cfg.ExecutorSettings(kind="ray", address=cluster.address),

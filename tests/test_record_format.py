@@ -1,5 +1,5 @@
-"""The attempt record's format (mlbench.attempt): a run directory written by mlbench 0.2 still
-loads, reports and resumes; records of older formats are upgraded as they are read (a pure
+"""The attempt record's format (mlbench.results.attempt): a run directory written by mlbench 0.2
+still loads, reports and resumes; records of older formats are upgraded as they are read (a pure
 function, never written back), a record of a newer mlbench is one line and exit 2 naming the file;
 new records carry `format`.
 
@@ -21,7 +21,7 @@ import pytest
 
 import fakestore as fs
 from cliutil import run_inproc
-from mlbench import aggregate, attempt, records, store, summary
+from mlbench.results import aggregate, attempt, records, store, summary
 
 V02 = Path(__file__).parent / "fixtures" / "run_v02"
 

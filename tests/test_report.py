@@ -8,8 +8,8 @@ import fakestore as fs
 import polars as pl
 import pytest
 
-from mlbench import aggregate
-from mlbench import gate_verdicts
+from mlbench.results import aggregate
+from mlbench.analysis import gate_verdicts
 from mlbench.errors import UserError
 from mlbench.report import build_report
 from mlbench.report.recommend import recommend
@@ -47,7 +47,7 @@ def test_aggregation_from_raw_samples():
 def test_latest_attempt_wins_and_failed_repeat_excluded():
     a = [fs.attempt(repeat=0, step_times=[1.0]), fs.attempt(repeat=0, step_times=[0.5]),
          fs.attempt(repeat=1, status="oom", reason="OOM")]
-    from mlbench.store import latest_attempts
+    from mlbench.results.store import latest_attempts
     c = cells_of(latest_attempts(a)).row(0, named=True)
     assert c["step_median"] == 0.5 and c["repeats"] == 2 and c["ok_repeats"] == 1
     assert c["failed_statuses"] == "oom"

@@ -12,7 +12,7 @@ import re
 import fakestore as fs
 import pytest
 
-from mlbench import aggregate
+from mlbench.results import aggregate
 from mlbench.report import build_report
 from mlbench.report.figures import build_figures
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 from cliutil import by_cell, dummy_config, run_inproc, run_subprocess, write_config
-from mlbench import attempt, store
+from mlbench.results import attempt, store
 
 
 def _start(args, cwd):

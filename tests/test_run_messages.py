@@ -10,8 +10,8 @@ import json
 from rich.console import Console
 
 from cliutil import dummy_config, run_inproc
-from mlbench import launcher, preflight, progress, runner
-from mlbench.config import Config, ExecutorSettings
+from mlbench.run import launcher, preflight, progress, runner
+from mlbench.config.schema import Config, ExecutorSettings
 
 
 def _attempt(cell_id: str, status: str) -> dict:
@@ -125,7 +125,7 @@ def test_the_gate_is_announced_only_for_node_kinds_that_have_not_run_it(tmp_path
 
 
 def test_kinds_elsewhere_leaves_out_the_drivers_own_kind():
-    from mlbench.ray_executor import RayExecutor
+    from mlbench.run.ray_executor import RayExecutor
     ex = RayExecutor(ExecutorSettings(kind="ray"))
     ex._nodes = [{"node_id": "a", "hostname": "driver"}, {"node_id": "b", "hostname": "n2"},
                  {"node_id": "c", "hostname": "n3"}]

@@ -15,7 +15,7 @@ import pytest
 
 from cliutil import run_inproc, write_config
 from sweeputil import small_ceilings
-from mlbench import summary
+from mlbench.results import summary
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_real_results_json_validates_and_carries_summaries(run_dir):
 
 def test_single_process_intervals_are_null_not_absent(tmp_path):
     import fakestore as fs
-    from mlbench import aggregate
+    from mlbench.results import aggregate
     cells = aggregate.cells_frame(aggregate.attempts_frame([fs.attempt()]))
     s = summary.summaries(cells)[0]
     assert "ci_low" in s["train_samples_per_s"] and s["train_samples_per_s"]["ci_low"] is None
@@ -67,7 +67,7 @@ def test_single_process_intervals_are_null_not_absent(tmp_path):
 
 def test_shipped_schema_is_generated_and_printed(capsys):
     assert summary.SCHEMA_FILE.read_text() == summary.schema_text(), \
-        "stale schema: run python -m mlbench.summary"
+        "stale schema: run python -m mlbench.results.summary"
     rc, out, _ = run_inproc(["schema"], capsys)
     assert rc == 0 and json.loads(out) == summary.json_schema()
     assert "summaries" in json.loads(out)["properties"]

@@ -13,7 +13,7 @@ import pytest
 
 import fakestore as fs
 from cliutil import dummy_config, run_inproc
-from mlbench import store, summary
+from mlbench.results import store, summary
 
 
 @pytest.fixture(scope="module")

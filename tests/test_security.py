@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from cliutil import ROOT, by_cell, dummy_config, run_inproc
-from mlbench import config as cfg
+from mlbench.config import schema as cfg
 from mlbench.errors import UserError
-from mlbench.store import Store
+from mlbench.results.store import Store
 
 GOOD = "models: [mlp]\nbatch_sizes: [8]\n"
 TAGS = ["!!python/object/apply:os.system ['touch {m}']",
@@ -103,7 +103,7 @@ def test_every_cell_id_is_one_plain_path_component():
                          "models": ["mlp", {"name": "cnn", "label": "a..b"},
                                     {"name": "cnn", "preset": "tiny",
                                      "options": {"num_classes": 7}}]}, "c.yaml")
-    from mlbench.matrix import expand
+    from mlbench.run.matrix import expand
     ids = {c.cell_id for c in expand(conf)}
     assert len(ids) == 2 * 3 * 2 * 2 * 2
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", i) and ".." != i for i in ids)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from cliutil import run_inproc, write_config
-from mlbench import frames, matrix, summary
-from mlbench.config import load_config
+from mlbench.results import frames, summary
+from mlbench.run import matrix
+from mlbench.config.schema import load_config
 from mlbench.report.serving import figures as serving_figures
 
 SERVING = {"latency_bound_ms": 20, "single_stream_queries": 15, "trial_s": 0.05,

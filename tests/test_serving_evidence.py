@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fakestore import LATENCIES, attempt, run_doc
-from mlbench import aggregate, summary
+from mlbench.results import aggregate, summary
 from mlbench.report import serving
 from mlbench.report.recommend import recommend
 

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from cliutil import by_cell, run_inproc, run_subprocess, write_config
-from mlbench import guards, store
+from mlbench.config import guards
+from mlbench.results import store
 
 PHASES = ("build", "train", "evaluate", "inference")
 # fault -> (status, words in the reason); each runs once in every phase

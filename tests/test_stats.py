@@ -1,11 +1,13 @@
-"""mlbench.stats: bootstrap intervals, ratio significance, pyperf-like warnings, repeats needed."""
+"""mlbench.analysis.stats: bootstrap intervals, ratio significance, pyperf-like warnings, repeats
+needed."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import fakestore as fs
-from mlbench import aggregate, stats
+from mlbench.results import aggregate
+from mlbench.analysis import stats
 
 
 def test_bootstrap_ci_contains_true_median():

@@ -141,7 +141,7 @@ def test_a_bad_ceilings_json_is_exit_2_for_report(tmp_path, capsys, doc, words):
 
 
 def test_a_sweep_remeasures_over_a_bad_ceilings_cache(tmp_path):
-    from mlbench import ceiling
+    from mlbench.analysis import ceiling
     (tmp_path / "ceilings.json").write_text('{"entries": [1]}')
     assert ceiling.load(tmp_path, cache=True) is None
     with pytest.raises(Exception, match="entries"):
@@ -305,7 +305,7 @@ def test_resume_with_the_same_config_is_fine(tmp_path, capsys):
 
 # --- YAML merge keys, as yaml.safe_load reads them
 def test_yaml_merge_keys_are_accepted(tmp_path):
-    from mlbench import config
+    from mlbench.config import schema as config
     p = tmp_path / "m.yaml"
     p.write_text("frameworks: [dummy]\nbatch_sizes: [2]\nmodels:\n  - &d {name: mlp, preset: tiny}"
                  "\n  - {<<: *d, label: m2}\n  - {<<: *d, preset: small}\n")
@@ -315,7 +315,7 @@ def test_yaml_merge_keys_are_accepted(tmp_path):
 
 
 def test_a_real_duplicate_key_beside_a_merge_is_still_refused(tmp_path):
-    from mlbench import config
+    from mlbench.config import schema as config
     from mlbench.errors import UserError
     p = tmp_path / "m.yaml"
     p.write_text("frameworks: [dummy]\nbatch_sizes: [2]\nd: &d {name: mlp}\n"
@@ -337,7 +337,7 @@ def test_nan_infinity_and_bytes_from_a_worker_never_stop_the_sweep(tmp_path, cap
     assert cells["dummy-mlp-cpu-bs2-fp32"]["status"] == "ok"  # a bad hello is only noise
     assert cells["dummy-mlp-cpu-bs4-fp32"]["status"] == "ok"
     assert cells["dummy-mlp-cpu-bs8-fp32"]["status"] == "ok"
-    from mlbench import store
+    from mlbench.results import store
     assert len(store.read_jsonl(tmp_path / "results" / "results.jsonl")[0]) == 4
 
 
@@ -352,7 +352,8 @@ def test_nan_infinity_and_bytes_from_a_worker_never_stop_the_sweep(tmp_path, cap
     b"[" * 100_000 + b"]" * 100_000 + b"}",
 ])
 def test_the_protocol_reader_survives_any_line(line):
-    from mlbench import launcher, records
+    from mlbench.run import launcher
+    from mlbench.results import records
     watch = launcher._Watch()
     seen = []
     launcher._handle_line(line, watch, seen.append)

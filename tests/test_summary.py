@@ -8,7 +8,8 @@ import statistics
 import fakestore as fs
 import pytest
 
-from mlbench import aggregate, ceiling
+from mlbench.results import aggregate
+from mlbench.analysis import ceiling
 
 
 def cells_of(attempts, ceilings=None):

@@ -6,7 +6,7 @@ for another. Expected values come from the config (batch size, steps per epoch, 
 ceilings) and from numpy on the samples this file generated itself, never from a derived field of
 the record or the summary under test. Percentiles are numpy's default ("linear") method, which
 the schema's p50/p90/p99 document; intervals are the percentile bootstrap of the median of the
-per-process values (mlbench.stats), whose 95% bounds over 3 and 7 processes are known order
+per-process values (mlbench.analysis.stats), whose 95% bounds over 3 and 7 processes are known order
 statistics (see _check_interval).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fakestore as fs
-from mlbench import summary
+from mlbench.results import summary
 
 BS = 32
 TRAIN_SAMPLES = 1024

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import fakestore as fs
-from mlbench import aggregate, usermodel
+from mlbench.results import aggregate
+from mlbench.config import usermodel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workers"))
 import driver  # noqa: E402
@@ -89,7 +90,7 @@ def test_a_literal_flops_per_sample_reaches_mfu(tmp_path):
 
 # --- the Ray executor's capacity, with a fake cluster ------------------------------------------
 
-ray_executor = pytest.importorskip("mlbench.ray_executor")
+ray_executor = pytest.importorskip("mlbench.run.ray_executor")
 
 
 def _node(alive=True, gpus=0, member=True):
@@ -106,7 +107,7 @@ def _cell(i, device):
 
 @pytest.fixture
 def executor(monkeypatch):
-    from mlbench.config import ExecutorSettings
+    from mlbench.config.schema import ExecutorSettings
     nodes = []
     monkeypatch.setattr(ray_executor.ray, "nodes", lambda: list(nodes))
     return ray_executor.RayExecutor(ExecutorSettings(kind="ray")), nodes
@@ -191,7 +192,7 @@ def test_a_node_share_fits_exactly_n_cells(n):
 # --- what the user reads when a record or a side file is damaged -------------------------------
 
 def test_samples_of_the_wrong_type_are_dropped_not_counted():
-    from mlbench import summary
+    from mlbench.results import summary
     good = fs.irregular(fs.STEP_TIMES)
     # a bool is not 1.0 s, a string or None is not a sample, a negative time is impossible
     dirty = good[:5] + [True, "0.5", None, -0.01] + good[5:]
@@ -203,7 +204,7 @@ def test_samples_of_the_wrong_type_are_dropped_not_counted():
 
 
 def test_a_damaged_ceilings_file_costs_the_summaries_never_the_results(tmp_path):
-    from mlbench import summary
+    from mlbench.results import summary
     recs = [fs.attempt("pytorch"), fs.attempt("jax")]
     (tmp_path / "ceilings.json").write_text("{not json")
     (tmp_path / "run.json").write_text("[]")   # not an object: read as absent

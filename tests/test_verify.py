@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from mlbench import gate, gate_verdicts
-from mlbench.config import Config
+from mlbench.run import gate
+from mlbench.analysis import gate_verdicts
+from mlbench.config.schema import Config
 from workerutil import WORKERS
 
 sys.path.insert(0, str(WORKERS))

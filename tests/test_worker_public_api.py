@@ -65,7 +65,7 @@ def test_adam_is_fused_where_torch_can_step_it_fused_else_the_default(pw):
 
 
 def _gpus() -> list:
-    from mlbench import gpu
+    from mlbench.host import gpu
     return gpu.list_gpus()
 
 

@@ -1,4 +1,4 @@
-"""Worker side: the equivalence gate's driver (`mode: verify`, mlbench/gate.py compares).
+"""Worker side: the equivalence gate's driver (`mode: verify`, mlbench/run/gate.py compares).
 
 Owns running several models in one process from the same canonical weights and batches as every
 other framework, the outputs each saves (a seeded sample plus whole-tensor statistics), and the

@@ -8,7 +8,8 @@ or the user's own model), and the seeded, byte-identical datasets.
 Imports only the standard library at module level (numpy lazily, in the data functions), so the
 parent can read presets and counts from this file without importing numpy or any framework; it
 loads the models package next to it by path when it is not itself part of a package (the parent
-loads this file by path: mlbench/catalog.py). Never imports mlbench, pydantic, polars or plotly.
+loads this file by path: mlbench/config/catalog.py). Never imports mlbench, pydantic, polars or
+plotly.
 
 Conventions every framework follows (the specs set what framework defaults would change):
   * dense: y = x @ W + b; ReLU (mlp, cnn), GELU tanh approximation (transformer, vit).
@@ -27,7 +28,7 @@ Conventions every framework follows (the specs set what framework defaults would
     the spec's rule (keras_models.spec_adam).
   * weights: the canonical layout and explicit initialisation live in weights.py, next to this
     file; every worker converts them to its own layout (`load_canonical`). The equivalence gate
-    (gate.run_verify, mlbench/gate.py) loads them in every framework and compares.
+    (gate.run_verify, mlbench/run/gate.py) loads them in every framework and compares.
   * one inherent difference the gate tolerates: torch updates BN's running variance with the
     unbiased batch variance (n/(n-1), n = batch*H*W), Keras and Flax with the biased one. No
     framework exposes the other convention without slower kernels; at n >= 512 it moves the

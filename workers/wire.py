@@ -4,7 +4,7 @@ Owns the protocol version, the names of the message types a worker writes (one J
 line on its claimed stdout) and of the request kinds it is started with (the request file), the
 helpers that build them and write a message line, the check that a request speaks this version
 (request_mismatch), and what out-of-memory looks like. The workers import this module; mlbench
-loads this very file by path (mlbench/protocol.py), so the two sides never disagree and a worker
+loads this very file by path (mlbench/run/protocol.py), so the two sides never disagree and a worker
 still never imports mlbench (it may run in another virtualenv).
 
 A message: {"protocol": PROTOCOL, "type": <one of MESSAGES>, ...fields}; the last one a worker
@@ -12,7 +12,7 @@ writes is a final one (result, skip or error). A request: {"protocol": PROTOCOL,
 REQUESTS>, ...fields}; a benchmark request may carry `measurement` ({min_time_s, min_blocks,
 max_extra_s}: the evidence minimums, workers/driver.py `measurement`). A worker's progress
 phases are data, build, train, train_steady, evaluate, inference, inference_steady: the parent
-accounts other processes' CPU use per phase (mlbench/contention.py). Must import only the
+accounts other processes' CPU use per phase (mlbench/run/contention.py). Must import only the
 standard library.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`mlbench report`: one offline HTML page (plus summary.csv and aggregated.parquet) from a run.
 
-Owns the pipeline store.load -> aggregate (both through mlbench.frames) -> figures +
+Owns the pipeline store.load -> aggregate (both through mlbench.results.frames) -> figures +
 recommendations -> render. Rules:
 * zero attempts (an empty or non-mlbench file) is a UserError ("no usable cells");
 * verify.json next to the results (the equivalence gate) adds the gate table; cells that failed
@@ -38,10 +38,11 @@ def _no_cyclic_gc():
 def build_report(results: str | Path, output: str | Path) -> Path:
     """Read a results.json, results.jsonl or run directory; write index.html, summary.csv and
     aggregated.parquet into `output`; return the index.html path."""
-    # imported here: mlbench.summary reads the verdicts (report.modes) without loading the
+    # imported here: mlbench.results.summary reads the verdicts (report.modes) without loading the
     # page's renderer (jinja2, plotly)
-    from .. import aggregate, ceiling, decision, frames
-    from ..gate_verdicts import load_verdicts
+    from ..results import aggregate, frames
+    from ..analysis import ceiling, decision
+    from ..analysis.gate_verdicts import load_verdicts
     from . import modes as modes_mod
     from .figures import build_figures, log_ticks_whole
     from .gatemarks import GateMarks

@@ -1,6 +1,6 @@
 """The page's energy figure: joules per 1,000 training samples and per 1,000 inferred samples,
-per GPU cell, from NVML's energy counter (mlbench.energy); cells with no figure are left out and
-the caption says how many.
+per GPU cell, from NVML's energy counter (mlbench.analysis.energy); cells with no figure are left
+out and the caption says how many.
 
 Owns only this figure (render appends it to the page's figures). Never imports an ML framework.
 """

@@ -1,4 +1,5 @@
-"""The report's plotly figures, built from the per-cell table (mlbench.aggregate.cells_frame).
+"""The report's plotly figures, built from the per-cell table
+(mlbench.results.aggregate.cells_frame).
 
 Owns what is drawn and how: one point per cell (never raw samples, so a 10,000-attempt sweep
 stays small), one fixed colour and marker per framework in every figure, panels faceted by
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .. import catalog
+from ..config import catalog
 
 # each framework's fixed colour and marker: its entry of the framework table
 COLOURS = {n: f.colour for n, f in catalog.REGISTRY.items() if f.colour}

@@ -7,7 +7,7 @@ sees ("failed the equivalence gate: <reason>", "not checked by the gate", ...), 
 figure whose cell failed the gate or was not checked a visible mark (a crossed marker and dotted
 line, or a hatched bar outlined in red; hollow-dotted markers or dotted bars), a legend entry of
 its own and the sentence in its hover. Hatch patterns on bars mean the gate and nothing else in
-the report's figures. The verdicts come from mlbench.gate_verdicts (read only).
+the report's figures. The verdicts come from mlbench.analysis.gate_verdicts (read only).
 Never imports an ML framework.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import html
 
 import polars as pl
 
-from .. import hardware
+from ..analysis import hardware
 from .figures import Figure, esc
 
 FAILED, UNCHECKED = "failed the gate", "not checked by the gate"

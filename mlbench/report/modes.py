@@ -1,7 +1,7 @@
 """Each framework out of the box and at its best: the report's verdicts and the cost of compiling.
 
 Owns, for runs whose frameworks ran in more than one mode (config `modes:` or variant entries,
-see mlbench.catalog.MODES):
+see mlbench.config.catalog.MODES):
 * two verdicts per model and device, on training throughput: "out of the box" (every framework in
   its default mode) and "at its best" (every framework in whichever of its modes trains fastest),
   each naming the mode that won; the ranking and the noise rule are mlbench.report.recommend's,
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .. import catalog, decision
+from ..config import catalog
+from ..analysis import decision
 from .figures import Figure, bases_of, colour, esc, grid_layout, symbol
 from .recommend import Recommendation, recommend
 

@@ -1,11 +1,12 @@
-"""Recommendations and verdicts computed from the per-cell table (mlbench.aggregate.cells_frame).
+"""Recommendations and verdicts computed from the per-cell table
+(mlbench.results.aggregate.cells_frame).
 
 Owns the question "who wins, by how much, and does the evidence hold" for each model and device
 and each aspect: steady-state training throughput, compile time (first step - median step; asked
 of compiled modes only: eager frameworks are shown apart with their first-step overhead),
 inference p50 latency, memory (the figure the cells name; on the CPU the working memory, with
 the whole-process peak RSS beside it), and energy per 1,000 training samples where measured.
-The decision itself is mlbench.decision's one rule; this module only gathers its evidence.
+The decision itself is mlbench.analysis.decision's one rule; this module only gathers its evidence.
 Never canned text, never imports an ML framework.
 
 Method, per (model, device, aspect):
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 
-from .. import decision, stats
+from ..analysis import decision, stats
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from plotly.utils import PlotlyJSONEncoder
 from plotly.offline import get_plotlyjs
 
 from .. import __version__
-from .. import ceiling as ceiling_mod
-from ..aggregate import flat_for_csv
-from ..gate_verdicts import NUMERICS_UNCHECKED
+from ..analysis import ceiling as ceiling_mod
+from ..results.aggregate import flat_for_csv
+from ..analysis.gate_verdicts import NUMERICS_UNCHECKED
 from .energy import figures as energy_figures
 from .figures import COLOURS, Figure, bases_of
 from .gatemarks import GateMarks

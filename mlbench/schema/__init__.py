@@ -1,3 +1,3 @@
 """Package data: results.schema.json, the JSON Schema of results.json (generated from the
-pydantic models of mlbench.summary by `python -m mlbench.summary`; `mlbench schema` prints it).
-Imports nothing."""
+pydantic models of mlbench.results.summary by `python -m mlbench.results.summary`; `mlbench schema`
+prints it). Imports nothing."""
