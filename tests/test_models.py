@@ -74,13 +74,14 @@ def test_every_framework_builds_every_model(worker):
     assert set(worker.BUILDERS) == set(specs.MODELS)
 
 
-def test_canonical_weights_load_by_convention_except_in_jax():
-    # pytorch and Keras find every canonical tensor by its layer's name: no per-model loader
-    # table to forget; jax converts per model (TREES): flax derives each layer's initial
-    # weights from its name, so renaming its layers would change jax's own initialisation
-    assert not hasattr(pytorch_worker, "LOADERS") and not hasattr(keras_models, "LOADERS")
+def test_canonical_weights_load_by_convention_in_every_framework():
+    # pytorch, Keras and jax find every canonical tensor by its layer's name and type: no
+    # per-model loader table to forget (jax's tree_* converters and TREES are gone)
+    for worker in (pytorch_worker, keras_models, jax_worker):
+        assert not hasattr(worker, "LOADERS") and not hasattr(worker, "TREES"), worker
     assert callable(pytorch_worker.load_canonical) and callable(keras_models.load_canonical)
-    assert set(jax_worker.TREES) == set(specs.MODELS)
+    assert callable(jax_worker.canonical_leaves)
+    assert not [n for n in dir(jax_worker) if n.startswith("tree_")]
 
 
 def test_the_numpy_reference_builds_exactly_the_models_that_name_it():
