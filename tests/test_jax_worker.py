@@ -177,7 +177,7 @@ def test_a_layer_without_its_canonical_name_is_refused(jax_in_process, monkeypat
     backend = jw.JaxBackend({"device": "cpu", "precision": "fp32", "options": {}, "seed": 0})
     spec = specs.model_spec("mlp", {"preset": "tiny"})
     backend.build_model(spec)
-    with pytest.raises(weights.WeightMismatch, match=r"params/Dense_0/bias \(Dense_0.bias\) has no"):
+    with pytest.raises(weights.WeightMismatch, match=r"Dense_0/bias \(Dense_0.bias\) has no"):
         backend.load_canonical(weights.canonical_params(spec, 0))
 
 

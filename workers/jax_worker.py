@@ -330,9 +330,9 @@ def canonical_leaves(model, spec: dict, variables: dict) -> list:
         split = GATE_SPLIT.get(types.get(tuple(scope[:-1]))) if scope else None
         if rules is not None:
             suffix, convert = rules.get((collection, leaf)), None
-        elif split is not None and scope[-1][1:] in GATES:
+        elif split is not None and len(scope[-1]) == 2 and scope[-1][1] in GATES:
             suffix = split.get((scope[-1][0], leaf))
-            convert = partial(_gate_columns, GATES.index(scope[-1][1:]))
+            convert = partial(_gate_columns, GATES.index(scope[-1][1]))
             scope = scope[:-1]
         else:  # a module's own variable: its path
             scope, suffix, convert = [*scope, leaf], "", None
