@@ -74,13 +74,14 @@ def test_every_framework_builds_every_model(worker):
     assert set(worker.BUILDERS) == set(specs.MODELS)
 
 
-def test_canonical_weights_load_by_convention_except_in_jax():
-    # pytorch and Keras find every canonical tensor by its layer's name: no per-model loader
-    # table to forget; jax converts per model (TREES): flax derives each layer's initial
-    # weights from its name, so renaming its layers would change jax's own initialisation
-    assert not hasattr(pytorch_worker, "LOADERS") and not hasattr(keras_models, "LOADERS")
+def test_canonical_weights_load_by_convention_in_every_framework():
+    # pytorch, Keras and jax find every canonical tensor by its layer's name and type: no
+    # per-model loader table to forget (jax's tree_* converters and TREES are gone)
+    for worker in (pytorch_worker, keras_models, jax_worker):
+        assert not hasattr(worker, "LOADERS") and not hasattr(worker, "TREES"), worker
     assert callable(pytorch_worker.load_canonical) and callable(keras_models.load_canonical)
-    assert set(jax_worker.TREES) == set(specs.MODELS)
+    assert callable(jax_worker.canonical_leaves)
+    assert not [n for n in dir(jax_worker) if n.startswith("tree_")]
 
 
 def test_the_numpy_reference_builds_exactly_the_models_that_name_it():
@@ -95,7 +96,7 @@ def test_specs_load_by_path_without_numpy_and_ignore_another_models_package(tmp_
     decoy.mkdir()
     (decoy / "__init__.py").write_text("raise ImportError('the decoy models package')\n")
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from mlbench.config import catalog\n"
+            "from mlbench.config.schema import catalog\n"
             "s = catalog.specs()\n"
             "assert 'numpy' not in sys.modules, 'numpy imported'\n"
             "print(','.join(s.MODELS), s.count_params(s.model_spec('cnn', {'preset': 'resnet18'}))"

@@ -1,14 +1,20 @@
 """JAX worker: the built-in models in flax.linen, trained with optax Adam under jax.jit.
 
 Owns: the JAX/Flax build of the models of workers/models/ (`mlp`, `cnn`, `transformer`, `lstm`,
-`vit`: one builder and one canonical-weight converter each, BUILDERS and TREES), the
-jitted train step (state donated, batches sliced on the device from data put there once), mixed
-precision (bf16; fp16 with dynamic loss scaling by hand), thread and matmul-precision settings.
+`vit`: one builder each in BUILDERS, every layer named by its canonical weight name), the
+canonical weights loaded generically by that naming convention (`load_canonical`: LEAF_NAMES per
+layer type, GATE_SPLIT for flax's per-gate LSTM cell; no per-model loader), the jitted train
+step (state donated, batches sliced on the device from data put there once), mixed precision
+(bf16; fp16 with dynamic loss scaling by hand), thread and matmul-precision settings.
+Flax derives each layer's own initial weights from its path, so these names decide JAX's own
+seeded initialisation (they replaced Flax's automatic Dense_0, BasicBlock_0/Conv_1, ... names,
+which changed it once); the gate and `init: canonical` cells load the canonical weights instead.
 Imports the harness, specs, numpy, jax, flax and optax only (jax/flax/optax in import_framework).
 """
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 from functools import partial
 from typing import Any, Sequence
@@ -19,7 +25,7 @@ import specs
 from harness import DeviceUnusable, FrameworkInterface, SkipCell
 
 # imported by import_framework, timed like any framework import
-np = jax = jnp = lax = nn = optax = flax = None
+np = jax = jnp = lax = nn = optax = flax = traverse_util = None
 
 OPTIONS = {"donate": bool}  # request['options'] keys this worker accepts, with their types
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -34,7 +40,9 @@ _COUNTING = False  # the listener is registered (once, though tests import the f
 
 
 def _define_models():
-    """The flax modules; defined after the import so this file imports without jax."""
+    """The flax modules; defined after the import so this file imports without jax. Every layer
+    is named by its canonical name (workers/weights.py), so `load_canonical` finds its weights
+    by the naming convention (LEAF_NAMES)."""
     global MLP, CNN, Transformer, LSTMClassifier, ViT
 
     class MLP(nn.Module):
@@ -44,64 +52,54 @@ def _define_models():
 
         @nn.compact
         def __call__(self, x, train: bool = False):
-            for width in self.hidden:
-                x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-            return nn.Dense(self.num_classes, dtype=self.dtype)(x)
-
-    class BasicBlock(nn.Module):
-        width: int
-        stride: int
-        dtype: Any
-        bn_eps: float = 1e-5
-        bn_momentum: float = 0.9  # flax convention: 1 - the spec's (torch's) momentum
-
-        @nn.compact
-        def __call__(self, x, train: bool):
-            conv = partial(nn.Conv, use_bias=False, dtype=self.dtype)
-            norm = partial(nn.BatchNorm, use_running_average=not train,
-                           momentum=self.bn_momentum, epsilon=self.bn_eps, dtype=self.dtype)
-            s, pad = (self.stride, self.stride), ((1, 1), (1, 1))
-            y = nn.relu(norm()(conv(self.width, (3, 3), s, padding=pad)(x)))
-            y = norm()(conv(self.width, (3, 3), padding=pad)(y))
-            if self.stride != 1 or x.shape[-1] != self.width:
-                x = norm()(conv(self.width, (1, 1), s, padding=((0, 0), (0, 0)))(x))
-            return nn.relu(y + x)
+            for i, width in enumerate(self.hidden):
+                x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(x))
+            return nn.Dense(self.num_classes, dtype=self.dtype, name=f"dense{len(self.hidden)}")(x)
 
     class CNN(nn.Module):
         """ResNet with BasicBlocks; explicit symmetric padding so it equals torch's layer for
-        layer ('SAME' pads stride-2 convolutions asymmetrically)."""
+        layer ('SAME' pads stride-2 convolutions asymmetrically). A block is a function, not a
+        module of its own: its layers sit in the model's scope as conv<j>/bn<j>, numbered in
+        models/cnn.py `layers` order (stem, then per block conv1, conv2, shortcut conv)."""
         widths: Sequence[int]
         blocks: Sequence[int]
         stem: str
         num_classes: int
         dtype: Any = jnp.float32
         bn_eps: float = 1e-5
-        bn_momentum: float = 0.9
+        bn_momentum: float = 0.9  # flax convention: 1 - the spec's (torch's) momentum
 
         @nn.compact
         def __call__(self, x, train: bool = False):
-            norm = partial(nn.BatchNorm, use_running_average=not train,
-                           momentum=self.bn_momentum, epsilon=self.bn_eps, dtype=self.dtype)
+            count = itertools.count()  # j of conv<j>/bn<j>, in call order
+
+            def conv_bn(x, width, k, stride):
+                j, pad = next(count), ((k // 2, k // 2),) * 2
+                x = nn.Conv(width, (k, k), (stride, stride), padding=pad, use_bias=False,
+                            dtype=self.dtype, name=f"conv{j}")(x)
+                return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                    epsilon=self.bn_eps, dtype=self.dtype, name=f"bn{j}")(x)
+
             w0 = self.widths[0]
             if self.stem == "imagenet":
-                x = nn.Conv(w0, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
-                            dtype=self.dtype)(x)
-                x = nn.relu(norm()(x))
+                x = nn.relu(conv_bn(x, w0, 7, 2))
                 x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
             else:
-                x = nn.Conv(w0, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                            dtype=self.dtype)(x)
-                x = nn.relu(norm()(x))
+                x = nn.relu(conv_bn(x, w0, 3, 1))
             for stage, (width, n) in enumerate(zip(self.widths, self.blocks)):
                 for b in range(n):
                     stride = 2 if (stage > 0 and b == 0) else 1
-                    x = BasicBlock(width, stride, self.dtype, self.bn_eps,
-                                   self.bn_momentum)(x, train)
+                    y = nn.relu(conv_bn(x, width, 3, stride))
+                    y = conv_bn(y, width, 3, 1)
+                    if stride != 1 or x.shape[-1] != width:
+                        x = conv_bn(x, width, 1, stride)
+                    x = nn.relu(y + x)
             x = jnp.mean(x, axis=(1, 2))
-            return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+            return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
     class Block(nn.Module):
-        """Pre-norm block; the attention causal for the transformer, not for the vit."""
+        """Pre-norm block; the attention causal for the transformer, not for the vit. Layers
+        named as in _common.pre_norm_block (ln1, qkv, proj, ln2, fc, out)."""
         n_heads: int
         dtype: Any
         attention: str
@@ -111,7 +109,7 @@ def _define_models():
         @nn.compact
         def __call__(self, x):
             b, t, d = x.shape
-            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
+            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln1")(x)
             qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h)
             q, k, v = (a.reshape(b, t, self.n_heads, d // self.n_heads)
                        for a in jnp.split(qkv, 3, axis=-1))
@@ -124,9 +122,9 @@ def _define_models():
                 att = _explicit_attention(q, k, v, self.causal)
             att = att.reshape(b, t, d)
             x = x + nn.Dense(d, dtype=self.dtype, name="proj")(att)
-            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
+            h = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln2")(x)
             h = nn.gelu(nn.Dense(4 * d, dtype=self.dtype, name="fc")(h), approximate=True)
-            return x + nn.Dense(d, dtype=self.dtype, name="fc_out")(h)
+            return x + nn.Dense(d, dtype=self.dtype, name="out")(h)
 
     class Transformer(nn.Module):
         """GPT-2 style decoder-only LM; the head is the token embedding (tied, no bias)."""
@@ -142,15 +140,16 @@ def _define_models():
         @nn.compact
         def __call__(self, tokens, train: bool = False):
             init = nn.initializers.normal(0.02)  # GPT-2's; flax's default (std 1) is too wide
-            wte = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype,
-                           embedding_init=init, name="wte")
-            wpe = nn.Embed(self.seq_len, self.d_model, dtype=self.dtype,
-                           embedding_init=init, name="wpe")
-            x = wte(tokens) + wpe(jnp.arange(tokens.shape[1]))[None]
-            for _ in range(self.n_layers):
-                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps)(x)
-            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
-            return wte.attend(x)
+            tok = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype,
+                           embedding_init=init, name="tok")
+            pos = nn.Embed(self.seq_len, self.d_model, dtype=self.dtype,
+                           embedding_init=init, name="pos")
+            x = tok(tokens) + pos(jnp.arange(tokens.shape[1]))[None]
+            for i in range(self.n_layers):
+                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps,
+                          name=f"block{i}")(x)
+            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_f")(x)
+            return tok.attend(x)
 
     class ViT(nn.Module):
         """Vision Transformer: patch embedding (Conv, kernel = stride = patch), class token,
@@ -176,9 +175,10 @@ def _define_models():
             pos = self.param("pos", init, (x.shape[1] + 1, d))
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, d)), x], axis=1)
             x = x + pos.astype(x.dtype)
-            for _ in range(self.n_layers):
-                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps, causal=False)(x)
-            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype)(x)
+            for i in range(self.n_layers):
+                x = Block(self.n_heads, self.dtype, self.attention, self.ln_eps, causal=False,
+                          name=f"block{i}")(x)
+            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_f")(x)
             return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x[:, 0])
 
     class LSTMClassifier(nn.Module):
@@ -191,9 +191,10 @@ def _define_models():
 
         @nn.compact
         def __call__(self, x, train: bool = False):
-            for _ in range(self.n_layers):
-                x = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype))(x)
-            return nn.Dense(self.num_classes, dtype=self.dtype)(x[:, -1])
+            for layer in range(self.n_layers):
+                x = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype,
+                                                name=f"lstm{layer}"))(x)
+            return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x[:, -1])
 
 
 def _explicit_attention(q, k, v, causal: bool = True):
@@ -271,114 +272,80 @@ def make_model(spec: dict, dtype, attention: str = "xla") -> Any:
     return BUILDERS[m](spec, dtype, attention)
 
 
-class _Tree:
-    """Builds the flax trees (params, batch_stats) from canonical tensors, remembering which."""
+# The naming convention (workers/weights.py's canonical names): a layer is named by its
+# canonical name (dense0, conv3, bn3, block0.qkv, tok, ...); its variables by the layer's type,
+# {type: {(collection, flax leaf): canonical suffix}}, as pytorch_worker.TENSOR_NAMES. Flax's
+# layouts are the canonical ones (Dense [in, out], Conv HWIO, Embed [n, d]). A variable of any
+# other module is named by its path (the vit's own cls, pos).
+LEAF_NAMES = {
+    "Dense": {("params", "kernel"): ".kernel", ("params", "bias"): ".bias"},
+    "Conv": {("params", "kernel"): ".kernel", ("params", "bias"): ".bias"},
+    "LayerNorm": {("params", "scale"): ".gamma", ("params", "bias"): ".beta"},
+    "BatchNorm": {("params", "scale"): ".gamma", ("params", "bias"): ".beta",
+                  ("batch_stats", "mean"): ".mean", ("batch_stats", "var"): ".var"},
+    "Embed": {("params", "embedding"): ""},  # the table itself: tok, pos
+}
 
-    def __init__(self, params: dict):
-        self.params, self.used = params, set()
-        self.tree: dict = {}
-        self.stats: dict = {}
-
-    def take(self, name: str):
-        self.used.add(name)
-        return self.params[name]
-
-    def dense(self, name: str) -> dict:
-        return {"kernel": self.take(f"{name}.kernel"), "bias": self.take(f"{name}.bias")}
-
-    def norm(self, name: str) -> dict:
-        return {"scale": self.take(f"{name}.gamma"), "bias": self.take(f"{name}.beta")}
-
-    def block(self, b: str) -> dict:
-        """A pre-norm Block (transformer, vit), by the names Block gives its layers."""
-        return {"LayerNorm_0": self.norm(f"{b}.ln1"), "qkv": self.dense(f"{b}.qkv"),
-                "proj": self.dense(f"{b}.proj"), "LayerNorm_1": self.norm(f"{b}.ln2"),
-                "fc": self.dense(f"{b}.fc"), "fc_out": self.dense(f"{b}.out")}
-
-
-def tree_mlp(spec: dict, t: _Tree) -> None:
-    for i in range(len(spec["hidden"]) + 1):
-        t.tree[f"Dense_{i}"] = t.dense(f"dense{i}")
+# The layer whose layout is not the canonical one, by type: flax's OptimizedLSTMCell keeps one
+# kernel per gate, children i<gate> [in, h] (no bias) and h<gate> [h, h] (with the one bias),
+# where the canonical lstm<l> puts the gates side by side (kernel [in, 4h], recurrent [h, 4h],
+# bias [4h], gates i, f, g, o): {(child's first letter, leaf): canonical suffix}; each child
+# takes its gate's h columns of that tensor.
+GATE_SPLIT = {
+    "OptimizedLSTMCell": {("i", "kernel"): ".kernel", ("h", "kernel"): ".recurrent",
+                          ("h", "bias"): ".bias"},
+}
+GATES = "ifgo"
 
 
-def tree_cnn(spec: dict, t: _Tree) -> None:
-    # (scope, conv index) in models/cnn.py `layers` order: the stem, then per block conv1,
-    # conv2 and the shortcut conv when there is one (flax numbers them in call order)
-    places = [((), 0)]
-    for k, short in enumerate(specs.module("cnn").shortcuts(spec)):
-        places += [((f"BasicBlock_{k}",), c) for c in range(3 if short else 2)]
-    for j, (scope, c) in enumerate(places):
-        p, s = t.tree, t.stats
-        for name in scope:
-            p, s = p.setdefault(name, {}), s.setdefault(name, {})
-        p[f"Conv_{c}"] = {"kernel": t.take(f"conv{j}.kernel")}
-        p[f"BatchNorm_{c}"] = t.norm(f"bn{j}")
-        s[f"BatchNorm_{c}"] = {"mean": t.take(f"bn{j}.mean"), "var": t.take(f"bn{j}.var")}
-    t.tree["Dense_0"] = t.dense("fc")
+def layer_types(model, spec: dict) -> dict:
+    """{scope path: layer type name} of every module `model` creates (traced, never run)."""
+    types: dict = {}
+
+    def record(call, args, kwargs, context):
+        if context.module.scope is not None:  # an unbound copy (the RNN's carry) has no place
+            types.setdefault(tuple(context.module.path), type(context.module).__name__)
+        return call(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(model.init, jax.random.PRNGKey(0), _dummy_input(spec))
+    return types
 
 
-def tree_transformer(spec: dict, t: _Tree) -> None:
-    t.tree["wte"] = {"embedding": t.take("tok")}
-    t.tree["wpe"] = {"embedding": t.take("pos")}
-    for i in range(spec["n_layers"]):
-        t.tree[f"Block_{i}"] = t.block(f"block{i}")
-    t.tree["LayerNorm_0"] = t.norm("ln_f")
-
-
-def tree_lstm(spec: dict, t: _Tree) -> None:
-    """OptimizedLSTMCell splits the [in, 4h] kernel into per-gate ii, if, ig, io (no bias) and
-    the [h, 4h] recurrent kernel into hi, hf, hg, ho, which carry the one bias."""
-    h = spec["hidden"]
-    for layer in range(spec["n_layers"]):
-        n = f"lstm{layer}"
-        kernel, rec, bias = t.take(f"{n}.kernel"), t.take(f"{n}.recurrent"), t.take(f"{n}.bias")
-        cell = {}
-        for g, gate in enumerate("ifgo"):
-            cols = slice(g * h, (g + 1) * h)
-            cell[f"i{gate}"] = {"kernel": kernel[:, cols]}
-            cell[f"h{gate}"] = {"kernel": rec[:, cols], "bias": bias[cols]}
-        t.tree[f"OptimizedLSTMCell_{layer}"] = cell
-    t.tree["Dense_0"] = t.dense("fc")
-
-
-def tree_vit(spec: dict, t: _Tree) -> None:
-    t.tree["patch"] = t.dense("patch")  # nn.Conv kernel HWIO: the canonical layout
-    t.tree["cls"] = t.take("cls")
-    t.tree["pos"] = t.take("pos")
-    for i in range(spec["n_layers"]):
-        t.tree[f"Block_{i}"] = t.block(f"block{i}")
-    t.tree["LayerNorm_0"] = t.norm("ln_f")
-    t.tree["head"] = t.dense("head")
-
-
-# One canonical-weight converter per built-in model: (spec, _Tree) -> fills the trees.
-TREES = {"mlp": tree_mlp, "cnn": tree_cnn, "transformer": tree_transformer, "lstm": tree_lstm,
-         "vit": tree_vit}
-
-
-def canonical_to_flax(spec: dict, params: dict) -> tuple[dict, dict]:
-    """The canonical weights (workers/weights.py) as flax trees (params, batch_stats): Dense
-    and Conv kernels are the canonical [in, out] / HWIO already. Returns numpy trees; `load`
-    checks them against the model's own tree, name by name and shape by shape."""
+def _gate_columns(gate: int, array, shape):
+    """One gate's columns of a canonical [.., 4h] LSTM tensor, for a flax leaf of `shape`."""
     import weights
-    if spec["model"] not in TREES:
-        raise ValueError(f"unknown model {spec['model']!r}")
-    t = _Tree(params)
-    TREES[spec["model"]](spec, t)
-    weights.check_consumed(params, t.used, "jax")
-    return t.tree, t.stats
+    h = shape[-1]
+    if array.shape[-1] != 4 * h:
+        raise weights.WeightMismatch(f"jax: an LSTM gate of {h} units needs a canonical tensor "
+                                     f"of {4 * h} columns, got {tuple(array.shape)}")
+    return array[..., gate * h:(gate + 1) * h]
 
 
-def _replace_tree(current, new, path="") -> Any:
-    """`new` (numpy) placed on `current`'s device and dtype; names and shapes must match."""
+def canonical_leaves(model, spec: dict, variables: dict) -> list:
+    """[(flax path (collection, *scope, leaf), canonical name, convert or None)] for every leaf
+    of `variables` ({"params", "batch_stats"?}), found by the naming convention (LEAF_NAMES,
+    GATE_SPLIT); convert(canonical array, flax shape) -> the leaf's array."""
     import weights
-    if isinstance(current, dict) or hasattr(current, "keys"):
-        if set(current) != set(new):
-            raise weights.WeightMismatch(f"jax: {path or 'tree'} has {sorted(current)}, the "
-                                         f"canonical weights give {sorted(new)}")
-        return {k: _replace_tree(current[k], new[k], f"{path}/{k}") for k in current}
-    weights.expect_shape(path, new, current.shape, "jax")
-    return jnp.asarray(new, dtype=current.dtype)
+    types = layer_types(model, spec)
+    out = []
+    for path in traverse_util.flatten_dict(variables):
+        collection, *scope, leaf = path
+        rules = LEAF_NAMES.get(types.get(tuple(scope)))
+        split = GATE_SPLIT.get(types.get(tuple(scope[:-1]))) if scope else None
+        if rules is not None:
+            suffix, convert = rules.get((collection, leaf)), None
+        elif split is not None and len(scope[-1]) == 2 and scope[-1][1] in GATES:
+            suffix = split.get((scope[-1][0], leaf))
+            convert = partial(_gate_columns, GATES.index(scope[-1][1]))
+            scope = scope[:-1]
+        else:  # a module's own variable: its path
+            scope, suffix, convert = [*scope, leaf], "", None
+        if suffix is None:
+            raise weights.WeightMismatch(f"jax: {'/'.join(path)} of a {types.get(tuple(scope))} "
+                                         "has no canonical name")
+        out.append((path, ".".join(scope) + suffix, convert))
+    return out
 
 
 def _count(variables) -> dict:
@@ -596,12 +563,28 @@ class JaxBackend(FrameworkInterface):
 
     # --- equivalence gate ----------------------------------------------------------------
     def load_canonical(self, params: dict) -> None:
-        tree, stats = canonical_to_flax(self.spec, params)
-        new_params = _replace_tree(self.state["params"], tree)
-        new_stats = _replace_tree(self.state["batch_stats"], stats) if self.has_bn else {}
+        """The canonical weights (workers/weights.py) into the model, each leaf the tensor its
+        canonical name finds (canonical_leaves); every leaf must get one of its shape and every
+        canonical tensor must be used. The optimizer state starts afresh."""
+        import weights
+        current = {"params": self.state["params"]}
+        if self.has_bn:
+            current["batch_stats"] = self.state["batch_stats"]
+        flat, new, used = traverse_util.flatten_dict(current), {}, set()
+        for path, name, convert in canonical_leaves(self.model, self.spec, current):
+            if name not in params:
+                raise weights.WeightMismatch(f"jax: the model's {'/'.join(path)} ({name}) has "
+                                             "no canonical weight")
+            target = flat[path]
+            array = params[name] if convert is None else convert(params[name], target.shape)
+            weights.expect_shape(name, array, target.shape, "jax")
+            new[path] = jnp.asarray(array, dtype=target.dtype)
+            used.add(name)
+        weights.check_consumed(params, used, "jax")
+        tree = traverse_util.unflatten_dict(new)
         self.state = jax.block_until_ready(jax.device_put(dict(
-            self.state, params=new_params, batch_stats=new_stats,
-            opt_state=self.tx.init(new_params)), self.device))
+            self.state, params=tree["params"], batch_stats=tree.get("batch_stats", {}),
+            opt_state=self.tx.init(tree["params"])), self.device))
 
     def to_numpy(self, output):
         return np.asarray(jax.block_until_ready(output), dtype=np.float32)
@@ -768,7 +751,7 @@ def _limit_threads(request: dict) -> None:
 def import_framework(request: dict | None = None) -> dict:
     """Import jax/flax/optax after the settings that must precede it; `request` defaults to the
     one on the command line (harness.main calls this without arguments; tests pass one)."""
-    global np, jax, jnp, lax, nn, optax, flax, _COUNTING
+    global np, jax, jnp, lax, nn, optax, flax, traverse_util, _COUNTING
     request = harness.read_request() if request is None else request
     if request.get("device", "cpu") == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # never probe a GPU for a CPU cell
@@ -779,8 +762,10 @@ def import_framework(request: dict | None = None) -> dict:
     import jaxlib
     import flax as _flax
     import flax.linen as _nn
+    import flax.traverse_util as _traverse_util
     import optax as _optax
     np, jax, jnp, lax, nn, optax, flax = numpy, _jax, _jnp, _jax.lax, _nn, _optax, _flax
+    traverse_util = _traverse_util
     if not _COUNTING:
         jax.monitoring.register_event_duration_secs_listener(_count_trace)
         _COUNTING = True
