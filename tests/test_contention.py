@@ -184,6 +184,7 @@ def _run(tmp_path, name: str, **options) -> dict:
     return json.loads((tmp_path / name / "results.json").read_text())
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_a_cell_beside_cpu_hogs_is_marked_contended(tmp_path):
     hogs = _hogs(psutil.cpu_count())
     try:
@@ -221,6 +222,7 @@ def _witness(me: int) -> float:
     return total + sum(getattr(sys_t, f, 0.0) for f in ("irq", "softirq", "steal"))
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_the_cells_own_work_never_reads_as_another_process(tmp_path):
     """Load-independent (CI's other pytest worker shares the machine): the meter's other CPU
     over the whole cell is at most what an independent witness counted for the other processes
@@ -251,6 +253,7 @@ def test_a_cell_on_a_quiet_machine_is_not_marked(tmp_path):
     assert not [w for w in doc["cell_warnings"][cell["cell_id"]] if w.startswith("contended")]
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_the_meter_sees_the_hog_and_not_the_cells_own_work(tmp_path):
     """The cell computes on one core, a hog on another: the hog is "other", the cell's own
     work is not (its tree is subtracted)."""

@@ -46,6 +46,7 @@ def _softmax_regression_accuracy(kind, shape, classes, n_train=2048, n_eval=1024
     ("sequence", (8, 3), 4, 0.7),        # a short, narrow sequence
     ("sequence", (64, 32), 4, 0.7),
 ])
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_a_default_task_is_learnable_for_any_input_size(kind, shape, classes, least):
     acc = _softmax_regression_accuracy(kind, shape, classes)
     assert acc >= least, (kind, shape, acc, "chance", 1 / classes)
@@ -68,6 +69,7 @@ def _separation(kind, shape, classes=4, n=16000):
     ("image", (8, 8, 3), (48, 48, 3)),
     ("sequence", (8, 4), (64, 24)),
 ])
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_class_separation_does_not_depend_on_the_input_size(kind, small, large):
     s, big = _separation(kind, small), _separation(kind, large)
     # random templates vary from draw to draw; a fixed per-element signal would make the

@@ -65,6 +65,7 @@ def test_garbage_line_is_recorded_as_noise(tmp_path, capsys):
     assert cell["protocol_noise"] and "not json" in cell["protocol_noise"][0]
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_hang_past_timeout_kills_the_whole_process_group(tmp_path, capsys):
     conf = dummy_config(tmp_path, fault="hang_grandchild", phase="train", fault_batch_sizes=[1])
     text = conf.read_text().replace("timeout_s: 30", "timeout_s: 2")

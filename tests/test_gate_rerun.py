@@ -50,6 +50,7 @@ def _rows(out: Path) -> dict[str, dict]:
     return {r["model_label"]: r for r in json.loads((out / "verify.json").read_text())["rows"]}
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 @pytest.mark.parametrize("rerun", [["--failed"], ["--only", "pytorch-narrow-cpu-bs16-fp32"]])
 def test_a_rerun_reruns_the_gate_rows_of_its_cells_and_keeps_the_others(tmp_path, monkeypatch,
                                                                         capsys, rerun):
@@ -83,6 +84,7 @@ def test_a_rerun_reruns_the_gate_rows_of_its_cells_and_keeps_the_others(tmp_path
     assert doc["passed"] is True
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_a_run_without_failed_cells_leaves_verify_json_alone(tmp_path, monkeypatch, capsys):
     marker = _plant(tmp_path, monkeypatch)
     marker.unlink()
@@ -97,6 +99,7 @@ def test_a_run_without_failed_cells_leaves_verify_json_alone(tmp_path, monkeypat
     assert "equivalence gate" not in err
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_mlbench_gate_refuses_to_overwrite_a_runs_verdicts(tmp_path, monkeypatch, capsys):
     marker = _plant(tmp_path, monkeypatch)
     marker.unlink()

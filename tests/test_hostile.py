@@ -289,6 +289,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 @pytest.mark.parametrize("fault", ["none", "hang"])
 def test_a_process_in_a_new_session_does_not_outlive_its_cell(tmp_path, capsys, fault):
     pidfile = tmp_path / "child.pid"
@@ -464,6 +465,7 @@ def test_an_attempt_of_another_run_is_warned_about(done_run, tmp_path, capsys):
     assert rc == 0 and "another run's id" in err
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_an_interpreter_that_never_answers_is_named_in_seconds(tmp_path, capsys):
     py = tmp_path / "slowpy"
     py.write_text("#!/bin/sh\nsleep 60\n")

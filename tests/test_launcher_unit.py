@@ -68,6 +68,7 @@ def test_a_well_behaved_worker_is_ok(tmp_path):
         tmp_path / "command.txt").read_text()
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_timeout_kills_the_whole_process_group_grandchild_included(tmp_path):
     script = _script(tmp_path, f"""
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

@@ -153,6 +153,7 @@ def replay(due: list[float], calls: list[tuple[float, float]], read: list[float]
         assert any(abs(done - r) < 1e-9 for r in readings if t1 <= r <= nxt), i
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 @pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
 def test_md1_on_the_real_clock_with_the_dummy_service(rho):
     """On the real clock another process may stretch a service or a wake-up (CI shares its two

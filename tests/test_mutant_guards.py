@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from workerutil import WORKERS
 
@@ -76,6 +77,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_timeout_kills_a_grandchild_that_ignores_sigterm(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

@@ -62,6 +62,7 @@ def test_frameworks_alternate_and_the_first_rotates(tmp_path):
     assert max(_runs_of([c.framework for c in ran])) == 1  # three frameworks never repeat
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_executed_order_is_the_recorded_order(tmp_path):
     out = tmp_path / "results"
     conf = write_config(tmp_path / "c.yaml", frameworks=["dummy", "numpy"], models=["mlp"],

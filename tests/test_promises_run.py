@@ -111,6 +111,7 @@ def test_no_verify_and_no_ceiling_really_skip(tmp_path, capsys, fake_workers, fl
     assert run["config"]["verify" if flag == "--no-verify" else "ceiling"] is False
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_archive_moves_the_earlier_gate_result_aside(tmp_path, capsys, fake_workers):
     conf = _all_frameworks_config(tmp_path, threads=1)
     out = tmp_path / "results"
@@ -232,6 +233,7 @@ def test_exclude_rules_remove_exactly_the_matching_cells(tmp_path, capsys):
     assert ran == {"dummy-mlp-cpu-bs1-fp32", "dummy-mlp-cpu-bs1-bf16", "dummy-mlp-cpu-bs2-fp32"}
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_host_memory_is_sampled_by_the_parent_over_the_whole_process_tree(tmp_path):
     # a child of the worker holds 400 MB for 1.5 s: the worker's own ru_maxrss cannot see it.
     # A fresh mlbench process: a worker's ru_maxrss starts at its parent's RSS at fork time

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cliutil import by_cell, dummy_config, run_inproc, run_subprocess, write_config
 from mlbench.results import attempt, store
 
@@ -24,6 +26,7 @@ def _wait_for_attempts(jsonl, n, timeout=30):
     raise AssertionError(f"fewer than {n} attempts after {timeout} s")
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_sigkill_mid_sweep_then_resume_gives_every_cell_once(tmp_path):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=list(range(1, 13)),
                         framework_settings={"dummy": {"options": {"sleep_s": 0.05}}})
@@ -94,6 +97,7 @@ def test_only_and_failed_rerun_just_those_cells(tmp_path, capsys):
     assert rc == 2 and "no cell" in err
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_ctrl_c_stops_the_cell_keeps_results_and_exits_130(tmp_path):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2, 3],
                         framework_settings={"dummy": {"options": {"sleep_s": 0.4}}})
@@ -150,6 +154,7 @@ def test_reader_skips_a_torn_last_line(tmp_path):
     assert [a["cell_id"] for a in attempts] == ["a", "c"]
 
 
+@pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_second_run_on_the_same_directory_is_refused(tmp_path):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2],
                         framework_settings={"dummy": {"options": {"sleep_s": 0.3}}})
