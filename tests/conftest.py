@@ -9,22 +9,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 
-# Tests that start a real ML framework (torch, tensorflow, jax): seconds to minutes each. The
-# fast part of the suite is `pytest -m "not framework"`. A whole file when every test in it runs
-# a framework; otherwise the tests parametrized with a framework or using a fixture that runs one.
-FRAMEWORK_FILES = {"test_pytorch_worker.py", "test_tensorflow_worker.py", "test_jax_worker.py",
-                   "test_verify.py", "test_end_to_end.py", "test_promises_frameworks.py",
-                   "test_gpu.py", "test_sync_proof.py", "test_exported.py"}
+# A test file declares its own markers: `pytestmark = pytest.mark.framework` where every test
+# starts a real ML framework (torch, tensorflow, jax; seconds to minutes each), `pytest.mark.slow`
+# for framework-free tests of seconds to minutes (soak loops, a real Ray cluster, a real browser,
+# a real sweep). The fast part of the suite is `pytest -m "not framework and not slow"`. Here only
+# what a file cannot say once: a test parametrized with a real framework, or using a fixture
+# that runs one, is a framework test too.
 FRAMEWORK_FIXTURES = {"measured"}  # test_ceiling.py: real ceiling workers of pytorch and jax
 REAL_FRAMEWORKS = {"pytorch", "tensorflow", "jax"}
-# No framework, but seconds to minutes each: soak loops, a real Ray cluster, a real browser.
-# The part a developer runs after every edit is `pytest -m "not framework and not slow"`.
-SLOW_FILES = {"test_soak.py", "test_ray_executor.py", "test_report_browser.py"}
 
 
 def _runs_a_framework(item) -> bool:
-    if item.path.name in FRAMEWORK_FILES:
-        return True
     if FRAMEWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
         return True
     params = getattr(getattr(item, "callspec", None), "params", {})
@@ -36,8 +31,12 @@ def _runs_a_framework(item) -> bool:
 # to the first CPU anyway); these three, whose tests look for leftover `time.sleep(3600)`
 # grandchildren of their own hang faults and time signals, one after another; every other file
 # whole.
-XDIST_FRAMEWORK_FILES = FRAMEWORK_FILES | {"test_ceiling.py", "test_modes.py",
-                                           "test_own_model.py", "test_isolation.py"}
+# (tests/test_markers.py checks that every file marked `framework` is among them)
+XDIST_FRAMEWORK_FILES = {"test_pytorch_worker.py", "test_tensorflow_worker.py",
+                         "test_jax_worker.py", "test_verify.py", "test_end_to_end.py", "test_promises_frameworks.py",
+                         "test_gpu.py", "test_sync_proof.py", "test_exported.py",
+                         "test_ceiling.py", "test_modes.py", "test_own_model.py",
+                         "test_isolation.py", "test_worker_public_api.py"}
 XDIST_SERIAL_FILES = {"test_faults.py", "test_soak.py", "test_resume.py"}
 
 
@@ -118,8 +117,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _runs_a_framework(item):
             item.add_marker(pytest.mark.framework)
-        if item.path.name in SLOW_FILES:
-            item.add_marker(pytest.mark.slow)
 
 
 # --- the one real sweep that several promise tests read ------------------------------------------

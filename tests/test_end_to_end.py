@@ -11,6 +11,8 @@ import pytest
 
 from cliutil import by_cell, run_inproc, run_subprocess
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 FRAMEWORKS = ["pytorch", "tensorflow", "jax", "numpy"]
 MODELS = ["mlp", "cnn", "transformer", "lstm", "vit"]
 CHANCE = {"mlp": 0.1, "cnn": 0.1, "transformer": 1 / 64, "lstm": 0.25, "vit": 0.1}

@@ -9,6 +9,8 @@ import pytest
 
 from workerutil import result_of, run_worker
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 pytest.importorskip("onnxscript")

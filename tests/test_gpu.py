@@ -243,6 +243,8 @@ def test_run_json_host_records_the_device_mapping(nvml, monkeypatch):
 
 import jax_worker  # noqa: E402
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 
 def test_jax_attention_is_cudnn_on_gpu_at_half_precision_else_xla():
     assert jax_worker.attention_kind("bf16", "gpu") == "cudnn"

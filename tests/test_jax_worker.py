@@ -13,6 +13,8 @@ import jax_worker  # noqa: E402
 import specs  # noqa: E402
 import weights  # noqa: E402
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 # Sizes chosen so each model learns well above chance in a few seconds on one CPU thread.
 LEARN = {
     "mlp": ({"train_samples": 1024, "epochs": 2, "batch_size": 32}, 0.3),          # 10 classes

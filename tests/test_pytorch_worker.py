@@ -11,6 +11,8 @@ sys.path.insert(0, str(WORKERS))
 import pytorch_worker  # noqa: E402
 import specs  # noqa: E402
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 pytorch_worker.import_framework()  # binds torch in the module, as the harness does
 
 # Samples/epochs each tiny model needs to land clearly above chance (the bar) in a few seconds.

@@ -24,6 +24,8 @@ from mlbench.results import store
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+pytestmark = pytest.mark.slow  # minutes: soak loops, a real Ray cluster or a real browser
+
 STORE = 100 * 1024 * 1024
 NODE = {"num_cpus": 4, "object_store_memory": STORE, "resources": {"mlbench_node": 1}}
 

@@ -20,6 +20,8 @@ import pytest
 
 from mlbench.report import build_report
 
+pytestmark = pytest.mark.slow  # minutes: soak loops, a real Ray cluster or a real browser
+
 XSS_SCRIPT = "<script>window.__pwned=1</script>"
 XSS_ATTR = '"><img src=x onerror="window.__pwned=1">'
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,8 @@ from cliutil import by_cell, run_inproc, run_subprocess, write_config
 from mlbench.config import guards
 from mlbench.results import store
 
+pytestmark = pytest.mark.slow  # minutes: soak loops, a real Ray cluster or a real browser
+
 PHASES = ("build", "train", "evaluate", "inference")
 # fault -> (status, words in the reason); each runs once in every phase
 PER_PHASE = {

@@ -26,6 +26,8 @@ import pytest
 
 from workerutil import BASE_REQUEST, WORKERS, worker_env
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 # MLBENCH_SYNC_MUTANT=1: the by-hand mutant check (sync and sync_losses made no-ops): the test
 # must then fail for jax and tensorflow (not for pytorch on the CPU, see above)
 MUTANT = os.environ.get("MLBENCH_SYNC_MUTANT") == "1"

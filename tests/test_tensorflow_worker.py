@@ -12,6 +12,8 @@ sys.path.insert(0, str(WORKERS))
 import jax_worker  # noqa: E402  (its loss-scale constants only: jax is not imported)
 import specs  # noqa: E402
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 # Sizes chosen so one run takes a few seconds on a CPU and accuracy lands clearly above chance.
 LEARNS = {
     "mlp": (dict(train_samples=2048, eval_samples=256, batch_size=32), 0.3),        # chance 0.1

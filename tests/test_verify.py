@@ -19,6 +19,8 @@ import gate as worker_gate  # noqa: E402  (workers/gate.py: the worker side)
 import specs  # noqa: E402
 import weights  # noqa: E402
 
+pytestmark = pytest.mark.framework  # every test here starts a real ML framework
+
 FRAMEWORKS = ["pytorch", "tensorflow", "jax"]
 TINY = [{"name": m, "preset": "tiny"} for m in ("mlp", "cnn", "transformer", "lstm", "vit")]
 
