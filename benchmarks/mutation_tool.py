@@ -2,6 +2,8 @@
 modules that compute what the user reads, against the fast tests that cover each module.
 
     python benchmarks/mutation_tool.py [--only order,summary] [--cap-s 600] [--work /tmp/mutwork]
+                                       [--sample N]   # one mutant in N for every module (1: all)
+                                       [--resume]     # keep the caches: retry what lived
 
 Installs mutmut MUTMUT_VERSION into a scratch virtualenv (VENV) that also sees the project's
 virtualenv through a .pth file (no install into the project's own), copies the working tree to a
@@ -9,8 +11,8 @@ scratch directory (mutmut 2 mutates files in place, one mutant at a time), and r
 `mutmut run` with only the related fast tests as its runner (`pytest -x`), each module under a
 wall-clock cap. Prints, per module, killed / survived / timeout / suspicious / untested and the
 score (killed + timeout) / tested, and writes each module's surviving mutants as diffs to
-<work>/<module>.survivors.txt. Modules marked provisional are being rewritten (stats, the
-recommendation, compare): their score says little until that lands.
+<work>/<module>.survivors.txt. Modules marked provisional are being rewritten (stats, compare):
+their score says little until that lands.
 A run over every module takes about 30 minutes of CPU on a quiet 2-core machine.
 """
 from __future__ import annotations
@@ -44,7 +46,8 @@ MODULES = {
                 False),
     "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
     "compare": ("mlbench/compare.py", "tests/test_compare.py", True),
-    "recommend": ("mlbench/report/recommend.py", "tests/test_report.py", True),
+    "recommend": ("mlbench/report/recommend.py", "tests/test_report.py tests/test_decision.py "
+                  "tests/test_promises_report.py", False),
 }
 
 
@@ -89,10 +92,15 @@ def pre_mutation(context):
 """
 
 
-def copy_tree(work: Path) -> None:
+def copy_tree(work: Path, resume: bool = False) -> None:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.split()
+    # --resume keeps each module's mutmut cache (<module>.mutmut-cache) across the fresh copy
+    caches = {c.name: c.read_bytes() for c in work.glob("*.mutmut-cache")} if resume else {}
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name, data in caches.items():
+        (work / name).write_bytes(data)
     for f in files:
         src = ROOT / f
         if src.is_file() and not src.is_symlink():
@@ -101,12 +109,17 @@ def copy_tree(work: Path) -> None:
     (work / "mutmut_config.py").write_text(MUTMUT_CONFIG)
 
 
-def run_module(py: Path, work: Path, name: str, cap_s: float) -> dict:
+def run_module(py: Path, work: Path, name: str, cap_s: float, sample: int,
+               resume: bool = False) -> dict:
     path, tests, provisional = MODULES[name]
     mutmut = [str(py), "-m", "mutmut"]
-    cache = work / ".mutmut-cache"
+    cache, kept = work / ".mutmut-cache", work / f"{name}.mutmut-cache"
     cache.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(work), "MUTMUT_SAMPLE": str(SAMPLE.get(name, 1))}
+    if resume and kept.exists():
+        # mutmut 2's own incremental rule: a killed mutant stays killed; the others (survived,
+        # untested, a capped run's rest) are tried again when the tests changed
+        shutil.move(kept, cache)
+    env = {**os.environ, "PYTHONPATH": str(work), "MUTMUT_SAMPLE": str(sample)}
     # mutmut 2 counts only exit status 1 as killed: a mutant that breaks the import (pytest
     # exits 2, collection error) would count as survived, so every failure is made a 1
     runner = f'sh -c "{py} -m pytest {FAST} {tests} || exit 1"'
@@ -126,13 +139,14 @@ def run_module(py: Path, work: Path, name: str, cap_s: float) -> dict:
         capped = True
     # a capped run leaves its file mutated: restore it from the project
     shutil.copy2(ROOT / path, work / path)
-    counts = _statuses(work)
+    counts = _statuses(work, path)
     survivors = counts.pop("_survivors")
     with open(work / f"{name}.survivors.txt", "w", encoding="utf-8") as fh:
         for i in survivors:
             diff = subprocess.run([*mutmut, "show", str(i)], cwd=work, env=env,
                                   capture_output=True, text=True).stdout
             fh.write(f"--- mutant {i}\n{diff}\n")
+    shutil.move(cache, kept)
     return {**counts, "seconds": time.monotonic() - t0, "capped": capped,
             "provisional": provisional}
 
@@ -141,12 +155,15 @@ STATUS = {"ok_killed": "killed", "bad_survived": "survived", "bad_timeout": "tim
           "ok_suspicious": "suspicious", "untested": "untested", "skipped": "untested"}
 
 
-def _statuses(work: Path) -> dict:
-    """Counts per outcome and the surviving mutants' ids, from mutmut's own cache (SQLite)."""
+def _statuses(work: Path, path: str) -> dict:
+    """Counts per outcome and the surviving mutants' ids of one file, from mutmut's own cache
+    (SQLite)."""
     import sqlite3
     con = sqlite3.connect(work / ".mutmut-cache")
     try:
-        rows = con.execute("select id, status from Mutant").fetchall()
+        rows = con.execute("select m.id, m.status from Mutant m join Line l on m.line = l.id "
+                           "join SourceFile f on l.sourcefile = f.id where f.filename = ?",
+                           (path,)).fetchall()
     finally:
         con.close()
     out: dict = {k: 0 for k in dict.fromkeys(STATUS.values())}
@@ -162,20 +179,26 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(MODULES), help="comma-separated module names")
     ap.add_argument("--cap-s", type=float, default=600, help="wall-clock cap per module")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mutwork"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the work tree's mutmut caches: try again only what was not "
+                         "killed (a capped run's rest, survivors after new tests)")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="one mutant in n for every module (1: all; 0: each module's SAMPLE)")
     args = ap.parse_args()
     py = venv_python()
-    copy_tree(args.work)
+    copy_tree(args.work, args.resume)
     print(f"mutmut {MUTMUT_VERSION}; work tree {args.work}")
     print(f"{'module':10} {'sample':>6} {'killed':>6} {'surv':>5} {'t/o':>4} {'susp':>4} "
           f"{'untested':>8} "
           f"{'score':>6} {'s':>5}")
     for name in args.only.split(","):
-        r = run_module(py, args.work, name, args.cap_s)
+        sample = args.sample or SAMPLE.get(name, 1)
+        r = run_module(py, args.work, name, args.cap_s, sample, args.resume)
         score = (r["killed"] + r["timeout"]) / r["tested"] if r["tested"] else float("nan")
         note = (" (capped)" if r["capped"] else "") + (" provisional" if r["provisional"] else "")
-        sample = "1/" + str(SAMPLE.get(name, 1))
-        print(f"{name:10} {sample:>6} {r['killed']:6} {r['survived']:5} {r['timeout']:4} "
-              f"{r['suspicious']:4} {r['untested']:8} {score:6.0%} {r['seconds']:5.0f}{note}",
+        print(f"{name:10} {'1/' + str(sample):>6} {r['killed']:6} {r['survived']:5} "
+              f"{r['timeout']:4} {r['suspicious']:4} {r['untested']:8} {score:6.0%} "
+              f"{r['seconds']:5.0f}{note}",
               flush=True)
     print(f"survivors: {args.work}/<module>.survivors.txt")
     return 0

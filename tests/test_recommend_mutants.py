@@ -1,0 +1,498 @@
+"""mlbench/report/recommend.py pinned value by value (the mutants mutmut left alive there, see
+benchmarks/mutation_tool.py): every aspect's sentence (its verb, figure and direction) with the
+ratio and interval bootstrapped independently from the planted per-process values; the ranking
+as a geometric mean over partial grids; the configurations' order; warnings of the two compared
+frameworks only, machine- and device-level ones void; what "nothing to compare" records hold;
+the CPU memory detail; gate listings; eager frameworks apart from the compile question.
+
+Planted processes are irregular (a drifting warm-up, an outlier, a spread between processes);
+expected values come from numpy on the planted samples, never from the output under test.
+"""
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import polars as pl
+import pytest
+
+import fakestore as fs
+from test_decision import KS, SHAPE, _boot, _frame
+from mlbench import decision, gate_verdicts, stats
+from mlbench.report import recommend as rmod
+from mlbench.report.recommend import recommend
+
+LAT_SHAPE = (1.3, 1.0, 0.96, 1.05, 0.99, 2.2, 1.01, 0.98, 1.02)    # a slow first call, an outlier
+
+# framework: step s, latency s, first step s per process, peak RSS bytes per process
+# (memory: medians 611 and 402 MB, 34.2% less: a slip in the percentage shows after rounding)
+PLAN = {"jax": (0.010, 0.0021, (0.31, 0.36, 0.29), (611e6, 655e6, 590e6)),
+        "tensorflow": (0.0135, 0.0030, (0.74, 0.69, 0.81), (402e6, 388e6, 431e6))}
+# per process, put into the frame as the aggregate would (the headline value: their median)
+ENERGY = {"jax": [41.0, 44.5, 39.8], "tensorflow": [52.3, 49.9, 57.0]}       # J / 1000 samples
+SS_P90 = {"jax": [0.0052, 0.0049, 0.0061], "tensorflow": [0.0071, 0.0083, 0.0069]}
+QPS = {"jax": [410.0, 395.0, 432.0], "tensorflow": [520.0, 498.0, 541.0]}
+
+
+def _steps(step, k):
+    return [step * k * f for f in SHAPE]
+
+
+def _attempts(plan=PLAN, **kw):
+    out = []
+    for fw, (step, lat, firsts, rss) in plan.items():
+        for r, k in enumerate(KS):
+            out.append(fs.attempt(fw, repeat=r, step_times=_steps(step, k),
+                                  latencies=[lat * k * g for g in LAT_SHAPE],
+                                  first_step=firsts[r], host_rss=int(rss[r]), **kw))
+    return out
+
+
+def _put(frame, col, by_fw: dict, dtype=pl.Float64):
+    """Set a column per framework (frameworks not named: null)."""
+    return frame.with_columns(pl.col("framework").replace_strict(
+        by_fw, default=None, return_dtype=dtype).alias(col))
+
+
+def _per_process(by_fw, col):
+    return {"head": (col, {fw: float(np.median(v)) for fw, v in by_fw.items()}, pl.Float64),
+            "reps": (col + "_r", by_fw, pl.List(pl.Float64))}
+
+
+def _all_aspects():
+    cells = _frame(_attempts())
+    for col, by_fw in (("train_j_per_ksample", ENERGY), ("ss_p90", SS_P90),
+                       ("server_max_qps", QPS)):
+        for name, values, dtype in _per_process(by_fw, col).values():
+            cells = _put(cells, name, values, dtype)
+    return cells
+
+
+def _expect(lead, other, higher):
+    """(ratio, lo, hi) the leader's lead: leader against runner-up, bootstrapped by numpy."""
+    r, lo, hi = _boot([(lead, other)])
+    return (r, lo, hi) if higher else (1 / r, 1 / hi, 1 / lo)
+
+
+def _by(recs, aspect, model=None):
+    return next(r for r in recs if r.aspect == aspect and (model is None or r.model == model))
+
+
+def test_every_aspect_says_who_wins_by_its_bootstrapped_ratio_in_its_own_words():
+    recs = recommend(_all_aspects())
+    sps = {fw: [32 / float(np.median(_steps(p[0], k))) for k in KS] for fw, p in PLAN.items()}
+    lat = {fw: [float(np.median([p[1] * k * g for g in LAT_SHAPE])) for k in KS]
+           for fw, p in PLAN.items()}
+    comp = {fw: [p[2][r] - float(np.median(_steps(p[0], k))) for r, k in enumerate(KS)]
+            for fw, p in PLAN.items()}
+    mem = {fw: list(p[3]) for fw, p in PLAN.items()}
+    # aspect: per-process values, higher is better, the planted winner, the sentence's tail
+    want = {"train": (sps, True, "jax", "trains fastest: {r} the throughput of {o}."),
+            "compile": (comp, False, "jax", "compiles fastest: {r} lower compile time than {o}."),
+            "latency": (lat, False, "jax",
+                        "serves with the lowest latency: {r} lower p50 latency than {o}."),
+            "memory": (mem, False, "tensorflow",
+                       "uses the least memory: {pct}% less memory than {o} ({r})."),
+            "energy": (ENERGY, False, "jax",
+                       "uses the least energy per sample: {r} lower energy per sample than {o}."),
+            "single_stream": (SS_P90, False, "jax", "answers single queries fastest: {r} lower "
+                              "single-stream p90 latency than {o}."),
+            "server": (QPS, True, "tensorflow", "serves the most queries/s within the bound: "
+                       "{r} the server QPS of {o}.")}
+    assert [r.aspect for r in recs] == list(want)          # ASPECTS' order, each once
+    for aspect, (vals, higher, win, tail) in want.items():
+        rec = _by(recs, aspect)
+        other = next(fw for fw in PLAN if fw != win)
+        ratio, lo, hi = _expect(vals[win], vals[other], higher)
+        assert lo > 1.05, aspect                           # the planted data is what it says
+        assert (rec.winner, rec.leader, rec.runner_up, rec.verdict) == (win, win, other, "clear")
+        assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((ratio, lo, hi)), aspect
+        r = f"{ratio:.2f}x [{lo:.2f}-{hi:.2f}]"
+        assert rec.text == f"{win} " + tail.format(r=r, o=other,
+                                                   pct=f"{(1 - 1 / ratio) * 100:.0f}"), aspect
+        assert rec.interval_kind == "95% CI of the ratio"
+        assert rec.details[0] == "Configurations: bs32 fp32."
+
+
+def test_the_verdict_record_holds_the_figures_of_the_verdict():
+    cells = _all_aspects()
+    rec = _by(recommend(cells), "server")
+    ratio, lo, hi = _expect(QPS["tensorflow"], QPS["jax"], True)
+    # the serving figures rest on the latency samples: their warnings, leader's first
+    lat_warn = {r["framework"]: r["warn_latency"] for r in cells.to_dicts()}
+    assert all(lat_warn.values())                       # the planted outliers are flagged
+    warnings = [f"{fw} (bs32 fp32): {w}" for fw in ("tensorflow", "jax") for w in lat_warn[fw]]
+    got = rec.record()
+    assert got.pop("ratio") == pytest.approx(ratio)
+    assert (got.pop("ci_low"), got.pop("ci_high")) == pytest.approx((lo, hi))
+    assert got == {"question": "most server QPS within the latency bound", "model": "mlp.small",
+                   "device": "cpu", "figure": "server QPS with p99 within the latency bound",
+                   "winner": "tensorflow", "leader": "tensorflow", "runner_up": "jax",
+                   "reason": "the interval lies beyond the ±5% margin", "warnings": warnings}
+    assert rec.record("asked differently")["question"] == "asked differently"
+    assert rec.ratio_text == f"{ratio:.2f}x [{lo:.2f}-{hi:.2f}]"
+
+
+def test_nothing_to_compare_holds_no_figures():
+    recs = recommend(_frame([fs.attempt("jax", step_times=_steps(0.01, 1.0))]))
+    assert recs and all(r.verdict == "nothing-to-compare" for r in recs)
+    train = _by(recs, "train")
+    assert train.text == "Nothing to compare: only jax has steady-state training samples/s " \
+                         "results."
+    assert train.record() == {
+        "question": "fastest to train", "model": "mlp.small", "device": "cpu",
+        "figure": "steady-state training samples/s", "winner": None, "leader": None,
+        "runner_up": None, "ratio": None, "ci_low": None, "ci_high": None,
+        "reason": "only jax has steady-state training samples/s results", "warnings": []}
+    assert (train.interval_kind, train.details, train.ratio_text) == (None, (), "–")
+    # verdicts are shared by the page, results.json and the modes section: none may alter one
+    with pytest.raises(FrozenInstanceError):
+        train.winner = "jax"
+    with pytest.raises(FrozenInstanceError):
+        rmod.ASPECTS[0].higher_is_better = False
+    # an interval-less ratio prints alone
+    assert rmod.Recommendation("m", "cpu", "train", None, "no-clear-winner", "t",
+                               ratio=1.5).ratio_text == "1.50x"
+
+
+# --- ranking over a partial grid -----------------------------------------------------------------
+# step seconds per (framework, batch, precision); latencies a fifth of them. Lower is better,
+# so the badness is v / best: jax is best everywhere; tensorflow 1.1x, 1.25x and 1.15x behind
+# (geometric mean 1.165); pytorch, measured in bs32 fp32 only, 1.3x behind. The configurations
+# differ tenfold in scale: a ranking that did not divide by each one's best, or averaged logs
+# wrongly, would put pytorch (one small configuration) second or first.
+GRID = {("jax", 32, "fp32"): 0.0100, ("tensorflow", 32, "fp32"): 0.0110,
+        ("pytorch", 32, "fp32"): 0.0130,
+        ("jax", 32, "bf16"): 0.0800, ("tensorflow", 32, "bf16"): 0.1000,
+        ("jax", 64, "fp32"): 0.0180, ("tensorflow", 64, "fp32"): 0.0207}
+
+
+def _grid_attempts(grid=GRID):
+    out = []
+    for (fw, bs, prec), step in grid.items():
+        for r, k in enumerate(KS):
+            # warm-up steps (fakestore's, scaled by the first step) above the steady ones
+            out.append(fs.attempt(fw, batch_size=bs, precision=prec, repeat=r,
+                                  step_times=_steps(step, k), first_step=40 * step * k,
+                                  latencies=[step / 5 * k * g for g in LAT_SHAPE]))
+    return out
+
+
+def test_ranking_is_the_geometric_mean_of_each_configurations_distance_from_its_best():
+    cells = _frame(_grid_attempts())
+    recs = recommend(cells)
+    both = [(32, "bf16"), (32, "fp32"), (64, "fp32")]
+    sps = {fw: [[bs / float(np.median(_steps(GRID[fw, bs, p], k))) for k in KS]
+                for bs, p in both] for fw in ("jax", "tensorflow")}
+    lat = {fw: [[float(np.median([GRID[fw, bs, p] / 5 * k * g for g in LAT_SHAPE]))
+                 for k in KS] for bs, p in both] for fw in ("jax", "tensorflow")}
+    for aspect, vals, higher in (("train", sps, True), ("latency", lat, False)):
+        rec = _by(recs, aspect)
+        assert (rec.winner, rec.runner_up, rec.verdict) == ("jax", "tensorflow", "clear"), aspect
+        r, lo, hi = _boot(list(zip(vals["jax"], vals["tensorflow"])))
+        want = (r, lo, hi) if higher else (1 / r, 1 / hi, 1 / lo)
+        assert (rec.ratio, rec.lo, rec.hi) == pytest.approx(want), aspect
+        assert rec.interval_kind == "95% CI of the geometric mean over 3 configurations"
+        assert rec.details[:2] == ("Configurations: bs32 bf16, bs32 fp32, bs64 fp32.",
+                                   "Also measured: pytorch.")
+    # the same cells in another order: the same verdicts, configurations listed alike
+    again = recommend(cells.reverse())
+    assert [r.record() for r in again] == [r.record() for r in recs]
+    assert [r.details for r in again] == [r.details for r in recs]
+
+
+def test_a_tie_goes_to_the_first_name_whatever_the_row_order():
+    plan = {"pytorch": PLAN["jax"], "jax": PLAN["jax"]}     # the same samples
+    cells = _frame(_attempts(plan))
+    sps = [32 / float(np.median(_steps(0.010, k))) for k in KS]
+    r, lo, hi = _boot([(sps, sps)])
+    for frame in (cells, cells.reverse()):
+        rec = _by(recommend(frame), "train")
+        assert (rec.leader, rec.runner_up, rec.winner) == ("jax", "pytorch", None)
+        assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((r, lo, hi)) and r == 1.0
+        assert rec.text == f"No clear winner: jax leads pytorch by 1.00x [{lo:.2f}-{hi:.2f}]; " \
+                           "within noise: the interval reaches inside the ±5% margin."
+
+
+def test_leader_and_runner_up_never_measured_together():
+    # jax best in fp32, pytorch best in bf16, tensorflow behind in both
+    grid = {("jax", 32, "fp32"): 0.010, ("tensorflow", 32, "fp32"): 0.014,
+            ("pytorch", 32, "bf16"): 0.009, ("tensorflow", 32, "bf16"): 0.012}
+    rec = _by(recommend(_frame(_grid_attempts(grid))), "train")
+    why = "jax and pytorch were never measured in the same configuration"
+    assert (rec.leader, rec.runner_up, rec.winner, rec.verdict) == (
+        "jax", "pytorch", None, "no-clear-winner")
+    assert (rec.text, rec.reason, rec.ratio) == (f"No clear winner: {why}.", why, None)
+
+
+@pytest.mark.parametrize("attempts, why", [
+    ([fs.attempt("jax", precision="fp32", step_times=_steps(0.01, 1.0)),
+      fs.attempt("pytorch", precision="bf16", step_times=_steps(0.02, 1.04))],
+     "no configuration has results from two frameworks"),
+    ([fs.attempt("jax", step_times=[]), fs.attempt("pytorch", step_times=[])],
+     "no steady-state training samples/s results"),
+])
+def test_nothing_to_compare_says_why(attempts, why):
+    rec = _by(recommend(_frame(attempts)), "train")
+    assert (rec.verdict, rec.winner, rec.leader) == ("nothing-to-compare", None, None)
+    assert (rec.text, rec.reason) == (f"Nothing to compare: {why}.", why)
+
+
+def test_compile_leaves_out_eager_and_zero_compile_times():
+    a = _attempts({"jax": PLAN["jax"], "tensorflow": PLAN["tensorflow"],
+                   "pytorch": (0.008, 0.002, (0.0121, 0.0139, 0.0117), PLAN["jax"][3])})
+    # tensorflow's first steps as short as its median step: nothing to compile (0 s)
+    for x in a:
+        if x["framework"] == "tensorflow":
+            x["metrics"]["train"]["first_step_s"] = 0.9 * min(x["metrics"]["train"]
+                                                                ["step_times_s"])
+    rec = _by(recommend(_frame(a)), "compile")
+    overhead = 1e3 * float(np.median([f - np.median(_steps(0.008, k))
+                                      for f, k in zip((0.0121, 0.0139, 0.0117), KS)]))
+    note = f"eager: no compilation: pytorch (first-step overhead {overhead:.3g} ms)."
+    why = "only jax has compile time (first step - median step) results"
+    assert rec.text == f"Nothing to compare: {why}. {note}" and rec.reason == why
+    # only eager cells: no compiled mode at all
+    rec = _by(recommend(_frame([x for x in a if x["framework"] == "pytorch"])), "compile")
+    assert rec.text == f"Nothing to compare: no compiled mode was measured. {note}"
+
+
+def test_which_modes_compile():
+    assert not rmod.compiles({"framework": "numpy"})
+    assert not rmod.compiles({"base_framework": "numpy", "framework": "numpy-ref"})
+    assert not rmod.compiles({"framework": "pytorch", "mode_settings": ""})
+    assert not rmod.compiles({"framework": "pytorch", "mode_settings": "compile=False"})
+    assert not rmod.compiles({"framework": "pytorch-eager", "base_framework": "pytorch",
+                              "mode_settings": "threads=4"})
+    assert rmod.compiles({"framework": "pytorch-compile", "base_framework": "pytorch",
+                          "mode_settings": "compile=True, mode=max-autotune"})
+    assert rmod.compiles({"framework": "tensorflow", "mode_settings": ""})
+    assert rmod.compiles({"framework": "jax"})
+
+
+def test_a_process_with_no_compile_time_is_left_out_of_the_interval():
+    a = _attempts()
+    jax = [x for x in a if x["framework"] == "jax"]
+    # one jax process's first step no longer than its median step: 0 s, no positive value
+    jax[1]["metrics"]["train"]["first_step_s"] = min(jax[1]["metrics"]["train"]["step_times_s"])
+    rec = _by(recommend(_frame(a)), "compile")
+    assert rec.winner is None and rec.leader == "jax"
+    assert rec.reason == "cannot tell: only 2 processes on one side (at least 3 needed)"
+    comp = [p - float(np.median(_steps(0.010, k))) for p, k in zip(PLAN["jax"][2], KS)]
+    tf = [p - float(np.median(_steps(0.0135, k))) for p, k in zip(PLAN["tensorflow"][2], KS)]
+    r, lo, hi = _boot([([comp[0], comp[2]], tf)])
+    assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((1 / r, 1 / hi, 1 / lo))
+
+
+# --- warnings: the two compared frameworks' own, machine- and device-level ones void ----------
+THIRD = (0.0190, 0.0041, (0.52, 0.47, 0.55), (700e6, 720e6, 690e6))   # pytorch, eager
+EAGER_NOTE = "eager: no compilation: pytorch (first-step overhead {:.3g} ms).".format(1e3 * float(
+    np.median([f - np.median(_steps(THIRD[0], k)) for f, k in zip(THIRD[2], KS)])))
+
+
+def _three_frameworks():
+    return _frame(_attempts({**PLAN, "pytorch": THIRD}))
+
+
+def _warn(cells, fw, text, col="warn_all"):
+    return cells.with_columns(pl.when(pl.col("framework") == fw)
+                              .then(pl.col(col).list.concat(pl.lit([text])))
+                              .otherwise(pl.col(col)).alias(col))
+
+
+def test_a_third_frameworks_voiding_warning_voids_nothing():
+    cells = _warn(_three_frameworks(), "pytorch", VOIDING["busy machine"])
+    rec = _by(recommend(cells), "train")
+    assert (rec.winner, rec.runner_up) == ("jax", "tensorflow")
+    assert rec.details[1] == "Also measured: pytorch."
+    assert not any(w.startswith("pytorch") for w in rec.warnings)
+
+
+VOIDING = {"busy machine": "busy machine: other processes used 55% of the CPU",
+           "busy device": "busy device: another process held 1.0 GiB on cuda:0",
+           "samples too short": "samples too short: median step 0.4 ms"}
+
+
+@pytest.mark.parametrize("kind", sorted(VOIDING))
+@pytest.mark.parametrize("fw", ["jax", "tensorflow"])
+def test_a_machine_or_device_warning_on_either_side_voids_the_winner(kind, fw):
+    cells = _warn(_three_frameworks(), fw, VOIDING[kind])
+    recs = recommend(cells)
+    for aspect in ("train", "latency", "memory", "compile"):
+        rec = _by(recs, aspect)
+        assert rec.winner is None and rec.reason == f"cannot tell: voided by {kind}", aspect
+        assert f"{fw} (bs32 fp32): {VOIDING[kind]}" in rec.warnings
+        assert rec.text.startswith(f"No clear winner: {rec.leader} leads {rec.runner_up} by ")
+        assert rec.text.endswith(f"; cannot tell: voided by {kind}." + (
+            f" {EAGER_NOTE}" if aspect == "compile" else ""))
+
+
+def test_warnings_are_named_by_framework_and_configuration_once_each():
+    cells = _frame(_grid_attempts())
+    note = "unstable: spread between processes 21%"       # not voiding
+    cells = _warn(_warn(cells, "tensorflow", note), "tensorflow", note, "warn_train")
+    rec = _by(recommend(cells), "train")
+    assert rec.winner == "jax"
+    mine = [w for w in rec.warnings if note in w]
+    assert mine == [f"tensorflow ({c}): {note}" for c in ("bs32 bf16", "bs32 fp32", "bs64 fp32")]
+
+
+# --- memory ------------------------------------------------------------------------------------
+def _mib(x):
+    return f"{x / 2 ** 20:.0f} MiB"
+
+
+def test_cpu_memory_detail_compares_whole_process_peaks_and_gpu_has_none():
+    recs = recommend(_all_aspects())
+    rec = _by(recs, "memory")
+    tf, jax = max(PLAN["tensorflow"][3]), max(PLAN["jax"][3])   # the cells' peak: the max
+    assert rec.details[1:] == (f"Whole-process peak RSS agrees: tensorflow {_mib(tf)}, "
+                               f"jax {_mib(jax)}.",)
+    assert rec.unit == "peak host RSS (whole process, libraries included: this store has " \
+                       "no baseline)"
+    gpu = []
+    for x in _attempts():
+        x = fs.attempt(x["framework"], device="cuda:0", repeat=x["repeat"],
+                       step_times=x["metrics"]["train"]["step_times_s"],
+                       peak_device=int(x["host_peak_rss_bytes"] / 3))
+        gpu.append(x)
+    rec = _by(recommend(_frame(gpu)), "memory")
+    assert rec.winner == "tensorflow" and rec.details == ("Configurations: bs32 fp32.",)
+    assert (rec.ratio, rec.lo, rec.hi) == pytest.approx(_expect(
+        [int(v / 3) for v in PLAN["tensorflow"][3]], [int(v / 3) for v in PLAN["jax"][3]],
+        False))
+
+
+def test_equal_peaks_agree_and_the_figures_of_the_cells_name_the_memory():
+    a = _attempts()
+    for x in a:   # the same 1000 MiB peak; tensorflow's working memory 100 MiB, jax's 200
+        mib = 2 ** 20 * (1 + 0.013 * x["repeat"])
+        x["host_peak_rss_bytes"] = x["metrics"]["memory"]["host_peak_rss_bytes"] = 1000 * 2 ** 20
+        x["metrics"]["memory"]["host_baseline_rss_bytes"] = int(
+            1000 * 2 ** 20 - (100 if x["framework"] == "tensorflow" else 200) * mib)
+    cells = _frame(a)
+    rec = _by(recommend(cells), "memory")
+    assert rec.winner == "tensorflow"
+    assert rec.details[1] == "Whole-process peak RSS agrees: tensorflow 1000 MiB, jax 1000 MiB."
+    # a process that peaks higher though it works in less: said, with both peaks and the ratio
+    for x in a:
+        if x["framework"] == "tensorflow":
+            x["host_peak_rss_bytes"] = x["metrics"]["memory"]["host_peak_rss_bytes"] = int(
+                (1450 + 17 * x["repeat"]) * 2 ** 20)
+            x["metrics"]["memory"]["host_baseline_rss_bytes"] = int(
+                (1350 + 17 * x["repeat"]) * 2 ** 20 - 0.013 * x["repeat"] * 2 ** 20)
+    rec = _by(recommend(_frame(a)), "memory")
+    tf_peak = 1450 + 17 * 2                             # the cell's peak: its processes' max
+    assert rec.winner == "tensorflow" and rec.details[1] == (
+        f"Whole-process peak RSS disagrees: tensorflow {tf_peak} MiB against jax 1000 MiB "
+        f"({tf_peak / 1000:.2f}x tensorflow's higher): tensorflow needs less working memory but "
+        "its process as a whole peaks higher (runtime and libraries).")
+    # without one side's peak there is nothing to set beside the working memory
+    no_peak = _put(cells, "host_peak_rss_bytes", {"tensorflow": 1000 * 2 ** 20}, pl.Int64)
+    assert _by(recommend(no_peak), "memory").details == ("Configurations: bs32 fp32.",)
+    named = _put(cells, "mem_figure_text", {"jax": "B figure", "tensorflow": "A figure"}, pl.Utf8)
+    assert _by(recommend(named), "memory").unit == "A figure / B figure"
+    unnamed = _put(cells, "mem_figure_text", {}, pl.Utf8)
+    rec = _by(recommend(unnamed), "memory")
+    assert rec.unit == "memory" and rec.record()["figure"] == "memory"
+
+
+# --- the equivalence gate, what is asked, in which order ------------------------------------------
+def test_gate_failures_are_left_out_and_listed_with_the_unchecked_ones():
+    cells = _put(_frame(_grid_attempts()), "gate_label", {"jax": "mlp.wide",
+                 "tensorflow": "mlp.wide", "pytorch": "mlp.wide"}, pl.Utf8)
+    row = dict(model="mlp", model_label="mlp.wide", device="cpu", reference="numpy")
+    gate = gate_verdicts.GateVerdicts(gate_verdicts.GateReport(rows=[
+        gate_verdicts.GateRow(**row, precision="fp32", framework="jax", passed=False),
+        gate_verdicts.GateRow(**row, precision="bf16", framework="jax", passed=False),
+        gate_verdicts.GateRow(**row, precision="fp32", framework="tensorflow", passed=True)]))
+    recs = recommend(cells, gate)
+    assert {r.aspect for r in recs} == {"train", "compile", "latency", "memory"}
+    gate_lines = ("Not comparable (failed the equivalence gate), left out: jax (bf16, fp32).",
+                  "Not checked by the equivalence gate: pytorch (fp32); tensorflow (bf16).")
+    for rec in recs:
+        assert rec.details[-2:] == gate_lines, rec.aspect
+        assert "jax" not in rec.text and "jax" not in (rec.leader, rec.runner_up)
+    train = _by(recs, "train")
+    assert (train.leader, train.runner_up) == ("tensorflow", "pytorch")
+    assert train.details[0] == "Configurations: bs32 fp32."
+    # the gate is looked up by the config's label of the model, not the model's name
+    by_name = gate_verdicts.GateVerdicts(gate_verdicts.GateReport(rows=[
+        gate_verdicts.GateRow(**{**row, "model_label": "mlp"}, precision=p, framework="jax",
+                              passed=False) for p in ("fp32", "bf16")]))
+    assert _by(recommend(cells, by_name), "train").leader == "jax"
+
+
+def test_a_model_whose_cells_all_failed_is_not_asked_about():
+    a = _attempts() + [fs.attempt(fw, model="cnn", status="oom", reason="OOM")
+                       for fw in ("jax", "tensorflow")]
+    recs = recommend(_frame(a))
+    assert {r.model for r in recs} == {"mlp.small"}
+    assert [r.aspect for r in recs] == ["train", "compile", "latency", "memory"]
+
+
+def test_serving_aspects_only_where_their_scenario_was_measured():
+    cells = _frame(_attempts())
+    for name, values, dtype in _per_process(SS_P90, "ss_p90").values():
+        cells = _put(cells, name, values, dtype)
+    recs = recommend(cells)
+    assert [r.aspect for r in recs] == ["train", "compile", "latency", "memory",
+                                        "single_stream"]
+    assert _by(recs, "single_stream").winner == "jax"
+
+
+def test_recommendations_per_model_in_label_order():
+    a = _attempts() + [dict(x, model="cnn", model_label="cnn.small", cell_id=x["cell_id"] + "c")
+                       for x in _attempts()]
+    for x in a[len(a) // 2:]:
+        x["model_label"] = "cnn.small"
+    recs = recommend(_frame(a).reverse())
+    assert [r.model for r in recs] == ["cnn.small"] * 4 + ["mlp.small"] * 4
+
+
+def test_banner_states_the_rule_the_voiding_kinds_and_the_advice():
+    assert rmod.BANNER == (f"{decision.RULE} Voiding warnings: contended, busy machine, busy "
+                           "device, samples too short. Over several configurations (batch size, "
+                           "precision): the geometric mean over those both frameworks measured. "
+                           f"Advice: {stats.REPEATS_ADVICE}.")
+
+
+def test_the_per_process_ratio_decides_when_the_headline_values_rank_the_other_way():
+    # the headline (pooled) throughput ranks jax first; the medians of its processes are
+    # behind tensorflow's: the verdict follows the processes and says so the right way round
+    cells = _put(_frame(_attempts()), "train_sps", {"jax": 2400.0, "tensorflow": 2300.0})
+    per = {"jax": [1905.0, 1870.0, 1931.0], "tensorflow": [2390.0, 2455.0, 2312.0]}
+    cells = _put(cells, "train_sps_r", per, pl.List(pl.Float64))
+    rec = _by(recommend(cells), "train")
+    r, lo, hi = _boot([(per["jax"], per["tensorflow"])])     # jax ranked first: a = jax
+    ratio, lo, hi = 1 / r, 1 / hi, 1 / lo
+    assert lo > 1.05
+    assert (rec.winner, rec.leader, rec.runner_up) == ("tensorflow", "tensorflow", "jax")
+    assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((ratio, lo, hi))
+    assert rec.text == f"tensorflow trains fastest: {ratio:.2f}x [{lo:.2f}-{hi:.2f}] the " \
+                       "throughput of jax."
+
+
+def test_the_decision_settings_reach_every_verdict_and_each_configuration():
+    settings = decision.Settings(margin=0.30)
+    recs = recommend(_all_aspects(), settings=settings)
+    train = _by(recs, "train")
+    assert 1.05 < train.lo <= 1.30 < train.hi           # beyond 5%, not beyond 30%
+    assert train.winner is None and train.reason == \
+        "within noise: the interval reaches inside the ±30% margin"
+    rec = _by(recommend(_all_aspects(), settings=decision.Settings(min_processes=4)), "latency")
+    assert rec.winner is None and rec.reason == \
+        "cannot tell: only 3 processes on one side (at least 4 needed)"
+    # jax 2x ahead in fp32, pytorch 1.25x ahead in bf16: with a 17% margin bf16's interval no
+    # longer lies beyond it (its low end 1.17-), the geometric mean's (1.18) still does
+    plan = {("jax", 32, "fp32"): 0.010, ("pytorch", 32, "fp32"): 0.020,
+            ("jax", 32, "bf16"): 0.0125, ("pytorch", 32, "bf16"): 0.010}
+    cells = _frame(_grid_attempts(plan))
+    assert _by(recommend(cells), "train").reason.startswith("configurations disagree")
+    wide = _by(recommend(cells, settings=decision.Settings(margin=0.17)), "train")
+    sps = {fw: [[32 / float(np.median(_steps(plan[fw, 32, p], k))) for k in KS]
+                for p in ("bf16", "fp32")] for fw in ("jax", "pytorch")}
+    r, lo, hi = _boot(list(zip(sps["jax"], sps["pytorch"])))
+    bf16 = _boot([(sps["pytorch"][0], sps["jax"][0])])
+    assert lo > 1.17 > bf16[1]                          # the mean beyond 17%, bf16 not
+    assert wide.winner == "jax" and wide.reason == "the interval lies beyond the ±17% margin"
