@@ -238,23 +238,39 @@ def test_nothing_to_compare_says_why(attempts, why):
     assert (rec.text, rec.reason) == (f"Nothing to compare: {why}.", why)
 
 
+EAGER = {"pytorch": (0.008, (0.0121, 0.0139, 0.0117)), "numpy": (0.002, (0.0031, 0.0027, 0.0035))}
+
+
 def test_compile_leaves_out_eager_and_zero_compile_times():
     a = _attempts({"jax": PLAN["jax"], "tensorflow": PLAN["tensorflow"],
-                   "pytorch": (0.008, 0.002, (0.0121, 0.0139, 0.0117), PLAN["jax"][3])})
+                   **{fw: (step, 0.002, firsts, PLAN["jax"][3])
+                      for fw, (step, firsts) in EAGER.items()}})
     # tensorflow's first steps as short as its median step: nothing to compile (0 s)
     for x in a:
         if x["framework"] == "tensorflow":
             x["metrics"]["train"]["first_step_s"] = 0.9 * min(x["metrics"]["train"]
                                                                 ["step_times_s"])
-    rec = _by(recommend(_frame(a)), "compile")
-    overhead = 1e3 * float(np.median([f - np.median(_steps(0.008, k))
-                                      for f, k in zip((0.0121, 0.0139, 0.0117), KS)]))
-    note = f"eager: no compilation: pytorch (first-step overhead {overhead:.3g} ms)."
+    # first step - median step, per process; the median over the processes; by name
+    note = "eager: no compilation: " + ", ".join(
+        "{} (first-step overhead {:.3g} ms)".format(fw, 1e3 * float(np.median(
+            [f - np.median(_steps(EAGER[fw][0], k)) for f, k in zip(EAGER[fw][1], KS)])))
+        for fw in ("numpy", "pytorch")) + "."
     why = "only jax has compile time (first step - median step) results"
-    assert rec.text == f"Nothing to compare: {why}. {note}" and rec.reason == why
+    cells = _frame(a)
+    for frame in (cells, cells.reverse()):              # the 0 s cells first or last
+        rec = _by(recommend(frame), "compile")
+        assert rec.text == f"Nothing to compare: {why}. {note}" and rec.reason == why
     # only eager cells: no compiled mode at all
-    rec = _by(recommend(_frame([x for x in a if x["framework"] == "pytorch"])), "compile")
+    eager = _frame([x for x in a if x["framework"] in EAGER])
+    rec = _by(recommend(eager), "compile")
     assert rec.text == f"Nothing to compare: no compiled mode was measured. {note}"
+    # compiled modes measured without a compile time: said so, eager cells or not
+    for frame in (cells, cells.filter(pl.col("framework").is_in(["jax", "tensorflow"]))):
+        compiled = pl.col("framework").is_in(["jax", "tensorflow"])
+        blank = frame.with_columns(*(pl.when(compiled).then(None).otherwise(pl.col(c)).alias(c)
+                                     for c in ("compile_s", "compile_r")))
+        rec = _by(recommend(blank), "compile")
+        assert rec.reason == "no compile time (first step - median step) results"
 
 
 def test_which_modes_compile():
