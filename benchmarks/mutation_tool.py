@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,8 +47,9 @@ MODULES = {
                 False),
     "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
     "compare": ("mlbench/compare.py", "tests/test_compare.py", True),
-    "recommend": ("mlbench/report/recommend.py", "tests/test_report.py tests/test_decision.py "
-                  "tests/test_promises_report.py", False),
+    "recommend": ("mlbench/report/recommend.py", "tests/test_recommend_mutants.py "
+                  "tests/test_report.py tests/test_decision.py tests/test_promises_report.py",
+                  False),
 }
 
 
@@ -128,17 +130,24 @@ def run_module(py: Path, work: Path, name: str, cap_s: float, sample: int,
     # them as untested; the score is over the mutants tried)
     subprocess.run(f"{py} -m coverage run --include={path} -m pytest {FAST} {tests}",
                    shell=True, cwd=work, env=env, capture_output=True)
-    try:
-        with open(work / f"{name}.log", "w", encoding="utf-8") as log:
-            subprocess.run([*mutmut, "run", "--paths-to-mutate", path, "--tests-dir", "tests",
-                            "--use-coverage", "--runner", runner], cwd=work, env=env,
-                           timeout=cap_s, stdout=log,
-                           stderr=subprocess.STDOUT)
-        capped = False
-    except subprocess.TimeoutExpired:
-        capped = True
-    # a capped run leaves its file mutated: restore it from the project
-    shutil.copy2(ROOT / path, work / path)
+    original = (work / path).read_bytes()
+    with open(work / f"{name}.log", "w", encoding="utf-8") as log:
+        # its own session: a capped run is stopped with its worker processes (mutmut 2 tests
+        # in a multiprocessing child that would otherwise go on writing the cache)
+        proc = subprocess.Popen([*mutmut, "run", "--paths-to-mutate", path, "--tests-dir",
+                                 "tests", "--use-coverage", "--runner", runner], cwd=work,
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=cap_s)
+            capped = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            capped = True
+    # a capped run leaves its file mutated: restore the copy it started from (not the
+    # project's, which may have changed meanwhile)
+    (work / path).write_bytes(original)
     counts = _statuses(work, path)
     survivors = counts.pop("_survivors")
     with open(work / f"{name}.survivors.txt", "w", encoding="utf-8") as fh:

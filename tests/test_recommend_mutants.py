@@ -151,8 +151,9 @@ def test_nothing_to_compare_holds_no_figures():
     with pytest.raises(FrozenInstanceError):
         rmod.ASPECTS[0].higher_is_better = False
     # an interval-less ratio prints alone
-    assert rmod.Recommendation("m", "cpu", "train", None, "no-clear-winner", "t",
-                               ratio=1.5).ratio_text == "1.50x"
+    for bounds in ({}, {"lo": 1.2}, {"hi": 1.9}):
+        assert rmod.Recommendation("m", "cpu", "train", None, "no-clear-winner", "t",
+                                   ratio=1.5, **bounds).ratio_text == "1.50x"
 
 
 # --- ranking over a partial grid -----------------------------------------------------------------
@@ -437,6 +438,9 @@ def test_gate_failures_are_left_out_and_listed_with_the_unchecked_ones():
         gate_verdicts.GateRow(**{**row, "model_label": "mlp"}, precision=p, framework="jax",
                               passed=False) for p in ("fp32", "bf16")]))
     assert _by(recommend(cells, by_name), "train").leader == "jax"
+    # a cell without the config's label is looked up by the model's name
+    unlabelled = _put(cells, "gate_label", {}, pl.Utf8)
+    assert _by(recommend(unlabelled, by_name), "train").leader == "tensorflow"
 
 
 def test_a_model_whose_cells_all_failed_is_not_asked_about():
@@ -455,6 +459,40 @@ def test_serving_aspects_only_where_their_scenario_was_measured():
     assert [r.aspect for r in recs] == ["train", "compile", "latency", "memory",
                                         "single_stream"]
     assert _by(recs, "single_stream").winner == "jax"
+
+
+def test_a_figure_measured_in_one_cell_is_asked_and_says_who_alone_has_it():
+    cells = _frame(_attempts())
+    for col, unit in (("train_j_per_ksample", "training energy (J per 1,000 samples)"),
+                      ("ss_p90", "single-stream p90 latency"),
+                      ("server_max_qps", "server QPS with p99 within the latency bound")):
+        one = cells
+        for name, values, dtype in _per_process({"jax": [41.0, 44.5, 39.8]}, col).values():
+            one = _put(one, name, values, dtype)
+        rec = recommend(one)[-1]
+        assert rec.unit == unit and rec.reason == f"only jax has {unit} results"
+
+
+def test_four_frameworks_the_last_two_also_measured_in_rank_order():
+    plan = {**PLAN, "pytorch": THIRD, "numpy": (0.0300, 0.0070, (0.9, 0.8, 1.0), THIRD[3])}
+    rec = _by(recommend(_frame(_attempts(plan))), "train")
+    assert (rec.winner, rec.runner_up) == ("jax", "tensorflow")
+    assert rec.details[1] == "Also measured: pytorch, numpy."        # 19 ms, then 30 ms steps
+
+
+def test_configurations_that_disagree_only_matter_when_the_mean_names_a_winner():
+    # jax 2x ahead in fp32, pytorch 1.8x ahead in bf16: the geometric mean (1.05x) is within
+    # noise, and that is the reason given, though bf16 alone is beyond the margin
+    plan = {("jax", 32, "fp32"): 0.010, ("pytorch", 32, "fp32"): 0.020,
+            ("jax", 32, "bf16"): 0.018, ("pytorch", 32, "bf16"): 0.010}
+    rec = _by(recommend(_frame(_grid_attempts(plan))), "train")
+    sps = {fw: [[32 / float(np.median(_steps(plan[fw, 32, p], k))) for k in KS]
+                for p in ("bf16", "fp32")] for fw in ("jax", "pytorch")}
+    r, lo, hi = _boot(list(zip(sps["jax"], sps["pytorch"])))
+    assert lo < 1.05 < hi and _boot([(sps["pytorch"][0], sps["jax"][0])])[1] > 1.05
+    assert (rec.leader, rec.winner) == ("jax", None)
+    assert (rec.ratio, rec.lo, rec.hi) == pytest.approx((r, lo, hi))
+    assert rec.reason == "within noise: the interval reaches inside the ±5% margin"
 
 
 def test_recommendations_per_model_in_label_order():
