@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,19 +73,32 @@ def venv_python() -> Path:
 
 
 # mutmut 2 calls pre_mutation(context) from mutmut_config.py in its working directory: the
-# mutants of documentation (docstrings, pydantic field descriptions, comments' neighbours) say
-# nothing about the figures and cost a test run each; they are skipped
+# mutants of documentation (docstrings and other bare string statements, pydantic field
+# descriptions) and of `raise` lines (error texts, pinned by the error tests) say nothing about
+# the figures and cost a test run each; they are skipped. Code that merely continues on a line
+# opening with a string (a record's keys, a verdict's reason, an Aspect's higher_is_better) is
+# mutated: what the user reads.
 # A module's mutants may also be sampled (MUTMUT_SAMPLE=n: one in n, by a hash of the mutant's
 # line and index, so spread over the whole file and the same from run to run): mutmut 2 tries
 # mutants in file order, and a capped run would otherwise judge only a file's first functions.
 MUTMUT_CONFIG = """
-import hashlib, os
+import ast, functools, hashlib, os
+
+
+@functools.lru_cache(maxsize=None)
+def _doc_lines(source):
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            out.update(range(node.lineno - 1, node.end_lineno))
+    return frozenset(out)
 
 
 def pre_mutation(context):
     line = context.current_source_line.strip()
-    if (line.startswith(('"', "'", 'f"', "description=")) or "description=" in line
-            or line.startswith(('\"\"\"', "raise "))):
+    if ("description=" in line or line.startswith("raise ")
+            or context.current_line_index in _doc_lines(context.source)):
         context.skip = True
         return
     n = int(os.environ.get("MUTMUT_SAMPLE", "1"))
@@ -121,6 +135,11 @@ def run_module(py: Path, work: Path, name: str, cap_s: float, sample: int,
         # mutmut 2's own incremental rule: a killed mutant stays killed; the others (survived,
         # untested, a capped run's rest) are tried again when the tests changed
         shutil.move(kept, cache)
+        # what pre_mutation skipped is judged again (the skip rule may have changed)
+        con = sqlite3.connect(cache)
+        with con:
+            con.execute("update Mutant set status = 'untested' where status = 'skipped'")
+        con.close()
     env = {**os.environ, "PYTHONPATH": str(work), "MUTMUT_SAMPLE": str(sample)}
     # mutmut 2 counts only exit status 1 as killed: a mutant that breaks the import (pytest
     # exits 2, collection error) would count as survived, so every failure is made a 1
@@ -167,7 +186,6 @@ STATUS = {"ok_killed": "killed", "bad_survived": "survived", "bad_timeout": "tim
 def _statuses(work: Path, path: str) -> dict:
     """Counts per outcome and the surviving mutants' ids of one file, from mutmut's own cache
     (SQLite)."""
-    import sqlite3
     con = sqlite3.connect(work / ".mutmut-cache")
     try:
         rows = con.execute("select m.id, m.status from Mutant m join Line l on m.line = l.id "
