@@ -49,8 +49,8 @@ MODULES = {
     "stats": ("mlbench/stats.py", "tests/test_stats.py", True),
     "compare": ("mlbench/compare.py", "tests/test_compare.py", True),
     "recommend": ("mlbench/report/recommend.py", "tests/test_recommend_mutants.py "
-                  "tests/test_report.py tests/test_decision.py tests/test_promises_report.py",
-                  False),
+                  "tests/test_recommend_evidence.py tests/test_report.py tests/test_decision.py "
+                  "tests/test_promises_report.py", False),
 }
 
 
