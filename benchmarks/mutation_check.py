@@ -108,7 +108,7 @@ MUTANTS: list[Mutant] = [
       "a worker past its wall limit not recorded as timeout",
       ("tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",)),
     M("launcher-no-rss-sampling", "mlbench/run/launcher.py",
-      "                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps))",
+      "                watch.peak_rss = max(watch.peak_rss, _tree_rss(ps, watch.seen))",
       "                watch.peak_rss = max(watch.peak_rss, 0)",
       "the parent never samples the worker's memory (ru_maxrss alone)",
       (R + "test_host_memory_is_sampled_by_the_parent_over_the_whole_process_tree",
@@ -509,8 +509,8 @@ MUTANTS: list[Mutant] = [
       ("tests/test_worker_clock.py", "tests/test_harness_timing.py")),
     M("harness-inference-sync-outside", "workers/harness.py",
       "            for out in outs:\n                self.sync(out)\n"
-      "            lat.append((clock() - t0) / loops)\n",
-      "            lat.append((clock() - t0) / loops)\n"
+      "            sample_s = clock() - t0\n",
+      "            sample_s = clock() - t0\n"
       "            for out in outs:\n                self.sync(out)\n",
       "inference latencies timed without the sync of their outputs",
       ("tests/test_worker_clock.py", "tests/test_harness_timing.py")),

@@ -226,7 +226,7 @@ def _prepare(model: str, device: str, asp: Aspect, rows: list[dict]
     if not shared:
         why = (f"only {fws_all[0]} has {asp.unit} results" if len(fws_all) == 1 else
                "no configuration has results from two frameworks" if fws_all else
-               ("no compiled mode was measured" if asp.key == "compile" and note else
+               ("no compiled mode was measured" if asp.key == "compile" and not rows else
                 f"no {asp.unit} results"))
         return rec(f"Nothing to compare: {why}.", why)
     scores: dict[str, list[float]] = {}
