@@ -29,12 +29,16 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-# Never part of a build: version control, virtualenvs, build outputs, local runs.
-SKIP = {".git", ".venv", "build", "dist", ".pytest_cache", "results", "gpu_check"}
+# Never part of a build: version control, virtualenvs, build outputs, and (at the top only, as
+# .gitignore says: mlbench/results/ is a package) local runs.
+SKIP = {".git", ".venv", "build", "dist", ".pytest_cache"}
+SKIP_AT_TOP = {"results", "gpu_check"}
 
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
     skipped = {n for n in names if n in SKIP or n.startswith(".venv") or n.endswith(".egg-info")}
+    if Path(folder) == ROOT:
+        skipped |= SKIP_AT_TOP & set(names)
     if Path(folder) == ROOT / "reports":  # local reports can be large; the folder itself stays
         skipped |= {n for n in names if n != ".gitkeep"}
     return skipped
