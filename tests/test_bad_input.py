@@ -447,6 +447,7 @@ def test_every_case_pins_where_the_problem_is(name, files, args, words):
     assert any(loc in w for w in words for loc in LOCATIONS) or "train_samples" in words, name
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 @pytest.mark.parametrize("name", ["recursive alias", "boolean batch size", "results truncated"])
 def test_bad_input_in_a_real_process(tmp_path, name):
     _, files, args, words = next(c for c in CASES if c[0] == name)

@@ -272,6 +272,7 @@ def test_the_meter_sees_the_hog_and_not_the_cells_own_work(tmp_path):
     assert 0.6 <= steady["other_cores"] <= 1.25 + base
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_retry_reruns_a_contended_cell_and_keeps_both_attempts(tmp_path):
     marker = tmp_path / "contended-once"
     conf = dummy_config(tmp_path, contend_once=str(marker))
@@ -321,6 +322,7 @@ def test_wait_for_quiet_is_bounded():
     assert quiet is False and waited >= 0.5 and other >= 0.5 * psutil.cpu_count()
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_the_launcher_records_contention_for_every_worker(tmp_path):
     from workerutil import WORKERS
     job = launcher.Job(WORKERS / "dummy_worker.py", sys.executable,

@@ -54,6 +54,7 @@ def _validate(raw) -> None:
     assert conf.frameworks and conf.models and conf.batch_sizes
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_random_config_mappings_are_a_config_or_one_user_error():
     count = Count("config mappings")
 
@@ -82,6 +83,7 @@ def test_random_values_in_one_key_of_a_valid_config():
     assert count.n >= 80
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_random_model_entries_and_options():
     count = Count("model entries")
     entry = st.fixed_dictionaries({"name": st.sampled_from(["mlp", "cnn", "lstm",
@@ -186,6 +188,7 @@ edits = st.lists(st.tuples(st.integers(0, 3), st.tuples(
     min_size=1, max_size=4).map(lambda xs: [(i, fv) for i, fv in xs])
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_random_fields_in_stored_records_resume_planning(tmp_path_factory, capsys):
     count = Count("stored records (resume planning, store.load)")
 
@@ -215,6 +218,7 @@ def test_random_fields_in_stored_records_resume_planning(tmp_path_factory, capsy
     assert count.n >= 100
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_random_fields_in_stored_records_compare_and_resume(tmp_path_factory, capsys):
     count = Count("stored records (compare + resume planning)")
 
@@ -244,6 +248,7 @@ def test_random_fields_in_stored_records_compare_and_resume(tmp_path_factory, ca
     assert count.n >= 12
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_random_fields_in_stored_records_report(tmp_path_factory, capsys):
     count = Count("stored records (report)")
 

@@ -78,6 +78,7 @@ def test_local_placement_records_the_inherited_gpus_uuid(fake, monkeypatch):
     assert local_executor.local_placement(_cell())["gpu_uuid"] == "GPU-bbbb2222"
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_a_ray_cell_on_gpu_2_is_sampled_on_gpu_2(fake, monkeypatch, tmp_path):
     # Ray hands the task CUDA_VISIBLE_DEVICES=2 and assigns GPU "2": the worker and NVML must
     # both mean the physical GPU 2 (its power is 0.5 kW here, the others 0.3)
@@ -216,6 +217,7 @@ def test_without_a_counter_power_samples_are_integrated_and_zero_watts_is_no_fig
     assert e["source"] is None and "1 power sample" in e["note"]
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_energy_reaches_results_json_summaries_and_the_page(fake, tmp_path):
     # a real worker process under a faked NVML: the counter advances 2.5 J per reading
     fake(TWO, energy_step=2_500)

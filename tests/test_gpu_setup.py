@@ -182,6 +182,7 @@ def test_gpu_check_fails_when_nvidia_smi_sees_a_gpu_nvml_does_not(tmp_path):
     assert "nvidia-smi sees 1 GPU(s)" in lines[0] and "sees 0" in lines[0]
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_gpu_check_dry_run_runs_what_a_cpu_can(tmp_path):
     from mlbench.run import matrix
     proc = _check(tmp_path, "--dry-run", str(tmp_path / "dry"))

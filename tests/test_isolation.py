@@ -39,6 +39,7 @@ def test_worker_imports_nothing_from_the_parent_side(tmp_path, framework):
     assert last["type"] == "result", last
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_parent_never_imports_an_ml_framework(tmp_path):
     code = ("import sys\n"
             "import importlib, pkgutil, mlbench\n"

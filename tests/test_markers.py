@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import conftest
 
 TESTS = Path(__file__).resolve().parent
@@ -51,6 +53,7 @@ def test_only_registered_markers_are_used():
         assert not unknown, (path.name, unknown)
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_the_fast_part_holds_no_file_marked_framework_or_slow():
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
                           "-p", "no:cacheprovider", "-m", "not framework and not slow"],

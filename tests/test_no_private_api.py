@@ -77,6 +77,7 @@ def findings(source: str, ours: set[str]) -> list[str]:
     return sorted(out)
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_no_module_of_the_project_uses_a_private_name_of_a_dependency():
     ours = _ours()
     found = {str(p.relative_to(ROOT)): f for p in _files() if (f := findings(p.read_text(), ours))}

@@ -10,6 +10,7 @@ import time
 import types
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from mlbench.run import heartbeat, preflight
@@ -39,6 +40,7 @@ def test_heartbeat_says_what_runs_with_its_elapsed_time_and_stops():
     assert all(re.fullmatch(r"cell a: train epoch 1 step 40/64, \d+ s", x) for x in lines)
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_a_cell_in_a_log_gets_a_line_every_few_seconds_with_its_phase():
     buf = io.StringIO()
     hooks = RichHooks(Console(file=buf, force_terminal=False, width=200), heartbeat_s=0.05)

@@ -92,6 +92,7 @@ def test_different_parameter_counts_fail_the_gate(tmp_path, capsys, monkeypatch,
     assert rc == 1
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_each_precision_accepts_its_rounding_and_rejects_more(tmp_path, capsys, monkeypatch,
                                                               precision):

@@ -83,6 +83,7 @@ def test_two_threads_means_two_cpus_for_everyone(tmp_path, capsys, fake_workers)
 
 # --- the gate and the ceilings really run, and the flags really skip them ----------------------
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_gate_and_ceilings_run_by_default(tmp_path, capsys, fake_workers):
     conf = _all_frameworks_config(tmp_path, threads=1)
     rc, _, err = run_inproc(["run", "-c", str(conf), "--no-report"], capsys)
@@ -98,6 +99,7 @@ def test_gate_and_ceilings_run_by_default(tmp_path, capsys, fake_workers):
 
 @pytest.mark.parametrize("flag,absent", [("--no-verify", ["verify.json", "verify"]),
                                          ("--no-ceiling", ["ceilings.json"])])
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_no_verify_and_no_ceiling_really_skip(tmp_path, capsys, fake_workers, flag, absent):
     conf = _all_frameworks_config(tmp_path, threads=1)
     rc, _, err = run_inproc(["run", "-c", str(conf), "--no-report", flag], capsys)
@@ -132,6 +134,7 @@ def test_archive_moves_the_earlier_gate_result_aside(tmp_path, capsys, fake_work
 UNFINISHED = ["failed", "oom", "crashed", "timeout", "interrupted"]
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_resume_reruns_every_unfinished_status_and_nothing_done(tmp_path, capsys):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2, 3, 4, 5, 6, 7],
                         framework_settings={"dummy": {"options": {

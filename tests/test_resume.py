@@ -122,6 +122,7 @@ def test_ctrl_c_stops_the_cell_keeps_results_and_exits_130(tmp_path):
     assert all(c["status"] == "ok" for c in by_cell(out).values())
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_sigterm_is_recorded_too(tmp_path):
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1, 2],
                         framework_settings={"dummy": {"options": {"sleep_s": 0.5}}})
@@ -178,6 +179,7 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "not writable" in err and target in err
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_worker_dies_with_a_killed_orchestrator(tmp_path):
     import psutil
     conf = write_config(tmp_path / "c.yaml", batch_sizes=[1],

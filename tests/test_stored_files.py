@@ -259,6 +259,7 @@ def _fifo(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("args", [["run", "--config", "{fifo}", "--no-report"],
                                   ["report", "--results", "{fifo}", "--output", "{tmp}/rep"],
                                   ["compare", "{fifo}", "{fifo}"]])
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_a_fifo_is_refused_not_waited_on(tmp_path, args):
     fifo = _fifo(tmp_path, "x.json")
     args = [a.replace("{fifo}", str(fifo)).replace("{tmp}", str(tmp_path)) for a in args]

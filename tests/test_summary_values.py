@@ -225,6 +225,7 @@ def test_the_planted_samples_are_irregular(planted):
         assert first > 10 * np.median(x)
 
 
+@pytest.mark.slow  # a second or more: a real sweep, process or scan
 def test_results_json_of_a_real_run_agrees_with_its_raw_samples(tmp_path, monkeypatch):
     """Through `mlbench run` (dummy worker, 3 repeats): each summary in results.json against
     numpy on the raw samples stored beside it in the same file and the config's batch size."""
