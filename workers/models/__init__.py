@@ -2,8 +2,8 @@
 
 Owns which models exist and the interface every model module provides (INTERFACE): its presets,
 analytic parameter counts and FLOPs, input kind, synthetic data and canonical parameter shapes
-and initialisation. Adding a model = one module here + one entry in MODULES + one builder (and
-canonical-weight loader) per framework worker.
+and initialisation. Adding a model = one module here + one entry in MODULES + one builder per
+framework worker (each worker loads the canonical weights by its naming rule: no loader code).
 
 Standard library only at import time (numpy lazily, in the data functions): the parent reads
 presets and counts through workers/specs.py without numpy or any framework. Never imports
