@@ -337,3 +337,16 @@ def test_serving_figures_are_compared_by_the_same_rule(tmp_path):
     assert qps.verdict == "REGRESSED" and qps.change < -0.2
     same = compare(base, _serving_store(tmp_path, "s", 1.0, [800.0, 830.0, 795.0, 820.0]))
     assert {r.metric: r.verdict for r in same.rows}["server max QPS"] == "within noise"
+
+
+def test_the_command_line_defaults_are_compares_own():
+    """cli.py spells the defaults out (it imports compare only when the command runs): they
+    must be the module's, or `mlbench compare` and compare() would judge differently."""
+    import inspect
+
+    from mlbench import cli
+    from mlbench.analysis import compare as mod
+    params = inspect.signature(cli.compare).parameters
+    own = inspect.signature(mod.compare).parameters
+    assert params["drift"].default == own["drift"].default == mod.DRIFT
+    assert params["threshold"].default == own["threshold"].default

@@ -121,7 +121,6 @@ class CompareResult:
                      f"{n} regression(s) in {cells} cell(s)" if n else "no regressions")
         return "\n".join(lines)
 
-
     def shift_lines(self) -> list[str]:
         out = []
         for metric, sh in self.shifts.items():
