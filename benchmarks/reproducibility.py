@@ -4,6 +4,7 @@ Parts (all by default; `--parts a,b` picks):
   aa          A/A: `--pairs` pairs (default 5) of back-to-back runs of one small three-framework
               config (mlp, one batch size, 3 processes per cell), each pair compared with
               `mlbench compare`: flagged cells (regressed or improved) per pair; goal 0.
+              Then every two of the runs (minutes apart): flagged rows and exits 1.
   agree       verdict agreement between every two of those runs: results.json `verdicts` when
               present, else the report's recommendations; goal: never opposite winners.
   power       a planted, known slowdown detected: the dummy worker's step time 10% slower
@@ -20,6 +21,7 @@ Parts (all by default; `--parts a,b` picks):
     .venv/bin/python benchmarks/reproducibility.py                  # everything (~30 min)
     .venv/bin/python benchmarks/reproducibility.py --quick          # dummy-only parts, ~1 min
     .venv/bin/python benchmarks/reproducibility.py --parts aa,agree --pairs 2
+    .venv/bin/python benchmarks/reproducibility.py --parts aa,agree --reuse --work DIR
 
 Prints figures; not a timed test. Figures measured on a machine shared with other work are
 noisy: the `busy` figure printed before each part is the other processes' CPU use right then.
@@ -78,16 +80,18 @@ def run(conf: dict, out: Path) -> float:
     return time.monotonic() - t0
 
 
+def flagged_rows(stdout: str) -> list[str]:
+    """The rows of `mlbench compare`'s table flagged regressed or improved."""
+    return [line for line in stdout.splitlines()
+            if FLAG.search(line) and not re.match(r"(compare |\d+ regression|no regression)",
+                                                  line.strip())]
+
+
 def compare(base: Path, new: Path) -> tuple[int, set[str], str]:
     """`mlbench compare BASE NEW`: exit code, the cells flagged (regressed or improved)."""
     p = subprocess.run([sys.executable, "-m", "mlbench.cli", "compare", str(base), str(new)],
                        env=env(), capture_output=True, text=True)
-    flagged = set()
-    for line in p.stdout.splitlines():
-        if FLAG.search(line) and not re.match(r"(compare |\d+ regression|no regression)",
-                                              line.strip()):
-            flagged.add(line.split()[0])
-    return p.returncode, flagged, p.stdout
+    return p.returncode, {line.split()[0] for line in flagged_rows(p.stdout)}, p.stdout
 
 
 def marked(out: Path) -> tuple[int, int]:
@@ -97,10 +101,11 @@ def marked(out: Path) -> tuple[int, int]:
     return sum(any(w.startswith("contended:") for w in ws) for ws in warns.values()), len(warns)
 
 
-def winners(out: Path) -> dict[tuple, str | None]:
-    """(model, device, question) -> winner (None: no winner) of a run."""
+def winners(out: Path, fresh: bool = False) -> dict[tuple, str | None]:
+    """(model, device, question) -> winner (None: no winner) of a run: its results.json's
+    `verdicts`, or (fresh, or none stored) decided again from its records by today's code."""
     doc = json.loads((out / "results.json").read_text())
-    if isinstance(doc.get("verdicts"), list):
+    if isinstance(doc.get("verdicts"), list) and not fresh:
         return {(v.get("model"), v.get("device"), v.get("question")): v.get("winner")
                 for v in doc["verdicts"]}
     import importlib
@@ -111,14 +116,16 @@ def winners(out: Path) -> dict[tuple, str | None]:
     return {(r.model, r.device, r.aspect): r.winner for r in recommend.recommend(cells)}
 
 
-def part_aa(work: Path, pairs: int, conf: dict) -> list[Path]:
+def part_aa(work: Path, pairs: int, conf: dict, reuse: bool = False) -> list[Path]:
     print(f"\n== A/A: {pairs} pair(s) of runs of {len(conf['frameworks'])} framework(s), "
-          f"{conf['repeats']} process(es) per cell ==")
+          f"{conf['repeats']} process(es) per cell{' (kept runs)' if reuse else ''} ==")
     runs, total = [], 0
     for i in range(pairs):
         a, b = work / f"aa{i}a", work / f"aa{i}b"
-        busy = busy_now()
-        ta, tb = run(conf, a), run(conf, b)
+        if reuse and not (a.is_dir() and b.is_dir()):
+            break
+        busy = 0.0 if reuse else busy_now()
+        ta, tb = (0.0, 0.0) if reuse else (run(conf, a), run(conf, b))
         rc, flagged, _ = compare(a, b)
         total += len(flagged)
         ma, mb = marked(a), marked(b)
@@ -126,16 +133,31 @@ def part_aa(work: Path, pairs: int, conf: dict) -> list[Path]:
               f"compare exit {rc}, flagged cells {len(flagged)} {sorted(flagged)}; "
               f"contended cells {ma[0]}/{ma[1]} and {mb[0]}/{mb[1]}")
         runs += [a, b]
-    print(f"A/A: {total} flagged cell(s) over {pairs} pair(s) (goal 0)")
+    print(f"A/A: {total} flagged cell(s) over {len(runs) // 2} pair(s) (goal 0)")
+    part_all_pairs(runs)
     return runs
 
 
-def part_agree(runs: list[Path]) -> None:
+def part_all_pairs(runs: list[Path]) -> None:
+    """Every two of the runs compared (minutes apart, not only back to back): a harder A/A,
+    since a machine's state drifts over minutes for one framework and not the others."""
+    rows = exits = n = 0
+    for a, b in itertools.combinations(runs, 2):
+        rc, _, out = compare(a, b)
+        flagged = flagged_rows(out)
+        n, rows, exits = n + 1, rows + len(flagged), exits + (rc == 1)
+        for line in flagged:
+            print(f"  {a.name} -> {b.name}: {' '.join(line.split()[:8])}")
+    if n:
+        print(f"every two runs: {n} comparisons, {rows} flagged row(s), {exits} exit 1")
+
+
+def part_agree(runs: list[Path], fresh: bool = False) -> None:
     print(f"\n== verdict agreement over {len(runs)} run(s) ==")
     if len(runs) < 2:
         print("needs the runs of `aa`")
         return
-    w = {r: winners(r) for r in runs}
+    w = {r: winners(r, fresh) for r in runs}
     same = opposite = one_sided = none = 0
     for a, b in itertools.combinations(runs, 2):
         for key in w[a].keys() & w[b].keys():
@@ -279,6 +301,9 @@ def main() -> None:
                     help="dummy worker only: aa/agree/contention on the dummy, power without "
                          "the real cell, no wait-policy or sweep")
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="aa/agree: compare the runs kept in --work (aa0a, aa0b, ...) again "
+                         "instead of running them (e.g. after a change to the decision rule)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     conf = SMALL
@@ -291,9 +316,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"runs in {work}; other cores in use now: {busy_now():.2f} of "
           f"{psutil.cpu_count()}")
-    runs = part_aa(work, args.pairs, conf) if "aa" in parts else []
+    if args.reuse and not args.work:
+        ap.error("--reuse needs --work DIR")
+    runs = part_aa(work, args.pairs, conf, reuse=args.reuse) if "aa" in parts else []
     if "agree" in parts:
-        part_agree(runs)
+        part_agree(runs, fresh=args.reuse)
     if "power" in parts:
         part_power(work, args.trials, args.shift, args.noise, real=not args.quick)
     if "contention" in parts:

@@ -18,6 +18,7 @@ from pathlib import Path
 import fakestore as fs
 import jsonschema
 import numpy as np
+import scipy.stats
 import polars as pl
 import pytest
 
@@ -48,7 +49,24 @@ def _boot(pairs, n=stats.N_BOOT):
         logs += np.log(np.median(a[pa], axis=1) / np.median(b[pb], axis=1))
         point.append(np.log(np.median(a) / np.median(b)))
     lo, hi = np.quantile(np.exp(logs / len(pairs)), [0.025, 0.975])
-    return float(np.exp(np.mean(point))), float(lo), float(hi)
+    w_lo, w_hi = _welch(pairs)
+    return float(np.exp(np.mean(point))), min(float(lo), w_lo), max(float(hi), w_hi)
+
+
+def _welch(pairs):
+    """Welch's t interval (95%) of the geometric-mean ratio over pairs, on the logs, from
+    scipy.stats (independent of stats.py's): one pair is scipy's own ttest_ind interval."""
+    logs = [(np.log(np.asarray(a, float)), np.log(np.asarray(b, float))) for a, b in pairs]
+    if len(pairs) == 1:
+        ci = scipy.stats.ttest_ind(*logs[0], equal_var=False).confidence_interval(0.95)
+        return float(np.exp(ci.low)), float(np.exp(ci.high))
+    k = len(pairs)
+    centre = sum(la.mean() - lb.mean() for la, lb in logs) / k
+    parts = [(x.var(ddof=1) / len(x) / k ** 2, len(x) - 1) for pair in logs for x in pair]
+    var = sum(v for v, _ in parts)
+    df = var ** 2 / sum(v * v / d for v, d in parts)
+    half = scipy.stats.t.ppf(0.975, df) * np.sqrt(var)
+    return float(np.exp(centre - half)), float(np.exp(centre + half))
 
 
 # --- the rule on planted per-process values ---------------------------------------------------
@@ -87,6 +105,38 @@ def test_interval_reaching_into_the_margin_is_within_noise_and_names_the_leader(
     d = decision.decide(*REACHES, higher_is_better=True)
     assert d.outcome == "unclear" and d.winner is None and d.leader == "a"
     assert "margin" in d.reason and d.ratio == pytest.approx(ratio)
+
+
+# issue 20's quiet A/A: tensorflow-mlp trained at these per-process samples/s in two runs of one
+# config; all three of the second run beat all three of the first by chance (its processes
+# spread 2x over ten runs), so the percentile bootstrap alone (the range) cleared the margin
+SAME_CONFIG = ([34.4e3, 33.1e3, 39.6e3], [26.4e3, 28.9e3, 21.9e3])
+# three tight processes a side, 20% apart: a clear answer the t interval keeps
+TIGHT = ([120.0, 121.0, 119.0], [100.0, 101.0, 99.0])
+
+
+def _boot_only(a, b, n=stats.N_BOOT):
+    rng = np.random.default_rng(stats.SEED)
+    pa, pb = rng.integers(0, len(a), size=(n, len(a))), rng.integers(0, len(b), size=(n, len(b)))
+    r = np.median(np.asarray(a)[pa], axis=1) / np.median(np.asarray(b)[pb], axis=1)
+    return tuple(float(q) for q in np.quantile(r, [0.025, 0.975]))
+
+
+def test_three_processes_beating_three_by_chance_give_no_winner():
+    assert _boot_only(*SAME_CONFIG)[0] > 1.10         # the bootstrap alone: a "winner"
+    w_lo, w_hi = _welch([SAME_CONFIG])
+    assert w_lo < 1.05 < w_hi
+    d = decision.decide(*SAME_CONFIG, higher_is_better=True)
+    assert d.outcome == "unclear" and d.winner is None and d.leader == "a"
+    assert (d.ci_low, d.ci_high) == pytest.approx(
+        (w_lo, max(w_hi, _boot_only(*SAME_CONFIG)[1])), rel=1e-9)
+
+
+def test_three_tight_processes_a_side_still_give_a_winner():
+    d = decision.decide(*TIGHT, higher_is_better=True)
+    assert d.winner == "a" and d.ci_low > 1.15 and d.ci_high < 1.25
+    ratio, lo, hi = _boot([TIGHT])
+    assert (d.ratio, d.ci_low, d.ci_high) == pytest.approx((ratio, lo, hi))
 
 
 def test_margin_is_configurable():

@@ -216,9 +216,12 @@ def test_intervals_warnings_and_flops_per_cell(tmp_path):
     assert single["ci_basis"] == "single process" and single["train_sps_ci_lo"] is None
     cmp = aggregate.comparison_frame(cells_of(a)).filter(pl.col("framework") == "pytorch")
     r = cmp.row(0, named=True)
-    assert r["train_vs_best_lo"] <= r["train_vs_best"] * 1.01 and r["train_vs_best_sig"]
+    # 1.5x slower in every process, but pytorch's 3 processes spread 18%: Welch's t on the logs
+    # (about 2 degrees of freedom) reaches below 1, where the bootstrap alone (the range) did not
+    assert r["train_vs_best"] == pytest.approx(1.5)
+    assert r["train_vs_best_lo"] < 1 < 1.5 < r["train_vs_best_hi"] and not r["train_vs_best_sig"]
     html = build_report(fs.write_store(tmp_path / "r", a), tmp_path / "o").read_text()
-    assert "unstable training throughput" in html and "significant" in html
+    assert "unstable training throughput" in html and "within noise" in html
     assert "threads=8" in html and "Device ceiling" in html
 
 

@@ -2,8 +2,11 @@
 needed."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import scipy.stats
 
 import fakestore as fs
 from mlbench.results import aggregate
@@ -173,3 +176,54 @@ def test_ratio_of_medians_below_one_and_of_a_zero_median():
     # a zero median on either side has no ratio (a 0 s time is a broken measurement)
     assert stats.ratio_ci([0.0, 0.0, 0.0], b) is None and stats.ratio_ci(a, [0.0] * 3) is None
     assert stats.ratio_ci_many([([0.0, 0.0, 0.0], b), (a, [0.0, 0.0, 0.0])]) == [None, None]
+
+
+# --- Welch's t interval on the logs (widens the bootstrap at few processes) ---------------------
+
+def test_welch_log_interval_is_scipys_welch_interval_on_the_logs():
+    rng = np.random.default_rng(11)
+    for na, nb in ((3, 3), (2, 5), (4, 3), (10, 10)):
+        a, b = rng.lognormal(5, 0.2, size=na), rng.lognormal(5.1, 0.05, size=nb)
+        ci = scipy.stats.ttest_ind(np.log(a), np.log(b), equal_var=False).confidence_interval()
+        got = stats.welch_log_interval([(list(a), list(b))])
+        assert got == pytest.approx((np.exp(ci.low), np.exp(ci.high)), rel=1e-9)
+
+
+def test_welch_log_interval_over_pairs_pools_their_variances():
+    # two pairs whose log means differ by log(1.2) and log(1.1): the centre is their average
+    # and the variance the sum of the four sides' over k^2 (Welch-Satterthwaite df)
+    p1 = ([1.2 * 0.98, 1.2 * 1.02, 1.2], [0.99, 1.01, 1.0])
+    p2 = ([1.1, 1.1 * 1.03, 1.1 * 0.97, 1.1], [1.0, 1.0, 1.02])
+    lo, hi = stats.welch_log_interval([p1, p2])
+    centre = np.mean([np.log(p[0]).mean() - np.log(p[1]).mean() for p in (p1, p2)])
+    assert math.sqrt(lo * hi) == pytest.approx(math.exp(centre), rel=1e-12)
+    v = [np.var(np.log(x), ddof=1) / len(x) / 4 for x in (*p1, *p2)]
+    df = sum(v) ** 2 / sum(vi * vi / (len(x) - 1) for vi, x in zip(v, (*p1, *p2)))
+    half = scipy.stats.t.ppf(0.975, df) * math.sqrt(sum(v))
+    assert math.log(hi / lo) / 2 == pytest.approx(half, rel=1e-9)
+
+
+def test_welch_log_interval_refuses_what_it_cannot_use():
+    assert stats.welch_log_interval([([1.0], [1.0, 2.0])]) is None
+    assert stats.welch_log_interval([([1.0, 0.0], [1.0, 2.0])]) is None
+    assert stats.welch_log_interval([]) is None
+    assert stats.welch_log_interval([([2.0, 2.0], [1.0, 1.0])]) == (2.0, 2.0)   # no spread
+
+
+def test_every_ratio_interval_is_the_wider_of_bootstrap_and_welch():
+    """ratio_ci, ratio_ci_many, geomean_ratio_ci(_many) and its per-pair Ratios all widen."""
+    a, b = [34.4e3, 33.1e3, 39.6e3], [26.4e3, 28.9e3, 21.9e3]
+    w = stats.welch_log_interval([(a, b)])
+    stats._RATIO_CACHE.clear()
+    one = stats.ratio_ci(a, b)
+    assert one.lo == pytest.approx(w[0]) and one.hi >= w[1]
+    assert stats.ratio_ci_many([(a, b)]) == [one]
+    per: dict = {}
+    g = stats.geomean_ratio_ci_many([[(a, b)]], pairs_out=per)[0]
+    assert (g.lo, g.hi) == pytest.approx((one.lo, one.hi))
+    assert (per[(tuple(a), tuple(b))].lo, per[(tuple(a), tuple(b))].hi) == pytest.approx(
+        (one.lo, one.hi))
+    tight = ([120.0, 121.0, 119.0], [100.0, 101.0, 99.0])
+    wt = stats.welch_log_interval([tight])
+    rt = stats.ratio_ci(*tight)
+    assert rt.lo <= wt[0] and rt.hi >= wt[1]

@@ -2,9 +2,9 @@
 names a winner (report verdicts, the modes section) or a regression (`mlbench compare`).
 
 Owns the rule, its defaults and the list of warnings that void a comparison; README.md quotes
-RULE and VOIDING verbatim (tests/test_decision.py compares them). numpy/stdlib only (through
-mlbench.analysis.stats, imported when deciding, so config/schema.py reads the defaults at no cost);
-no ML framework, no pydantic (config/schema.py validates the user's `decision:` block,
+RULE and VOIDING verbatim (tests/test_decision.py compares them). numpy, scipy and stdlib only
+(through mlbench.analysis.stats, imported when deciding, so config/schema.py reads the defaults at
+no cost); no ML framework, no pydantic (config/schema.py validates the user's `decision:` block,
 `settings_from` reads it back from a run's stored config).
 
 Why these defaults:
@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 DEFAULT_MARGIN = 0.05
 DEFAULT_MIN_PROCESSES = 3
-TEST_NAME = "bootstrap percentile interval (95%) of the ratio of medians over processes"
+TEST_NAME = ("ratio of medians over processes; 95% bootstrap interval widened to Welch's t "
+             "on the logs")
 
-RULE = ("A winner only when the 95% bootstrap interval of the ratio of medians over processes "
-        "lies entirely beyond the practical-equivalence margin (default 5%), each side has at "
+RULE = ("A winner only when the 95% interval of the ratio of medians over processes (the "
+        "bootstrap's, widened to Welch's t interval on the logs where that is wider) lies "
+        "entirely beyond the practical-equivalence margin (default 5%), each side has at "
         "least the minimum number of processes (default 3; a single process never gives a "
         "winner) and no voiding warning applies to either side; otherwise no winner, naming the "
         "leader, the ratio, its interval and the reason.")

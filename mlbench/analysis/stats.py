@@ -10,8 +10,13 @@ there is no interval: the cell is labelled "single process" and its judgements f
 within-process spread, saying so (like pyperf, which also refuses to infer run-to-run noise from
 one run).
 
-numpy only; never imports an ML framework, polars, plotly or any other mlbench module (the
-per-cell warnings of records live in mlbench.results.aggregate.warnings_by_cell: no import cycle).
+Every ratio's interval (ratio_ci, ratio_ci_many, geomean_ratio_ci_many) is the percentile
+bootstrap widened to Welch's t interval on the logs where that is wider (welch_log_interval says
+why: the bootstrap of 3 processes is their range, too narrow to decide on).
+
+numpy, and scipy.special for the t quantile (imported on first use); never imports an ML framework,
+polars, plotly or any other mlbench module (the per-cell warnings of records live in
+mlbench.results.aggregate.warnings_by_cell: no import cycle).
 """
 from __future__ import annotations
 
@@ -175,6 +180,54 @@ class Ratio:
         return f"{self.ratio:.{digits}f}x [95% CI {self.lo:.{digits}f}–{self.hi:.{digits}f}]"
 
 
+def _t_quantile(p: float, df):
+    """Student's t quantile (scipy.special.stdtrit; imported on first use: 0.3 s)."""
+    from scipy.special import stdtrit
+    return stdtrit(df, p)
+
+
+def welch_log_interval(pairs: list, confidence: float = CONFIDENCE
+                       ) -> tuple[float, float] | None:
+    """Welch's t interval of the geometric-mean ratio a / b over one or more (a, b) pairs of
+    per-process values, taken on their logarithms: exp(L -+ t * se) with L the mean over pairs
+    of mean(log a) - mean(log b), se from each side's own variance, and Welch-Satterthwaite's
+    degrees of freedom. None when a side has fewer than 2 values or a value is not positive.
+
+    Why beside the bootstrap: with 3 processes a side, the percentile bootstrap of a median is
+    the range of the values, so whenever all three of one run happen to beat all three of the
+    other (about 1 in 20 per direction for the same distribution) its interval excludes 1:
+    it is too narrow at the sizes mlbench runs by default. The t interval widens with the
+    spread it sees and the few degrees of freedom it has."""
+    k = len(pairs)
+    if not k:
+        return None
+    centre, var, parts = 0.0, 0.0, []
+    for a, b in pairs:
+        xa, xb = _arr(a), _arr(b)
+        if len(xa) < 2 or len(xb) < 2 or (xa <= 0).any() or (xb <= 0).any():
+            return None
+        la, lb = np.log(xa), np.log(xb)
+        centre += float(la.mean() - lb.mean()) / k
+        for x in (la, lb):
+            v = float(x.var(ddof=1)) / len(x) / k ** 2
+            var += v
+            parts.append((v, len(x) - 1))
+    if var <= 0:
+        return math.exp(centre), math.exp(centre)
+    df = var ** 2 / sum(v * v / d for v, d in parts if v > 0)
+    half = float(_t_quantile(0.5 + confidence / 2, df)) * math.sqrt(var)
+    return math.exp(centre - half), math.exp(centre + half)
+
+
+def _honest(r: Ratio, pairs: list, confidence: float) -> Ratio:
+    """r with its bootstrap interval widened to Welch's log-t interval over the same pairs
+    (the wider of the two at each end): the one interval every decision of mlbench uses."""
+    w = welch_log_interval(pairs, confidence)
+    if w is None or not r.has_ci:
+        return r
+    return Ratio(r.ratio, min(r.lo, w[0]), max(r.hi, w[1]), r.n_a, r.n_b)
+
+
 def ratio_ci(a, b, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
              seed: int | None = None) -> Ratio | None:
     """Ratio of medians median(a) / median(b), both resampled independently. No interval when
@@ -191,7 +244,8 @@ def ratio_ci(a, b, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
     r = _boot_medians(xa, rng, n_boot) / _boot_medians(xb, rng, n_boot)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(r, [alpha, 1 - alpha])
-    return Ratio(ma / mb, float(lo), float(hi), len(xa), len(xb))
+    return _honest(Ratio(ma / mb, float(lo), float(hi), len(xa), len(xb)), [(xa, xb)],
+                   confidence)
 
 
 _RATIO_CACHE: dict = {}   # (a, b, n_boot, confidence, seed) -> Ratio: the comparison table
@@ -234,8 +288,9 @@ def ratio_ci_many(pairs: list, n_boot: int = N_BOOT, confidence: float = CONFIDE
         qs = np.quantile(r, [alpha, 1 - alpha], axis=1)
         for j, i in enumerate(idxs):
             xa, xb = arrs[i]
-            out[i] = _RATIO_CACHE[keys[i]] = Ratio(median(xa) / median(xb), float(qs[0, j]),
-                                                   float(qs[1, j]), na, nb)
+            out[i] = _RATIO_CACHE[keys[i]] = _honest(
+                Ratio(median(xa) / median(xb), float(qs[0, j]), float(qs[1, j]), na, nb),
+                [(xa, xb)], confidence)
     return out
 
 
@@ -294,14 +349,16 @@ def geomean_ratio_ci_many(pair_lists: list, n_boot: int = N_BOOT,
         if pairs_out is not None:
             q = np.quantile(r, [(1 - confidence) / 2, (1 + confidence) / 2], axis=1)
             for j, (_, xa, xb) in enumerate(items):
-                pairs_out[(tuple(xa.tolist()), tuple(xb.tolist()))] = Ratio(
-                    median(xa) / median(xb), float(q[0, j]), float(q[1, j]), na, nb)
+                pairs_out[(tuple(xa.tolist()), tuple(xb.tolist()))] = _honest(Ratio(
+                    median(xa) / median(xb), float(q[0, j]), float(q[1, j]), na, nb),
+                    [(xa, xb)], confidence)
     counts = np.array([len(arrs[i]) for i in live], dtype=np.float64)[:, None]
     alpha = (1 - confidence) / 2
     qs = np.quantile(np.exp(logs / counts), [alpha, 1 - alpha], axis=1)
     for k, i in enumerate(live):
         point, na, nb = heads[i]
-        out[i] = Ratio(point, float(qs[0, k]), float(qs[1, k]), na, nb)
+        out[i] = _honest(Ratio(point, float(qs[0, k]), float(qs[1, k]), na, nb), arrs[i],
+                         confidence)
     return out
 
 
@@ -410,11 +467,11 @@ def judge_from(*, train_cv: float | None, train_k: int, lat_cv: float | None, la
 def busy_warnings(machine_before, device_before, device: str | None,
                   own_threads: int = 0) -> list[str]:
     """'Busy machine / busy device' sentences from what the launcher recorded before a cell.
-    machine_before: {loadavg_1m, cores_logical, cpu_busy_pct?}; device_before: gpu_sampling.device_state.
-    loadavg_1m decays over about a minute, so right after a cell it still carries that cell's
-    worker (up to `own_threads` runnable threads, the CPUs a cell is pinned to): only the load
-    beyond that counts. cpu_busy_pct (CPU use sampled just before the start, when no worker of
-    ours runs) is the sharper figure and wins when recorded."""
+    machine_before: {loadavg_1m, cores_logical, cpu_busy_pct?}; device_before:
+    gpu_sampling.device_state. loadavg_1m decays over about a minute, so right after a cell it still
+    carries that cell's worker (up to `own_threads` runnable threads, the CPUs a cell is pinned to):
+    only the load beyond that counts. cpu_busy_pct (CPU use sampled just before the start, when no
+    worker of ours runs) is the sharper figure and wins when recorded."""
     out: list[str] = []
     m = machine_before if isinstance(machine_before, dict) else {}
     busy_pct = m.get("cpu_busy_pct")
