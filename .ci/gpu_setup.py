@@ -32,6 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CUDA13_MIN_DRIVER = 580  # CUDA 13.0 needs an R580 driver
 CUDA12_MIN_DRIVER = 525  # CUDA 12.x wheels run on R525+ (minor-version compatibility)
+# onnxruntime-gpu for the serving cells, by the CUDA major of the torch environment that exports
+# to it: the `cuda` extra of its wheel's METADATA asks nvidia-cuda-runtime 13 from 1.27 on, and
+# -cu12 up to 1.26.0 (tests/data/onnxruntime_gpu-*.METADATA, read by .ci/gpu/lock.py's range
+# reader). A CUDA 13 build in a CUDA 12 environment lists CUDAExecutionProvider but cannot load it.
+ORT_GPU = {"13": "1.31.1", "12": "1.26.0"}
 GROUPS = {  # CUDA set -> [(environment, frameworks, constraint file)]
     "13": [("torch-jax", ["pytorch", "jax"], "cuda13-torch-jax.txt"),
            ("tensorflow", ["tensorflow"], "cuda12-tensorflow.txt")],
@@ -363,9 +368,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="build one environment (e.g. torch-jax)")
     ap.add_argument("--with-mlbench", action="store_true",
                     help="also install mlbench itself into the environment(s)")
+    ap.add_argument("--ort-for-cuda", metavar="CUDA_VERSION",
+                    help="print the onnxruntime-gpu requirement built for this CUDA version "
+                         "(torch.version.cuda of the environment that exports to it)")
     ap.add_argument("args", nargs="*", help="`conflicts SITE_PACKAGES`")
     a = ap.parse_args(argv)
     try:
+        if a.ort_for_cuda is not None:
+            major = a.ort_for_cuda.split(".")[0].strip()
+            if major not in ORT_GPU:
+                raise SetupError(f"no onnxruntime-gpu build is pinned for CUDA "
+                                 f"{a.ort_for_cuda!r} (pinned: {', '.join(sorted(ORT_GPU))})")
+            print(f"onnxruntime-gpu=={ORT_GPU[major]}")
+            return 0
         if a.args[:1] == ["conflicts"] and len(a.args) == 2:
             clash = conflicts(Path(a.args[1]))
             for f, d in sorted(clash.items()):

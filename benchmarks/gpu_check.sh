@@ -35,9 +35,9 @@ BOOT="${PYTHON:-python3}"
 VENV=".venv-gpu-torch-jax"
 SERV_S="${GPU_CHECK_SERVING_S:-150}"   # the serving cells (0: none)
 BUDGET_S="${GPU_CHECK_BUDGET_S:-$(( 480 + SERV_S ))}"   # the whole check, installs included
-# onnxruntime-gpu for the serving cells, with the exporter's packages pinned as in
-# .ci/constraints.txt (the GPU build's version = the CPU wheel's there)
-SERVING_PINS=(onnxruntime-gpu==1.31.1 onnx==1.23.2 onnxscript==0.7.2 onnx-ir==1.1.0)
+# the exporter's packages for the serving cells, pinned as in .ci/constraints.txt; onnxruntime-gpu
+# itself is the build for the torch environment's CUDA major (.ci/gpu_setup.py ORT_GPU, step 3b)
+SERVING_PINS=(onnx==1.23.2 onnxscript==0.7.2 onnx-ir==1.1.0)
 T0=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - T0) )); }
 fail() { echo "$1" | tee "$OUT_DIR/summary.txt" >&2; exit 1; }
@@ -89,8 +89,14 @@ fi
 
 # 3b. the serving cells' runtime: onnxruntime-gpu in the same venv (torch exports, ORT serves)
 if [ "$SERV_S" != 0 ] && [ "$DRY" = 0 ] && ! "$PY" -c "import onnxruntime, onnxscript" >/dev/null 2>&1; then
-  "$PY" -m pip install --quiet --only-binary=:all: "${SERVING_PINS[@]}" > "$SCRATCH/serving-setup.log" 2>&1 \
-    || echo "== serving: installing ${SERVING_PINS[*]} failed: $(tail -n 1 "$SCRATCH/serving-setup.log")" >> "$ENVTXT"
+  torch_cuda=$("$PY" -c "import torch; print(torch.version.cuda or '')" 2>/dev/null)
+  if ort_pin=$("$BOOT" .ci/gpu_setup.py --ort-for-cuda "$torch_cuda" 2>&1); then
+    "$PY" -m pip install --quiet --only-binary=:all: "$ort_pin" "${SERVING_PINS[@]}" > "$SCRATCH/serving-setup.log" 2>&1 \
+      || echo "== serving: installing $ort_pin ${SERVING_PINS[*]} failed: $(tail -n 1 "$SCRATCH/serving-setup.log")" >> "$ENVTXT"
+    echo "== serving: $ort_pin for torch's CUDA $torch_cuda" >> "$ENVTXT"
+  else
+    echo "== serving: $ort_pin" >> "$ENVTXT"
+  fi
 fi
 
 # 4. the probe

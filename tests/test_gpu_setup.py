@@ -362,3 +362,47 @@ def test_tensorflow_check_dry_run_and_no_gpu(tmp_path):
                               text=True, timeout=60, env=env)
         lines = (real.stdout + real.stderr).strip().splitlines()
         assert real.returncode != 0 and len(lines) == 1 and "no NVIDIA GPU" in lines[0]
+
+
+# --- onnxruntime-gpu for the serving cells: the build for the torch environment's CUDA ------
+
+@pytest.mark.parametrize("cuda", sorted(gpu_setup.GROUPS))
+def test_each_cuda_set_has_an_onnxruntime_gpu_built_for_its_cuda(cuda):
+    """The pinned onnxruntime-gpu's recorded wheel METADATA (its `cuda` extra) asks the CUDA
+    runtime of the set's major: 1.27 and later are CUDA 13 builds, 1.26.0 the last CUDA 12 one."""
+    version = gpu_setup.ORT_GPU[cuda]
+    meta = ROOT / "tests" / "data" / f"onnxruntime_gpu-{version}.METADATA"
+    assert f"Version: {version}" in meta.read_text()
+    runtime = [r for r in _req_dist(meta, "cuda") if r.name.startswith("nvidia-cuda-runtime")]
+    assert len(runtime) == 1
+    r = runtime[0]
+    assert r.name in ("nvidia-cuda-runtime", f"nvidia-cuda-runtime-cu{cuda}")
+    assert any(s.version.split(".")[0] == cuda for s in r.specifier), r
+    # and the torch of that set is built for that CUDA major (the runtime it pins)
+    env_file = next(f for name, _, f in gpu_setup.GROUPS[cuda] if name == "torch-jax")
+    _, pins = gpu_setup.read_pins(ROOT / ".ci" / "gpu" / env_file)
+    torch_rt = pins.get("nvidia-cuda-runtime") or pins.get("nvidia-cuda-runtime-cu12")
+    assert torch_rt.split(".")[0] == cuda
+
+
+@pytest.mark.parametrize("cuda,pin", [("13.0", "onnxruntime-gpu==1.31.1"),
+                                      ("12.8", "onnxruntime-gpu==1.26.0"),
+                                      ("12", "onnxruntime-gpu==1.26.0")])
+def test_ort_for_cuda_prints_the_build_for_torchs_cuda(cuda, pin):
+    proc = subprocess.run([sys.executable, str(ROOT / ".ci" / "gpu_setup.py"), "--ort-for-cuda",
+                           cuda], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == pin
+
+
+@pytest.mark.parametrize("cuda", ["", "11.8", "x"])
+def test_ort_for_cuda_refuses_a_cuda_it_has_no_build_for_in_one_line(cuda):
+    proc = subprocess.run([sys.executable, str(ROOT / ".ci" / "gpu_setup.py"), "--ort-for-cuda",
+                           cuda], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "no onnxruntime-gpu build is pinned" in proc.stderr
+
+
+def test_gpu_check_installs_the_onnxruntime_gpu_of_torchs_cuda():
+    text = (ROOT / "benchmarks" / "gpu_check.sh").read_text()
+    assert "onnxruntime-gpu==" not in text   # no fixed build: the one for torch.version.cuda
+    assert '.ci/gpu_setup.py --ort-for-cuda "$torch_cuda"' in text

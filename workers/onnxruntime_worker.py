@@ -49,6 +49,10 @@ class OrtBackend(ExportedBackend):
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         chosen = PROVIDERS[getattr(self, "provider", "cpu")]
+        if chosen != PROVIDERS["cpu"] and hasattr(ort, "preload_dlls"):
+            # ONNX Runtime's documented way (1.21+) to find CUDA and cuDNN: torch's, already
+            # loaded by the export in this process, else the nvidia-* packages of this venv
+            ort.preload_dlls()
         providers = [chosen] + (["CPUExecutionProvider"] if chosen != PROVIDERS["cpu"] else [])
         self.session = ort.InferenceSession(path, so, providers=providers)
         got = self.session.get_providers()
