@@ -123,7 +123,9 @@ MUTANTS: list[Mutant] = [
       "            os.killpg(pgid, sig)",
       "            os.kill(proc.pid, sig)",
       "a timeout kills the worker but not its grandchildren",
-      ("tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",)),
+      ("tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",
+       "tests/test_launcher_unit.py::"
+       "test_timeout_kills_the_whole_process_group_grandchild_included")),
     # --- store --------------------------------------------------------------------------------
     M("store-no-fsync", "mlbench/results/store.py",
       "                _write_all(fd, line)\n                os.fsync(fd)\n",
@@ -459,6 +461,8 @@ MUTANTS: list[Mutant] = [
       "a timeout kill stops once the worker is gone, leaving its group's stragglers running",
       ("tests/test_launcher_unit.py::"
        "test_timeout_kills_the_whole_process_group_grandchild_included",
+       "tests/test_launcher_unit.py::"
+       "test_timeout_kill_goes_on_to_sigkill_while_the_group_holds_a_straggler",
        "tests/test_faults.py::test_hang_past_timeout_kills_the_whole_process_group",
        "tests/test_mutant_guards.py")),
     M("launcher-framework-env-dropped", "mlbench/run/launcher.py",

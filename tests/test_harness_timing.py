@@ -150,3 +150,46 @@ def test_calibrate_loops_reaches_the_minimum_sample():
         loops = harness.calibrate_loops(call)
         assert loops * call >= harness.MIN_SAMPLE_S > (loops // 2) * call
     assert harness.calibrate_loops(harness.LOOP_BELOW_S) == 1
+
+
+class WarmsUpSlowly(FakeAsync):
+    """Batch-1 calls that take `warm_s` for the first `slow_calls` (dispatch caches filling, as
+    a JAX mlp's did: 250 µs warm, 34 µs steady) and `predict_s` after."""
+
+    def __init__(self, warm_s, slow_calls, predict_s):
+        super().__init__(predict_s=predict_s)
+        self.warm_s, self.slow_calls, self.calls = warm_s, slow_calls, 0
+
+    def predict(self, batch_index):
+        self.calls += 1
+        return Lazy(0.0, self._enqueue(self.warm_s if self.calls <= self.slow_calls
+                                       else self.predict_s))
+
+
+def test_loops_are_recalibrated_when_the_steady_state_is_faster_than_the_warm_up():
+    be = WarmsUpSlowly(warm_s=0.00025, slow_calls=3, predict_s=0.00003)
+    inf = be.benchmark_inference(n_batches=4, warmup=3, iterations=5)
+    # from the warm-up alone: 8 loops, 240 µs samples, too short for the clock; the probes
+    # recalibrate from the steady per-call time (30 µs plus the fake's own overhead per call)
+    assert harness.calibrate_loops(0.00025) == 8
+    assert inf["loops"] > 8 and inf["loops"] & (inf["loops"] - 1) == 0
+    assert inf["calibration_probes"] >= 2 and len(inf["latencies_s"]) == 5
+    for lat in inf["latencies_s"]:   # the probes are not kept: every sample is steady
+        assert 0.00003 * 0.999 <= lat < 0.00003 * 3
+        assert lat * inf["loops"] >= harness.LOOP_BELOW_S
+
+
+def test_a_call_just_under_the_loop_threshold_is_looped_after_all():
+    """Warm-up calls of 1.2 ms (one call a sample) and steady ones of 0.7 ms: a one-call sample
+    would be under LOOP_BELOW_S, so the probe loops it (4 calls: 2.8 ms)."""
+    be = WarmsUpSlowly(warm_s=0.0012, slow_calls=3, predict_s=0.0007)
+    inf = be.benchmark_inference(n_batches=2, warmup=3, iterations=3)
+    assert inf["loops"] == 4 and inf["calibration_probes"] == 2
+    assert all(0.0007 * 0.999 <= lat < 0.0007 * 2 for lat in inf["latencies_s"])
+
+
+def test_calls_as_fast_warm_as_steady_need_one_probe():
+    be = FakeAsync(predict_s=0.0001)
+    inf = be.benchmark_inference(n_batches=4, warmup=3, iterations=4)
+    assert inf["calibration_probes"] == 1 and inf["loops"] > 1
+    assert all(lat * inf["loops"] >= harness.LOOP_BELOW_S for lat in inf["latencies_s"])

@@ -82,6 +82,30 @@ def test_timeout_kills_the_whole_process_group_grandchild_included(tmp_path):
     assert time.monotonic() - t0 < 15
     grandchild = int((tmp_path / "grandchild.pid").read_text())
     assert _wait_gone(grandchild), "the grandchild outlived the timeout"
+    # the group kill took it, not the leftover sweep (the backstop for processes that left the
+    # group): a kill of the worker's pid alone would leave it to the sweep, which says so here
+    assert "leftover_processes" not in rec, rec.get("leftover_processes")
+
+
+def test_timeout_kill_goes_on_to_sigkill_while_the_group_holds_a_straggler(tmp_path):
+    """The worker dies of SIGTERM, its grandchild ignores it: the group kill must not stop when
+    the worker is gone but SIGKILL the group, so no straggler is left to the leftover sweep."""
+    script = _script(tmp_path, f"""
+        child = subprocess.Popen([sys.executable, "-c",
+                                  "import signal, time; signal.signal(signal.SIGTERM, "
+                                  "signal.SIG_IGN); open({str(tmp_path / 'ready')!r}, 'w'); "
+                                  "time.sleep(600)"])
+        open({str(tmp_path / 'grandchild.pid')!r}, "w").write(str(child.pid))
+        while not os.path.exists({str(tmp_path / 'ready')!r}):
+            time.sleep(0.01)
+        say("hello", pid=os.getpid())
+        time.sleep(600)
+    """)
+    rec = launcher.launch(_job(script, timeout_s=2.0), tmp_path, launcher.Stop())
+    assert rec["status"] == "timeout" and "process group killed" in rec["reason"]
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    assert _wait_gone(grandchild), "the straggler outlived the timeout"
+    assert "leftover_processes" not in rec, rec.get("leftover_processes")
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])

@@ -373,7 +373,8 @@ class FrameworkInterface:
         back-to-back calls and one sync of all their outputs, and records the mean per call:
         `loops` is 1 for calls of LOOP_BELOW_S or more, otherwise the power of two that makes a
         sample last at least MIN_SAMPLE_S (pyperf's calibrated `loops`), so that no sample is too
-        short for the clock and the sync to be negligible."""
+        short for the clock and the sync to be negligible; calibrated on the warm-up calls, then
+        checked on untimed probe samples (`calibration_probes`) as the steady state runs."""
         self._memory_mark("inference_start")
         clock = self.clock
         t0 = clock()
@@ -389,8 +390,25 @@ class FrameworkInterface:
                 self.sync(self.predict(i % n_batches))
                 warm.append(clock() - t1)
         loops = calibrate_loops(min(warm[1:] or warm))
-        lat = []
         k = 0
+        # The warm-up calls can be slower than the steady state (dispatch caches still filling:
+        # a JAX mlp's batch-1 call took 250 µs warm and 34 µs steady), so a sample at the
+        # warm-up's `loops` can come out shorter than LOOP_BELOW_S. Probe samples, not kept,
+        # recalibrate from their own per-call time until one is long enough (pyperf calibrates
+        # its loops on real samples too); at most PROBES of them.
+        probes = 0
+        while probes < PROBES:
+            t0 = clock()
+            outs = [self.predict((k + j) % n_batches) for j in range(loops)]
+            for out in outs:
+                self.sync(out)
+            probe_s = clock() - t0
+            k, probes = k + loops, probes + 1
+            del outs
+            if probe_s >= LOOP_BELOW_S or loops >= 1 << 20:
+                break
+            loops = max(2 * loops, calibrate_loops(probe_s / loops))
+        lat = []
         progress("inference_steady")  # the parent's contention meter: the timed samples
         sampled_s, t_min = 0.0, None
         capped = False
@@ -413,7 +431,8 @@ class FrameworkInterface:
             del outs
         self._memory_mark("inference")
         return {"warmup_iterations": warmup, "warmup_s": warmup_s, "latencies_s": lat,
-                "loops": loops, "min_sample_s": MIN_SAMPLE_S, "sampled_s": sampled_s,
+                "loops": loops, "calibration_probes": probes, "min_sample_s": MIN_SAMPLE_S,
+                "sampled_s": sampled_s,
                 "min_time_s": min_time_s, "min_time_reached": sampled_s >= min_time_s,
                 "capped": capped}
 
@@ -423,6 +442,7 @@ class FrameworkInterface:
 BLOCK_TARGET_S = 0.05
 LOOP_BELOW_S = 0.001
 MIN_SAMPLE_S = 0.002
+PROBES = 4  # untimed calibration samples at most (each at least doubles `loops`)
 
 
 def calibrate_loops(call_s: float) -> int:

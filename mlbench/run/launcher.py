@@ -392,7 +392,13 @@ def _kill_leftovers(seen: dict) -> list[str]:
             continue
     if not alive:
         return []
-    procs = [ps for ps, _ in alive.values()]
+    # one the group's SIGKILL has hit may still be tearing down: not a leftover if it is gone
+    # (or a zombie) within a moment
+    _, procs = psutil.wait_procs([ps for ps, _ in alive.values()], timeout=LEFTOVER_GRACE_S)
+    procs = [ps for ps in procs if _running(ps)]
+    alive = {ps.pid: alive[ps.pid] for ps in procs}
+    if not alive:
+        return []
     for ps in procs:
         try:
             ps.terminate()
@@ -406,6 +412,16 @@ def _kill_leftovers(seen: dict) -> list[str]:
             pass
     psutil.wait_procs(still, timeout=5.0)
     return [f"{pid} ({cmd})" for pid, (_, cmd) in alive.items()]
+
+
+LEFTOVER_GRACE_S = 0.5
+
+
+def _running(ps: psutil.Process) -> bool:
+    try:
+        return ps.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
