@@ -6,6 +6,8 @@ the equivalence gate's max abs error.
     PYTHONPATH=$PWD .venv/bin/python benchmarks/serving.py --config configs/serving.yaml \
         --output /tmp/serving-run          # runs the sweep first (mlbench run), then prints
     PYTHONPATH=$PWD .venv/bin/python benchmarks/serving.py --output /tmp/serving-run  # prints
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/serving.py --config benchmarks/serving_table.yaml \
+        --output /tmp/serving-table        # issue 23's table: mlp, cnn, transformer x 7 (~20 min)
 
 Every figure is the parent's (mlbench.results.frames, report.serving.break_even: the page's
 numbers). Timings on a shared machine are noisy: say so beside any figure quoted from here.
