@@ -182,15 +182,17 @@ def _dummy(options: dict, repeats: int = 5) -> dict:
             "framework_settings": {"dummy": {"options": options}}}
 
 
-def part_power(work: Path, trials: int, shift: float, noise: float, real: bool) -> None:
+def part_power(work: Path, trials: int, shift: float, noise: float, real: bool,
+               reuse: bool = False) -> None:
     print(f"\n== power: a planted {shift:.0%} slowdown under lognormal noise {noise} "
           f"(per sample and per process), 4 cells x 5 processes, {trials} trial(s) ==")
     hits = aa_flags = cells = 0
     for t in range(trials):
         base, same, slow = work / f"p{t}base", work / f"p{t}same", work / f"p{t}slow"
-        run(_dummy({"noise": noise}), base)
-        run(_dummy({"noise": noise}), same)
-        run(_dummy({"noise": noise, "shift": shift}), slow)
+        if not reuse:
+            run(_dummy({"noise": noise}), base)
+            run(_dummy({"noise": noise}), same)
+            run(_dummy({"noise": noise, "shift": shift}), slow)
         _, flagged, text = compare(base, slow)
         regressed = {ln.split()[0] for ln in text.splitlines()
                      if "train samples/s" in ln and re.search(r"regressed", ln, re.I)}
@@ -204,8 +206,9 @@ def part_power(work: Path, trials: int, shift: float, noise: float, real: bool) 
     print("\n== power on a real cell: pytorch cnn.tiny bs64, threads 2 (base) vs 1 (new) ==")
     conf = {**SMALL, "frameworks": ["pytorch"], "models": [{"name": "cnn", "preset": "tiny"}]}
     two, one = work / "threads2", work / "threads1"
-    run({**conf, "threads": 2}, two)
-    run({**conf, "threads": 1}, one)
+    if not reuse:
+        run({**conf, "threads": 2}, two)
+        run({**conf, "threads": 1}, one)
     rc, flagged, text = compare(two, one)
     rows = [ln for ln in text.splitlines() if "train samples/s" in ln]
     print(f"compare exit {rc}; " + "; ".join(" ".join(r.split()) for r in rows))
@@ -302,8 +305,9 @@ def main() -> None:
                          "the real cell, no wait-policy or sweep")
     ap.add_argument("--work", type=Path, default=None, help="keep the runs here")
     ap.add_argument("--reuse", action="store_true",
-                    help="aa/agree: compare the runs kept in --work (aa0a, aa0b, ...) again "
-                         "instead of running them (e.g. after a change to the decision rule)")
+                    help="aa/agree/power: compare the runs kept in --work (aa0a, aa0b, p0base, "
+                         "...) again instead of running them (e.g. after a change to the "
+                         "decision rule)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     conf = SMALL
@@ -322,7 +326,8 @@ def main() -> None:
     if "agree" in parts:
         part_agree(runs, fresh=args.reuse)
     if "power" in parts:
-        part_power(work, args.trials, args.shift, args.noise, real=not args.quick)
+        part_power(work, args.trials, args.shift, args.noise, real=not args.quick,
+                   reuse=args.reuse)
     if "contention" in parts:
         part_contention(work, conf)
     if "wait-policy" in parts:
