@@ -1,0 +1,157 @@
+"""mlbench/analysis/stats.py pinned where mutmut's mutants lived (benchmarks/mutation_tool.py):
+the interval is the textbook percentile bootstrap with its documented size, seed and 95%, on
+irregular per-process values; what is not a number is left out everywhere; the thresholds of the
+warnings at their documented boundaries. Expected values come from numpy / scipy.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mlbench.analysis import decision, stats
+
+SKEWED = [1.31, 0.97, 1.08, 1.52, 1.02, 0.99]        # 6 processes, one slow pair
+# 14 processes, skewed: enough distinct resample medians that another seed or size would show
+MANY = [1.31, 0.97, 1.08, 1.52, 1.02, 0.99, 1.17, 1.05, 0.94, 1.26, 1.011, 1.13, 0.985, 2.4]
+
+
+def _textbook(values, seed=20240601, n_boot=2000):
+    """np.median over 2000 resamples drawn by numpy's default_rng(20240601), 2.5% / 97.5%."""
+    a = np.asarray(values, dtype=float)
+    plan = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
+    return tuple(np.quantile(np.median(a[plan], axis=1), [0.025, 0.975]))
+
+
+def test_the_interval_is_the_textbook_bootstrap_of_its_documented_size_and_seed():
+    want = pytest.approx(_textbook(MANY), rel=1e-12)
+    assert stats.bootstrap_median_ci(MANY) == want
+    assert stats.bootstrap_median_ci_many([MANY, [2.0]])[0] == want
+    # the data chosen so that another seed or size would show
+    assert _textbook(MANY, seed=20240602) != want and _textbook(MANY, n_boot=2001) != want
+    # an explicit seed is that seed's resampling
+    assert stats.bootstrap_median_ci(MANY, seed=5) == pytest.approx(_textbook(MANY, seed=5))
+    assert _textbook(MANY, seed=5) != want
+    # 90% asked: the 5% / 95% quantiles of the same replicates
+    a = np.asarray(MANY)
+    plan = np.random.default_rng(20240601).integers(0, len(a), size=(2000, len(a)))
+    assert stats.bootstrap_median_ci(MANY, confidence=0.9) == pytest.approx(
+        tuple(np.quantile(np.median(a[plan], axis=1), [0.05, 0.95])), rel=1e-12)
+
+
+def test_the_ratio_interval_is_the_textbook_one_widened_by_welch():
+    a, b = [1.31, 0.97, 1.08, 1.52, 1.02], [1.0, 1.04, 0.96, 1.11, 0.98, 1.02]
+    rng = np.random.default_rng(20240601)
+    pa = rng.integers(0, 5, size=(2000, 5))
+    pb = rng.integers(0, 6, size=(2000, 6))
+    boot = np.quantile(np.median(np.asarray(a)[pa], axis=1) / np.median(np.asarray(b)[pb],
+                                                                            axis=1),
+                       [0.025, 0.975])
+    import scipy.stats
+    w = scipy.stats.ttest_ind(np.log(a), np.log(b), equal_var=False).confidence_interval()
+    want = (min(boot[0], math.exp(w.low)), max(boot[1], math.exp(w.high)))
+    r = stats.ratio_ci(a, b)
+    assert (r.lo, r.hi) == pytest.approx(want, rel=1e-12)
+    assert r.ratio == pytest.approx(np.median(a) / np.median(b)) and (r.n_a, r.n_b) == (5, 6)
+
+
+def test_what_is_not_a_finite_number_is_left_out():
+    dirty = [1.31, float("nan"), 0.97, None, 1.08, float("inf"), 1.52, "1.0", 1.02, 0.99]
+    assert stats.bootstrap_median_ci(dirty) == pytest.approx(_textbook(SKEWED), rel=1e-12)
+    assert stats.median(SKEWED) == np.median(SKEWED)
+    assert stats.cv(dirty) == pytest.approx(np.std(SKEWED, ddof=1) / np.mean(SKEWED))
+    assert stats.cv_many([dirty]) == [stats.cv(SKEWED)]
+    assert stats.ratio_ci(dirty, [1.0, float("nan"), 1.1]).n_a == 6
+
+
+def test_the_advice_on_repeats_reads_as_documented():
+    d = decision.decide([1.0], [1.2, 1.3, 1.25], higher_is_better=True)
+    assert d.advice == "run with repeats: 3 or more (each repeat is a fresh process)"
+
+
+def test_extreme_means_beyond_three_iqr_and_a_tenth_of_the_median():
+    rng = np.random.default_rng(4)
+    body = list(0.010 * rng.lognormal(0, 0.05, 60))
+    q1, med, q3 = np.quantile(body, [0.25, 0.5, 0.75])
+    iqr = q3 - q1
+    far = max(q3 + 3.5 * iqr, 1.12 * med)            # between 3 and 4 IQR, > 10% off
+    assert far < q3 + 4 * iqr
+    a = body + [far]
+    q1, med, q3 = np.quantile(a, [0.25, 0.5, 0.75])
+    assert far > q3 + 3 * (q3 - q1) and far - med >= 0.1 * med
+    assert stats.extremes(a) == (1, pytest.approx(far / med))
+
+
+def test_a_gpu_at_its_busy_threshold_is_busy():
+    assert stats.busy_warnings({}, {"utilization_gpu_pct": 10.0}, "cuda:0") == [
+        "busy device: cuda:0 at 10% utilisation before the cell"]
+    assert stats.busy_warnings({}, {"utilization_gpu_pct": 9.9}, "cuda:0") == []
+
+
+def test_every_warning_sentence_in_full():
+    train, lat = [100.0, 83.0, 121.0], [0.0021, 0.0019, 0.0026, 0.0020]
+    cv_t, cv_l = (np.std(x, ddof=1) / np.mean(x) for x in (train, lat))
+    import scipy.stats
+    z = scipy.stats.norm.ppf(0.975)
+    n_t, n_l = (math.ceil((z * c / 0.05) ** 2) for c in (cv_t, cv_l))
+    w = stats.judge(train_r=train, lat_r=lat, step_median=0.0004, lat_median=0.0009,
+                    step_extreme=3, step_n=40, step_max_rel=2.26, lat_extreme=1, lat_n=200,
+                    lat_max_rel=6.0)
+    assert w == [
+        f"unstable training throughput: std is {cv_t:.0%} of the mean over 3 processes (>= 10%); "
+        f"about {n_t} repeats would give a ±5% interval",
+        f"unstable inference p50 latency: std is {cv_l:.0%} of the mean over 4 processes "
+        f"(>= 10%); about {n_l} repeats would give a ±5% interval",
+        "extreme values beyond Q1/Q3 ± 3×IQR: 3 of 40 step times (max 2.3× the median); 1 of 200 "
+        "inference latencies (max 6.0× the median)",
+        "samples too short (median under 1 ms, timer and dispatch overheads weigh in; use a "
+        "larger batch or model): training step 400 µs, inference batch 900 µs"]
+    # 2 of 40 is 5%: not more than 5%, and no value 5x the median
+    assert stats.judge(step_extreme=2, step_n=40, step_max_rel=4.9) == []
+    assert stats.judge(step_extreme=3, step_n=40) == [
+        "extreme values beyond Q1/Q3 ± 3×IQR: 3 of 40 step times"]
+    assert stats.judge(step_median=0.001, lat_median=0.0) == []
+
+
+def test_every_busy_sentence_in_full():
+    assert stats.busy_warnings({"cpu_busy_pct": 61.4, "loadavg_1m": 0.0}, None, "cpu") == [
+        "busy machine: CPU 61% used just before the cell"]
+    assert stats.busy_warnings({"loadavg_1m": 7.0, "cores_logical": 8}, None, "cpu") == [
+        "busy machine: 1-min load average 7.00 on 8 logical cores before the cell"]
+    assert stats.busy_warnings({"loadavg_1m": 7.0, "cores_logical": 8}, None, "cpu", 2) == [
+        "busy machine: 1-min load average 7.00 on 8 logical cores before the cell (beyond the "
+        "2 threads of our own previous cell)"]
+    # load exactly half the cores beyond our own threads is not busy
+    assert stats.busy_warnings({"loadavg_1m": 6.0, "cores_logical": 8}, None, "cpu", 2) == []
+    dev = {"processes": [{"pid": 9, "used_memory_bytes": 2 << 30},
+                         {"pid": 11, "used_memory_bytes": 512 << 20}, "junk"],
+           "utilization_gpu_pct": 97}
+    assert stats.busy_warnings({}, dev, "cuda:0") == [
+        "busy device: 2 other compute process(es) on cuda:0 (2560 MiB) before the cell",
+        "busy device: cuda:0 at 97% utilisation before the cell"]
+    assert stats.busy_warnings({}, dev, "cpu") == [] and stats.busy_warnings({}, {}, "cuda:0") == []
+    assert stats.busy_warnings({"cpu_busy_pct": True}, None, "cpu") == []
+
+
+def test_a_ratio_reads_its_interval_and_touching_1_is_not_significant():
+    r = stats.Ratio(1.2345, 1.0, 1.4021, 3, 3)
+    assert r.significant is False and stats.Ratio(0.9, 0.81, 1.0, 3, 3).significant is False
+    assert stats.Ratio(1.2, 1.0001, 1.4, 3, 3).significant is True
+    assert stats.Ratio(0.9, 0.8, 0.9999, 3, 3).significant is True
+    assert r.text() == "1.23x [95% CI 1.00–1.40]" and r.text(3) == "1.234x [95% CI 1.000–1.402]"
+    one = stats.Ratio(2.0, None, None, 1, 3)
+    assert one.text() == "2.00x (single process, no CI)" and one.significant is None
+    assert not stats.Ratio(2.0, 1.5, None, 2, 3).has_ci
+    assert not stats.Ratio(2.0, None, 2.5, 2, 3).has_ci
+
+
+def test_a_cached_ratio_cannot_be_changed_by_whoever_holds_it():
+    """ratio_ci_many hands the same cached Ratio to every caller asking for the same pair."""
+    from dataclasses import FrozenInstanceError
+    stats._RATIO_CACHE.clear()
+    pair = ([1.31, 0.97, 1.08], [1.0, 1.04, 0.96])
+    first = stats.ratio_ci_many([pair])[0]
+    assert stats.ratio_ci_many([pair])[0] is first
+    with pytest.raises(FrozenInstanceError):
+        first.lo = 0.5
