@@ -50,9 +50,10 @@ MODULES = {
                   "-k 'not real_run'", False),
     "harness": ("workers/harness.py", "tests/test_harness_timing.py tests/test_worker_clock.py",
                 False),
-    "stats": ("mlbench/analysis/stats.py", "tests/test_stats.py tests/test_decision.py", False),
+    "stats": ("mlbench/analysis/stats.py", "tests/test_stats_mutants.py tests/test_stats.py "
+              "tests/test_decision.py", False),
     "compare": ("mlbench/analysis/compare.py", "tests/test_compare_mutants.py "
-                "tests/test_compare.py "
+                "tests/test_compare_shift.py tests/test_compare.py "
                 "tests/test_modes.py::test_compare_says_when_a_cell_ran_in_another_mode", False),
     "recommend": ("mlbench/report/recommend.py", "tests/test_recommend_mutants.py "
                   "tests/test_recommend_evidence.py tests/test_report.py tests/test_decision.py "

@@ -155,3 +155,74 @@ def test_a_cached_ratio_cannot_be_changed_by_whoever_holds_it():
     assert stats.ratio_ci_many([pair])[0] is first
     with pytest.raises(FrozenInstanceError):
         first.lo = 0.5
+
+
+def test_welch_on_values_under_1_and_a_zero_on_either_side():
+    """Latencies in seconds are all under 1: still Welch's interval on their logs (scipy)."""
+    import scipy.stats
+    a, b = [0.0021, 0.0019, 0.0026, 0.0020], [0.0017, 0.00175, 0.0016, 0.0019]
+    ci = scipy.stats.ttest_ind(np.log(a), np.log(b), equal_var=False).confidence_interval()
+    assert stats.welch_log_interval([(a, b)]) == pytest.approx((math.exp(ci.low),
+                                                                math.exp(ci.high)), rel=1e-9)
+    assert stats.welch_log_interval([([1.0, 2.0], [0.0, 1.0])]) is None
+    assert stats.welch_log_interval([([0.0, 2.0], [1.0, 1.5])]) is None
+
+
+def test_a_process_at_zero_keeps_the_bootstrap_interval_alone():
+    """One process whose server met its bound at no rate (max QPS 0): the medians are still
+    positive, the logs are not: the ratio keeps its bootstrap interval (the textbook one)."""
+    a, b = [0.0, 805.0, 790.0], [812.0, 801.0, 799.0]
+    rng = np.random.default_rng(20240601)
+    pa, pb = rng.integers(0, 3, size=(2000, 3)), rng.integers(0, 3, size=(2000, 3))
+    want = np.quantile(np.median(np.asarray(a)[pa], axis=1) / np.median(np.asarray(b)[pb],
+                                                                            axis=1),
+                       [0.025, 0.975])
+    stats._RATIO_CACHE.clear()
+    for r in (stats.ratio_ci(a, b), stats.ratio_ci_many([(a, b)])[0]):
+        assert (r.lo, r.hi) == pytest.approx(tuple(want), rel=1e-12)
+        assert r.ratio == pytest.approx(790.0 / 801.0)
+
+
+def test_a_pair_without_a_ratio_does_not_stop_the_pairs_after_it():
+    a, b = [1.31, 0.97, 1.08], [1.0, 1.04, 0.96]
+    stats._RATIO_CACHE.clear()
+    got = stats.ratio_ci_many([([], [1.0]), ([1.0], []), ([0.0, 0.0, 1.0], b), (a, b)])
+    assert got[:3] == [None, None, None] and got[3] == stats.ratio_ci(a, b)
+
+
+def test_the_geometric_mean_interval_is_the_textbook_one_widened_by_welch():
+    """Three configurations (two of 3 v 3 processes sharing one plan, one of 4 v 3 on its own):
+    every replicate's geometric mean of the three ratios, widened by Welch over the pairs."""
+    import scipy.stats
+    pairs = [([1.31, 0.97, 1.08], [1.0, 1.04, 0.96]),
+             ([2.2, 2.05, 2.6, 2.31], [2.0, 1.9, 2.12]),
+             ([0.51, 0.55, 0.49], [0.47, 0.5, 0.46])]
+    logs = np.zeros(2000)
+    for size in ((3, 3), (4, 3)):
+        rng = np.random.default_rng(20240601)
+        pa, pb = (rng.integers(0, n, size=(2000, n)) for n in size)
+        for a, b in pairs:
+            if (len(a), len(b)) == size:
+                logs += np.log(np.median(np.asarray(a)[pa], axis=1)
+                               / np.median(np.asarray(b)[pb], axis=1))
+    boot = np.quantile(np.exp(logs / 3), [0.025, 0.975])
+    la = [(np.log(a), np.log(b)) for a, b in pairs]
+    centre = np.mean([x.mean() - y.mean() for x, y in la])
+    v = [np.var(x, ddof=1) / len(x) / 9 for p in la for x in p]
+    df = sum(v) ** 2 / sum(vi * vi / (len(x) - 1) for vi, x in zip(v, [x for p in la for x in p]))
+    half = scipy.stats.t.ppf(0.975, df) * math.sqrt(sum(v))
+    want = (min(boot[0], math.exp(centre - half)), max(boot[1], math.exp(centre + half)))
+    per: dict = {}
+    stats._RATIO_CACHE.clear()
+    g = stats.geomean_ratio_ci_many([pairs, [pairs[0], ([], [1.0])]], pairs_out=per)
+    assert (g[0].lo, g[0].hi) == pytest.approx(want, rel=1e-9)
+    assert g[0].ratio == pytest.approx(np.exp(np.mean([np.log(np.median(a) / np.median(b))
+                                                       for a, b in pairs])))
+    assert (g[0].n_a, g[0].n_b) == (3, 3) and g[1] is None
+    assert stats.geomean_ratio_ci(pairs) == g[0]
+    for a, b in pairs:
+        one = stats.ratio_ci(a, b)
+        assert (per[(tuple(a), tuple(b))].lo, per[(tuple(a), tuple(b))].hi) == pytest.approx(
+            (one.lo, one.hi), rel=1e-12)
+    single = stats.geomean_ratio_ci([([1.2], [1.0, 1.1]), pairs[0]])
+    assert not single.has_ci and (single.n_a, single.n_b) == (1, 2)   # the fewest per side
