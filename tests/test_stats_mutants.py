@@ -63,6 +63,8 @@ def test_what_is_not_a_finite_number_is_left_out():
     assert stats.cv(dirty) == pytest.approx(np.std(SKEWED, ddof=1) / np.mean(SKEWED))
     assert stats.cv_many([dirty]) == [stats.cv(SKEWED)]
     assert stats.ratio_ci(dirty, [1.0, float("nan"), 1.1]).n_a == 6
+    # no spread relative to a mean of 0 (every process at 0), nor from one process
+    assert stats.cv([0.0, 0.0, 0.0]) is None and stats.cv_many([[0.0, 0.0], [3.0]]) == [None, None]
 
 
 def test_the_advice_on_repeats_reads_as_documented():
@@ -168,6 +170,8 @@ def test_welch_on_values_under_1_and_a_zero_on_either_side():
     assert stats.welch_log_interval([([0.0, 2.0], [1.0, 1.5])]) is None
 
 
+# a replicate drawing two zeros has median 0 and ratio 0, whose log is -inf (geometric mean 0)
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
 def test_a_process_at_zero_keeps_the_bootstrap_interval_alone():
     """One process whose server met its bound at no rate (max QPS 0): the medians are still
     positive, the logs are not: the ratio keeps its bootstrap interval (the textbook one)."""
@@ -178,7 +182,10 @@ def test_a_process_at_zero_keeps_the_bootstrap_interval_alone():
                                                                             axis=1),
                        [0.025, 0.975])
     stats._RATIO_CACHE.clear()
-    for r in (stats.ratio_ci(a, b), stats.ratio_ci_many([(a, b)])[0]):
+    per: dict = {}
+    g = stats.geomean_ratio_ci_many([[(a, b)]], pairs_out=per)[0]
+    for r in (stats.ratio_ci(a, b), stats.ratio_ci_many([(a, b)])[0], g,
+              per[(tuple(a), tuple(b))]):
         assert (r.lo, r.hi) == pytest.approx(tuple(want), rel=1e-12)
         assert r.ratio == pytest.approx(790.0 / 801.0)
 
@@ -224,5 +231,12 @@ def test_the_geometric_mean_interval_is_the_textbook_one_widened_by_welch():
         one = stats.ratio_ci(a, b)
         assert (per[(tuple(a), tuple(b))].lo, per[(tuple(a), tuple(b))].hi) == pytest.approx(
             (one.lo, one.hi), rel=1e-12)
+    # two processes a side are enough for an interval; a zero median on either side, none
+    two = stats.geomean_ratio_ci([([1.2, 1.3], [1.0, 1.1]), pairs[0]])
+    assert two.has_ci and (two.n_a, two.n_b) == (2, 2)
+    b = pairs[0][1]
+    assert stats.geomean_ratio_ci_many([[([0.0, 0.0, 1.0], b)], [(b, [0.0, 0.0, 1.0])],
+                                        [([1.2], b)], pairs]) == [
+        None, None, stats.Ratio(1.2, None, None, 1, 3), g[0]]   # 1.2 / median(b)
     single = stats.geomean_ratio_ci([([1.2], [1.0, 1.1]), pairs[0]])
     assert not single.has_ci and (single.n_a, single.n_b) == (1, 2)   # the fewest per side
