@@ -65,6 +65,8 @@ def test_what_is_not_a_finite_number_is_left_out():
     assert stats.ratio_ci(dirty, [1.0, float("nan"), 1.1]).n_a == 6
     # no spread relative to a mean of 0 (every process at 0), nor from one process
     assert stats.cv([0.0, 0.0, 0.0]) is None and stats.cv_many([[0.0, 0.0], [3.0]]) == [None, None]
+    lat = [0.0021, 0.0019, 0.0026]                      # seconds: a mean under 1 is a mean
+    assert stats.cv_many([lat])[0] == pytest.approx(np.std(lat, ddof=1) / np.mean(lat))
 
 
 def test_the_advice_on_repeats_reads_as_documented():
@@ -240,3 +242,22 @@ def test_the_geometric_mean_interval_is_the_textbook_one_widened_by_welch():
         None, None, stats.Ratio(1.2, None, None, 1, 3), g[0]]   # 1.2 / median(b)
     single = stats.geomean_ratio_ci([([1.2], [1.0, 1.1]), pairs[0]])
     assert not single.has_ci and (single.n_a, single.n_b) == (1, 2)   # the fewest per side
+
+
+def test_extremes_at_their_fences_and_at_a_tenth_of_the_median():
+    # q1 20, median 21, q3 22 (numpy's quantiles of 9 values fall on samples 3, 5, 7): the
+    # fences are 14 and 28; a value on a fence is not beyond it
+    on = [21.5, 14.0, 20.0, 28.0, 20.5, 21.0, 19.0, 23.0, 22.0]
+    assert tuple(np.quantile(on, [0.25, 0.5, 0.75])) == (20.0, 21.0, 22.0)
+    assert stats.extremes(on) == (0, 28.0 / 21.0)
+    beyond = [21.5, 13.5, 20.0, 28.5, 20.5, 21.0, 19.0, 23.0, 22.0]   # same quartiles
+    assert stats.extremes(beyond) == (2, 28.5 / 21.0)
+    # tight samples around exactly 10: 11 is beyond the fence and exactly 10% off: extreme;
+    # 10.9 is beyond the fence too but under 10% off: not
+    tight = [9.99, 10.0, 10.01, 9.995, 10.005, 10.0, 10.0, 10.0]
+    assert stats.extremes(tight + [11.0]) == (1, 1.1)
+    assert stats.extremes(tight + [10.9]) == (0, pytest.approx(1.09))
+    # 4 samples are enough to judge; a median of 0 has no ratio
+    assert stats.extremes([1.0, 1.01, 0.99, 1.0]) == (0, 1.01)
+    assert stats.extremes([0.0, 0.0, 0.0, 0.0, 5.0]) == (0, None)
+    assert stats.extremes([1.0, 1.01, 0.99]) == (0, None)
