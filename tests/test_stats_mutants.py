@@ -116,6 +116,8 @@ def test_every_warning_sentence_in_full():
     assert stats.judge(step_extreme=3, step_n=40) == [
         "extreme values beyond Q1/Q3 ± 3×IQR: 3 of 40 step times"]
     assert stats.judge(step_median=0.001, lat_median=0.0) == []
+    # a spread of exactly 10% of the mean is unstable (pyperf's ">= 10%")
+    assert len(stats.judge_from(train_cv=0.10, train_k=3, lat_cv=0.0999, lat_k=3)) == 1
 
 
 def test_every_busy_sentence_in_full():
