@@ -128,6 +128,10 @@ def test_every_busy_sentence_in_full():
     assert stats.busy_warnings({"loadavg_1m": 7.0, "cores_logical": 8}, None, "cpu", 2) == [
         "busy machine: 1-min load average 7.00 on 8 logical cores before the cell (beyond the "
         "2 threads of our own previous cell)"]
+    # one logical core: a load of 0.9 is busy; a machine that reports no cores is never judged
+    assert stats.busy_warnings({"loadavg_1m": 0.9, "cores_logical": 1}, None, "cpu") == [
+        "busy machine: 1-min load average 0.90 on 1 logical cores before the cell"]
+    assert stats.busy_warnings({"loadavg_1m": 0.9, "cores_logical": 0}, None, "cpu") == []
     # load exactly half the cores beyond our own threads is not busy
     assert stats.busy_warnings({"loadavg_1m": 6.0, "cores_logical": 8}, None, "cpu", 2) == []
     dev = {"processes": [{"pid": 9, "used_memory_bytes": 2 << 30},
