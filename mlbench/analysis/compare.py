@@ -182,6 +182,11 @@ def _metric_row(cell: str, base: dict, new: dict, metric: tuple, res: CompareRes
     if bv is None or nv is None or bv <= 0:
         return Row(cell, name, bv and bv * scale, nv and nv * scale, None,
                    "not comparable", False, "missing on one side")
+    if higher and nv <= 0:
+        # a server that met its latency bound at some offered rate in BASE and at none in NEW
+        # (max QPS 0): no ratio to test, and a regression all the same
+        return Row(cell, name, bv * scale, nv * scale, -1.0, "REGRESSED", True,
+                   "now 0: no offered rate met the latency bound")
     b, n = list(base.get(reps) or []), list(new.get(reps) or [])
     if res.strict:
         return _strict_row(cell, name, bv, nv, b, n, higher, res.threshold, scale)
