@@ -17,6 +17,9 @@ Parts (all by default; `--parts a,b` picks):
   wait-policy PyTorch MLP training steps, OMP_WAIT_POLICY unset vs passive, without and with
               one CPU hog (median step time, ms): the measurement behind mlbench's default.
   sweep       the wall time of the quick sweep (`mlbench run`, the embedded default config).
+  interval    simulated: how often one A/A comparison of N processes a side clears the 5% margin,
+              with the percentile bootstrap alone and with the rule's interval (widened to
+              Welch's t on the logs), for lognormal, 2x-uniform and bimodal processes (numpy).
 
     .venv/bin/python benchmarks/reproducibility.py                  # everything (~30 min)
     .venv/bin/python benchmarks/reproducibility.py --quick          # dummy-only parts, ~1 min
@@ -293,9 +296,35 @@ def part_sweep(work: Path) -> None:
           f"{busy:.2f}; {m[0]}/{m[1]} cells contended)")
 
 
+def part_interval(comparisons: int = 400) -> None:
+    import numpy as np
+
+    from mlbench.analysis import stats
+    print(f"\n== interval: A/A false flags at a 5% margin, {comparisons} comparisons a row ==")
+    rng = np.random.default_rng(1)
+    kinds = {"lognormal 0.2": lambda n: np.exp(rng.normal(0, 0.2, n)),
+             "uniform 2x": lambda n: rng.uniform(21.6, 42.4, n),
+             "bimodal": lambda n: np.where(rng.random(n) < 0.5, 22.0, 40.0)
+             * np.exp(rng.normal(0, 0.03, n))}
+    for name, draw in kinds.items():
+        for n in (3, 5):
+            boot = rule = 0
+            for _ in range(comparisons):
+                a, b = draw(n), draw(n)
+                r = stats.ratio_ci(a, b)
+                rule += r.lo > 1.05 or r.hi < 1 / 1.05
+                g = stats._rng(None)
+                x = (stats._boot_medians(a, g, stats.N_BOOT)
+                     / stats._boot_medians(b, g, stats.N_BOOT))
+                lo, hi = np.quantile(x, [0.025, 0.975])
+                boot += lo > 1.05 or hi < 1 / 1.05
+            print(f"{name:14} {n} a side: bootstrap alone {boot / comparisons:6.2%}, "
+                  f"the rule's interval {rule / comparisons:6.2%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="aa,agree,power,contention,wait-policy,sweep")
+    ap.add_argument("--parts", default="aa,agree,power,contention,wait-policy,sweep,interval")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--shift", type=float, default=0.10)
@@ -334,6 +363,8 @@ def main() -> None:
         part_wait_policy(3)
     if "sweep" in parts:
         part_sweep(work)
+    if "interval" in parts:
+        part_interval()
 
 
 if __name__ == "__main__":
