@@ -44,8 +44,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_TESTS = "tests/test_promises_"   # the files issue 15 added (left out by --baseline)
-IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", ".pytest_cache",
-                                "results", "reports", "*.egg-info", ".mypy_cache", ".ruff_cache")
+_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", ".pytest_cache",
+                                   "*.egg-info", ".mypy_cache", ".ruff_cache")
+TOP_ONLY = {"results", "reports"}   # run outputs at the top; mlbench/results/ is a package
+
+
+def IGNORE(folder: str, names: list[str]) -> set[str]:
+    """What the scratch copy leaves out: caches anywhere, run outputs at the top only."""
+    top = TOP_ONLY & set(names) if Path(folder).resolve() == ROOT else set()
+    return set(_ANYWHERE(folder, names)) | top
 
 R = "tests/test_promises_run.py::"
 G = "tests/test_promises_gate.py::"
