@@ -285,12 +285,8 @@ MUTANTS: list[Mutant] = [
       (R + "test_no_verify_and_no_ceiling_really_skip", "tests/test_resume.py")),
     # --- stats --------------------------------------------------------------------------------
     M("stats-ratio-interval-swapped", "mlbench/analysis/stats.py",
-      "            out[i] = _RATIO_CACHE[keys[i]] = Ratio(median(xa) / median(xb), "
-      "float(qs[0, j]),\n                                                   float(qs[1, j]), "
-      "na, nb)",
-      "            out[i] = _RATIO_CACHE[keys[i]] = Ratio(median(xa) / median(xb), "
-      "float(qs[1, j]),\n                                                   float(qs[0, j]), "
-      "na, nb)",
+      "                Ratio(median(xa) / median(xb), float(qs[0, j]), float(qs[1, j]), na, nb),",
+      "                Ratio(median(xa) / median(xb), float(qs[1, j]), float(qs[0, j]), na, nb),",
       "the ratio interval's bounds swapped (high-low)",
       (P + "test_the_ratio_interval_is_low_high_around_the_ratio", "tests/test_stats.py",
        "tests/test_report.py::test_recommendation_states_ratio_interval")),
