@@ -79,15 +79,16 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.slow  # seconds: a real sweep, process tree or clock
 def test_timeout_kills_a_grandchild_that_ignores_sigterm(tmp_path):
-    pidfile = tmp_path / "grandchild.pid"
+    pidfile, ready = tmp_path / "grandchild.pid", tmp_path / "ready"
+    # its own file: a late flush of the grandchild's write must not land in the pid file
     stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                f"open({str(pidfile)!r}, 'w').write('x'); time.sleep(600)")
+                f"open({str(ready)!r}, 'w').close(); time.sleep(600)")
     script = tmp_path / "fake_worker.py"
     script.write_text(
         f"import sys, os, time, subprocess\nsys.path.insert(0, {str(WORKERS)!r})\nimport wire\n"
         + textwrap.dedent(f"""
         child = subprocess.Popen([sys.executable, "-c", {stubborn!r}])
-        while not os.path.exists({str(pidfile)!r}):
+        while not os.path.exists({str(ready)!r}):
             time.sleep(0.02)
         open({str(pidfile)!r}, "w").write(str(child.pid))
         print(wire.encode(wire.message("hello", pid=os.getpid())), flush=True)
